@@ -1,0 +1,78 @@
+"""Settings shared by several stages: job resources, data shares, stage references."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from schema.fields import Section, rule_error
+
+STAGES = ("curation", "sft", "preference", "dpo", "ppo", "eval")
+StageName = Literal["curation", "sft", "preference", "dpo", "ppo", "eval"]
+Engine = Literal["openrlhf", "native"]
+
+
+class Resources(Section):
+    """What one job of a stage asks the scheduler for."""
+
+    partition: Literal["gpu", "cpu"] = Field(description="Which partition of the cluster profile the job uses.")
+    nodes: int = Field(ge=1, description="Nodes per job.")
+    gpus_per_node: int = Field(ge=0, description="GPUs per node (0 = CPU job).")
+    cpus_per_node: int = Field(default=16, ge=1, description="CPU cores per node.")
+    mem_gb_per_node: int | None = Field(default=None, ge=1, description="Memory per node (GiB); None = scheduler default.")
+    time_limit_minutes: int = Field(default=24 * 60, ge=1, description="Wall-clock limit of one job (minutes).")
+
+    @property
+    def total_gpus(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+
+def gpu_job(nodes: int, gpus_per_node: int, hours: int) -> Resources:
+    return Resources(
+        partition="gpu",
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        cpus_per_node=8 * gpus_per_node,
+        time_limit_minutes=hours * 60,
+    )
+
+
+def cpu_job(cpus: int, hours: int) -> Resources:
+    return Resources(partition="cpu", nodes=1, gpus_per_node=0, cpus_per_node=cpus, time_limit_minutes=hours * 60)
+
+
+class Share(Section):
+    """One part of a data mixture: a target count and its share of the whole."""
+
+    count: int = Field(ge=0, description="Samples in this part (0 leaves it out).", json_schema_extra={"unit": "samples"})
+    ratio: float = Field(ge=0.0, le=1.0, description="This part's share of the total.")
+
+
+def check_shares(shares: dict[str, Share], tolerance: float, where: str) -> None:
+    """Ratios sum to 1 and agree with the counts (the report rounds ratios to whole percents)."""
+    if not shares:
+        raise rule_error(where, {}, "a mixture needs at least one part", f"add a part under {where}")
+    ratio_sum = sum(share.ratio for share in shares.values())
+    if abs(ratio_sum - 1.0) > 1e-6:
+        raise rule_error(
+            where,
+            {name: share.ratio for name, share in shares.items()},
+            f"ratios must sum to 1 (they sum to {ratio_sum:.4f})",
+            "adjust the ratios so that they add up to 1",
+        )
+    total = sum(share.count for share in shares.values())
+    for name, share in shares.items():
+        actual = share.count / total if total else 0.0
+        if abs(actual - share.ratio) > tolerance:
+            raise rule_error(
+                f"{where}.{name}.ratio",
+                share.ratio,
+                f"ratio must match count/total = {share.count}/{total} = {actual:.4f} within {tolerance}",
+                f"set this ratio to {actual:.2f}, or change the counts",
+            )
+
+
+# A stage reference names the stage whose output a stage reads ("sft"), "base" for the `model` group's
+# weights, or anything else: a path or hub id, used as it is.
+StageRef = str

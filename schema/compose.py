@@ -1,0 +1,233 @@
+"""argv overrides -> Hydra composition (experiments/ + the schema's defaults) -> a validated Experiment.
+
+Light by design: Hydra, OmegaConf, PyYAML and pydantic only, so that it runs on a login node in well under a second.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from schema.errors import ConfigError, Problem, from_validation_error, is_model, suggest, unknown_key_hint, unwrap
+from schema.experiment import Experiment, stage_output
+from schema.fields import default_tree
+
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+GROUPS = ("model", "reward_model", "cluster", "launcher", "experiment")
+SCHEMA_DEFAULTS = "schema_defaults"
+
+
+@dataclass
+class Composed:
+    """A composed (not yet validated) experiment and where each value came from."""
+
+    config: dict[str, Any]
+    choices: dict[str, str]
+    overrides: list[str]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source_of(self, path: str) -> str | None:
+        """The file or override that last set `path` (or a key under it, or the section holding it)."""
+        if path in self.sources:
+            return self.sources[path]
+        below = [key for key in self.sources if key.startswith(path + ".")]
+        if below:
+            return self.sources[below[-1]]
+        parts = path.split(".")
+        for end in range(len(parts) - 1, 0, -1):
+            prefix = ".".join(parts[:end])
+            if prefix in self.sources:
+                return self.sources[prefix]
+        return None
+
+
+def options(group: str) -> list[str]:
+    return sorted(path.stem for path in (EXPERIMENTS_DIR / group).glob("*.yaml"))
+
+
+def experiment_names() -> list[str]:
+    return options("experiment")
+
+
+# -- overrides -----------------------------------------------------------------------------------------------
+def _parser() -> Any:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create()
+
+
+def parse_overrides(overrides: list[str]) -> list[Any]:
+    from hydra.errors import HydraException
+
+    try:
+        return _parser().parse_overrides(overrides)
+    except HydraException as error:
+        first_lines = " ".join(str(error).strip().splitlines()[:2])
+        raise ConfigError("cannot parse the overrides", [Problem("overrides", first_lines, overrides,
+                          "write overrides as key=value (quote values with spaces or brackets)")]) from None
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Unknown keys and unknown group options fail here, with a suggestion, before Hydra composes anything."""
+    problems = []
+    for override in parse_overrides(overrides):
+        key = override.key_or_group
+        line = f"override '{override.input_line}'"
+        if key in GROUPS:
+            known = options(key)
+            values = list(override.sweep_string_iterator()) if override.is_sweep_override() else [override.value()]
+            for value in values:
+                if str(value) not in known:
+                    close = suggest(str(value), known)
+                    hint = f"did you mean '{key}={close}'?" if close else f"choose one of: {', '.join(known)}"
+                    problems.append(Problem(key, f"no such {key} (experiments/{key}/{value}.yaml)", value, hint, line))
+            continue
+        problem = _check_key(key.split("."), line, override.is_delete())
+        if problem:
+            problems.append(problem)
+    if problems:
+        raise ConfigError("invalid overrides; nothing was run or submitted", problems)
+
+
+def _check_key(parts: list[str], line: str, deleting: bool) -> Problem | None:
+    annotation: Any = Experiment
+    for depth, part in enumerate(parts):
+        annotation = unwrap(annotation)
+        path = ".".join(parts[: depth + 1])
+        if is_model(annotation):
+            if part in annotation.model_computed_fields:
+                return Problem(path, "derived value: it is computed from other settings and cannot be set",
+                               None, f"set the settings it is computed from ({annotation.model_computed_fields[part].description})",
+                               line, has_value=False)
+            if part not in annotation.model_fields:
+                return Problem(path, "unknown key", None, unknown_key_hint(Experiment, parts[:depth], part), line,
+                               has_value=False)
+            annotation = annotation.model_fields[part].annotation
+        elif typing.get_origin(annotation) is dict:
+            annotation = typing.get_args(annotation)[1]
+        elif typing.get_origin(annotation) in (tuple, list):
+            if not part.isdigit():
+                return Problem(path, "a list is indexed by position", None, "use a number, e.g. .0", line, has_value=False)
+            annotation = typing.get_args(annotation)[0]
+        else:
+            return Problem(path, f"'{'.'.join(parts[:depth])}' is a single value and has no keys", None,
+                           f"set {'.'.join(parts[:depth])} itself", line, has_value=False)
+    return None
+
+
+def sweep_points(overrides: list[str]) -> list[list[str]]:
+    """Hydra's own sweep expansion (cartesian product; choice, range, glob) into one override list per point."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    batches = BasicSweeper.split_arguments(parse_overrides(overrides), max_batch_size=None)
+    return [list(point) for batch in batches for point in batch]
+
+
+def sweeping(overrides: list[str]) -> list[str]:
+    return [o.input_line for o in parse_overrides(overrides) if o.is_sweep_override()]
+
+
+# -- composition ---------------------------------------------------------------------------------------------
+@cache
+def _register() -> None:
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(name=SCHEMA_DEFAULTS, node=default_tree(Experiment))
+    OmegaConf.register_new_resolver(
+        "stage_output",
+        lambda experiment, stage, *, _root_: stage_output(f"{_root_.run_root}/{experiment}", stage),
+    )
+
+
+def compose(overrides: list[str]) -> Composed:
+    """Compose experiments/ and the overrides with Hydra. Raises ConfigError; never a traceback for bad input."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf, open_dict
+    from omegaconf.errors import OmegaConfBaseException
+
+    check_overrides(overrides)
+    _register()
+    try:
+        with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):
+            cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+        choices = {group: str(cfg.hydra.runtime.choices[group]) for group in GROUPS}
+        with open_dict(cfg):
+            del cfg["hydra"]
+        if not any(o.startswith(("name=", "++name=", "+name=")) for o in overrides):
+            with open_dict(cfg):
+                cfg.name = choices["experiment"]
+        config = OmegaConf.to_container(cfg, resolve=True)
+    except (HydraException, OmegaConfBaseException) as error:
+        message = str(error).strip().splitlines()
+        raise ConfigError("cannot compose the experiment", [Problem("config", " ".join(message), overrides,
+                          "check the override or YAML file named above", has_value=False)]) from None
+    composed = Composed(config=config, choices=choices, overrides=list(overrides))
+    composed.sources = _sources(choices, overrides)
+    return composed
+
+
+def _sources(choices: dict[str, str], overrides: list[str]) -> dict[str, str]:
+    sources: dict[str, str] = {}
+    for group in GROUPS:  # the order of experiments/config.yaml's defaults list
+        path = EXPERIMENTS_DIR / group / f"{choices[group]}.yaml"
+        data = _read_yaml(path)
+        data.pop("defaults", None)
+        package = [] if group == "experiment" else [group]
+        for key in _leaves(data, package):
+            sources[key] = str(path.relative_to(EXPERIMENTS_DIR.parent))
+    for override in parse_overrides(overrides):
+        if override.key_or_group not in GROUPS:
+            sources[override.key_or_group] = f"override '{override.input_line}'"
+    return sources
+
+
+@cache
+def _read_yaml(path: Path) -> dict[str, Any]:
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def _leaves(data: Any, prefix: list[str]) -> list[str]:
+    if isinstance(data, dict) and data:
+        return [leaf for key, value in data.items() for leaf in _leaves(value, [*prefix, str(key)])]
+    return [".".join(prefix)] if prefix else []
+
+
+# -- validation ----------------------------------------------------------------------------------------------
+@cache
+def schema_defaults() -> dict[str, Any]:
+    return default_tree(Experiment)
+
+
+def default_at(path: str) -> Any:
+    node: Any = schema_defaults()
+    for part in path.split("."):
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None
+    return node
+
+
+def validate(composed: Composed) -> Experiment:
+    try:
+        return Experiment.model_validate(composed.config)
+    except ValidationError as error:
+        problems = from_validation_error(Experiment, error, composed.source_of, default_at)
+        raise ConfigError(f"invalid experiment '{composed.choices['experiment']}'", problems) from None
+
+
+def load(overrides: list[str]) -> Experiment:
+    """Compose and validate one experiment from command-line overrides."""
+    return validate(compose(overrides))
+

@@ -1,0 +1,312 @@
+"""SFT data curation (report §3): sources, de-duplication, heuristic filters, LLM judge, complexity, mix."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import computed_field, model_validator
+
+from schema.common import Resources, Share, check_shares, cpu_job
+from schema.fields import Section, chosen, report, rule_error
+
+SynthesisJob = Literal["math", "science", "chinese_commonsense"]
+CurationStep = Literal["dedup", "heuristics", "judge", "complexity", "mix"]
+CURATION_STEPS: tuple[CurationStep, ...] = ("dedup", "heuristics", "judge", "complexity", "mix")
+HeuristicRule = Literal[
+    "punctuation_run",
+    "repeated_span",
+    "garbled",
+    "long_word",
+    "non_alnum",
+    "repetition",
+    "length",
+    "truncated",
+    "ai_identity",
+    "structure",
+]
+
+
+class MathSynthesis(Section):
+    teacher: str = report(
+        "Qwen/Qwen2.5-Math-7B-Instruct", where="§3 synthetic data, Mathematics", description="Teacher model distilled from."
+    )
+    seed_dataset: str = report(
+        "nvidia/OpenMathInstruct-2", where="§3 synthetic data, Mathematics", description="Questions distilled from."
+    )
+    difficulty_levels: tuple[str, ...] = report(
+        ("easy", "medium", "hard"),
+        where="§3 synthetic data, Mathematics: 'questions of varying difficulty levels'",
+        description="Difficulty strata sampled from the seed dataset (the level names are ours).",
+    )
+    match_ground_truth: bool = report(
+        True,
+        where="§3 synthetic data, Mathematics: 'each distilled response is matched to the ground truth'",
+        description="Keep a distilled response only when its final answer equals the dataset's answer.",
+    )
+    samples_per_question: int = chosen(4, ge=1, description="Teacher samples per question; more samples rescue hard questions.")
+    temperature: float = chosen(0.7, ge=0.0, description="Teacher sampling temperature (diverse but mostly correct).")
+    max_new_tokens: int = chosen(2048, ge=1, description="Longest teacher response (tokens).", unit="tokens")
+
+
+class ScienceSynthesis(Section):
+    generator: str = report(
+        "Qwen/Qwen2.5-32B-Instruct", where="§3 synthetic data, Science", description="Model extracting questions and writing answers."
+    )
+    corpora: tuple[str, ...] = report(
+        ("wiki", "reddit", "arxiv"), where="§3 synthetic data, Science", description="Text sources questions are extracted from."
+    )
+    fields: tuple[str, ...] = report(
+        ("physics", "chemistry", "biology", "psychology"),
+        where="§3 synthetic data, Science",
+        description="Scientific fields kept after topic classification.",
+    )
+    reclassify_with_topic_classifier: bool = report(
+        True, where="§3 synthetic data, Science", description="Re-assign each pair to a field and drop those outside `fields`."
+    )
+    topic_classifier: str = chosen(
+        "Qwen/Qwen2.5-32B-Instruct",
+        description="The report does not name its topic classifier; the generator classifies zero-shot.",
+    )
+
+
+class ChineseCommonsenseSynthesis(Section):
+    sources: tuple[str, ...] = report(
+        ("baidu_baike", "wildchat", "smoltalk-chinese"),
+        where="§3 synthetic data, Chinese commonsense reasoning",
+        description="Encyclopedia and real-user sources.",
+    )
+    relevance_filters: tuple[Literal["tfidf", "keywords"], ...] = report(
+        ("tfidf", "keywords"),
+        where="§3 synthetic data, Chinese commonsense reasoning: 'Using TF-IDF and keyword matching'",
+        description="How relevant content is identified.",
+    )
+    min_tfidf_score: float = chosen(0.1, ge=0.0, description="Documents below this TF-IDF relevance are skipped.")
+    qa_pairs_per_document: int = chosen(
+        3, ge=1, description="'multiple question-answer pairs for knowledge-dense documents': how many."
+    )
+    topic_classifier: str = report(
+        "cmmlu", where="§3: 'we employ the CMMLU classifier for topic categorization'", description="Topic classifier."
+    )
+    llm_quality_check: bool = report(True, where="§3: 'LLM-based evaluation to assess response quality'", description="Judge each answer.")
+    entity_cross_reference: bool = report(
+        True,
+        where="§3: 'cross-reference entity-based queries with encyclopedia entries'",
+        description="Check entity questions against the encyclopedia to prevent hallucination.",
+    )
+    consistent_answer_mapping: bool = report(
+        True,
+        where="§3: 'maintain a mapping list for consistent answers to similar questions'",
+        description="Give similar questions the same answer.",
+    )
+
+
+class Sources(Section):
+    open_source: tuple[str, ...] = chosen(
+        (),
+        description="Public instruction datasets (JSONL/Parquet paths or hub ids). The report names none.",
+    )
+    synthesis: tuple[SynthesisJob, ...] = report(
+        ("math", "science", "chinese_commonsense"),
+        where="§3 synthetic data",
+        description="Synthetic-data jobs to run before filtering.",
+    )
+    math: MathSynthesis = report(default_factory=MathSynthesis, where="§3", description="Math distillation.")
+    science: ScienceSynthesis = report(default_factory=ScienceSynthesis, where="§3", description="Science QA extraction.")
+    chinese_commonsense: ChineseCommonsenseSynthesis = report(
+        default_factory=ChineseCommonsenseSynthesis, where="§3", description="Chinese commonsense QA."
+    )
+
+
+class DedupConfig(Section):
+    method: Literal["minhash_lsh"] = report(
+        "minhash_lsh", where="§3 data filtering, De-duplication", description="Near-duplicate detection algorithm."
+    )
+    exact: bool = chosen(True, description="Also drop identical samples (after whitespace normalisation); cheap and exact.")
+    threshold: float = chosen(
+        0.8, gt=0.0, le=1.0, description="Jaccard similarity at or above which two samples are duplicates."
+    )
+    num_permutations: int = chosen(128, ge=16, description="MinHash signature length.")
+    bands: int = chosen(20, ge=1, description="LSH bands; 20x6 is recall-heavy, then candidates are verified.")
+    rows_per_band: int = chosen(6, ge=1, description="Signature rows per LSH band.")
+    verify_candidates: bool = chosen(
+        True, description="Keep an LSH candidate pair only if its estimated Jaccard reaches the threshold (precision)."
+    )
+    word_ngram: int = chosen(5, ge=1, description="Shingle size for space-separated text (words).", unit="words")
+    char_ngram: int = chosen(5, ge=1, description="Shingle size for Chinese text (characters).", unit="characters")
+    strip_shared_prompts: bool = chosen(
+        True, description="Ignore system prompts shared by many samples; otherwise unrelated samples look alike."
+    )
+    keep: Literal["earliest"] = chosen("earliest", description="Which sample of a duplicate cluster survives.")
+    workers: int = chosen(0, ge=0, description="Processes to hash with (0 = one per CPU core).")
+
+    @computed_field(description="Jaccard at which a pair becomes an LSH candidate with probability ~1/2: (1/b)^(1/r).")
+    @property
+    def lsh_midpoint(self) -> float:
+        return round((1.0 / self.bands) ** (1.0 / self.rows_per_band), 4)
+
+    @model_validator(mode="after")
+    def _bands_fit_signature(self) -> DedupConfig:
+        if self.bands * self.rows_per_band > self.num_permutations:
+            raise rule_error(
+                "bands",
+                self.bands,
+                f"bands x rows_per_band = {self.bands * self.rows_per_band} exceeds num_permutations = {self.num_permutations}",
+                "lower bands or rows_per_band, or raise num_permutations",
+            )
+        return self
+
+
+class HeuristicsConfig(Section):
+    """Rule-based filters (report: 'repeated punctuation or excessive garbled text'), mostly on responses."""
+
+    max_punctuation_run: int = chosen(4, ge=2, description="Drop when one punctuation mark repeats this many times in a row.")
+    punctuation_run_exempt: str = chosen(
+        "-=*#_~`|.·", description="Marks that legitimately repeat (Markdown rules, tables, ellipses)."
+    )
+    repeated_span_min_chars: int = chosen(8, ge=2, description="Shortest span checked for back-to-back repetition.")
+    max_span_repeats: int = chosen(3, ge=2, description="Drop when a span repeats back to back this many times.")
+    max_replacement_chars: int = chosen(0, ge=0, description="U+FFFD characters allowed (garbled decoding).")
+    max_control_chars: int = chosen(0, ge=0, description="Control characters allowed (other than tab/newline).")
+    drop_mojibake: bool = chosen(True, description="Drop UTF-8-read-as-Latin-1 sequences such as 'Ã©' or 'â€™'.")
+    max_word_chars: int = chosen(200, ge=10, description="Longest non-CJK 'word' (base64 blobs, minified code).", unit="characters")
+    max_non_alnum_fraction: float = chosen(0.5, gt=0.0, le=1.0, description="Highest share of non-alphanumeric characters.")
+    max_dup_line_fraction: float = chosen(0.30, gt=0.0, le=1.0, description="Gopher: duplicated lines / lines.")
+    max_dup_line_char_fraction: float = chosen(0.20, gt=0.0, le=1.0, description="Gopher: chars in duplicated lines / chars.")
+    max_dup_paragraph_fraction: float = chosen(0.30, gt=0.0, le=1.0, description="Gopher: duplicated paragraphs / paragraphs.")
+    max_dup_paragraph_char_fraction: float = chosen(
+        0.20, gt=0.0, le=1.0, description="Gopher: chars in duplicated paragraphs / chars."
+    )
+    max_top_ngram_char_fraction: tuple[float, float, float] = chosen(
+        (0.20, 0.18, 0.16), description="Gopher: share of chars in the most frequent 2-, 3-, 4-gram."
+    )
+    max_dup_ngram_char_fraction: tuple[float, float, float, float, float, float] = chosen(
+        (0.15, 0.14, 0.13, 0.12, 0.11, 0.10), description="Gopher: share of chars in duplicated 5- ... 10-grams."
+    )
+    min_response_chars: int = chosen(1, ge=0, description="Shortest response kept (short answers are fine).", unit="characters")
+    max_response_chars: int = chosen(100_000, ge=1, description="Longest response kept.", unit="characters")
+    max_instruction_chars: int = chosen(50_000, ge=1, description="Longest instruction kept.", unit="characters")
+    ai_identity_patterns: tuple[str, ...] = chosen(
+        ("As an AI language model", "I am ChatGPT", "developed by OpenAI", "作为一个人工智能语言模型", "我是ChatGPT"),
+        description="Boilerplate that would teach the model a wrong identity.",
+    )
+    rules_off: dict[str, tuple[HeuristicRule, ...]] = chosen(
+        default_factory=lambda: {
+            "code": ("punctuation_run", "long_word", "non_alnum", "repetition"),
+            "math": ("punctuation_run", "non_alnum"),
+        },
+        description="Per category, the rules that would destroy good samples of that kind.",
+    )
+
+    @model_validator(mode="after")
+    def _response_bounds(self) -> HeuristicsConfig:
+        if self.min_response_chars > self.max_response_chars:
+            raise rule_error(
+                "min_response_chars",
+                self.min_response_chars,
+                f"must not exceed max_response_chars = {self.max_response_chars}",
+                "lower min_response_chars or raise max_response_chars",
+            )
+        return self
+
+
+class JudgeConfig(Section):
+    model: str = report("Qwen/Qwen2.5-32B-Instruct", where="§3 quality-based scoring", description="Judge model.")
+    dimensions: tuple[str, ...] = report(
+        ("instruction_following", "informativeness", "truthfulness"),
+        where="§3 quality-based scoring",
+        description="Dimensions scored separately.",
+    )
+    score_min: int = report(1, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Lowest score.")
+    score_max: int = report(5, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Highest score.")
+    aggregate: Literal["mean"] = report("mean", where="§3: 'the average score across these three dimensions'", description="How dimension scores combine.")
+    discard_lower_percentile: float = chosen(
+        10.0, ge=0.0, lt=100.0, unit="percent", description="Samples below this percentile of the average are dropped."
+    )
+    backend: Literal["vllm", "openai"] = chosen("vllm", description="vLLM in the job, or any OpenAI-compatible server.")
+    endpoint: str | None = chosen(None, description="Base URL of the OpenAI-compatible server (backend=openai).")
+    temperature: float = chosen(0.0, ge=0.0, description="Greedy judging is reproducible.")
+    max_new_tokens: int = chosen(512, ge=1, description="Judge output budget.", unit="tokens")
+    max_retries: int = chosen(3, ge=0, description="Retries for a failed call or unparsable judgement.")
+    cache: bool = chosen(True, description="Cache judgements by content hash so reruns cost nothing.")
+
+    @model_validator(mode="after")
+    def _score_range(self) -> JudgeConfig:
+        if self.score_min >= self.score_max:
+            raise rule_error("score_min", self.score_min, f"must be below score_max = {self.score_max}", "set score_min < score_max")
+        if self.backend == "openai" and not self.endpoint:
+            raise rule_error("endpoint", None, "backend=openai needs the server's URL", "set curation.judge.endpoint=http://HOST:PORT/v1")
+        return self
+
+
+class ComplexityConfig(Section):
+    """Comp(x, y) = λ1·L_length + λ2·Loss_it(x, y); the hardest fraction is dropped."""
+
+    length_weight: float = chosen(
+        0.01, ge=0.0, unit="per instruction token", description="λ1: weight of the instruction length."
+    )
+    loss_weight: float = chosen(1.0, ge=0.0, unit="per nat", description="λ2: weight of the response loss under the base model.")
+    loss_reduction: Literal["sum", "mean"] = report(
+        "sum",
+        where="§3 complexity: Loss_it sums over the response tokens",
+        description="How token losses combine (the report's formula sums log-probabilities; we use their negation, the NLL).",
+    )
+    discard_hardest_fraction: float = chosen(0.05, ge=0.0, lt=1.0, description="Share of the most complex samples dropped.")
+    max_length: int = chosen(4096, ge=16, description="Sequences are truncated to this for scoring.", unit="tokens")
+    batch_tokens: int = chosen(16_384, ge=256, description="Tokens per scoring batch.", unit="tokens")
+
+
+class MixConfig(Section):
+    categories: dict[str, Share] = report(
+        default_factory=lambda: {
+            "general_en": Share(count=3_200_000, ratio=0.39),
+            "general_zh": Share(count=3_000_000, ratio=0.36),
+            "math": Share(count=1_800_000, ratio=0.22),
+            "code": Share(count=200_000, ratio=0.03),
+        },
+        where="§3 data mix table",
+        description="Target samples per category and their share of the SFT data.",
+    )
+    ratio_tolerance: float = chosen(
+        0.01, ge=0.0, le=0.1, description="The report rounds ratios to whole percents (0.2M/8.2M = 2.4% is listed as 3%)."
+    )
+
+    @computed_field(description="Samples in the SFT mix (report: 8.2M).")
+    @property
+    def total(self) -> int:
+        return sum(share.count for share in self.categories.values())
+
+    @model_validator(mode="after")
+    def _shares_agree(self) -> MixConfig:
+        check_shares(self.categories, self.ratio_tolerance, "categories")
+        return self
+
+
+class CurationConfig(Section):
+    inputs: tuple[str, ...] = chosen((), description="Raw sample files (JSONL or Parquet) to curate, besides synthesis output.")
+    steps: tuple[CurationStep, ...] = report(
+        CURATION_STEPS, where="§3 data filtering and data mix", description="Steps to run, in the report's order."
+    )
+    sources: Sources = report(default_factory=Sources, where="§3 data source", description="Where SFT data comes from.")
+    dedup: DedupConfig = report(default_factory=DedupConfig, where="§3", description="MinHash + LSH de-duplication.")
+    heuristics: HeuristicsConfig = report(default_factory=HeuristicsConfig, where="§3", description="Heuristic filters.")
+    judge: JudgeConfig = report(default_factory=JudgeConfig, where="§3", description="LLM-as-a-judge scoring.")
+    complexity: ComplexityConfig = report(default_factory=ComplexityConfig, where="§3", description="Complexity selection.")
+    mix: MixConfig = report(default_factory=MixConfig, where="§3", description="Category mix.")
+    shard_size: int = chosen(100_000, ge=1, description="Samples per shard; CPU steps run as one array task per shard.", unit="samples")
+    resources: Resources = chosen(default_factory=lambda: cpu_job(cpus=16, hours=12), description="CPU steps' job.")
+    gpu_resources: Resources = chosen(
+        default_factory=lambda: Resources(partition="gpu", nodes=1, gpus_per_node=8, cpus_per_node=64, time_limit_minutes=24 * 60),
+        description="Judge, complexity and synthesis jobs.",
+    )
+
+    @model_validator(mode="after")
+    def _steps_in_order(self) -> CurationConfig:
+        order = [CURATION_STEPS.index(step) for step in self.steps]
+        if order != sorted(set(order)):
+            raise rule_error(
+                "steps",
+                list(self.steps),
+                f"steps run once each, in the order {list(CURATION_STEPS)}",
+                "list each step once, in that order",
+            )
+        return self

@@ -1,0 +1,74 @@
+"""Building blocks shared by every schema module.
+
+Every setting is declared with `report(...)` (a value the YuLan-Mini report states, with where it states it)
+or `chosen(...)` (a value the report leaves open; the reason for our choice is part of the description).
+Cross-field rules raise `rule_error(...)`, which carries the field path, the value, the rule and the fix so
+that `schema.errors` can print a message that names all four.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import PydanticCustomError
+
+REPORT = "report"
+CHOSEN = "not in the report"
+
+
+class Section(BaseModel):
+    """A frozen block of settings that rejects unknown keys."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def report(default: Any = ..., *, where: str, description: str, unit: str | None = None, **kwargs: Any) -> Any:
+    """A setting whose default is the value the report gives (`where` says in which section or table)."""
+    return _field(default, description, {"source": REPORT, "where": where, "unit": unit}, kwargs)
+
+
+def chosen(default: Any = ..., *, description: str, unit: str | None = None, **kwargs: Any) -> Any:
+    """A setting the report leaves open; the description says why this default was chosen."""
+    return _field(default, description, {"source": CHOSEN, "unit": unit}, kwargs)
+
+
+def _field(default: Any, description: str, extra: dict[str, Any], kwargs: dict[str, Any]) -> Any:
+    extra = {key: value for key, value in extra.items() if value is not None}
+    if "default_factory" in kwargs:
+        return Field(description=description, json_schema_extra=extra, **kwargs)
+    return Field(default, description=description, json_schema_extra=extra, **kwargs)
+
+
+def rule_error(field: str, value: Any, rule: str, fix: str) -> PydanticCustomError:
+    """A broken cross-field rule. `field` is a dotted path relative to the model that checks the rule."""
+    return PydanticCustomError(
+        "rule",
+        "{rule}",
+        {"field": field, "value": value, "rule": rule, "fix": fix},
+    )
+
+
+def source_of(model_cls: type[BaseModel], name: str) -> dict[str, Any]:
+    """The provenance metadata (`source`, `where`, `unit`) declared for one field."""
+    extra = model_cls.model_fields[name].json_schema_extra
+    return dict(extra) if isinstance(extra, dict) else {}
+
+
+def plain(value: Any) -> Any:
+    """Settings as plain YAML/JSON data: models become dicts of their declared (not computed) fields."""
+    if isinstance(value, BaseModel):
+        return {name: plain(getattr(value, name)) for name in type(value).model_fields}
+    if isinstance(value, dict):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
+    return value
+
+
+def default_tree(model_cls: type[BaseModel]) -> dict[str, Any]:
+    """Every field of `model_cls` with its default, without running cross-field rules of the whole."""
+    return {
+        name: plain(field.get_default(call_default_factory=True))
+        for name, field in model_cls.model_fields.items()
+    }

@@ -1,0 +1,55 @@
+"""Model descriptions: the policy base model and the reward model (groups `model/` and `reward_model/`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from schema.fields import Section, report
+
+
+class ModelSpec(Section):
+    """What the pipeline needs to know about a model before loading it."""
+
+    name_or_path: str = Field(description="Hub id or local directory of the weights (`tiny:<name>` = built locally).")
+    tokenizer: str = Field(
+        description="Identity of the tokenizer. Two models share token ids only when this is equal.",
+    )
+    vocab_size: int = Field(gt=0, description="Vocabulary size (tokens).")
+    context_length: int = Field(gt=0, description="Longest sequence the model accepts (tokens).")
+    num_parameters: int = Field(gt=0, description="Parameter count, used for FLOP and memory estimates.")
+    chat_template: str | None = Field(
+        default=None, description="Jinja chat template; None = the one shipped with the tokenizer."
+    )
+
+
+def yulan_mini() -> ModelSpec:
+    return ModelSpec(
+        name_or_path="yulan-team/YuLan-Mini",
+        tokenizer="yulan-team/YuLan-Mini",
+        vocab_size=99_000,
+        context_length=28_672,
+        num_parameters=2_420_000_000,
+    )
+
+
+def skywork_reward() -> ModelSpec:
+    return ModelSpec(
+        name_or_path="Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
+        tokenizer="meta-llama/Llama-3.1",
+        vocab_size=128_256,
+        context_length=131_072,
+        num_parameters=7_500_000_000,
+    )
+
+
+POLICY_FIELD = report(
+    default_factory=yulan_mini,
+    where="§1: YuLan-Mini, 2.4B parameters, the model every stage starts from",
+    description="The policy's base model (SFT starts from it; complexity loss is computed with it).",
+)
+
+REWARD_FIELD = report(
+    default_factory=skywork_reward,
+    where="§4 preference data and §5 reward model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
+    description="Reward model scoring preference candidates and PPO rollouts.",
+)
