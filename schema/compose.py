@@ -5,8 +5,11 @@ Light by design: Hydra, OmegaConf, PyYAML and pydantic only, so that it runs on 
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import typing
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -130,6 +133,8 @@ def sweep_points(overrides: list[str]) -> list[list[str]]:
 
 
 def sweeping(overrides: list[str]) -> list[str]:
+    if not any("," in o or "(" in o for o in overrides):  # no sweep syntax: skip Hydra's parser
+        return []
     return [o.input_line for o in parse_overrides(overrides) if o.is_sweep_override()]
 
 
@@ -147,7 +152,56 @@ def _register() -> None:
 
 
 def compose(overrides: list[str]) -> Composed:
-    """Compose experiments/ and the overrides with Hydra. Raises ConfigError; never a traceback for bad input."""
+    """Compose experiments/ and the overrides with Hydra. Raises ConfigError; never a traceback for bad input.
+
+    The result is cached under a hash of everything composition reads (the overrides, every file in experiments/,
+    the schema's fields and defaults), so repeated compositions skip Hydra; validation always runs afresh.
+    """
+    key = _cache_key(overrides)
+    cached = _cache_read(key)
+    if cached is not None:
+        return cached
+    composed = _compose_with_hydra(overrides)
+    _cache_write(key, composed)
+    return composed
+
+
+def _cache_dir() -> Path | None:
+    if os.environ.get("YULAN_COMPOSE_CACHE", "1") == "0":
+        return None
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "yulan" / "compose"
+
+
+def _cache_key(overrides: list[str]) -> str:
+    digest = hashlib.sha256(json.dumps([overrides, schema_defaults()], sort_keys=True).encode())
+    for path in sorted(EXPERIMENTS_DIR.rglob("*.yaml")):
+        digest.update(str(path.relative_to(EXPERIMENTS_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _cache_read(key: str) -> Composed | None:
+    directory = _cache_dir()
+    try:
+        return Composed(**json.loads((directory / f"{key}.json").read_text())) if directory else None
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _cache_write(key: str, composed: Composed) -> None:
+    directory = _cache_dir()
+    if directory is None:
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        temporary = directory / f"{key}.{os.getpid()}.tmp"
+        temporary.write_text(json.dumps(asdict(composed)))
+        temporary.replace(directory / f"{key}.json")  # atomic: concurrent launches never read half a file
+    except OSError:
+        pass  # a read-only home only costs speed
+
+
+def _compose_with_hydra(overrides: list[str]) -> Composed:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.errors import HydraException
@@ -181,6 +235,8 @@ def _sources(choices: dict[str, str], overrides: list[str]) -> dict[str, str]:
         path = EXPERIMENTS_DIR / group / f"{choices[group]}.yaml"
         data = _read_yaml(path)
         data.pop("defaults", None)
+        if not data:
+            continue
         package = [] if group == "experiment" else [group]
         for key in _leaves(data, package):
             sources[key] = str(path.relative_to(EXPERIMENTS_DIR.parent))

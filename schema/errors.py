@@ -116,14 +116,23 @@ def unknown_key_hint(root: type[BaseModel], parent: list[str], name: str) -> str
     return f"valid keys at {where}: {', '.join(siblings)}" if siblings else "remove it"
 
 
+def field_source(root: type[BaseModel], path: str) -> dict[str, Any]:
+    """Provenance metadata of the nearest field on `path` that declares one (entries of a report table inherit it)."""
+    parts = path.split(".")
+    for end in range(len(parts), 0, -1):
+        owner = field_at(root, parts[:end])
+        if owner is not None:
+            meta = source_of(*owner)
+            if "source" in meta:
+                return meta
+    return {}
+
+
 def report_note(root: type[BaseModel], path: str, default_of: Callable[[str], Any]) -> str | None:
-    owner = field_at(root, path.split("."))
-    if owner is None:
+    meta, value = field_source(root, path), default_of(path)
+    if meta.get("source") != REPORT or value is None:
         return None
-    meta = source_of(*owner)
-    if meta.get("source") != REPORT:
-        return None
-    return f"{_show(default_of(path))} ({meta.get('where')})"
+    return f"{_show(value)} ({meta.get('where')})"
 
 
 def from_validation_error(

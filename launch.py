@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Compose, validate, plan and dispatch a YuLan post-training experiment.
+
+    python launch.py experiment=NAME [key=value ...]            run it (launcher=local|slurm)
+    python launch.py experiment=NAME dry_run=true              print the plan as JSON; nothing runs or is written
+    python launch.py -m experiment=NAME key=a,b other=1,2      sweep: every point is validated before any runs
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from schema.compose import ConfigError, experiment_names, load, sweep_points, sweeping
+from schema.errors import Problem
+
+
+def usage() -> str:
+    return __doc__ + "\nexperiments: " + ", ".join(experiment_names()) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if {"-h", "--help"} & set(args):
+        print(usage())
+        return 0
+    multirun = bool({"-m", "--multirun"} & set(args))
+    overrides = [arg for arg in args if arg not in ("-m", "--multirun")]
+    try:
+        flags = [arg for arg in overrides if arg.startswith("-")]
+        if flags:
+            raise ConfigError("unknown option", [Problem("argv", "launch.py takes -m/--multirun and key=value overrides",
+                                                         flags, "see python launch.py --help")])
+        if not multirun and sweeping(overrides):
+            raise ConfigError("a sweep needs -m", [Problem("overrides", "these overrides sweep over several values",
+                                                           sweeping(overrides), "add -m to run every combination")])
+        points = sweep_points(overrides) if multirun else [overrides]
+        experiments, failures = [], []
+        for index, point in enumerate(points):
+            try:
+                experiments.append(load(point))
+            except ConfigError as error:
+                failures.append(f"sweep point {index} {point}:\n{error}" if multirun else str(error))
+        if failures:
+            print("\n\n".join(failures), file=sys.stderr)
+            if multirun:
+                print(f"\n{len(failures)} of {len(points)} sweep points are invalid; nothing was run or submitted.",
+                      file=sys.stderr)
+            return 1
+        if multirun:  # point i of a sweep lives in <run dir>/<i>
+            experiments = [e.model_copy(update={"run_dir": f"{e.output_dir}/{i}"}) for i, e in enumerate(experiments)]
+        return dispatch(experiments, points)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+
+
+def dispatch(experiments: list, points: list[list[str]]) -> int:
+    from launchers.plan import plan
+
+    runs = [plan(experiment, point) for experiment, point in zip(experiments, points)]
+    if any(experiment.dry_run for experiment in experiments):
+        print(json.dumps({"runs": [run.to_json() for run in runs]}, indent=2))
+        return 0
+    kinds = {experiment.launcher.kind for experiment in experiments}
+    if kinds != {"local"}:
+        raise ConfigError("launcher not available", [Problem("launcher.kind", "only launcher=local is built so far",
+                                                             sorted(kinds), "use launcher=local, or dry_run=true to see the plan")])
+    from launchers.local import execute
+
+    return execute(experiments, runs)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,53 @@
+"""Run a plan on this machine: every check first, then the run directory, then the jobs in order."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from launchers import manifest
+from launchers.plan import Run
+from schema.errors import ConfigError, Problem
+from schema.experiment import Experiment
+from yulan.stages import available
+
+
+def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
+    problems = []
+    if Path(run.run_dir).exists() and experiment.launcher.on_existing_run == "refuse":
+        problems.append(Problem("run_dir", "the run directory exists; nothing is overwritten", run.run_dir,
+                                "choose another name=/run_root=, delete it, or set launcher.on_existing_run=resume"))
+    if experiment.launcher.refuse_dirty_tree and git["dirty"]:
+        problems.append(Problem("launcher.refuse_dirty_tree", "the git tree has uncommitted changes", True,
+                                "commit or stash them, or set launcher.refuse_dirty_tree=false"))
+    for job in run.jobs:
+        if not available(job.stage, job.engine):
+            problems.append(Problem(f"{job.stage}.engine", f"stage '{job.stage}' has no {job.engine or 'local'} "
+                                    "implementation in this version", job.engine,
+                                    "run the stages that exist (stages=[...]) or use another engine"))
+        if job.engine == "openrlhf" and not (shutil.which("nvidia-smi") and importlib.util.find_spec("openrlhf")):
+            problems.append(Problem(f"{job.stage}.engine", "engine=openrlhf needs GPUs and the openrlhf package on "
+                                    "this machine", "openrlhf", f"use launcher=slurm, or {job.stage}.engine=native"))
+    return problems
+
+
+def execute(experiments: list[Experiment], runs: list[Run]) -> int:
+    git = manifest.git_state()
+    problems = [p for experiment, run in zip(experiments, runs) for p in preflight(experiment, run, git)]
+    if problems:
+        raise ConfigError("cannot run on this machine; nothing was written", problems)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(manifest.REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    for experiment, run in zip(experiments, runs):
+        run_dir = manifest.write(experiment, run, git)
+        print(f"run directory: {run_dir}", file=sys.stderr)
+        for job in run.jobs:
+            print(f"[{job.name}] {' '.join(job.command)}", file=sys.stderr)
+            status = subprocess.call([sys.executable, *job.command[1:]], env=env)  # this interpreter, not PATH's
+            if status:
+                print(f"[{job.name}] failed with exit status {status}; later stages were not run", file=sys.stderr)
+                return status
+    return 0

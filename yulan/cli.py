@@ -1,0 +1,167 @@
+"""`yulan`: inspect, validate and compare experiments without running anything.
+
+    yulan show [experiment=NAME overrides...] [--json] [--sources]
+    yulan validate [experiment=NAME overrides... | --all | FILE...]
+    yulan diff [overrides A...] -- [overrides B...]        typed differences of effective values
+    yulan diff --paper [experiment=NAME overrides...]      what differs from the report's recipe
+    yulan schema [--output FILE]                           JSON Schema of experiment YAML files
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from schema.compose import EXPERIMENTS_DIR, ConfigError, compose, default_at, experiment_names, validate
+from schema.errors import field_source
+from schema.experiment import Experiment
+from schema.fields import REPORT
+
+SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "experiment.schema.json"
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def effective(overrides: list[str]) -> tuple[Experiment, dict[str, Any]]:
+    composed = compose(overrides)
+    experiment = validate(composed)
+    return experiment, flatten(experiment.model_dump(mode="json"))
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import yaml
+
+    composed = compose(args.overrides)
+    experiment = validate(composed)
+    data = experiment.model_dump(mode="json")
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    elif args.sources:
+        for path, value in flatten(data).items():
+            origin = composed.source_of(path) or ("derived" if default_at(path) is None and value is not None else "schema default")
+            print(f"{path} = {json.dumps(value, ensure_ascii=False)}    # {origin}")
+    else:
+        print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    if args.all:
+        targets = [[f"experiment={name}"] for name in experiment_names()]
+    elif args.overrides and all(arg.endswith((".yaml", ".yml")) for arg in args.overrides):
+        targets = targets_for_files(args.overrides)
+    else:
+        targets = [args.overrides]
+    failed = 0
+    for overrides in targets:
+        label = " ".join(overrides) or "(defaults)"
+        try:
+            validate(compose(overrides))
+            print(f"ok      {label}")
+        except ConfigError as error:
+            failed += 1
+            print(f"invalid {label}\n{error}", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(targets)} invalid", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def targets_for_files(files: list[str]) -> list[list[str]]:
+    """A changed experiment file validates that experiment; any other changed config file validates them all."""
+    names = set(experiment_names())
+    chosen: list[str] = []
+    for file in files:
+        path = Path(file).resolve()
+        if path.parent == EXPERIMENTS_DIR / "experiment" and path.stem in names:
+            chosen.append(path.stem)
+        else:
+            chosen = sorted(names)
+            break
+    return [[f"experiment={name}"] for name in dict.fromkeys(chosen)]
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    if args.paper:
+        experiment, values = effective(args.overrides)
+        rows = []
+        for path, value in values.items():
+            if field_source(Experiment, path).get("source") == REPORT:
+                paper = default_at(path)
+                if paper is not None and paper != value:
+                    rows.append((path, paper, value, field_source(Experiment, path).get("where", "")))
+        print(f"{experiment.name} vs the report's recipe: {len(rows)} difference(s)")
+        for path, paper, value, where in rows:
+            print(f"  {path}: report {json.dumps(paper)} -> {json.dumps(value)}    ({where})")
+        return 0
+    if "--" not in args.overrides:
+        print("error: yulan diff needs two sides: yulan diff A... -- B... (or --paper)", file=sys.stderr)
+        return 1
+    split = args.overrides.index("--")
+    left_overrides, right_overrides = args.overrides[:split], args.overrides[split + 1:]
+    _, left = effective(left_overrides)
+    _, right = effective(right_overrides)
+    paths = dict.fromkeys([*left, *right])
+    rows = [(path, left.get(path), right.get(path)) for path in paths if left.get(path) != right.get(path)]
+    print(f"A: {' '.join(left_overrides) or '(defaults)'}\nB: {' '.join(right_overrides) or '(defaults)'}")
+    print(f"{len(rows)} difference(s)")
+    for path, a, b in rows:
+        print(f"  {path}: {json.dumps(a)} -> {json.dumps(b)}")
+    return 0
+
+
+def json_schema() -> dict[str, Any]:
+    schema = Experiment.model_json_schema(mode="validation")
+    # Experiment files are Hydra configs: they may carry a defaults list.
+    schema["properties"]["defaults"] = {"type": "array", "description": "Hydra defaults list (e.g. override /model: tiny)."}
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        print(text, end="")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="yulan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    show = sub.add_parser("show", help="the full effective config, derived values included")
+    show.add_argument("--json", action="store_true")
+    show.add_argument("--sources", action="store_true", help="annotate each value with the file or override that set it")
+    check = sub.add_parser("validate", help="exit 0 when valid, 1 when not")
+    check.add_argument("--all", action="store_true", help="every experiment in experiments/experiment/")
+    diff = sub.add_parser("diff", help="typed differences between two experiments, or against the report")
+    diff.add_argument("--paper", action="store_true")
+    schema = sub.add_parser("schema", help="JSON Schema of experiment files")
+    schema.add_argument("--output")
+    for command in (show, check, diff):
+        command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ppo_yulan ppo.num_episodes=2")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `yulan show | head` ends quietly
+    args = parser.parse_args(argv)
+    if args.command == "diff":  # argparse drops '--', which separates the two sides
+        args.overrides = [arg for arg in argv[argv.index("diff") + 1:] if arg != "--paper"]
+    try:
+        return {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema}[args.command](args)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
