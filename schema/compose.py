@@ -20,6 +20,7 @@ from pydantic import ValidationError
 from schema.errors import ConfigError, Problem, from_validation_error, is_model, suggest, unknown_key_hint, unwrap
 from schema.experiment import Experiment, stage_output
 from schema.fields import default_tree
+from schema.infra import SECRET_NAME
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 GROUPS = ("model", "reward_model", "cluster", "launcher", "experiment")
@@ -212,7 +213,7 @@ def _compose_with_hydra(overrides: list[str]) -> Composed:
     _register()
     try:
         with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):
-            cfg = hydra_compose(config_name="config", overrides=overrides, return_hydra_config=True)
+            cfg = hydra_compose(config_name="config", overrides=_hydra_form(overrides), return_hydra_config=True)
         choices = {group: str(cfg.hydra.runtime.choices[group]) for group in GROUPS}
         with open_dict(cfg):
             del cfg["hydra"]
@@ -229,6 +230,18 @@ def _compose_with_hydra(overrides: list[str]) -> Composed:
     return composed
 
 
+def _hydra_form(overrides: list[str]) -> list[str]:
+    """New keys of open dicts (cluster.env.X, a new mix category) need Hydra's '+'; the schema already checked them."""
+    return [
+        f"++{line}" if key not in GROUPS and not line.startswith(("+", "~")) and not _in_defaults(key) else line
+        for line, key in ((o.input_line, o.key_or_group) for o in parse_overrides(overrides))
+    ]
+
+
+def _in_defaults(path: str) -> bool:
+    return _default_node(path) is not _MISSING
+
+
 def _sources(choices: dict[str, str], overrides: list[str]) -> dict[str, str]:
     sources: dict[str, str] = {}
     for group in GROUPS:  # the order of experiments/config.yaml's defaults list
@@ -241,8 +254,10 @@ def _sources(choices: dict[str, str], overrides: list[str]) -> dict[str, str]:
         for key in _leaves(data, package):
             sources[key] = str(path.relative_to(EXPERIMENTS_DIR.parent))
     for override in parse_overrides(overrides):
-        if override.key_or_group not in GROUPS:
-            sources[override.key_or_group] = f"override '{override.input_line}'"
+        key = override.key_or_group
+        if key not in GROUPS:
+            line = f"{key}=<redacted>" if SECRET_NAME.search(key) else override.input_line
+            sources[key] = f"override '{line}'"
     return sources
 
 
@@ -263,7 +278,10 @@ def schema_defaults() -> dict[str, Any]:
     return default_tree(Experiment)
 
 
-def default_at(path: str) -> Any:
+_MISSING = object()
+
+
+def _default_node(path: str) -> Any:
     node: Any = schema_defaults()
     for part in path.split("."):
         if isinstance(node, dict) and part in node:
@@ -271,8 +289,14 @@ def default_at(path: str) -> Any:
         elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
             node = node[int(part)]
         else:
-            return None
+            return _MISSING
     return node
+
+
+def default_at(path: str) -> Any:
+    """The schema's default at a dotted path (None where there is none)."""
+    node = _default_node(path)
+    return None if node is _MISSING else node
 
 
 def validate(composed: Composed) -> Experiment:

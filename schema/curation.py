@@ -294,9 +294,9 @@ class CurationConfig(Section):
     mix: MixConfig = report(default_factory=MixConfig, where="§3", description="Category mix.")
     shard_size: int = chosen(100_000, ge=1, description="Samples per shard; CPU steps run as one array task per shard.", unit="samples")
     resources: Resources = chosen(default_factory=lambda: cpu_job(cpus=16, hours=12), description="CPU steps' job.")
-    gpu_resources: Resources = chosen(
+    model_resources: Resources = chosen(
         default_factory=lambda: Resources(partition="gpu", nodes=1, gpus_per_node=8, cpus_per_node=64, time_limit_minutes=24 * 60),
-        description="Judge, complexity and synthesis jobs.",
+        description="Jobs that run models: judge, complexity and synthesis (GPU on clusters).",
     )
 
     @model_validator(mode="after")

@@ -78,7 +78,7 @@ class Experiment(Section):
         if stage == "curation":
             uses_gpu = bool(self.curation.sources.synthesis) or {"judge", "complexity"} & set(self.curation.steps)
             jobs = [("curation.resources", self.curation.resources)]
-            return jobs + ([("curation.gpu_resources", self.curation.gpu_resources)] if uses_gpu else [])
+            return jobs + ([("curation.model_resources", self.curation.model_resources)] if uses_gpu else [])
         return [(f"{stage}.resources", getattr(self, stage).resources)]
 
     @computed_field(description="This run's directory.")
