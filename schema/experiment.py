@@ -132,19 +132,17 @@ class Experiment(Section):
     @model_validator(mode="after")
     def _lengths_fit_models(self) -> Experiment:
         context = self.model.context_length
+        ppo_length = "ppo.prompt_max_length + ppo.generate_max_length"
         checks = [
-            ("sft", "sft.max_length", self.sft.max_length, context, "model.context_length"),
-            ("dpo", "dpo.max_length", self.dpo.max_length, context, "model.context_length"),
-            ("ppo", "ppo.max_sequence_length", self.ppo.max_sequence_length, context, "model.context_length"),
-            ("ppo", "ppo.max_sequence_length", self.ppo.max_sequence_length, self.reward_model.context_length,
-             "reward_model.context_length"),
+            ("sft", "sft.max_length", self.sft.max_length, "sft.max_length", context, "model.context_length"),
+            ("dpo", "dpo.max_length", self.dpo.max_length, "dpo.max_length", context, "model.context_length"),
+            ("ppo", "ppo.max_sequence_length", self.ppo.max_sequence_length, ppo_length, context, "model.context_length"),
+            ("ppo", "ppo.max_sequence_length", self.ppo.max_sequence_length, ppo_length,
+             self.reward_model.context_length, "reward_model.context_length"),
         ]
-        for stage, field, value, limit, limit_name in checks:
+        for stage, field, value, settable, limit, limit_name in checks:
             if stage in self.stages and value > limit:
-                raise rule_error(
-                    field, value, f"exceeds {limit_name} = {limit}",
-                    f"lower {field} (for PPO: prompt_max_length + generate_max_length) to at most {limit}",
-                )
+                raise rule_error(field, value, f"exceeds {limit_name} = {limit}", f"lower {settable} to at most {limit}")
         return self
 
     @model_validator(mode="after")
