@@ -61,7 +61,10 @@ class Penalties(Section):
         description="Added when the response stops mid-sentence or was truncated (size not in the report; 0 disables).",
     )
     sentence_end_marks: str = chosen(
-        ".!?。！？…\"'”’)]}`*", description="Characters a complete response may end with (code fences must be closed)."
+        ".!?。！？…\"'”’)]}`*$|>", description="Characters a complete response may end with (code fences must be closed)."
+    )
+    incomplete_min_words: int = chosen(
+        6, ge=1, description="A last line without an end mark counts as cut off only from this many words (short answers are fine; 2 CJK characters = 1 word)."
     )
     mixed_language: float = report(
         -5.0,
@@ -74,6 +77,10 @@ class Penalties(Section):
     )
     chinese_response_min_cjk_fraction: float = chosen(
         0.2, ge=0.0, le=1.0, description="An answer to a Chinese prompt needs at least this share of CJK letters."
+    )
+    language_exempt_words: tuple[str, ...] = chosen(
+        ("chinese", "mandarin", "english", "translate", "translation", "pinyin", "中文", "汉语", "英文", "英语", "翻译"),
+        description="Prompts mentioning these may legitimately mix languages (translation, language questions).",
     )
     generic: float = report(
         -10.0,
@@ -100,6 +107,15 @@ class RewardConfig(Section):
         description="remote_function re-renders each sample in the reward model's own chat template (needed when tokenizers differ).",
     )
     server_url: str | None = chosen(None, description="Reward-model server; None = the PPO job starts one on `reward_gpus`.")
+    rm_prompt_format: str = chosen(
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n{response}<|eot_id|>",
+        description="The reward model's own chat format (Llama-3.1's for Skywork); the server applies none.",
+    )
+    actor_stop_strings: tuple[str, ...] = chosen(
+        ("<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"),
+        description="End-of-turn tokens of the actor's template, stripped from responses before scoring.",
+    )
     clip_range: tuple[float, float] = report((-20.0, 10.0), where=f"{PPO_TABLE}: 'Reward Clip Range (-20, 10)'", description="Rewards are clipped to [low, high].")
     penalties: Penalties = report(default_factory=Penalties, where="§5", description="Rule-based penalties.")
     timeout_s: float = chosen(60.0, gt=0.0, description="Per-request timeout to the reward server.", unit="seconds")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from schema.experiment import Experiment
 from yulan.engines import openrlhf
+from yulan.reward import write_reward_file
 from yulan.stages import runner
 
 
@@ -17,6 +18,21 @@ def engine_argv(command: list[str]) -> list[str]:
     """Secrets enter the engine's argv only here, from the job's environment, never from a file."""
     key = os.environ.get("WANDB_API_KEY", "")
     return [key if token == openrlhf.WANDB_KEY_PLACEHOLDER else token for token in command]
+
+
+def prepare_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> str | None:
+    """Files the PPO command line names: the prompt set and the reward function. Returns what is missing."""
+    if stage != "ppo":
+        return None
+    prompts = Path(job_dir) / "data" / "prompts.jsonl"
+    if not prompts.exists():
+        return f"{prompts} is missing: selecting PPO prompts from the preference data is not built yet"
+    reward = experiment.ppo.reward
+    if reward.mode == "remote_function":
+        if reward.server_url is None:
+            return "starting a reward-model server inside the PPO job is not built yet: set ppo.reward.server_url"
+        write_reward_file(reward, reward.server_url, job_dir)
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +45,10 @@ def main(argv: list[str] | None = None) -> int:
     Path(job_dir).mkdir(parents=True, exist_ok=True)
     engine = getattr(getattr(experiment, args.stage), "engine", None)
     if engine == "openrlhf":
+        problem = prepare_openrlhf(experiment, args.stage, job_dir)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
         return subprocess.call(engine_argv(openrlhf.command(experiment, args.stage, job_dir)))
     run_stage = runner(args.stage, engine)
     if run_stage is None:

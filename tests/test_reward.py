@@ -1,0 +1,201 @@
+"""The YuLan reward: penalties on realistic English and Chinese responses, and the reward server's failure paths."""
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from schema.ppo import Penalties, RewardConfig
+from yulan.penalties import judge
+from yulan.reward import YulanReward, for_openrlhf, write_reward_file
+
+RULES = Penalties()
+
+# (prompt, response) pairs that must NOT be penalised.
+CLEAN = [
+    ("What is 12 * 7?", "84"),
+    ("What is the capital of France?", "Paris"),
+    ("Solve x + 3 = 5.", "Subtract 3 from both sides: x = 2.\n\nThe answer is $\\boxed{2}$"),
+    ("Compute the integral of 2x.", "$$\\int 2x\\,dx = x^2 + C$$"),
+    ("Write a Python function that adds two numbers.",
+     "Here is one:\n\n```python\ndef add(a, b):\n    return a + b\n```"),
+    ("Write a function to reverse a string in Python.", "```python\ndef reverse(s):\n    return s[::-1]\n```\nIt uses slicing."),
+    ("List three primary colors.", "- Red\n- Blue\n- Yellow"),
+    ("Give me steps to boil an egg.", "1. Boil water\n2. Add the egg\n3. Wait nine minutes"),
+    ("Explain photosynthesis briefly.", "Plants turn light, water and carbon dioxide into sugar and oxygen."),
+    ("Thanks for the explanation about gravity!", "You're welcome! Gravity is the attraction between masses. I hope this helps!"),
+    ("How do I print in Rust?", "Use the `println!` macro: `println!(\"hi\");` prints a line."),
+    ("Summarise the plot of Hamlet.", "Prince Hamlet avenges his father's murder, and nearly everyone dies."),
+    ("Show a comparison table of two fruits.", "| Fruit | Colour |\n|---|---|\n| Apple | Red |\n| Banana | Yellow |"),
+    ("Translate 'good morning' into Chinese.", "早上好 (zǎo shang hǎo)."),
+    ("What does 你好 mean in English?", "It means \"hello\"."),
+    ("1+1等于几？", "1+1等于2。"),
+    ("请解释什么是机器学习。", "机器学习是人工智能的一个分支，它让计算机从数据中学习规律。"),
+    ("用Python写一个求和函数。", "可以这样写：\n\n```python\ndef total(xs):\n    return sum(xs)\n```\n这个函数返回列表的和。"),
+    ("中国的首都是哪里？", "北京"),
+    ("列出三种水果。", "- 苹果\n- 香蕉\n- 橙子"),
+    ("请计算 3 的平方。", "3 的平方是 $3^2 = 9$。"),
+    ("解释一下 HTTP 协议。", "HTTP 是一种应用层协议，用于在 Web 浏览器和服务器之间传输数据，例如 GET 和 POST 请求。"),
+    ("What is 2/3 as a decimal?", "About 0.667"),
+    ("Name a prime number.", "7"),
+]
+
+# (prompt, response, the reasons that must fire)
+BAD = [
+    ("Explain how vaccines work.", "Vaccines train the immune system by exposing it to a harmless piece of the", {"incomplete"}),
+    ("Write code to sort a list.", "```python\ndef sort(xs):\n    return sorted(xs", {"incomplete"}),
+    ("Describe the water cycle.", "", {"incomplete"}),
+    ("请介绍一下长城的历史。", "长城始建于春秋战国时期，后来秦始皇统一六国以后将各国的长城连接起来并且不断", {"incomplete"}),
+    ("What is the boiling point of water?", "Water boils at 100 度 at sea level.", {"mixed_language"}),
+    ("Explain recursion.", "Recursion is when a function calls itself. 这是一个重要的概念。", {"mixed_language"}),
+    ("请解释什么是量子计算。", "Quantum computing uses qubits that can be in superposition of states.", {"mixed_language"}),
+    ("How do I learn to swim?", "I hope this helps!", {"generic"}),
+    ("Can you explain black holes?", "Let me know if you have any other questions.", {"generic"}),
+    ("怎样学习编程？", "希望对你有帮助！", {"generic"}),
+    ("Tell me about Rome.", "I hope this helps. Let me know if you have any other questions.", {"generic"}),
+]
+
+
+@pytest.mark.parametrize(("prompt", "response"), CLEAN, ids=[p[:30] for p, _ in CLEAN])
+def test_good_responses_are_not_penalised(prompt, response):
+    verdict = judge(prompt, response, RULES)
+    assert verdict.penalty == 0, verdict.reasons
+
+
+@pytest.mark.parametrize(("prompt", "response", "reasons"), BAD, ids=[p[:30] for p, _, _ in BAD])
+def test_reward_hacking_patterns_are_penalised(prompt, response, reasons):
+    verdict = judge(prompt, response, RULES)
+    assert {name for name, hit in verdict.reasons.items() if hit} == reasons
+    sizes = {"incomplete": RULES.incomplete, "mixed_language": RULES.mixed_language, "generic": RULES.generic}
+    assert verdict.penalty == sum(sizes[name] for name in reasons)
+
+
+def test_penalty_sizes_come_from_the_config():
+    rules = Penalties(generic=-1.5, generic_phrases=("as always",))
+    assert judge("Hi?", "As always, happy to help.", rules).penalty == -1.5
+    assert judge("Hi?", "I hope this helps!", rules).penalty == 0
+
+
+# -- a real reward server on loopback ---------------------------------------------------------------------
+class RewardServer:
+    """Serves POST /get_reward like `openrlhf.cli.serve_rm`, with switchable misbehaviour."""
+
+    def __init__(self):
+        self.mode, self.received, self.failures_left = "ok", [], 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                queries = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["query"]
+                server.received.append(queries)
+                if server.failures_left:
+                    server.failures_left -= 1
+                    self.send_response(500)
+                    self.end_headers()
+                    return
+                if server.mode == "slow":
+                    time.sleep(0.5)
+                body = {"ok": json.dumps({"rewards": [float(len(q) % 7) for q in queries]}),
+                        "slow": json.dumps({"rewards": [1.0] * len(queries)}),
+                        "garbage": "<html>502 Bad Gateway</html>",
+                        "short": json.dumps({"rewards": []})}[server.mode]
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(body.encode())
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def server():
+    srv = RewardServer()
+    yield srv
+    srv.httpd.shutdown()
+
+
+def reward(url, **settings):
+    return YulanReward(RewardConfig(max_retries=2, timeout_s=0.2, **settings), url)
+
+
+PROMPT = "<|user|>What is 2+2?<|assistant|>"
+
+
+def test_rewards_use_the_reward_models_format_and_add_penalties(server):
+    fn = reward(server.url)
+    out = fn([PROMPT + "4<|endoftext|>", PROMPT + "I hope this helps!<|endoftext|>"], [PROMPT, PROMPT],
+             ["What is 2+2?", "What is 2+2?"])
+    (sent,) = server.received
+    assert sent[0] == fn.render("What is 2+2?", "4")
+    assert "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>" in sent[0]
+    assert "<|endoftext|>" not in sent[0]
+    scores = [float(len(q) % 7) for q in sent]
+    assert out["scores"] == scores
+    assert out["rewards"] == [scores[0], max(scores[1] + RULES.generic, -20)]
+    assert out["extra_logs"]["penalty_generic"] == [0.0, 1.0] and out["extra_logs"]["rm_failed"] == [0.0, 0.0]
+
+
+def test_rewards_are_clipped(server):
+    fn = reward(server.url, clip_range=(-1.0, 0.5), fallback_reward=0.0)
+    out = fn([PROMPT + "4", PROMPT + "I hope this helps!"], [PROMPT, PROMPT], ["q", "q"])
+    assert all(-1.0 <= r <= 0.5 for r in out["rewards"]) and out["rewards"][1] == -1.0
+
+
+@pytest.mark.parametrize("mode", ["garbage", "short", "slow"])
+def test_bad_server_replies_fall_back_without_raising(server, mode):
+    server.mode = mode
+    out = reward(server.url, fallback_reward=-1.0)([PROMPT + "4"], [PROMPT], ["What is 2+2?"])
+    assert out["rewards"] == [-1.0] and out["extra_logs"]["rm_failed"] == [1.0]
+    assert len(server.received) == 3  # the first try and max_retries=2 retries
+
+
+def test_server_down_falls_back(server):
+    url = server.url
+    server.httpd.shutdown()
+    server.httpd.server_close()
+    out = reward(url)([PROMPT + "The answer is 4."], [PROMPT], ["What is 2+2?"])
+    assert out["rewards"] == [0.0] and out["extra_logs"]["rm_failed"] == [1.0]
+
+
+def test_transient_errors_are_retried(server):
+    server.failures_left = 2
+    out = reward(server.url)([PROMPT + "4"], [PROMPT], ["What is 2+2?"])
+    assert out["extra_logs"]["rm_failed"] == [0.0] and len(server.received) == 3
+
+
+def test_never_raises_even_on_malformed_input(server):
+    out = reward(server.url)([None], [PROMPT], [None])  # type: ignore[list-item]
+    assert out["rewards"] == [0.0] and out["extra_logs"]["rm_failed"] == [1.0]
+
+
+def test_openrlhf_file_loads_and_returns_scalars(server, tmp_path):
+    import importlib.util
+
+    path = write_reward_file(RewardConfig(), server.url, str(tmp_path))
+    spec = importlib.util.spec_from_file_location("reward_func", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out = module.reward_func([PROMPT + "4"], [PROMPT], ["What is 2+2?"])
+    assert isinstance(out["rewards"], float) and isinstance(out["extra_logs"]["rm_failed"], float)
+    assert for_openrlhf(reward(server.url))([PROMPT + "4", PROMPT + "5"], [PROMPT] * 2, ["q"] * 2)["rewards"].__len__() == 2
+
+
+def test_ppo_job_writes_its_reward_function(tmp_path):
+    from schema.compose import load
+    from yulan.run import prepare_openrlhf
+
+    experiment = load(["experiment=ppo_yulan", "ppo.reward.server_url=http://rm:5000", "ppo.placement.reward_gpus=0"])
+    job_dir = tmp_path / "ppo"
+    assert "prompts.jsonl is missing" in prepare_openrlhf(experiment, "ppo", str(job_dir))
+    assert not (job_dir / "reward_func.py").exists()
+    (job_dir / "data").mkdir(parents=True)
+    (job_dir / "data" / "prompts.jsonl").write_text('{"prompt": [{"role": "user", "content": "hi"}], "label": "hi"}\n')
+    assert prepare_openrlhf(experiment, "ppo", str(job_dir)) is None
+    assert "http://rm:5000" in (job_dir / "reward_func.py").read_text()
+    assert json.loads((job_dir / "reward_config.json").read_text())["clip_range"] == [-20.0, 10.0]
