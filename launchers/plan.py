@@ -25,6 +25,7 @@ class Job:
     outputs: dict[str, str]
     command: list[str]
     engine_command: list[str] | None = None
+    reward_server_command: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
         if stage == "curation":
             inputs |= {f"curation.inputs.{i}": path for i, path in enumerate(experiment.curation.inputs)}
         depends_on = sorted({ref for ref in refs.values() if ref in STAGES}, key=STAGES.index)
-        _, resources = experiment.stage_resources(stage)[-1]  # curation: the GPU job when it has one
+        _, resources = experiment.stage_resources(stage)[-1]  # curation: its model-running job when it has one
         config = getattr(experiment, stage)
         engine = getattr(config, "engine", None)
         job_dir = f"{experiment.output_dir}/{stage}"
@@ -71,6 +72,8 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
                 outputs={stage: stage_output(experiment.output_dir, stage)},
                 command=["python", "-m", "yulan.run", "--run-dir", experiment.output_dir, "--stage", stage],
                 engine_command=openrlhf.command(experiment, stage, job_dir) if engine == "openrlhf" else None,
+                reward_server_command=openrlhf.reward_server_command(experiment)
+                if stage == "ppo" and engine == "openrlhf" else None,
             )
         )
     return run

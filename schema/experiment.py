@@ -76,9 +76,9 @@ class Experiment(Section):
 
     def stage_resources(self, stage: str) -> list[tuple[str, Resources]]:
         if stage == "curation":
-            uses_gpu = bool(self.curation.sources.synthesis) or {"judge", "complexity"} & set(self.curation.steps)
+            runs_models = bool(self.curation.sources.synthesis) or {"judge", "complexity"} & set(self.curation.steps)
             jobs = [("curation.resources", self.curation.resources)]
-            return jobs + ([("curation.model_resources", self.curation.model_resources)] if uses_gpu else [])
+            return jobs + ([("curation.model_resources", self.curation.model_resources)] if runs_models else [])
         return [(f"{stage}.resources", getattr(self, stage).resources)]
 
     @computed_field(description="This run's directory.")
@@ -143,6 +143,13 @@ class Experiment(Section):
         for stage, field, value, settable, limit, limit_name in checks:
             if stage in self.stages and value > limit:
                 raise rule_error(field, value, f"exceeds {limit_name} = {limit}", f"lower {settable} to at most {limit}")
+        reward = self.ppo.reward
+        if "ppo" in self.stages and reward.server_max_length < self.ppo.max_sequence_length:
+            raise rule_error(
+                "ppo.reward.server_max_length", reward.server_max_length,
+                f"the reward server would truncate samples of up to {self.ppo.max_sequence_length} tokens",
+                f"set ppo.reward.server_max_length >= {self.ppo.max_sequence_length}",
+            )
         return self
 
     @model_validator(mode="after")

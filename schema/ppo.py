@@ -107,6 +107,12 @@ class RewardConfig(Section):
         description="remote_function re-renders each sample in the reward model's own chat template (needed when tokenizers differ).",
     )
     server_url: str | None = chosen(None, description="Reward-model server; None = the PPO job starts one on `reward_gpus`.")
+    server_port: int = chosen(5000, ge=1024, le=65535, description="Port of the reward server the PPO job starts.")
+    server_max_length: int = chosen(
+        8192, ge=1, unit="tokens",
+        description="The server truncates at this many reward-model tokens (serve_rm's default, 2048, cuts PPO samples).",
+    )
+    server_start_timeout_s: float = chosen(1800.0, gt=0.0, description="How long the job waits for the server to load.", unit="seconds")
     rm_prompt_format: str = chosen(
         "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
         "<|start_header_id|>assistant<|end_header_id|>\n\n{response}<|eot_id|>",
@@ -263,6 +269,12 @@ class PPOConfig(Section):
                     f"the roles need {needed} GPUs but the job has resources.nodes x gpus_per_node = {have}",
                     "give fewer GPUs to some roles, set colocate_all=true, or request more GPUs",
                 )
+        if self.reward.mode == "remote_function" and not self.reward.server_url and not self.placement.reward_gpus \
+                and self.engine == "openrlhf":
+            raise rule_error(
+                "placement.reward_gpus", 0, "the job starts the reward server and needs at least one GPU for it",
+                "set ppo.placement.reward_gpus=1, or point ppo.reward.server_url at a running server",
+            )
         if self.reward.server_url and self.placement.reward_gpus and self.engine == "openrlhf":
             raise rule_error(
                 "placement.reward_gpus", self.placement.reward_gpus,

@@ -40,6 +40,8 @@ BAD = [
     (["ppo.placement.actor_gpus=8"], "ppo.placement", ["the roles need 14 GPUs", "= 8"]),
     (["ppo.reward.server_url=http://rm:5000"], "ppo.placement.reward_gpus", ["reward_gpus=0"]),
     (["ppo.engine=native"], "ppo.resources", ["one process on one machine"]),
+    (["ppo.reward.server_max_length=2048"], "ppo.reward.server_max_length", ["would truncate samples of up to 4096"]),
+    (["ppo.placement.reward_gpus=0"], "ppo.placement.reward_gpus", ["needs at least one GPU for it"]),
     (["stages=[ppo,dpo]"], "stages", ["pipeline order"]),
     (["stages=[]"], "stages", ["at least one stage"]),
     (["stages=[ppo,eval]", "ppo.actor.init_from=dpo"], "ppo.actor.init_from", ["does not run before 'ppo'"]),

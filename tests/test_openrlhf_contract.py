@@ -35,6 +35,16 @@ def test_command_parses_with_the_real_parser(parsers, experiment, stage, overrid
     check(parsers[stage], argv[3:])
 
 
+def test_reward_server_command_parses_and_covers_ppo_lengths(parsers, openrlhf_wheel):
+    serve = parser_from_wheel(openrlhf_wheel, openrlhf.MODULES["reward_server"])
+    experiment = load(["experiment=ppo_yulan"])
+    args = vars(check(serve, openrlhf.reward_server_command(experiment)[3:]))
+    assert args["reward.model_name_or_path"] == "Skywork/Skywork-Reward-Llama-3.1-8B-v0.2"
+    assert args["data.max_len"] >= experiment.ppo.max_sequence_length  # serve_rm's default 2048 would truncate
+    assert openrlhf.reward_server_command(load(["experiment=ppo_yulan", "ppo.reward.server_url=http://rm:1",
+                                                "ppo.placement.reward_gpus=0"])) is None
+
+
 def test_report_values_reach_the_right_flags(parsers):
     ppo = vars(check(parsers["ppo"], openrlhf.command(load(["experiment=ppo_yulan"]), "ppo", "runs/x")[3:]))
     assert ppo["actor.adam.lr"] == 1e-6 and ppo["critic.adam.lr"] == 1e-5

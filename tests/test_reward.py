@@ -109,6 +109,7 @@ class RewardServer:
                 self.wfile.write(body.encode())
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.handle_error = lambda request, address: None  # clients hang up on the slow mode on purpose
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
@@ -186,16 +187,24 @@ def test_openrlhf_file_loads_and_returns_scalars(server, tmp_path):
     assert for_openrlhf(reward(server.url))([PROMPT + "4", PROMPT + "5"], [PROMPT] * 2, ["q"] * 2)["rewards"].__len__() == 2
 
 
-def test_ppo_job_writes_its_reward_function(tmp_path):
-    from schema.compose import load
-    from yulan.run import prepare_openrlhf
+def test_reward_server_lifecycle_polls_until_it_answers(server):
+    import subprocess
+    import sys
 
-    experiment = load(["experiment=ppo_yulan", "ppo.reward.server_url=http://rm:5000", "ppo.placement.reward_gpus=0"])
-    job_dir = tmp_path / "ppo"
-    assert "prompts.jsonl is missing" in prepare_openrlhf(experiment, "ppo", str(job_dir))
-    assert not (job_dir / "reward_func.py").exists()
-    (job_dir / "data").mkdir(parents=True)
-    (job_dir / "data" / "prompts.jsonl").write_text('{"prompt": [{"role": "user", "content": "hi"}], "label": "hi"}\n')
-    assert prepare_openrlhf(experiment, "ppo", str(job_dir)) is None
-    assert "http://rm:5000" in (job_dir / "reward_func.py").read_text()
-    assert json.loads((job_dir / "reward_config.json").read_text())["clip_range"] == [-20.0, 10.0]
+    from yulan.run import split_gpus, stop, wait_until_serving
+
+    assert split_gpus(["0", "1", "2", "3", "4", "5", "6", "7"], 1) == (["0", "1", "2", "3", "4", "5", "6"], ["7"])
+    assert split_gpus(["0", "1"], 0) == (["0", "1"], [])
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        wait_until_serving(server.url + "/get_reward", sleeper, timeout_s=5, poll_s=0.05)
+        assert server.received[-1] == ["ping"]
+        with pytest.raises(TimeoutError):
+            wait_until_serving("http://127.0.0.1:9/get_reward", sleeper, timeout_s=0.3, poll_s=0.05)
+    finally:
+        stop(sleeper)
+    assert sleeper.returncode is not None
+    crashed = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    crashed.wait()
+    with pytest.raises(RuntimeError, match="status 3"):
+        wait_until_serving("http://127.0.0.1:9/get_reward", crashed, timeout_s=5, poll_s=0.05)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,20 @@ log = logging.getLogger(__name__)
 
 class RewardServerError(Exception):
     pass
+
+
+def post_rewards(url: str, texts: list[str], timeout_s: float) -> list[float]:
+    """One `POST /get_reward` in openrlhf.cli.serve_rm's format; raises RewardServerError on any failure."""
+    request = urllib.request.Request(url, data=json.dumps({"query": texts}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
+            rewards = json.loads(reply.read())["rewards"]
+        if not isinstance(rewards, list) or len(rewards) != len(texts):
+            raise ValueError(f"expected {len(texts)} rewards, got {rewards!r:.200}")
+        return [float(value) for value in rewards]
+    except (OSError, ValueError, KeyError, TypeError) as error:  # URLError and timeouts are OSErrors
+        raise RewardServerError(str(error)) from None
 
 
 class YulanReward:
@@ -46,19 +59,13 @@ class YulanReward:
 
     def scores(self, texts: list[str]) -> list[float]:
         """The reward server's scores, with retries; raises RewardServerError when it cannot give them."""
-        payload = json.dumps({"query": texts}).encode()
-        last_error: Exception | None = None
+        last_error: RewardServerError | None = None
         for attempt in range(self.config.max_retries + 1):
             if attempt:
                 time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
             try:
-                request = urllib.request.Request(self.url, data=payload, headers={"Content-Type": "application/json"})
-                with urllib.request.urlopen(request, timeout=self.config.timeout_s) as reply:
-                    rewards = json.loads(reply.read())["rewards"]
-                if not isinstance(rewards, list) or len(rewards) != len(texts):
-                    raise ValueError(f"expected {len(texts)} rewards, got {rewards!r:.200}")
-                return [float(value) for value in rewards]
-            except (OSError, ValueError, KeyError, TypeError) as error:  # URLError and timeouts are OSErrors
+                return post_rewards(self.url, texts, self.config.timeout_s)
+            except RewardServerError as error:
                 last_error = error
         raise RewardServerError(f"{self.url}: {last_error}")
 

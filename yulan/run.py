@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from schema.experiment import Experiment
 from yulan.engines import openrlhf
-from yulan.reward import write_reward_file
+from yulan.reward import RewardServerError, post_rewards, write_reward_file
 from yulan.stages import runner
 
 
@@ -20,19 +22,67 @@ def engine_argv(command: list[str]) -> list[str]:
     return [key if token == openrlhf.WANDB_KEY_PLACEHOLDER else token for token in command]
 
 
-def prepare_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> str | None:
-    """Files the PPO command line names: the prompt set and the reward function. Returns what is missing."""
+def split_gpus(visible: list[str], reward_gpus: int) -> tuple[list[str], list[str]]:
+    """The node's last `reward_gpus` GPUs serve the reward model; Ray (started by the driver) sees the rest."""
+    return (visible[:-reward_gpus], visible[-reward_gpus:]) if reward_gpus else (visible, [])
+
+
+def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float, poll_s: float = 2.0) -> None:
+    """Poll the server with a real request until it answers; fail as soon as it exits or the time is up."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if server.poll() is not None:
+            raise RuntimeError(f"the reward server exited with status {server.returncode} before serving")
+        try:
+            post_rewards(url, ["ping"], timeout_s=min(poll_s * 5, 30.0))
+            return
+        except RewardServerError:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the reward server at {url} did not answer within {timeout_s:.0f} s") from None
+            time.sleep(poll_s)
+
+
+def stop(server: subprocess.Popen) -> None:
+    server.terminate()
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
+
+
+def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
+    command = engine_argv(openrlhf.command(experiment, stage, job_dir))
     if stage != "ppo":
-        return None
+        return subprocess.call(command)
     prompts = Path(job_dir) / "data" / "prompts.jsonl"
     if not prompts.exists():
-        return f"{prompts} is missing: selecting PPO prompts from the preference data is not built yet"
-    reward = experiment.ppo.reward
-    if reward.mode == "remote_function":
-        if reward.server_url is None:
-            return "starting a reward-model server inside the PPO job is not built yet: set ppo.reward.server_url"
-        write_reward_file(reward, reward.server_url, job_dir)
-    return None
+        print(f"error: {prompts} is missing: selecting PPO prompts from the preference data is not built yet",
+              file=sys.stderr)
+        return 2
+    reward, env, server = experiment.ppo.reward, dict(os.environ), None
+    try:
+        if reward.mode == "remote_function":
+            url = reward.server_url
+            server_command = openrlhf.reward_server_command(experiment)
+            if server_command:
+                gpus = env.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(experiment.ppo.resources.gpus_per_node))))
+                ray_gpus, server_gpus = split_gpus(gpus.split(","), experiment.ppo.placement.reward_gpus)
+                host = "127.0.0.1" if experiment.ppo.resources.nodes == 1 else socket.gethostname()
+                url = f"http://{host}:{reward.server_port}"
+                log = open(Path(job_dir) / "reward_server.log", "ab")
+                server = subprocess.Popen(server_command, env=dict(env, CUDA_VISIBLE_DEVICES=",".join(server_gpus)),
+                                          stdout=log, stderr=subprocess.STDOUT)
+                env["CUDA_VISIBLE_DEVICES"] = ",".join(ray_gpus)
+                wait_until_serving(url, server, reward.server_start_timeout_s)
+            write_reward_file(reward, url, job_dir)
+        return subprocess.call(command, env=env)
+    except (RuntimeError, TimeoutError) as error:
+        print(f"error: {error} (log: {job_dir}/reward_server.log)", file=sys.stderr)
+        return 2
+    finally:
+        if server is not None:
+            stop(server)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,11 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     Path(job_dir).mkdir(parents=True, exist_ok=True)
     engine = getattr(getattr(experiment, args.stage), "engine", None)
     if engine == "openrlhf":
-        problem = prepare_openrlhf(experiment, args.stage, job_dir)
-        if problem:
-            print(f"error: {problem}", file=sys.stderr)
-            return 2
-        return subprocess.call(engine_argv(openrlhf.command(experiment, args.stage, job_dir)))
+        return run_openrlhf(experiment, args.stage, job_dir)
     run_stage = runner(args.stage, engine)
     if run_stage is None:
         print(f"error: stage '{args.stage}' (engine {engine}) has no implementation in this version", file=sys.stderr)

@@ -10,7 +10,12 @@ import math
 from schema.experiment import Experiment
 
 KNOWN_VERSIONS = ("0.11.2",)
-MODULES = {"sft": "openrlhf.cli.train_sft", "dpo": "openrlhf.cli.train_dpo", "ppo": "openrlhf.cli.train_ppo_ray"}
+MODULES = {
+    "sft": "openrlhf.cli.train_sft",
+    "dpo": "openrlhf.cli.train_dpo",
+    "ppo": "openrlhf.cli.train_ppo_ray",
+    "reward_server": "openrlhf.cli.serve_rm",
+}
 # The job runner replaces this token with the environment's key at start, so the secret is never written anywhere.
 WANDB_KEY_PLACEHOLDER = "${WANDB_API_KEY}"
 # OpenRLHF caps datasets at --data.max_samples (default 1,000,000); the SFT mix alone has 8.2M samples.
@@ -29,6 +34,21 @@ def command(experiment: Experiment, stage: str, job_dir: str) -> list[str]:
         )
     flags = {"sft": _sft, "dpo": _dpo, "ppo": _ppo}[stage](experiment, job_dir)
     return ["python", "-m", MODULES[stage], *flags]
+
+
+def reward_server_command(experiment: Experiment) -> list[str] | None:
+    """The reward-model server the PPO job starts (None when it uses ppo.reward.server_url or a local model)."""
+    reward = experiment.ppo.reward
+    if reward.mode != "remote_function" or reward.server_url:
+        return None
+    return [
+        "python", "-m", MODULES["reward_server"],
+        "--reward.model_name_or_path", experiment.reward_model.name_or_path,
+        "--data.max_len", str(reward.server_max_length),
+        "--ds.param_dtype", experiment.ppo.param_dtype,
+        "--host", "0.0.0.0",
+        "--port", str(reward.server_port),
+    ]
 
 
 def _trainer(config, job_dir: str, seed: int) -> list[str]:
