@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -13,14 +14,19 @@ from launchers import manifest
 from launchers.plan import Run
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment
+from schema.fields import plain
 from yulan.stages import available
 
 
 def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
     problems = []
+    existing = Path(run.run_dir) / "config.json"
     if Path(run.run_dir).exists() and experiment.launcher.on_existing_run == "refuse":
         problems.append(Problem("run_dir", "the run directory exists; nothing is overwritten", run.run_dir,
                                 "choose another name=/run_root=, delete it, or set launcher.on_existing_run=resume"))
+    elif existing.exists() and json.loads(existing.read_text()) != plain(experiment):
+        problems.append(Problem("launcher.on_existing_run", "a run resumes only with the config it started with",
+                                "resume", f"compare with `yulan show` against {existing}, or start a new run"))
     if experiment.launcher.refuse_dirty_tree and git["dirty"]:
         problems.append(Problem("launcher.refuse_dirty_tree", "the git tree has uncommitted changes", True,
                                 "commit or stash them, or set launcher.refuse_dirty_tree=false"))

@@ -56,7 +56,7 @@ class Experiment(Section):
     # -- stage wiring ---------------------------------------------------------------------------------
     def stage_inputs(self, stage: str) -> dict[str, StageRef]:
         """What each stage reads, as stage references (field path -> reference)."""
-        refs: dict[str, StageRef] = {
+        return {
             "curation": {},
             "sft": {"sft.init_from": self.sft.init_from, "sft.data": self.sft.data},
             "preference": {"preference.policy": self.preference.policy},
@@ -64,7 +64,6 @@ class Experiment(Section):
             "ppo": {"ppo.actor.init_from": self.ppo.actor.init_from, "ppo.prompts.source": self.ppo.prompts.source},
             "eval": {f"eval.checkpoints.{i}": ref for i, ref in enumerate(self.eval.checkpoints)},
         }[stage]
-        return refs
 
     def resolve(self, ref: StageRef) -> str:
         """A stage reference as a path or hub id."""

@@ -173,3 +173,18 @@ def test_validate_reports_each_invalid_experiment():
     assert result.returncode == 1
     assert "ppo.gamma = 2" in result.stderr and "report: 1.0" in result.stderr
     json.dumps(result.stderr)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    from launchers import manifest
+    from launchers.local import preflight
+    from launchers.plan import plan
+
+    experiment = load(["experiment=smoke", f"run_root={tmp_path}", "launcher.on_existing_run=resume"])
+    run_plan = plan(experiment, [])
+    manifest.write(experiment, run_plan, {"commit": None, "dirty": False, "status": [], "diff": ""})
+    same = [p.path for p in preflight(experiment, run_plan, {"dirty": False})]
+    assert "launcher.on_existing_run" not in same
+    changed = experiment.model_copy(update={"seed": 7})
+    problems = preflight(changed, plan(changed, []), {"dirty": False})
+    assert any("resumes only with the config it started with" in p.rule for p in problems)
