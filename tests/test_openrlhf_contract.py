@@ -103,8 +103,37 @@ def test_no_secret_on_the_command_line():
 def test_job_runner_fills_the_key_from_the_environment(monkeypatch):
     from yulan.run import engine_argv
 
+    argv = ["--logger.wandb.key", openrlhf.WANDB_KEY_PLACEHOLDER]
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
-    assert engine_argv(["--logger.wandb.key", openrlhf.WANDB_KEY_PLACEHOLDER]) == ["--logger.wandb.key", "k" * 40]
+    assert engine_argv(argv, "online") == ["--logger.wandb.key", "k" * 40]
+    monkeypatch.delenv("WANDB_API_KEY")
+    assert engine_argv(argv, "offline") == ["--logger.wandb.key", "offline"]  # offline wandb checks no key
+
+
+def test_offline_wandb_accepts_the_marker_key(tmp_path):
+    """What OpenRLHF does with the key, on real wandb in offline mode: login, init, log, finish."""
+    import os
+    import subprocess
+    import sys
+
+    import wandb
+    code = (
+        "import wandb\n"
+        "if not wandb.api.api_key: wandb.login(key='offline')\n"
+        "run = wandb.init(project='p', name='sft'); run.log({'loss': 1.0}); run.finish()\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "WANDB_API_KEY"} | {"WANDB_MODE": "offline", "HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "wandb").glob("offline-run-*")), wandb.__version__
+
+
+def test_online_tracking_without_key_refuses(tmp_path, monkeypatch):
+    from yulan.run import run_openrlhf
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    experiment = load(["experiment=sft_yulan", "tracking.mode=online"])
+    assert run_openrlhf(experiment, "sft", str(tmp_path)) == 2
 
 
 def test_unknown_engine_version_is_refused():

@@ -16,9 +16,12 @@ from yulan.reward import RewardServerError, post_rewards, write_reward_file
 from yulan.stages import runner
 
 
-def engine_argv(command: list[str]) -> list[str]:
-    """Secrets enter the engine's argv only here, from the job's environment, never from a file."""
-    key = os.environ.get("WANDB_API_KEY", "")
+def engine_argv(command: list[str], tracking_mode: str) -> list[str]:
+    """Secrets enter the engine's argv only here, from the job's environment, never from a file.
+
+    OpenRLHF logs to wandb only when given a key; offline wandb checks none, so a marker stands in for it.
+    """
+    key = os.environ.get("WANDB_API_KEY") or ("offline" if tracking_mode == "offline" else "")
     return [key if token == openrlhf.WANDB_KEY_PLACEHOLDER else token for token in command]
 
 
@@ -52,15 +55,21 @@ def stop(server: subprocess.Popen) -> None:
 
 
 def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
-    command = engine_argv(openrlhf.command(experiment, stage, job_dir))
+    tracking = experiment.tracking
+    if tracking.backend == "wandb" and tracking.mode == "online" and not os.environ.get("WANDB_API_KEY"):
+        print("error: tracking.mode=online needs WANDB_API_KEY in the job's environment (or tracking.mode=offline)",
+              file=sys.stderr)
+        return 2
+    command = engine_argv(openrlhf.command(experiment, stage, job_dir), tracking.mode)
+    env = dict(os.environ, WANDB_MODE=tracking.mode)
     if stage != "ppo":
-        return subprocess.call(command)
+        return subprocess.call(command, env=env)
     prompts = Path(job_dir) / "data" / "prompts.jsonl"
     if not prompts.exists():
         print(f"error: {prompts} is missing: selecting PPO prompts from the preference data is not built yet",
               file=sys.stderr)
         return 2
-    reward, env, server = experiment.ppo.reward, dict(os.environ), None
+    reward, server = experiment.ppo.reward, None
     try:
         if reward.mode == "remote_function":
             url = reward.server_url
