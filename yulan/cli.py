@@ -5,6 +5,7 @@
     yulan diff [overrides A...] -- [overrides B...]        typed differences of effective values
     yulan diff --paper [experiment=NAME overrides...]      what differs from the report's recipe
     yulan schema [--output FILE]                           JSON Schema of experiment YAML files
+    yulan curate dedup --input IN --output OUT [key=value]   one curation step on a JSONL file
 """
 
 from __future__ import annotations
@@ -137,6 +138,41 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_curate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from schema.curation import DedupConfig
+    from schema.errors import from_validation_error
+    from yulan.curation import dedup
+
+    import dataclasses
+
+    import yaml
+
+    # Values are typed as in YAML and Hydra overrides: 0.85 is a number, [a, b] a list.
+    settings = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.settings if "=" in item)}
+    malformed = [item for item in args.settings if "=" not in item]
+    if malformed:
+        print(f"error: settings are key=value (got {malformed}); keys are curation.{args.step} fields", file=sys.stderr)
+        return 1
+    try:
+        config = DedupConfig.model_validate(settings)
+    except ValidationError as error:
+        problems = [dataclasses.replace(problem, path=f"curation.{args.step}.{problem.path}")
+                    for problem in from_validation_error(DedupConfig, error, lambda path: None, lambda path: None)]
+        print(ConfigError(f"invalid curation.{args.step} settings", problems), file=sys.stderr)
+        return 1
+    if not args.input.is_file():
+        print(f"error: --input {args.input} is not a file", file=sys.stderr)
+        return 1
+    if args.output.resolve() == args.input.resolve():
+        print("error: --output must differ from --input (the input is never overwritten)", file=sys.stderr)
+        return 1
+    report = dedup.run(args.input, args.output, config, args.seed)
+    print(json.dumps(report, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yulan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,15 +185,26 @@ def main(argv: list[str] | None = None) -> int:
     diff.add_argument("--paper", action="store_true")
     schema = sub.add_parser("schema", help="JSON Schema of experiment files")
     schema.add_argument("--output")
+    curate = sub.add_parser("curate", help="run one curation step on a JSONL file")
+    curate.add_argument("step", choices=["dedup"])
+    curate.add_argument("--input", type=Path, required=True)
+    curate.add_argument("--output", type=Path, required=True)
+    curate.add_argument("--seed", type=int, default=42)
+    curate.add_argument("settings", nargs="*", help="settings of the step, e.g. threshold=0.85 bands=16")
     for command in (show, check, diff):
         command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ppo_yulan ppo.num_episodes=2")
     argv = list(sys.argv[1:] if argv is None else argv)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `yulan show | head` ends quietly
-    args = parser.parse_args(argv)
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "curate":  # key=value settings may follow the options
+        args.settings += rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "diff":  # argparse drops '--', which separates the two sides
         args.overrides = [arg for arg in argv[argv.index("diff") + 1:] if arg != "--paper"]
     try:
-        return {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema}[args.command](args)
+        commands = {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema, "curate": cmd_curate}
+        return commands[args.command](args)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1

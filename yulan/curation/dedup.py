@@ -1,0 +1,255 @@
+"""Exact and near-duplicate removal: MinHash signatures, LSH banding, candidate verification.
+
+Fast because no Python object is made per token: text becomes an array of code points, shingles are rolling
+polynomial hashes computed with numpy (uint64 arithmetic wraps mod 2^64), MinHash is one multiply-shift per
+permutation over a whole batch of documents, and LSH buckets are found by sorting band keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from schema.curation import DedupConfig
+
+P = np.uint64(1_099_511_628_211)  # odd, so invertible mod 2^64
+P_INV = np.uint64(pow(int(P), -1, 2**64))
+EMPTY = np.array([np.uint64(0x9E3779B97F4A7C15)], dtype=np.uint64)  # stands for a document with no text
+BATCH_DOCS = 512
+PERM_CHUNK = 16
+MAX_GROUP_PAIRS = 64  # larger LSH buckets pair each member with the first 64 only (they are verified anyway)
+
+
+def _cjk(codes: np.ndarray) -> np.ndarray:
+    return ((codes >= 0x3400) & (codes <= 0x9FFF)) | ((codes >= 0xF900) & (codes <= 0xFAFF))
+
+
+def _window_hash(values: np.ndarray, n: int) -> np.ndarray:
+    """Polynomial hash of every window of n consecutive values (one hash of all of them when shorter)."""
+    n = min(n, len(values))
+    out = np.zeros(len(values) - n + 1, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for k in range(n):
+            out = out * P + values[k : len(values) - n + 1 + k]
+    return out
+
+
+def _powers(base: np.uint64, count: int) -> np.ndarray:
+    """base^0 .. base^(count-1) mod 2^64."""
+    with np.errstate(over="ignore"):
+        return np.concatenate(([np.uint64(1)], np.cumprod(np.full(max(count - 1, 0), base, dtype=np.uint64))))[:count]
+
+
+def _stream_windows(tokens: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-gram hashes of a token stream ordered by document; windows crossing documents are dropped, and a
+    document shorter than n tokens gets one hash of all its tokens."""
+    hashes, owners = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    if len(tokens) >= n:
+        hashes = _window_hash(tokens, n)
+        inside = docs[: len(hashes)] == docs[n - 1 :]
+        hashes, owners = hashes[inside], docs[: len(hashes)][inside]
+    counts = np.bincount(docs) if len(docs) else np.zeros(0, np.int64)
+    short = np.flatnonzero((counts > 0) & (counts < n))
+    if len(short):  # rare: a document with fewer than n tokens
+        hashes = np.concatenate([hashes, *(_window_hash(tokens[docs == d], n) for d in short)])
+        owners = np.concatenate([owners, short])
+    return hashes, owners
+
+
+def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shingle hashes of many texts at once, with the index of the text each belongs to (sorted by text).
+
+    Character n-grams for mostly-Chinese texts, word n-grams otherwise. Duplicates are kept: MinHash does not
+    need sets. Texts are joined with NUL, which is never part of a word.
+    """
+    joined = "\0".join(text.lower().replace("\0", " ") for text in texts)
+    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    doc = np.cumsum(codes == 0)
+    cjk = _cjk(codes)
+    letters = cjk | ((codes >= 48) & (codes <= 57)) | ((codes >= 97) & (codes <= 122)) | (codes >= 0xC0)
+    chinese = np.bincount(doc, weights=cjk, minlength=len(texts)) * 2 > np.bincount(doc, weights=letters, minlength=len(texts))
+    # Chinese texts: every letter is a token.
+    zh_chars = letters & chinese[doc]
+    zh_hashes, zh_docs = _stream_windows(codes[zh_chars], doc[zh_chars], char_ngram)
+    # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) by one segmented sum.
+    en_letters = letters & ~chinese[doc]
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], en_letters.view(np.int8), [0]))))
+    starts = edges[0::2]
+    if len(starts):
+        with np.errstate(over="ignore"):
+            weighted = np.where(en_letters, codes, np.uint64(0)) * _powers(P, len(codes))
+            words = np.add.reduceat(weighted, starts) * _powers(P_INV, len(codes))[starts]
+        en_hashes, en_docs = _stream_windows(words, doc[starts], word_ngram)
+    else:
+        en_hashes, en_docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    hashes, owners = np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
+    order = np.argsort(owners, kind="stable")
+    return hashes[order], owners[order]
+
+
+@dataclass(frozen=True)
+class Permutations:
+    a: np.ndarray
+    b: np.ndarray
+
+    @classmethod
+    def make(cls, count: int, seed: int) -> Permutations:
+        rng = np.random.default_rng(seed)
+        a = rng.integers(1, 2**63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
+        return cls(a=a, b=rng.integers(0, 2**63, size=count, dtype=np.uint64))
+
+
+def signatures(texts: list[str], config: DedupConfig, perms: Permutations) -> np.ndarray:
+    """MinHash signatures (texts x permutations): multiply-shift hashing of every shingle, a batch at a time."""
+    out = np.empty((len(texts), len(perms.a)), dtype=np.uint32)
+    for start in range(0, len(texts), BATCH_DOCS):
+        batch = texts[start : start + BATCH_DOCS]
+        hashes, owners = batch_shingles(batch, config.word_ngram, config.char_ngram)
+        # A text without shingles gets one fixed stand-in, so it matches only other empty texts.
+        missing = np.setdiff1d(np.arange(len(batch)), owners)
+        if len(missing):
+            hashes = np.concatenate([hashes, np.repeat(EMPTY, len(missing))])
+            owners = np.concatenate([owners, missing])
+            order = np.argsort(owners, kind="stable")
+            hashes, owners = hashes[order], owners[order]
+        offsets = np.searchsorted(owners, np.arange(len(batch)))
+        buffer = np.empty((PERM_CHUNK, len(hashes)), dtype=np.uint64)
+        for p in range(0, len(perms.a), PERM_CHUNK):
+            a, b = perms.a[p : p + PERM_CHUNK, None], perms.b[p : p + PERM_CHUNK, None]
+            rows = buffer[: len(a)]
+            with np.errstate(over="ignore"):
+                np.multiply(hashes[None, :], a, out=rows)
+                rows += b
+            rows >>= np.uint64(32)
+            out[start : start + len(batch), p : p + len(a)] = np.minimum.reduceat(rows, offsets, axis=1).T
+    return out
+
+
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    shared = len(np.intersect1d(a, b, assume_unique=True))
+    return shared / (len(a) + len(b) - shared)
+
+
+def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """Pairs (i < j) that share at least one LSH band."""
+    found = []
+    for band in range(bands):
+        with np.errstate(over="ignore"):
+            keys = _window_hash_rows(sigs[:, band * rows : (band + 1) * rows])
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+        sizes = np.diff(bounds)
+        pair_starts = bounds[:-1][sizes == 2]  # most buckets with a collision hold exactly one pair
+        found.append(np.sort(np.stack([order[pair_starts], order[pair_starts + 1]], axis=1), axis=1))
+        for lo, hi in zip(bounds[:-1][sizes > 2], bounds[1:][sizes > 2]):
+            members = np.sort(order[lo:hi])
+            head = members[:MAX_GROUP_PAIRS]
+            i, j = np.triu_indices(len(head), k=1)
+            found.append(np.stack([head[i], head[j]], axis=1))
+            if len(members) > MAX_GROUP_PAIRS:
+                rest = members[MAX_GROUP_PAIRS:]
+                found.append(np.stack([np.full(len(rest), members[0]), rest], axis=1))
+    if not found:
+        return np.zeros((0, 2), dtype=np.int64)
+    return np.unique(np.concatenate(found), axis=0)
+
+
+def _window_hash_rows(block: np.ndarray) -> np.ndarray:
+    key = np.zeros(len(block), dtype=np.uint64)
+    for column in block.T:
+        key = key * P + column.astype(np.uint64)
+    return key
+
+
+def _root(parent: np.ndarray, i: int) -> int:
+    while parent[i] != i:
+        parent[i] = parent[parent[i]]
+        i = parent[i]
+    return i
+
+
+def clusters(count: int, pairs: np.ndarray) -> np.ndarray:
+    """Union-find; each document maps to the earliest document of its cluster."""
+    parent = np.arange(count)
+    for i, j in pairs:
+        ri, rj = _root(parent, int(i)), _root(parent, int(j))
+        if ri != rj:
+            parent[max(ri, rj)] = min(ri, rj)
+    return np.array([_root(parent, i) for i in range(count)])
+
+
+def normalised(text: str) -> bytes:
+    return hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=16).digest()
+
+
+def verified(pairs: np.ndarray, texts: list[str], config: DedupConfig) -> np.ndarray:
+    """Candidate pairs whose exact Jaccard of shingle sets reaches the threshold (LSH only proposes)."""
+    involved = np.unique(pairs)
+    sets: dict[int, np.ndarray] = {}
+    for start in range(0, len(involved), BATCH_DOCS):
+        chunk = involved[start : start + BATCH_DOCS]
+        hashes, owners = batch_shingles([texts[i] for i in chunk], config.word_ngram, config.char_ngram)
+        for position, part in enumerate(np.split(hashes, np.searchsorted(owners, np.arange(1, len(chunk))))):
+            sets[int(chunk[position])] = np.unique(part) if len(part) else EMPTY
+    keep = [jaccard(sets[int(i)], sets[int(j)]) >= config.threshold for i, j in pairs]
+    return pairs[np.array(keep, dtype=bool)]
+
+
+def duplicate_of(texts: Iterable[str], config: DedupConfig, seed: int = 0) -> np.ndarray:
+    """For each text, the index of the earliest text it duplicates (its own index when it is kept)."""
+    texts = list(texts)
+    first: dict[bytes, int] = {}
+    exact = np.arange(len(texts))
+    if config.exact:
+        for index, text in enumerate(texts):
+            exact[index] = first.setdefault(normalised(text), index)
+    unique = np.flatnonzero(exact == np.arange(len(texts)))
+    unique_texts = [texts[i] for i in unique]
+    sigs = signatures(unique_texts, config, Permutations.make(config.num_permutations, seed))
+    pairs = candidate_pairs(sigs, config.bands, config.rows_per_band)
+    if config.verify_candidates and len(pairs):
+        pairs = verified(pairs, unique_texts, config)
+    near = unique[clusters(len(unique), pairs)]
+    result = exact.copy()
+    result[unique] = near
+    return result[result]  # an exact copy of a near-duplicate points at the cluster's earliest text
+
+
+def sample_text(sample: dict, strip_system: bool) -> str:
+    """What is compared: every turn's text; system prompts (often shared by thousands of samples) left out."""
+    return "\n".join(
+        str(message.get("content", "")) for message in sample.get("messages", [])
+        if not (strip_system and message.get("role") == "system")
+    )
+
+
+def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0) -> dict:
+    """The dedup step on a JSONL file: kept samples, dropped ones with their reason, and a report."""
+    samples = [json.loads(line) for line in input_path.read_text().splitlines() if line.strip()]
+    texts = [sample_text(sample, config.strip_shared_prompts) for sample in samples]
+    roots = duplicate_of(texts, config, seed)
+    exact = [normalised(text) for text in texts] if config.exact else None
+    report: dict = {"input": len(samples), "kept": 0, "dropped": {}, "by_category": {}}
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
+    with output_path.open("w") as kept, dropped_path.open("w") as dropped:
+        for index, (sample, root) in enumerate(zip(samples, roots)):
+            category = report["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
+            category["in"] += 1
+            if root == index:
+                kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
+                report["kept"] += 1
+                category["out"] += 1
+                continue
+            reason = "exact_duplicate" if exact and exact[index] == exact[root] else "near_duplicate"
+            report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
+            record = {**sample, "dropped": {"step": "dedup", "reason": reason, "duplicate_of": samples[root].get("id", root)}}
+            dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
+    return report
