@@ -5,7 +5,7 @@
     yulan diff [overrides A...] -- [overrides B...]        typed differences of effective values
     yulan diff --paper [experiment=NAME overrides...]      what differs from the report's recipe
     yulan schema [--output FILE]                           JSON Schema of experiment YAML files
-    yulan curate dedup --input IN --output OUT [key=value]   one curation step on a JSONL file
+    yulan curate dedup|mix --input IN --output OUT [key=value]   one curation step on a JSONL file
 """
 
 from __future__ import annotations
@@ -138,28 +138,44 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+CURATION_STEPS = {"dedup": ("yulan.curation.dedup", "DedupConfig"), "mix": ("yulan.curation.mix", "MixConfig")}
+
+
+def set_path(tree: dict, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        if not isinstance(tree.get(part), dict):
+            tree[part] = {}  # validation then names this path and the type it expects
+        tree = tree[part]
+    tree[last] = value
+
+
 def cmd_curate(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from schema.curation import DedupConfig
-    from schema.errors import from_validation_error
-    from yulan.curation import dedup
-
     import dataclasses
+    from importlib import import_module
 
     import yaml
+    from pydantic import ValidationError
 
-    # Values are typed as in YAML and Hydra overrides: 0.85 is a number, [a, b] a list.
-    settings = {key: yaml.safe_load(value) for key, value in (item.split("=", 1) for item in args.settings if "=" in item)}
+    import schema.curation
+    from schema.errors import from_validation_error
+    from schema.fields import default_tree
+
+    module_name, config_name = CURATION_STEPS[args.step]
+    config_class = getattr(schema.curation, config_name)
     malformed = [item for item in args.settings if "=" not in item]
     if malformed:
         print(f"error: settings are key=value (got {malformed}); keys are curation.{args.step} fields", file=sys.stderr)
         return 1
+    # Settings start from the schema's defaults; values are typed as in YAML and Hydra overrides.
+    settings = default_tree(config_class)
+    for key, value in (item.split("=", 1) for item in args.settings):
+        set_path(settings, key, yaml.safe_load(value))
     try:
-        config = DedupConfig.model_validate(settings)
+        config = config_class.model_validate(settings)
     except ValidationError as error:
         problems = [dataclasses.replace(problem, path=f"curation.{args.step}.{problem.path}")
-                    for problem in from_validation_error(DedupConfig, error, lambda path: None, lambda path: None)]
+                    for problem in from_validation_error(config_class, error, lambda path: None, lambda path: None)]
         print(ConfigError(f"invalid curation.{args.step} settings", problems), file=sys.stderr)
         return 1
     if not args.input.is_file():
@@ -168,7 +184,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if args.output.resolve() == args.input.resolve():
         print("error: --output must differ from --input (the input is never overwritten)", file=sys.stderr)
         return 1
-    report = dedup.run(args.input, args.output, config, args.seed)
+    report = import_module(module_name).run(args.input, args.output, config, args.seed)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -186,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="JSON Schema of experiment files")
     schema.add_argument("--output")
     curate = sub.add_parser("curate", help="run one curation step on a JSONL file")
-    curate.add_argument("step", choices=["dedup"])
+    curate.add_argument("step", choices=sorted(CURATION_STEPS))
     curate.add_argument("--input", type=Path, required=True)
     curate.add_argument("--output", type=Path, required=True)
     curate.add_argument("--seed", type=int, default=42)
