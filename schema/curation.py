@@ -185,6 +185,10 @@ class HeuristicsConfig(Section):
     min_response_chars: int = chosen(1, ge=0, description="Shortest response kept (short answers are fine).", unit="characters")
     max_response_chars: int = chosen(100_000, ge=1, description="Longest response kept.", unit="characters")
     max_instruction_chars: int = chosen(50_000, ge=1, description="Longest instruction kept.", unit="characters")
+    sentence_end_marks: str = chosen(
+        ".!?。！？…\"'”’)]}`*$|>", description="A response ending otherwise, with a long last line, was truncated."
+    )
+    truncated_min_words: int = chosen(6, ge=1, description="Last-line length (words; 2 CJK characters = 1) from which a missing end mark means truncation.")
     ai_identity_patterns: tuple[str, ...] = chosen(
         ("As an AI language model", "I am ChatGPT", "developed by OpenAI", "作为一个人工智能语言模型", "我是ChatGPT"),
         description="Boilerplate that would teach the model a wrong identity.",

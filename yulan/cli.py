@@ -5,7 +5,7 @@
     yulan diff [overrides A...] -- [overrides B...]        typed differences of effective values
     yulan diff --paper [experiment=NAME overrides...]      what differs from the report's recipe
     yulan schema [--output FILE]                           JSON Schema of experiment YAML files
-    yulan curate dedup|mix --input IN --output OUT [key=value]   one curation step on a JSONL file
+    yulan curate dedup|heuristics|mix --input IN --output OUT [key=value]   one curation step on a JSONL file
 """
 
 from __future__ import annotations
@@ -138,7 +138,11 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-CURATION_STEPS = {"dedup": ("yulan.curation.dedup", "DedupConfig"), "mix": ("yulan.curation.mix", "MixConfig")}
+CURATION_STEPS = {
+    "dedup": ("yulan.curation.dedup", "DedupConfig"),
+    "heuristics": ("yulan.curation.heuristics", "HeuristicsConfig"),
+    "mix": ("yulan.curation.mix", "MixConfig"),
+}
 
 
 def set_path(tree: dict, dotted: str, value: Any) -> None:

@@ -39,18 +39,19 @@ def word_count(line: str) -> float:
     return len(LATIN_WORD.findall(line)) + len(CJK.findall(line)) / 2
 
 
-def is_incomplete(response: str, rules: Penalties) -> bool:
+def is_incomplete(response: str, end_marks: str, min_words: int) -> bool:
+    """Cut off: empty, an unclosed code block, or a long last line that ends without an end mark."""
     text = response.strip()
     if not text:
         return True
     if text.count("```") % 2:  # a code block that never closes was cut off
         return True
-    if text[-1] in rules.sentence_end_marks:
+    if text[-1] in end_marks:
         return False
     last_line = text.splitlines()[-1].strip()
     if re.fullmatch(r"(?:[-*+]|\d+[.)])\s+.*", last_line):  # list items need no final period
         return False
-    return word_count(last_line) >= rules.incomplete_min_words
+    return word_count(last_line) >= min_words
 
 
 def is_mixed_language(prompt: str, response: str, rules: Penalties) -> bool:
@@ -79,7 +80,7 @@ def is_generic(response: str, rules: Penalties) -> bool:
 
 def judge(prompt: str, response: str, rules: Penalties) -> Verdict:
     reasons = {
-        "incomplete": is_incomplete(response, rules),
+        "incomplete": is_incomplete(response, rules.sentence_end_marks, rules.incomplete_min_words),
         "mixed_language": is_mixed_language(prompt, response, rules),
         "generic": is_generic(response, rules),
     }
