@@ -69,7 +69,7 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
         print(f"error: {prompts} is missing: selecting PPO prompts from the preference data is not built yet",
               file=sys.stderr)
         return 2
-    reward, server = experiment.ppo.reward, None
+    reward, server, log = experiment.ppo.reward, None, None
     try:
         if reward.mode == "remote_function":
             url = reward.server_url
@@ -92,6 +92,8 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
     finally:
         if server is not None:
             stop(server)
+        if log is not None:
+            log.close()
 
 
 def main(argv: list[str] | None = None) -> int:

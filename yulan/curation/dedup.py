@@ -234,7 +234,6 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0)
     samples = [json.loads(line) for line in input_path.read_text().splitlines() if line.strip()]
     texts = [sample_text(sample, config.strip_shared_prompts) for sample in samples]
     roots = duplicate_of(texts, config, seed)
-    exact = [normalised(text) for text in texts] if config.exact else None
     report: dict = {"input": len(samples), "kept": 0, "dropped": {}, "by_category": {}}
     output_path.parent.mkdir(parents=True, exist_ok=True)
     dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
@@ -247,7 +246,8 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0)
                 report["kept"] += 1
                 category["out"] += 1
                 continue
-            reason = "exact_duplicate" if exact and exact[index] == exact[root] else "near_duplicate"
+            same = config.exact and normalised(texts[index]) == normalised(texts[root])  # only dropped samples
+            reason = "exact_duplicate" if same else "near_duplicate"
             report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
             record = {**sample, "dropped": {"step": "dedup", "reason": reason, "duplicate_of": samples[root].get("id", root)}}
             dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
