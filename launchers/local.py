@@ -15,7 +15,7 @@ from launchers.plan import Run
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment
 from schema.fields import plain
-from yulan.stages import available
+from yulan.stages import available, missing
 
 
 def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
@@ -35,6 +35,8 @@ def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
             problems.append(Problem(f"{job.stage}.engine", f"stage '{job.stage}' has no {job.engine or 'local'} "
                                     "implementation in this version", job.engine,
                                     "run the stages that exist (stages=[...]) or use another engine"))
+        for what in missing(experiment, job.stage):
+            problems.append(Problem(job.stage, "not built in this version", what, "remove it from the experiment"))
         if job.engine == "openrlhf" and not (shutil.which("nvidia-smi") and importlib.util.find_spec("openrlhf")):
             problems.append(Problem(f"{job.stage}.engine", "engine=openrlhf needs GPUs and the openrlhf package on "
                                     "this machine", "openrlhf", f"use launcher=slurm, or {job.stage}.engine=native"))

@@ -27,6 +27,7 @@ class Benchmark(Section):
     temperature: float = Field(default=0.0, ge=0.0, description="Sampling temperature (0 = greedy).")
     max_new_tokens: int = Field(default=1024, ge=1, description="Generation budget.", json_schema_extra={"unit": "tokens"})
     data_path: str | None = Field(default=None, description="Local data files (machines without internet); None = the harness default.")
+    max_problems: int | None = Field(default=None, ge=1, description="Evaluate only the first N problems (smoke runs); None = all.")
     published: dict[str, float] = Field(default_factory=dict, description="Scores published in the report's table.")
 
     @model_validator(mode="after")

@@ -21,6 +21,7 @@ from schema.compose import EXPERIMENTS_DIR, ConfigError, compose, default_at, ex
 from schema.errors import field_source
 from schema.experiment import Experiment
 from schema.fields import REPORT
+from yulan.curation import STEPS
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "experiment.schema.json"
 
@@ -138,13 +139,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-CURATION_STEPS = {
-    "dedup": ("yulan.curation.dedup", "DedupConfig"),
-    "heuristics": ("yulan.curation.heuristics", "HeuristicsConfig"),
-    "mix": ("yulan.curation.mix", "MixConfig"),
-}
-
-
 def set_path(tree: dict, dotted: str, value: Any) -> None:
     *parents, last = dotted.split(".")
     for part in parents:
@@ -165,7 +159,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
     from schema.errors import from_validation_error
     from schema.fields import default_tree
 
-    module_name, config_name = CURATION_STEPS[args.step]
+    module_name, config_name, _ = STEPS[args.step]
     config_class = getattr(schema.curation, config_name)
     malformed = [item for item in args.settings if "=" not in item]
     if malformed:
@@ -188,7 +182,12 @@ def cmd_curate(args: argparse.Namespace) -> int:
     if args.output.resolve() == args.input.resolve():
         print("error: --output must differ from --input (the input is never overwritten)", file=sys.stderr)
         return 1
-    report = import_module(module_name).run(args.input, args.output, config, args.seed)
+    if args.step == "complexity" and not args.model:
+        print("error: complexity scores responses with a base model: pass --model PATH (a local directory or hub id)",
+              file=sys.stderr)
+        return 1
+    extra = {"model": args.model} if args.step == "complexity" else {}
+    report = import_module(module_name).run(args.input, args.output, config, args.seed, **extra)
     print(json.dumps(report, indent=2))
     return 0
 
@@ -206,10 +205,11 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="JSON Schema of experiment files")
     schema.add_argument("--output")
     curate = sub.add_parser("curate", help="run one curation step on a JSONL file")
-    curate.add_argument("step", choices=sorted(CURATION_STEPS))
+    curate.add_argument("step", choices=sorted(STEPS))
     curate.add_argument("--input", type=Path, required=True)
     curate.add_argument("--output", type=Path, required=True)
     curate.add_argument("--seed", type=int, default=42)
+    curate.add_argument("--model", help="base model for complexity (local directory or hub id)")
     curate.add_argument("settings", nargs="*", help="settings of the step, e.g. threshold=0.85 bands=16")
     for command in (show, check, diff):
         command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ppo_yulan ppo.num_episodes=2")

@@ -16,7 +16,7 @@ import logging
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from schema.ppo import RewardConfig
 from yulan.penalties import judge
@@ -43,9 +43,14 @@ def post_rewards(url: str, texts: list[str], timeout_s: float) -> list[float]:
 
 
 class YulanReward:
-    def __init__(self, config: RewardConfig, server_url: str):
+    """`score_texts` (rendered texts -> reward-model scores) defaults to the reward server at `server_url`;
+    the native engine passes its local reward model instead, so both engines share everything else."""
+
+    def __init__(self, config: RewardConfig, server_url: str = "",
+                 score_texts: Callable[[list[str]], list[float]] | None = None):
         self.config = config
         self.url = server_url.rstrip("/") + "/get_reward"
+        self.score_texts = score_texts or self.scores
 
     def response_of(self, query: str, prompt: str) -> str:
         response = query[len(prompt):] if query.startswith(prompt) else query
@@ -78,7 +83,7 @@ class YulanReward:
             verdicts = [judge(user, response, self.config.penalties) for user, response in zip(users, responses)]
             failed = 0.0
             try:
-                scores = self.scores([self.render(user, response) for user, response in zip(users, responses)])
+                scores = self.score_texts([self.render(user, response) for user, response in zip(users, responses)])
             except RewardServerError as error:
                 log.warning("reward server failed, using fallback_reward=%s: %s", self.config.fallback_reward, error)
                 scores, failed = [self.config.fallback_reward] * count, 1.0

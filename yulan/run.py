@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from schema.experiment import Experiment
+from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
 from yulan.stages import runner
@@ -64,11 +65,7 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
     env = dict(os.environ, WANDB_MODE=tracking.mode)
     if stage != "ppo":
         return subprocess.call(command, env=env)
-    prompts = Path(job_dir) / "data" / "prompts.jsonl"
-    if not prompts.exists():
-        print(f"error: {prompts} is missing: selecting PPO prompts from the preference data is not built yet",
-              file=sys.stderr)
-        return 2
+    select_prompts(experiment, job_dir)  # the file the engine command names: job_dir/data/prompts.jsonl
     reward, server, log = experiment.ppo.reward, None, None
     try:
         if reward.mode == "remote_function":

@@ -1,0 +1,65 @@
+"""Complexity selection (report §3): Comp(x, y) = λ1·(instruction tokens) + λ2·(response NLL under the base model);
+the configured hardest fraction is dropped. Scores are computed in token-budgeted batches (on GPU when there is
+one) and kept as one float per sample, so memory does not grow with sample length."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schema.curation import ComplexityConfig
+
+
+def scores(records: list[dict], model_path: str, config: ComplexityConfig) -> list[float]:
+    import torch
+
+    from yulan.native import common
+
+    tokenizer = common.load_tokenizer(model_path)
+    model = common.load_causal_lm(model_path, "bf16").eval()
+    samples = [common.tokenize_chat(tokenizer, r["messages"], config.max_length) for r in records]
+    out: list[float] = [0.0] * len(samples)
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))  # similar lengths batch well
+    batch: list[int] = []
+
+    def flush() -> None:
+        with torch.no_grad():
+            logps = common.token_logprobs(model, common.to_device(common.collate([[samples[i]] for i in batch], tokenizer.pad_token_id)))
+        for row, i in enumerate(batch):
+            response_tokens = sum(label != common.IGNORE for label in samples[i].labels[1:])
+            nll = -logps[row].sum().item()
+            loss = nll if config.loss_reduction == "sum" else nll / max(response_tokens, 1)
+            instruction_tokens = len(samples[i].input_ids) - response_tokens
+            out[i] = config.length_weight * instruction_tokens + config.loss_weight * loss
+        batch.clear()
+
+    for i in order:
+        if batch and (len(batch) + 1) * len(samples[i].input_ids) > config.batch_tokens:
+            flush()
+        batch.append(i)
+    if batch:
+        flush()
+    return out
+
+
+def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int = 0, model: str = "") -> dict:
+    if not model:
+        raise ValueError("complexity needs the base model (--model PATH, or model.name_or_path in a pipeline)")
+    records = [json.loads(line) for line in input_path.open() if line.strip()]
+    comp = scores(records, model, config)
+    dropped_count = int(len(records) * config.discard_hardest_fraction)
+    hardest = set(sorted(range(len(records)), key=lambda i: -comp[i])[:dropped_count])
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
+    with output_path.open("w") as kept, dropped_path.open("w") as dropped:
+        for i, record in enumerate(records):
+            record = {**record, "complexity": round(comp[i], 4)}
+            if i in hardest:
+                record["dropped"] = {"step": "complexity", "reason": "hardest_fraction"}
+                dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+            else:
+                kept.write(json.dumps(record, ensure_ascii=False) + "\n")
+    report = {"input": len(records), "kept": len(records) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
+              "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4)}
+    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
+    return report

@@ -1,0 +1,46 @@
+"""PPO prompt selection (report §5: '10,000 challenging prompts from the DPO dataset'): the prompts whose sampled
+completions did worst, by the configured difficulty signal, written as OpenRLHF's prompt file (`prompt` messages
+and the raw user prompt as `label`, which the reward re-renders in the reward model's format)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from schema.experiment import Experiment, stage_output
+from yulan.curation.preference import PROMPT_STATS, messages_of, user_text
+
+
+def candidates(experiment: Experiment) -> list[dict]:
+    """The preference stage's per-prompt statistics, or a user's JSONL file of prompts (with optional statistics)."""
+    source = experiment.resolve(experiment.ppo.prompts.source)
+    if experiment.ppo.prompts.source == "preference":
+        source = str(Path(stage_output(experiment.output_dir, "preference")).with_name(PROMPT_STATS))
+    with open(source) as lines:
+        return [json.loads(line) for line in lines if line.strip()]
+
+
+def difficulty(record: dict, signal: str) -> tuple[float, float]:
+    """Sort key, hardest first. Prompts without a pass rate rank after those with one, by mean reward."""
+    reward = record.get("mean_reward", 0.0)
+    if signal == "lowest_pass_rate":
+        rate = record.get("pass_rate")
+        return (rate if rate is not None else 2.0, reward)
+    return (reward, 0.0)
+
+
+def select(experiment: Experiment, job_dir: str) -> Path:
+    config = experiment.ppo.prompts
+    records = candidates(experiment)
+    ranked = sorted(records, key=lambda r: difficulty(r, config.difficulty))[: config.count]
+    if len(ranked) < config.count:
+        print(f"warning: ppo.prompts.count={config.count} but only {len(ranked)} prompts are available; "
+              "PPO runs with fewer rollouts", file=sys.stderr)
+    path = Path(job_dir) / "data" / "prompts.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as sink:
+        for record in ranked:
+            sink.write(json.dumps({"id": record.get("id"), "prompt": messages_of(record["prompt"]),
+                                   "label": user_text(record["prompt"])}, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,113 @@
+"""Preference pairs (report §4): on-policy completions sampled from the SFT model, paired correct-vs-incorrect
+for verifiable questions (final answers extracted and checked) and highest-vs-lowest reward-model score for the
+rest, combined with off-policy pairs to the configured parts. Also writes per-prompt statistics (mean reward,
+pass rate) next to the pairs: the PPO stage selects its challenging prompts from them.
+
+Prompt files are JSONL: `prompt` (text or chat messages), optional `answer` (makes the question verifiable),
+optional `solution` (a reference response), `id`, `category`. Pairs use OpenRLHF's format: `prompt` messages,
+`chosen` and `rejected` assistant messages.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+from pathlib import Path
+
+from schema.experiment import Experiment, stage_output
+from yulan.answers import is_correct
+
+PROMPT_STATS = "prompt_stats.jsonl"
+
+
+def messages_of(prompt: str | list[dict]) -> list[dict]:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def user_text(prompt: str | list[dict]) -> str:
+    return prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
+
+
+def pair_for(record: dict, completions: list[str], scores: list[float], min_margin: float) -> tuple[dict | None, dict]:
+    """One prompt's pair (or None) and its statistics."""
+    ranked = sorted(zip(scores, completions), key=lambda item: -item[0])
+    stats = {"id": record.get("id"), "prompt": record["prompt"], "mean_reward": sum(scores) / len(scores)}
+    if record.get("answer") is not None:
+        verdicts = [is_correct(c, str(record["answer"])) for c in completions]
+        stats["pass_rate"] = sum(verdicts) / len(verdicts)
+        correct = [c for s, c in ranked if is_correct(c, str(record["answer"]))]
+        wrong = [c for s, c in ranked if not is_correct(c, str(record["answer"]))]
+        if not correct and record.get("solution"):
+            correct, stats["chosen_from"] = [record["solution"]], "solution"  # nothing sampled was right
+        if not correct or not wrong:
+            return None, stats
+        chosen, rejected, kind = correct[0], wrong[-1], "verified"
+    else:
+        (high, chosen), (low, rejected) = ranked[0], ranked[-1]
+        if high - low < min_margin:
+            return None, stats
+        kind = "scored"
+    prompt = messages_of(record["prompt"])
+    return {"id": record.get("id"), "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
+            "rejected": [{"role": "assistant", "content": rejected}], "source": f"on_policy/{kind}"}, stats
+
+
+def run(experiment: Experiment, job_dir: str) -> int:
+    from yulan.native import common
+    from yulan.reward import YulanReward
+
+    config = experiment.preference
+    records = [r for path in config.prompts for r in common.read_jsonl(path)]
+    on_target, off_target = config.parts["on_policy"].count, config.parts["off_policy"].count
+    pairs, stats = [], []
+    if on_target:
+        if not records:
+            print("error: preference.parts.on_policy needs instructions: list JSONL files in preference.prompts",
+                  file=sys.stderr)
+            return 2
+        common.seed_everything(experiment.seed)
+        policy_path = common.model_path(experiment, experiment.resolve(config.policy))
+        tokenizer = common.load_tokenizer(policy_path)
+        policy = common.load_causal_lm(policy_path, "bf16")
+        prompts = [common.prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
+                   for r in records]
+        sampled = common.generate(policy, tokenizer, prompts, config.completions_per_prompt, config.temperature,
+                                  config.max_new_tokens)
+        del policy
+        texts = [common.decode(tokenizer, ids) for ids in sampled]
+        scorer = common.reward_model(experiment, "bf16")
+        render = YulanReward(experiment.ppo.reward).render  # the reward model's own chat format
+        n = config.completions_per_prompt
+        users = [user_text(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
+        scores = scorer([render(user, text) for user, text in zip(users, texts)])
+        for k, record in enumerate(records):
+            pair, stat = pair_for(record, texts[k * n:(k + 1) * n], scores[k * n:(k + 1) * n], config.min_score_margin)
+            stats.append(stat)
+            if pair:
+                pairs.append(pair)
+    rng = random.Random(experiment.seed)
+    on_policy = rng.sample(pairs, on_target) if len(pairs) > on_target else pairs
+    off_policy = [r for path in config.off_policy_sources for r in common.read_jsonl(path)]
+    off_policy = rng.sample(off_policy, off_target) if len(off_policy) > off_target else off_policy
+    combined = [dict(p, source=p.get("source", "off_policy")) for p in off_policy] + on_policy
+    rng.shuffle(combined)
+    output = Path(stage_output(experiment.output_dir, "preference"))
+    common.write_jsonl(output, combined)
+    common.write_jsonl(output.with_name(PROMPT_STATS), stats)
+    report = {
+        "prompts": len(records),
+        "pairs": len(combined),
+        "parts": {
+            "on_policy": {"target": on_target, "made": len(on_policy), "short_by": max(on_target - len(on_policy), 0),
+                          "verified": sum(p["source"] == "on_policy/verified" for p in on_policy),
+                          "scored": sum(p["source"] == "on_policy/scored" for p in on_policy)},
+            "off_policy": {"target": off_target, "made": len(off_policy), "short_by": max(off_target - len(off_policy), 0)},
+        },
+    }
+    (Path(job_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    print(f"[preference] {json.dumps(report)}", file=sys.stderr)
+    if not combined:
+        print("error: no preference pair could be made (see report.json)", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,59 @@
+"""The curation stage: the configured steps chained over the input files, each step's kept/dropped/report files
+under curation/steps/, the result at curation/data/sft.jsonl and a combined report at curation/report.json."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from importlib import import_module
+from pathlib import Path
+
+from schema.experiment import Experiment, stage_output
+from yulan.curation import STEPS
+
+
+def missing_steps(experiment: Experiment) -> list[str]:
+    """What this version cannot run yet (checked before anything is written)."""
+    unbuilt = [f"step '{step}'" for step in experiment.curation.steps if step not in STEPS]
+    if experiment.curation.sources.synthesis:
+        unbuilt.append(f"synthesis jobs {list(experiment.curation.sources.synthesis)}")
+    return unbuilt
+
+
+def run(experiment: Experiment, job_dir: str) -> int:
+    config = experiment.curation
+    unbuilt = missing_steps(experiment)
+    if unbuilt:
+        print(f"error: curation {', '.join(unbuilt)} not built in this version; remove them from curation.steps / "
+              "curation.sources.synthesis", file=sys.stderr)
+        return 2
+    if not config.inputs:
+        print("error: curation.inputs is empty: list the JSONL files to curate", file=sys.stderr)
+        return 2
+    steps_dir = Path(job_dir) / "steps"
+    steps_dir.mkdir(parents=True, exist_ok=True)
+    current = steps_dir / "0-inputs.jsonl"
+    with current.open("w") as sink:  # one stream of every input, in order (the earliest sample of a duplicate wins)
+        for path in config.inputs:
+            with open(path) as source:
+                shutil.copyfileobj(source, sink)
+    reports = {}
+    for index, step in enumerate(config.steps, start=1):
+        module, _, field = STEPS[step]
+        output = steps_dir / f"{index}-{step}.jsonl"
+        extra = {"model": _base_model(experiment)} if step == "complexity" else {}
+        reports[step] = import_module(module).run(current, output, getattr(config, field), experiment.seed, **extra)
+        print(f"[curation] {step}: {reports[step]['input']} in, {reports[step]['kept']} kept", file=sys.stderr)
+        current = output
+    final = Path(stage_output(experiment.output_dir, "curation"))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(current, final)
+    (Path(job_dir) / "report.json").write_text(json.dumps({"steps": reports, "output": str(final)}, indent=2))
+    return 0
+
+
+def _base_model(experiment: Experiment) -> str:
+    from yulan.native.common import model_path
+
+    return model_path(experiment, experiment.model.name_or_path)

@@ -1,0 +1,87 @@
+"""The report's evaluation table (§6): this run's checkpoints beside the published numbers, as Markdown, JSON
+and a bar chart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from schema.evaluation import LLAMA, QWEN, YULAN, EvalConfig
+
+
+def headline(benchmark, metrics: dict) -> float | None:
+    """The number the report prints for a row, in percent."""
+    key = f"pass@{benchmark.pass_k}" if benchmark.pass_k else "exact_match"
+    return round(100 * metrics[key], 2) if key in metrics else None
+
+
+def rows(config: EvalConfig, results: dict[str, dict[str, dict]]) -> list[dict]:
+    out = []
+    for name in config.selected:
+        benchmark = config.benchmarks[name]
+        row = {"benchmark": name, "title": benchmark.title, "skill": benchmark.skill}
+        for checkpoint, by_benchmark in results.items():
+            row[checkpoint] = headline(benchmark, by_benchmark[name]) if name in by_benchmark else None
+        for model in (YULAN, LLAMA, QWEN):
+            row[model] = benchmark.published.get(model)
+        out.append(row)
+    return out
+
+
+def markdown(table: list[dict]) -> str:
+    columns = [c for c in table[0] if c not in ("benchmark", "skill")]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in table:
+        lines.append("| " + " | ".join("—" if row[c] is None else str(row[c]) for c in columns) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def chart(table: list[dict], path: Path) -> Path | None:
+    """A grouped bar chart; None when matplotlib is not installed."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    series = [c for c in table[0] if c not in ("benchmark", "title", "skill")]
+    width = 0.8 / len(series)
+    figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(table)), 4))
+    for i, name in enumerate(series):
+        axes.bar([x + i * width for x in range(len(table))], [row[name] or 0 for row in table], width, label=name)
+    axes.set_xticks([x + 0.4 - width / 2 for x in range(len(table))], [row["title"] for row in table], rotation=20, ha="right")
+    axes.set_ylabel("score (%)")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def write(config: EvalConfig, results: dict, directory: Path) -> dict[str, Path]:
+    table = rows(config, results)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / "table.json", "markdown": directory / "table.md"}
+    paths["json"].write_text(json.dumps({"rows": table, "results": results}, indent=2))
+    paths["markdown"].write_text(markdown(table))
+    png = chart(table, directory / "table.png")
+    if png:
+        paths["png"] = png
+    return paths
+
+
+def compare(a: Path, b: Path) -> str:
+    """Two runs' tables side by side: every checkpoint column of each, with the difference of the last ones."""
+    left, right = (json.loads((p / "table.json" if p.is_dir() else p).read_text())["rows"] for p in (a, b))
+    published = {"benchmark", "title", "skill", YULAN, LLAMA, QWEN}
+    merged = []
+    for l_row, r_row in zip(left, right):
+        row = {"title": l_row["title"]}
+        l_cols = [c for c in l_row if c not in published]
+        r_cols = [c for c in r_row if c not in published]
+        row |= {f"A:{c}": l_row[c] for c in l_cols} | {f"B:{c}": r_row[c] for c in r_cols}
+        last_a, last_b = l_row[l_cols[-1]] if l_cols else None, r_row[r_cols[-1]] if r_cols else None
+        row["B − A"] = round(last_b - last_a, 2) if last_a is not None and last_b is not None else None
+        merged.append(row)
+    return markdown([{"benchmark": "", "skill": "", **row} for row in merged])
