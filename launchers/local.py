@@ -18,13 +18,18 @@ from schema.fields import plain
 from yulan.stages import available, missing
 
 
+def comparable(config: dict) -> dict:
+    """A config as it decides results: how to treat an existing run directory is not part of it."""
+    return {**config, "launcher": {k: v for k, v in config["launcher"].items() if k != "on_existing_run"}}
+
+
 def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
     problems = []
     existing = Path(run.run_dir) / "config.json"
     if Path(run.run_dir).exists() and experiment.launcher.on_existing_run == "refuse":
         problems.append(Problem("run_dir", "the run directory exists; nothing is overwritten", run.run_dir,
                                 "choose another name=/run_root=, delete it, or set launcher.on_existing_run=resume"))
-    elif existing.exists() and json.loads(existing.read_text()) != plain(experiment):
+    elif existing.exists() and comparable(json.loads(existing.read_text())) != comparable(plain(experiment)):
         problems.append(Problem("launcher.on_existing_run", "a run resumes only with the config it started with",
                                 "resume", f"compare with `yulan show` against {existing}, or start a new run"))
     if experiment.launcher.refuse_dirty_tree and git["dirty"]:
@@ -35,8 +40,7 @@ def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
             problems.append(Problem(f"{job.stage}.engine", f"stage '{job.stage}' has no {job.engine or 'local'} "
                                     "implementation in this version", job.engine,
                                     "run the stages that exist (stages=[...]) or use another engine"))
-        for what in missing(experiment, job.stage):
-            problems.append(Problem(job.stage, "not built in this version", what, "remove it from the experiment"))
+        problems += missing(experiment, job.stage)
         if job.engine == "openrlhf" and not (shutil.which("nvidia-smi") and importlib.util.find_spec("openrlhf")):
             problems.append(Problem(f"{job.stage}.engine", "engine=openrlhf needs GPUs and the openrlhf package on "
                                     "this machine", "openrlhf", f"use launcher=slurm, or {job.stage}.engine=native"))

@@ -167,10 +167,12 @@ def test_existing_run_directory_is_never_overwritten(tmp_path):
     assert [p.name for p in existing.iterdir()] == ["keep.txt"]
 
 
-def test_stage_without_implementation_refuses_before_writing(tmp_path):
-    result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}")
+def test_settings_not_built_yet_refuse_before_writing(tmp_path):
+    result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}", "curation.steps=[dedup,judge,mix]",
+                 "eval.backend=vllm")
     assert result.returncode == 1
-    assert "no native implementation in this version" in result.stderr
+    assert "curation.steps = \"judge\"" in result.stderr and "remove it from curation.steps" in result.stderr
+    assert "eval.backend = \"vllm\"" in result.stderr and "set eval.backend=transformers" in result.stderr
     assert list(tmp_path.iterdir()) == []
 
 

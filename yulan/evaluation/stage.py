@@ -7,20 +7,26 @@ import json
 import sys
 from pathlib import Path
 
+from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.evaluation import benchmarks, scoring, table
 
 
-def missing(experiment: Experiment) -> list[str]:
+def missing(experiment: Experiment) -> list[Problem]:
     """What this version cannot run yet (checked before anything is written)."""
     config = experiment.eval
-    out = [f"eval.backend={config.backend} (use transformers)"] if config.backend != "transformers" else []
+    problems = []
+    if config.backend != "transformers":
+        problems.append(Problem("eval.backend", "only the transformers backend is built in this version", config.backend,
+                                "set eval.backend=transformers"))
     for name in config.selected:
         benchmark = config.benchmarks[name]
         if benchmark.harness != "native" or benchmark.task not in benchmarks.NATIVE_TASKS:
-            out.append(f"eval.benchmarks.{name} (harness={benchmark.harness}, task={benchmark.task}; native tasks: "
-                       f"{', '.join(benchmarks.NATIVE_TASKS)})")
-    return out
+            problems.append(Problem(
+                f"eval.benchmarks.{name}", f"only native tasks ({', '.join(benchmarks.NATIVE_TASKS)}) are built in this "
+                "version", f"harness={benchmark.harness}, task={benchmark.task}",
+                f"set eval.benchmarks.{name}.harness=native with a native task and data_path, or drop it from eval.selected"))
+    return problems
 
 
 def score(benchmark, items: list[dict], samples: list[dict], timeout_s: float, memory_mb: int) -> dict:
@@ -57,7 +63,7 @@ def evaluate(experiment: Experiment, checkpoint: str, out_dir: Path) -> dict[str
 def run(experiment: Experiment, job_dir: str) -> int:
     unbuilt = missing(experiment)
     if unbuilt:
-        print(f"error: not built in this version: {'; '.join(unbuilt)}", file=sys.stderr)
+        print(ConfigError("the eval stage cannot run", unbuilt), file=sys.stderr)
         return 2
     output = Path(stage_output(experiment.output_dir, "eval"))
     results = {}

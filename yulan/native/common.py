@@ -286,11 +286,13 @@ class Tracker:
     same tracking run; metrics also go to job_dir/metrics.jsonl, which tests and scripts can read."""
 
     def __init__(self, experiment: Experiment, stage: str, job_dir: str):
+        Path(job_dir).mkdir(parents=True, exist_ok=True)
         self.metrics = Path(job_dir) / "metrics.jsonl"
         self.run = None
         tracking = experiment.tracking
         if tracking.backend != "wandb" or tracking.mode == "disabled":
             return
+        os.environ.setdefault("WANDB_SILENT", "true")  # the progress bar and metrics.jsonl say enough
         import wandb
 
         id_file = Path(job_dir) / "wandb_run_id"
