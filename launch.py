@@ -49,23 +49,35 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if multirun:  # point i of a sweep lives in <run dir>/<i>
             experiments = [e.model_copy(update={"run_dir": f"{e.output_dir}/{i}"}) for i, e in enumerate(experiments)]
-        return dispatch(experiments, points)
+        return dispatch(experiments, points, multirun)
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1
 
 
-def dispatch(experiments: list, points: list[list[str]]) -> int:
+def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
+    from pathlib import Path
+
     from launchers.plan import plan
 
     runs = [plan(experiment, point) for experiment, point in zip(experiments, points)]
+    kinds = {experiment.launcher.kind for experiment in experiments}
+    if len(kinds) > 1:
+        raise ConfigError("one launcher per sweep", [Problem("launcher.kind", "every sweep point must use the same launcher",
+                                                            sorted(kinds), "do not sweep over launcher")])
     if any(experiment.dry_run for experiment in experiments):
+        if kinds == {"slurm"}:
+            from launchers.slurm import sbatch_script
+
+            for experiment, run in zip(experiments, runs):
+                run.jobs[:] = [job.with_sbatch(sbatch_script(job, experiment)) for job in run.jobs]
         print(json.dumps({"runs": [run.to_json() for run in runs]}, indent=2))
         return 0
-    kinds = {experiment.launcher.kind for experiment in experiments}
-    if kinds != {"local"}:
-        raise ConfigError("launcher not available", [Problem("launcher.kind", "only launcher=local is built so far",
-                                                             sorted(kinds), "use launcher=local, or dry_run=true to see the plan")])
+    if kinds == {"slurm"}:
+        from launchers.slurm import submit
+
+        ledger_dir = Path(runs[0].run_dir).parent if multirun else Path(runs[0].run_dir)
+        return submit(experiments, runs, ledger_dir)
     from launchers.local import execute
 
     return execute(experiments, runs)

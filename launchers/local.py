@@ -23,7 +23,8 @@ def comparable(config: dict) -> dict:
     return {**config, "launcher": {k: v for k, v in config["launcher"].items() if k != "on_existing_run"}}
 
 
-def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
+def preflight(experiment: Experiment, run: Run, git: dict, local: bool = True) -> list[Problem]:
+    """Everything checked before a run directory is written; `local`: the jobs run on this machine."""
     problems = []
     existing = Path(run.run_dir) / "config.json"
     if Path(run.run_dir).exists() and experiment.launcher.on_existing_run == "refuse":
@@ -41,7 +42,7 @@ def preflight(experiment: Experiment, run: Run, git: dict) -> list[Problem]:
                                     "implementation in this version", job.engine,
                                     "run the stages that exist (stages=[...]) or use another engine"))
         problems += missing(experiment, job.stage)
-        if job.engine == "openrlhf" and not (shutil.which("nvidia-smi") and importlib.util.find_spec("openrlhf")):
+        if local and job.engine == "openrlhf" and not (shutil.which("nvidia-smi") and importlib.util.find_spec("openrlhf")):
             problems.append(Problem(f"{job.stage}.engine", "engine=openrlhf needs GPUs and the openrlhf package on "
                                     "this machine", "openrlhf", f"use launcher=slurm, or {job.stage}.engine=native"))
     return problems

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from schema.common import STAGES
@@ -26,6 +26,10 @@ class Job:
     command: list[str]
     engine_command: list[str] | None = None
     reward_server_command: list[str] | None = None
+    sbatch: str | None = None  # the sbatch script (launcher=slurm dry runs)
+
+    def with_sbatch(self, script: str) -> Job:
+        return replace(self, sbatch=script)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -230,6 +231,34 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """status / cancel / resubmit of what launch.py submitted to SLURM (its ledger)."""
+    from launchers import slurm
+
+    try:
+        if args.command == "status":
+            points = slurm.status(args.directory)
+            if args.json:
+                print(json.dumps(points, indent=2))
+            else:
+                for point in points:
+                    print(f"{point['index']:>4}  {point['state']:8}  {point['run_dir']}  {' '.join(point['overrides'])}")
+                    for stage, state in point["stages"].items():
+                        print(f"        {stage:10} {state}")
+                counts = {s: sum(p["state"] == s for p in points) for s in ("queued", "running", "done", "failed")}
+                print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+        elif args.command == "cancel":
+            cancelled = slurm.cancel(args.directory)
+            print(f"cancelled {len(cancelled)} jobs: {' '.join(cancelled)}" if cancelled else "nothing left to cancel")
+        else:
+            indices = slurm.resubmit_failed(args.directory)
+            print(f"resubmitted points {indices}" if indices else "no failed point")
+    except (FileNotFoundError, subprocess.CalledProcessError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="yulan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +288,14 @@ def main(argv: list[str] | None = None) -> int:
     compare = eval_sub.add_parser("compare", help="two runs' tables side by side")
     compare.add_argument("a", type=Path, help="run's eval/results directory or table.json")
     compare.add_argument("b", type=Path)
+    state = sub.add_parser("status", help="state of each point of a SLURM submission (its ledger directory)")
+    state.add_argument("directory", type=Path)
+    state.add_argument("--json", action="store_true")
+    stop = sub.add_parser("cancel", help="cancel a SLURM submission's queued and running jobs")
+    stop.add_argument("directory", type=Path)
+    again = sub.add_parser("resubmit", help="resubmit a SLURM submission's failed points into their run directories")
+    again.add_argument("--failed", action="store_true", required=True, help="the failed points (the only mode)")
+    again.add_argument("directory", type=Path)
     for command in (show, check, diff):
         command.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. experiment=ppo_yulan ppo.num_episodes=2")
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -272,7 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [arg for arg in argv[argv.index("diff") + 1:] if arg != "--paper"]
     try:
         commands = {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema, "curate": cmd_curate,
-                    "eval": cmd_eval}
+                    "eval": cmd_eval, "status": cmd_sweep, "cancel": cmd_sweep, "resubmit": cmd_sweep}
         return commands[args.command](args)
     except ConfigError as error:
         print(error, file=sys.stderr)

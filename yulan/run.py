@@ -12,6 +12,7 @@ from pathlib import Path
 
 from schema.experiment import Experiment
 from yulan.curation.ppo_prompts import select as select_prompts
+from yulan import distributed
 from yulan.engines import openrlhf
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
 from yulan.stages import runner
@@ -64,7 +65,18 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
     command = engine_argv(openrlhf.command(experiment, stage, job_dir), tracking.mode)
     env = dict(os.environ, WANDB_MODE=tracking.mode)
     if stage != "ppo":
+        if int(env.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: torch's distributed environment from SLURM's
+            env.update(distributed.torch_env(env, distributed.hostnames(env["SLURM_JOB_NODELIST"])))
         return subprocess.call(command, env=env)
+    if int(env.get("SLURM_JOB_NUM_NODES", "1")) > 1:
+        resources = experiment.ppo.resources
+        env["RAY_ADDRESS"] = "auto"  # the driver joins the cluster this job starts
+        return distributed.run_ray_job(env, resources.gpus_per_node, experiment.ppo.placement.reward_gpus, job_dir,
+                                       lambda: run_ppo_driver(experiment, job_dir, command, env))
+    return run_ppo_driver(experiment, job_dir, command, env)
+
+
+def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str]) -> int:
     select_prompts(experiment, job_dir)  # the file the engine command names: job_dir/data/prompts.jsonl
     reward, server, log = experiment.ppo.reward, None, None
     try:

@@ -1,0 +1,305 @@
+"""Submit a plan to SLURM with submitit, without waiting for it.
+
+Every stage of a run is one job, chained to the jobs it reads from with `afterok` (a failed stage leaves its
+dependents cancelled: `kill-on-invalid-dep`). The points of a sweep become one job array per stage (throttled by
+`launcher.array_parallelism`), each task waiting for the same task of the previous stage's array (`aftercorr`).
+Jobs run the code as it was at submission: a snapshot of the checkout under the ledger directory comes first on
+their PYTHONPATH. The ledger (`ledger.json`) maps each point to its overrides, run directory and job ids;
+`yulan status|cancel|resubmit DIR` read it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from launchers import manifest
+from launchers.plan import Job, Run
+from schema.common import STAGES
+from schema.errors import ConfigError, Problem
+from schema.experiment import Experiment
+
+LEDGER = "ledger.json"
+REQUEUE_STATUS = 75  # a stage that stopped at a checkpoint to be requeued (EX_TEMPFAIL)
+
+
+class StageJob:
+    """What a SLURM task runs: `python -m yulan.run` from the snapshot, in the launch directory.
+
+    On preemption or near the time limit submitit calls `checkpoint`: the stage is asked to save (SIGUSR1), given
+    time to finish writing, and the same job (same run directory) is requeued; it resumes from its checkpoint.
+    """
+
+    def __init__(self, run_dir: str, stage: str, snapshot: str, workdir: str):
+        self.run_dir, self.stage, self.snapshot, self.workdir = run_dir, stage, snapshot, workdir
+        self.child: subprocess.Popen | None = None
+
+    def __call__(self) -> int:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [self.snapshot, os.environ.get("PYTHONPATH")])))
+        self.child = subprocess.Popen([sys.executable, "-m", "yulan.run", "--run-dir", self.run_dir, "--stage", self.stage],
+                                      cwd=self.workdir, env=env)
+        status = self.child.wait()
+        if status == REQUEUE_STATUS:  # the stage saved and stopped because it was asked to: run it again
+            raise RuntimeError(f"stage {self.stage} stopped for requeue before the job was requeued")
+        if status:
+            raise RuntimeError(f"stage {self.stage} failed with exit status {status} (run directory {self.run_dir})")
+        return status
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        import submitit
+
+        if self.child is not None and self.child.poll() is None:
+            self.child.send_signal(signal.SIGUSR1)
+            try:
+                self.child.wait(timeout=120)
+            except subprocess.TimeoutExpired:
+                self.child.kill()
+        return submitit.helpers.DelayedSubmission(StageJob(self.run_dir, self.stage, self.snapshot, self.workdir))
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "child"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, child=None)
+
+
+def tasks_per_node(job: Job) -> int:
+    """OpenRLHF's DeepSpeed trainers: one task per GPU (ranks from SLURM); Ray-based PPO and the rest: one per node."""
+    if job.engine == "openrlhf" and job.stage in ("sft", "dpo"):
+        return max(job.resources["gpus_per_node"], 1)
+    return 1
+
+
+def parameters(job: Job, experiment: Experiment, dependency: str | None) -> dict[str, Any]:
+    """submitit.SlurmExecutor parameters (sbatch options) of one job."""
+    resources, cluster = job.resources, experiment.cluster
+    tasks = tasks_per_node(job)
+    params: dict[str, Any] = {
+        "partition": job.partition,
+        "nodes": resources["nodes"],
+        "ntasks_per_node": tasks,
+        "cpus_per_task": max(resources["cpus_per_node"] // tasks, 1),
+        "time": resources["time_limit_minutes"],
+        "job_name": job.name,
+        "array_parallelism": experiment.launcher.array_parallelism,
+        "setup": list(cluster.setup) + [f"export {k}={v}" for k, v in cluster.env.items()],
+        "signal_delay_s": 120,  # SIGUSR2 this long before the time limit: the stage saves and is requeued
+        "additional_parameters": {},
+    }
+    if resources["mem_gb_per_node"]:
+        params["mem"] = f"{resources['mem_gb_per_node']}GB"
+    if resources["gpus_per_node"]:
+        params["gpus_per_node"] = resources["gpus_per_node"]
+    if cluster.account:
+        params["account"] = cluster.account
+    if cluster.qos:
+        params["qos"] = cluster.qos
+    if dependency:
+        params["additional_parameters"] = {"dependency": dependency, "kill_on_invalid_dep": "yes"}
+    return params
+
+
+def sbatch_script(job: Job, experiment: Experiment, dependency: str | None = None) -> str:
+    """The sbatch script submitit writes for this job (shown by dry_run=true)."""
+    executor = executor_for(Path(experiment.output_dir) / "slurm")
+    executor.update_parameters(**parameters(job, experiment, dependency))
+    return executor._make_submission_file_text("python -u -m submitit.core._submit <folder>", "<uid>")
+
+
+def snapshot(target: Path) -> Path:
+    """The checkout's files (tracked and untracked, not ignored) copied once per submission."""
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=manifest.REPO_ROOT,
+                            capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, listed):
+        source = manifest.REPO_ROOT / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    return target
+
+
+def executor_for(folder: Path):
+    import submitit
+
+    return submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=3)
+
+
+def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, str], folder: Path, code: Path,
+                 array_of_previous: str | None) -> tuple[dict[int, str], str | None]:
+    """One stage for the given points. Points with identical submission parameters become one array."""
+    groups: dict[str, list[tuple[int, Job, Experiment]]] = {}
+    for item in jobs:
+        index, job, experiment = item
+        key = json.dumps(parameters(job, experiment, None), sort_keys=True)
+        groups.setdefault(key, []).append(item)
+    ids: dict[int, str] = {}
+    single_array = len(groups) == 1 and len(jobs) > 1
+    for group in groups.values():
+        executor = executor_for(folder)
+        first = group[0]
+        if single_array and array_of_previous:
+            dependency = f"aftercorr:{array_of_previous}"
+        else:
+            needed = sorted({previous[i] for i, _, _ in group if i in previous})
+            dependency = "afterok:" + ":".join(needed) if needed else None
+            if dependency and len(group) > 1:  # one array cannot wait per task on separate jobs: submit singly
+                for item in group:
+                    ids |= submit_stage([item], previous, folder, code, None)[0]
+                continue
+        executor.update_parameters(**parameters(first[1], first[2], dependency))
+        workdir = os.getcwd()
+        if len(group) == 1:
+            index, job, experiment = first
+            ids[index] = executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir)).job_id
+            continue
+        with executor.batch():
+            submitted = [(i, executor.submit(StageJob(e.output_dir, j.stage, str(code), workdir))) for i, j, e in group]
+        for i, job_handle in submitted:
+            ids[i] = job_handle.job_id
+    array_id = next(iter(ids.values())).split("_")[0] if single_array else None
+    return ids, array_id
+
+
+def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> int:
+    from launchers.local import preflight
+
+    git = manifest.git_state()
+    problems = [p for e, r in zip(experiments, runs) for p in preflight(e, r, git, local=False)]
+    if ledger_dir.joinpath(LEDGER).exists() and experiments[0].launcher.on_existing_run == "refuse":
+        problems.append(Problem("run_dir", "a sweep ledger exists here; nothing is overwritten", str(ledger_dir),
+                                "choose another name=/run_root=, or `yulan resubmit --failed` it"))
+    if problems:
+        raise ConfigError("cannot submit; nothing was written or queued", problems)
+    if not shutil.which("sbatch"):
+        raise ConfigError("cannot submit", [Problem(
+            "launcher.kind", "launcher=slurm needs SLURM's sbatch on this machine", "slurm",
+            "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start")])
+    ledger_dir.mkdir(parents=True, exist_ok=True)
+    code = snapshot(ledger_dir / "code")
+    for experiment, run in zip(experiments, runs):
+        manifest.write(experiment, run, git)
+    points = [{"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)]
+    previous: dict[int, str] = {}
+    array_of_previous: str | None = None
+    for stage in STAGES:
+        jobs = [(i, job, experiments[i]) for i, run in enumerate(runs) for job in run.jobs if job.stage == stage]
+        if not jobs:
+            continue
+        ids, array_of_previous = submit_stage(jobs, previous, ledger_dir / "slurm", code, array_of_previous)
+        for i, job_id in ids.items():
+            points[i]["jobs"][stage] = job_id
+            previous[i] = job_id
+    ledger = {"submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiment": experiments[0].name,
+              "code": str(code), "git_commit": git["commit"], "points": points}
+    (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
+    for point in points:
+        print(f"point {point['index']}: {point['run_dir']}  " + "  ".join(f"{s}={j}" for s, j in point["jobs"].items()))
+    print(f"submitted; ledger: {ledger_dir / LEDGER}  (yulan status {ledger_dir})", file=sys.stderr)
+    return 0
+
+
+# -- the ledger: status, cancel, resubmit -------------------------------------------------------------------
+FINISHED = {"COMPLETED"}
+FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
+
+
+def read_ledger(directory: Path) -> dict:
+    path = directory / LEDGER if directory.is_dir() else directory
+    if not path.exists():
+        raise FileNotFoundError(f"no {LEDGER} in {directory}: pass the directory launch.py printed")
+    return json.loads(path.read_text())
+
+
+def job_states(job_ids: list[str]) -> dict[str, str]:
+    """One sacct call for every job; pending array tasks are listed by sacct as 'ID_[range]'."""
+    if not job_ids:
+        return {}
+    bases = sorted({job_id.split("_")[0] for job_id in job_ids})
+    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if "|" in line]
+    found = {job: state.split()[0] for job, state in rows}
+    states = {}
+    for job_id in job_ids:
+        state = found.get(job_id)
+        if state is None:
+            base = job_id.split("_")[0]
+            state = next((s for j, s in found.items() if j.startswith(base + "_[")), "UNKNOWN")
+        states[job_id] = state
+    return states
+
+
+def point_state(stages: dict[str, str]) -> str:
+    """queued / running / done / failed, from the states of a point's jobs in pipeline order."""
+    values = list(stages.values())
+    if any(state in FAILED for state in values):
+        return "failed"
+    if all(state in FINISHED for state in values):
+        return "done"
+    if any(state in ("RUNNING", "COMPLETING", "REQUEUED", "RESIZING") for state in values) or any(
+            state in FINISHED for state in values):
+        return "running"
+    return "queued"
+
+
+def status(directory: Path) -> list[dict]:
+    ledger = read_ledger(directory)
+    states = job_states([job for point in ledger["points"] for job in point["jobs"].values()])
+    return [{"index": p["index"], "state": point_state({s: states[j] for s, j in p["jobs"].items()}),
+             "stages": {s: f"{j} {states[j]}" for s, j in p["jobs"].items()}, "overrides": p["overrides"],
+             "run_dir": p["run_dir"]} for p in ledger["points"]]
+
+
+def cancel(directory: Path) -> list[str]:
+    ledger = read_ledger(directory)
+    jobs = [job for point in ledger["points"] for job in point["jobs"].values()]
+    states = job_states(jobs)
+    open_jobs = [job for job in jobs if states[job] not in FINISHED | FAILED]
+    if open_jobs:
+        subprocess.run(["scancel", *open_jobs], check=True)
+    return open_jobs
+
+
+def resubmit_failed(directory: Path) -> list[int]:
+    """Failed points again, into the same run directories: finished stages are skipped (their DONE marker),
+    an interrupted stage resumes from its checkpoint. The ledger records the new job ids."""
+    ledger_dir = directory if directory.is_dir() else directory.parent
+    ledger = read_ledger(directory)
+    failed = [p for p in status(ledger_dir) if p["state"] == "failed"]
+    code = Path(ledger["code"])
+    by_index = {p["index"]: p for p in ledger["points"]}
+    for point in failed:
+        experiment = Experiment.model_validate_json((Path(point["run_dir"]) / "config.json").read_text())
+        from launchers.plan import plan
+
+        run = plan(experiment, point["overrides"])
+        previous: dict[int, str] = {}
+        jobs_record = by_index[point["index"]]["jobs"]
+        for job in run.jobs:
+            if (Path(job.run_dir) / "DONE").exists():
+                continue
+            ids, _ = submit_stage([(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None)
+            previous = ids
+            jobs_record[job.stage] = ids[point["index"]]
+    ledger.setdefault("resubmitted", []).append(
+        {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "points": [p["index"] for p in failed]})
+    (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
+    return [p["index"] for p in failed]
+
+
+def wait(directory: Path, timeout_s: float, poll_s: float = 1.0) -> list[dict]:
+    """Until no point is queued or running (scripts and tests; launch.py itself never waits)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        points = status(directory)
+        if all(p["state"] in ("done", "failed") for p in points) or time.monotonic() > deadline:
+            return points
+        time.sleep(poll_s)
