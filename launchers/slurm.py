@@ -26,9 +26,9 @@ from launchers.plan import Job, Run
 from schema.common import STAGES
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment
+from yulan.stages import REQUEUE_STATUS
 
 LEDGER = "ledger.json"
-REQUEUE_STATUS = 75  # a stage that stopped at a checkpoint to be requeued (EX_TEMPFAIL)
 
 
 class StageJob:
@@ -47,8 +47,13 @@ class StageJob:
         self.child = subprocess.Popen([sys.executable, "-m", "yulan.run", "--run-dir", self.run_dir, "--stage", self.stage],
                                       cwd=self.workdir, env=env)
         status = self.child.wait()
-        if status == REQUEUE_STATUS:  # the stage saved and stopped because it was asked to: run it again
-            raise RuntimeError(f"stage {self.stage} stopped for requeue before the job was requeued")
+        if status == REQUEUE_STATUS:
+            # The stage saw the preemption's SIGTERM first and saved; submitit's USR2 handler, which requeues this
+            # job, follows within moments and exits this process. Wait for it, boundedly.
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
+            raise RuntimeError(f"stage {self.stage} stopped to be requeued, but no requeue signal came")
         if status:
             raise RuntimeError(f"stage {self.stage} failed with exit status {status} (run directory {self.run_dir})")
         return status

@@ -85,3 +85,18 @@ def run_ray_job(env: Mapping[str, str], gpus_per_node: int, reserved_on_head: in
         if role == "head":
             done.touch()
         subprocess.run(["ray", "stop", "--force"], capture_output=True)
+
+
+def task_environment() -> dict[str, str]:
+    """What this SLURM task would get: its torch distributed environment and its GPUs (a check for new clusters:
+    `srun -N2 --ntasks-per-node=8 --gpus-per-node=8 python -m yulan.distributed`)."""
+    import os
+
+    return {**torch_env(os.environ, hostnames(os.environ["SLURM_JOB_NODELIST"])),
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+
+
+if __name__ == "__main__":
+    import json
+
+    print(json.dumps(task_environment()))

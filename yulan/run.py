@@ -15,7 +15,7 @@ from yulan.curation.ppo_prompts import select as select_prompts
 from yulan import distributed
 from yulan.engines import openrlhf
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
-from yulan.stages import runner
+from yulan.stages import install_stop_handler, runner
 
 
 def engine_argv(command: list[str], tracking_mode: str) -> list[str]:
@@ -113,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     experiment = Experiment.model_validate_json((args.run_dir / "config.json").read_text())
     job_dir = f"{experiment.output_dir}/{args.stage}"
     Path(job_dir).mkdir(parents=True, exist_ok=True)
+    install_stop_handler()
     done = Path(job_dir) / "DONE"
     if done.exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
         print(f"[{args.stage}] already done ({done})", file=sys.stderr)

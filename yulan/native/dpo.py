@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 from schema.experiment import Experiment, stage_output
 from yulan.native import common
+from yulan.stages import REQUEUE_STATUS, stop_requested
 from yulan.native.sft import batches_of_epoch
 
 
@@ -83,8 +84,11 @@ def train(experiment: Experiment, job_dir: str) -> int:
             tracker.log(step, metrics)
         progress.step(sum(len(p[0].input_ids) + len(p[1].input_ids) for p in (pairs[i] for i in chosen_ids)),
                       loss=means["loss"], margin=metrics["dpo/reward_margin"])
-        if step % config.save_every_steps == 0 and step < total_steps:
+        if step % config.save_every_steps == 0 and step < total_steps or stop_requested():
             checkpoints.save(step, {"model": policy}, {"model": optimizer}, {"model": scheduler})
+        if stop_requested() and step < total_steps:
+            tracker.finish()
+            return REQUEUE_STATUS
     progress.close()
     tracker.finish()
     common.save_final(policy, tokenizer, stage_output(experiment.output_dir, "dpo"))

@@ -9,6 +9,7 @@ import torch
 
 from schema.experiment import Experiment, stage_output
 from yulan.native import common
+from yulan.stages import REQUEUE_STATUS, stop_requested
 
 
 def batches_of_epoch(count: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
@@ -68,8 +69,11 @@ def train(experiment: Experiment, job_dir: str) -> int:
             tracker.log(step, {"sft/loss": loss, "sft/grad_norm": grad_norm, "sft/lr": scheduler.get_last_lr()[0],
                                "sft/loss_tokens": loss_tokens, "sft/epoch": epoch})
         progress.step(sum(len(s.input_ids) for s in chosen), loss=loss)
-        if step % config.save_every_steps == 0 and step < total_steps:
+        if step % config.save_every_steps == 0 and step < total_steps or stop_requested():
             checkpoints.save(step, {"model": model}, {"model": optimizer}, {"model": scheduler})
+        if stop_requested() and step < total_steps:
+            tracker.finish()
+            return REQUEUE_STATUS
     progress.close()
     tracker.finish()
     common.save_final(model, tokenizer, stage_output(experiment.output_dir, "sft"))

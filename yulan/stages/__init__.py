@@ -3,8 +3,24 @@ others are registered here. Modules are imported only when their job runs (they 
 
 from __future__ import annotations
 
+import signal
 from importlib import import_module
 from typing import Callable
+
+# Exit status of a stage that saved a checkpoint and stopped because it was asked to (preemption, time limit).
+REQUEUE_STATUS = 75
+_stop = {"requested": False}
+
+
+def install_stop_handler() -> None:
+    """SIGUSR1 (from the job wrapper), SIGUSR2 (SLURM's --signal, which reaches every process of the step) or
+    SIGTERM (preemption, `kill`): finish the current step, checkpoint, exit with REQUEUE_STATUS."""
+    for signum in (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM):
+        signal.signal(signum, lambda *_: _stop.update(requested=True))
+
+
+def stop_requested() -> bool:
+    return _stop["requested"]
 
 # (stage, engine) -> "module:function"; the function takes (experiment, job_dir) and returns an exit status.
 RUNNERS: dict[tuple[str, str | None], str] = {

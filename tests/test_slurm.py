@@ -1,0 +1,148 @@
+"""The SLURM launcher against a real SLURM: `python -m launchers.local_slurm start` (CI starts it)."""
+
+import json
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run
+
+pytestmark = pytest.mark.skipif(
+    not shutil.which("sbatch") or subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0,
+    reason="needs a running SLURM: python -m launchers.local_slurm start",
+)
+
+FAST = ["experiment=smoke", "launcher=slurm", "cluster=local", "tracking.mode=disabled"]
+
+
+def ledger(directory: Path) -> dict:
+    return json.loads((directory / "ledger.json").read_text())
+
+
+def wait(directory: Path, timeout_s: float = 240) -> list[dict]:
+    from launchers import slurm
+
+    return slurm.wait(directory, timeout_s)
+
+
+def test_a_single_job_is_submitted_without_waiting_and_runs(tmp_path):
+    started = time.monotonic()
+    result = run("launch.py", *FAST, "stages=[curation]", f"run_root={tmp_path}")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 20  # returns once queued
+    run_dir = tmp_path / "smoke"
+    job_id = ledger(run_dir)["points"][0]["jobs"]["curation"]
+    assert f"curation={job_id}" in result.stdout
+    assert [p["state"] for p in wait(run_dir)] == ["done"]
+    assert (run_dir / "curation" / "data" / "sft.jsonl").exists()
+    assert (run_dir / "code" / "yulan" / "run.py").exists()  # the job ran the snapshot
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["jobs"]["curation"]["command"][:3] == ["python", "-m", "yulan.run"]
+    status = run("-m", "yulan.cli", "status", str(run_dir))
+    assert status.returncode == 0 and "done: 1" in status.stdout and f"{job_id} COMPLETED" in status.stdout
+
+
+def test_a_2x2_sweep_is_one_array_per_stage_with_a_right_ledger(tmp_path):
+    result = run("launch.py", "-m", *FAST, "stages=[curation]", f"run_root={tmp_path}",
+                 "curation.dedup.threshold=0.7,0.9", "seed=1,2")
+    assert result.returncode == 0, result.stderr
+    book = ledger(tmp_path / "smoke")
+    ids = [p["jobs"]["curation"] for p in book["points"]]
+    assert len({i.split("_")[0] for i in ids}) == 1 and sorted(i.split("_")[1] for i in ids) == ["0", "1", "2", "3"]
+    points = {tuple(sorted(p["overrides"][-2:])): p for p in book["points"]}
+    assert set(points) == {(f"curation.dedup.threshold={t}", f"seed={s}") for t in ("0.7", "0.9") for s in (1, 2)}
+    states = wait(tmp_path / "smoke")
+    assert [p["state"] for p in states] == ["done"] * 4
+    for point in book["points"]:
+        config = json.loads((Path(point["run_dir"]) / "config.json").read_text())
+        threshold = [o for o in point["overrides"] if o.startswith("curation.dedup")][0].split("=")[1]
+        assert config["curation"]["dedup"]["threshold"] == float(threshold)
+        assert point["run_dir"].endswith(f"/smoke/{point['index']}")
+
+
+def test_a_failed_stage_cancels_its_dependents(tmp_path):
+    result = run("launch.py", *FAST, "stages=[curation,sft]", f"run_root={tmp_path}",
+                 f"curation.inputs=[{tmp_path}/missing.jsonl]")
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "smoke"
+    [point] = wait(run_dir)
+    assert point["state"] == "failed"
+    assert "FAILED" in point["stages"]["curation"]
+    deadline = time.monotonic() + 60  # SLURM cancels the dependent once it sees the failed dependency
+    while "CANCELLED" not in point["stages"]["sft"] and time.monotonic() < deadline:
+        time.sleep(1)
+        [point] = wait(run_dir)
+    assert "CANCELLED" in point["stages"]["sft"]
+    assert not (run_dir / "sft").exists()  # never ran on missing inputs
+
+    (tmp_path / "missing.jsonl").write_text(Path("yulan/data/sft_samples.jsonl").read_text())
+    again = run("-m", "yulan.cli", "resubmit", "--failed", str(run_dir))
+    assert again.returncode == 0 and "resubmitted points [0]" in again.stdout
+    assert [p["state"] for p in wait(run_dir)] == ["done"]
+    assert (run_dir / "sft" / "model" / "model.safetensors").exists()
+
+
+def test_gpu_jobs_get_their_fake_gpus_and_tasks_see_their_ranks(tmp_path):
+    from launchers import slurm
+    from launchers.plan import plan
+    from schema.compose import load
+    from yulan.distributed import task_environment
+
+    experiment = load(["experiment=smoke", "cluster=local", "stages=[sft]", f"run_dir={tmp_path}", "sft.engine=openrlhf",
+                       "sft.resources.partition=gpu", "sft.resources.gpus_per_node=4", "sft.global_batch_size=8",
+                       "sft.attention=flash_attention_2", "sft.data=data.jsonl"])
+    [job] = plan(experiment, []).jobs
+    executor = slurm.executor_for(tmp_path / "slurm")
+    executor.update_parameters(**slurm.parameters(job, experiment, None))
+    assert slurm.tasks_per_node(job) == 4
+    submitted = executor.submit(task_environment)
+    results = submitted.results()  # one per task
+    assert sorted(r["RANK"] for r in results) == ["0", "1", "2", "3"]
+    assert {r["WORLD_SIZE"] for r in results} == {"4"} and {r["MASTER_ADDR"] for r in results} == {results[0]["MASTER_ADDR"]}
+    assert sorted(r["LOCAL_RANK"] for r in results) == ["0", "1", "2", "3"]
+    assert all(len(r["CUDA_VISIBLE_DEVICES"].split(",")) == 4 for r in results)
+
+
+def test_an_interrupted_job_requeues_into_its_run_directory_and_matches_an_uninterrupted_run(tmp_path):
+    pytest.importorskip("torch")
+    import submitit
+    import torch
+
+    from schema.compose import load
+    from yulan.native import common, sft
+
+    data = tmp_path / "data.jsonl"
+    data.write_text("".join(Path("yulan/data/sft_samples.jsonl").read_text().splitlines(keepends=True)[:32]))
+    settings = ["stages=[sft]", "sft.init_from=tiny:policy", f"sft.data={data}", "sft.epochs=60",
+                "sft.global_batch_size=4", "sft.save_every_steps=1000"]
+    result = run("launch.py", *FAST, *settings, f"run_root={tmp_path}/slurm")
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "slurm" / "smoke"
+    job_id = ledger(run_dir)["points"][0]["jobs"]["sft"]
+    metrics = run_dir / "sft" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while (not metrics.exists() or len(metrics.read_text().splitlines()) < 30) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    submitit.SlurmJob(run_dir / "slurm" / job_id, job_id)._interrupt()  # preemption: SIGTERM, then USR2
+    assert [p["state"] for p in wait(run_dir)] == ["done"]
+    assert list((run_dir / "sft" / "checkpoints").glob("step-*"))  # it saved at the signal
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps[-1] == 480 and len(set(steps)) == 480  # every step once: the continuation picked up where it stopped
+
+    whole = load(["experiment=smoke", "tracking.mode=disabled", *settings, f"run_dir={tmp_path}/whole"])
+    assert sft.train(whole, str(tmp_path / "whole" / "sft")) == 0
+    a = common.load_causal_lm(str(tmp_path / "whole" / "sft" / "model"), "fp32").state_dict()
+    b = common.load_causal_lm(str(run_dir / "sft" / "model"), "fp32").state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def test_a_sweep_with_one_invalid_point_submits_nothing(tmp_path):
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    result = run("launch.py", "-m", *FAST, f"run_root={tmp_path}", "ppo.gamma=0.5,2")
+    assert result.returncode == 1
+    assert "1 of 2 sweep points are invalid; nothing was run or submitted" in result.stderr
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+    assert list(tmp_path.iterdir()) == []
