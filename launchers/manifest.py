@@ -7,6 +7,7 @@ import platform
 import subprocess
 import sys
 from datetime import datetime, timezone
+from functools import cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip()), "status": status.splitlines(), "diff": git("diff", "HEAD")}
 
 
+@cache
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in PACKAGES:
@@ -50,7 +52,8 @@ def write(experiment: Experiment, run: Run, git: dict[str, Any]) -> Path:
     run_dir = Path(run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(plain(experiment), indent=2))  # what jobs load
-    (run_dir / "resolved.yaml").write_text(yaml.safe_dump(resolved(experiment), sort_keys=False, allow_unicode=True))
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: sweeps write hundreds of these
+    (run_dir / "resolved.yaml").write_text(yaml.dump(resolved(experiment), Dumper=dumper, sort_keys=False, allow_unicode=True))
     (run_dir / "plan.json").write_text(json.dumps(run.to_json(), indent=2))
     if git["dirty"] and git["diff"]:
         (run_dir / "code.diff").write_text(git["diff"])

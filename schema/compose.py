@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import typing
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -203,31 +204,106 @@ def _cache_write(key: str, composed: Composed) -> None:
 
 
 def _compose_with_hydra(overrides: list[str]) -> Composed:
+    check_overrides(overrides)
+    cfg, choices = _hydra_config(overrides)
+    return _finish(cfg, choices, overrides)
+
+
+def _hydra_config(overrides: list[str]) -> tuple[Any, dict[str, str]]:
+    """Hydra's composition (an unresolved DictConfig without its `hydra` node) and the group choices."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf, open_dict
-    from omegaconf.errors import OmegaConfBaseException
+    from omegaconf import open_dict
 
-    check_overrides(overrides)
     _register()
-    try:
+    with _hydra_errors(overrides):
         with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=_hydra_form(overrides), return_hydra_config=True)
         choices = {group: str(cfg.hydra.runtime.choices[group]) for group in GROUPS}
         with open_dict(cfg):
             del cfg["hydra"]
+    return cfg, choices
+
+
+def _finish(cfg: Any, choices: dict[str, str], overrides: list[str]) -> Composed:
+    from omegaconf import OmegaConf, open_dict
+
+    with _hydra_errors(overrides):
         if not any(o.startswith(("name=", "++name=", "+name=")) for o in overrides):
             with open_dict(cfg):
                 cfg.name = choices["experiment"]
         config = OmegaConf.to_container(cfg, resolve=True)
+    composed = Composed(config=config, choices=choices, overrides=list(overrides))
+    composed.sources = _sources(choices, overrides)
+    return composed
+
+
+@contextmanager
+def _hydra_errors(overrides: list[str]):
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        yield
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).strip().splitlines()
         raise ConfigError("cannot compose the experiment", [Problem("config", " ".join(message), overrides,
                           "check the override or YAML file named above", has_value=False)]) from None
-    composed = Composed(config=config, choices=choices, overrides=list(overrides))
-    composed.sources = _sources(choices, overrides)
-    return composed
+
+
+def compose_sweep(points: list[list[str]]) -> list[Composed | ConfigError]:
+    """Every point of a sweep, composing with Hydra once per distinct choice of config groups: a point's plain
+    `key=value` overrides of schema fields are then set on a copy, which is what Hydra does after composing its
+    defaults list. Points with other overrides (+, ++, ~, keys outside the schema's defaults) compose in full."""
+    import copy
+
+    from omegaconf import OmegaConf, open_dict
+
+    bases: dict[tuple[str, ...], tuple[Any, dict[str, str], str | None]] = {}
+    results: list[Composed | ConfigError] = []
+    for point in points:
+        try:
+            check_overrides(point)
+            parsed = parse_overrides(point)
+            plain = all(o.key_or_group in GROUPS or (not o.input_line.startswith(("+", "~")) and _in_defaults(o.key_or_group))
+                        for o in parsed)
+            if not plain:
+                results.append(compose(point))
+                continue
+            groups = tuple(o.input_line for o in parsed if o.key_or_group in GROUPS)
+            if groups not in bases:
+                cfg, choices = _hydra_config(list(groups))
+                as_json = json.dumps(OmegaConf.to_container(cfg, resolve=False))
+                bases[groups] = (cfg, choices, None if "${" in as_json else as_json)  # JSON: nothing to resolve
+            base, choices, base_json = bases[groups]
+            values = [(o.key_or_group, o.value()) for o in parsed if o.key_or_group not in GROUPS]
+            if base_json is not None and "${" not in json.dumps(values):
+                config = json.loads(base_json)  # a plain copy is much cheaper than copying a DictConfig
+                for key, value in values:
+                    _set(config, key, value)
+                if not any(key == "name" for key, _ in values):
+                    config["name"] = choices["experiment"]
+                results.append(Composed(config=config, choices=choices, overrides=list(point),
+                                        sources=_sources(choices, point)))
+                continue
+            cfg = copy.deepcopy(base)
+            with _hydra_errors(point), open_dict(cfg):
+                for key, value in values:
+                    OmegaConf.update(cfg, key, value, merge=False)
+            results.append(_finish(cfg, choices, point))
+        except ConfigError as error:
+            results.append(error)
+    return results
+
+
+def _set(tree: Any, dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    for part in parents:
+        tree = tree[int(part)] if isinstance(tree, list) else tree[part]
+    if isinstance(tree, list):
+        tree[int(last)] = value
+    else:
+        tree[last] = value
 
 
 def _hydra_form(overrides: list[str]) -> list[str]:

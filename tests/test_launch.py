@@ -127,3 +127,26 @@ def test_precommit_hook_validates_changed_experiment_files():
     assert result.returncode == 0 and result.stdout.strip() == "ok      experiment=ppo_yulan"
     everything = run("-m", "yulan.cli", "validate", "experiments/cluster/local.yaml")
     assert everything.stdout.count("ok ") == 8
+
+
+def test_sweep_composition_equals_composing_each_point():
+    from schema.compose import compose, compose_sweep, sweep_points
+
+    points = sweep_points(["experiment=ppo_yulan,smoke", "model=tiny", "ppo.kl.target=0.03,0.1", "seed=1,2",
+                           "run_root=/tmp/r", "ppo.reward.clip_range=[-5,5]", "stages=[ppo]",
+                           "ppo.actor.init_from=/ckpt", "ppo.prompts.source=/p.jsonl", "+cluster.env.NCCL_DEBUG=INFO"])
+    points += sweep_points(["experiment=smoke", "curation.mix.categories.math.count=22", "name=renamed", "seed=3"])
+    fast = compose_sweep(points)
+    for point, composed in zip(points, fast):
+        assert not isinstance(composed, Exception), (point, composed)
+        slow = compose(point)
+        assert composed.config == slow.config and composed.choices == slow.choices and composed.sources == slow.sources, point
+
+
+def test_sweep_composition_reports_each_bad_point():
+    from schema.compose import ConfigError, compose_sweep
+
+    results = compose_sweep([["experiment=smoke", "ppo.gama=1"], ["experiment=smoke", "seed=1"], ["experiment=nope"]])
+    assert isinstance(results[0], ConfigError) and "did you mean" in str(results[0])
+    assert not isinstance(results[1], ConfigError)
+    assert isinstance(results[2], ConfigError)
