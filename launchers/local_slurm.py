@@ -55,7 +55,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 DefMemPerCPU=512
 GresTypes=gpu
-SchedulerParameters=batch_sched_delay=0,sched_min_interval=0
+SchedulerParameters=batch_sched_delay=0,sched_min_interval=0,sched_interval=2
 EnforcePartLimits=ALL
 SlurmdParameters=config_overrides
 ReturnToService=2
@@ -135,18 +135,24 @@ def install() -> None:
         subprocess.run(command, env=env, check=True, capture_output=True)
 
 
-def write_config() -> None:
+def write_config() -> bool:
+    """Writes the configuration; True when it changed (running daemons then need a restart to read it)."""
     for directory in (STATE, STATE / "ctld", STATE / "d", STATE / "gpus", Path("/etc/slurm")):
         directory.mkdir(parents=True, exist_ok=True)
     for i in range(FAKE_GPUS):  # gres needs character devices, or slurmd drops the GPUs and drains the node
         device = STATE / "gpus" / f"gpu{i}"
         if not device.exists():
             os.mknod(device, 0o666 | 0o020000, os.makedev(1, 3))
-    Path("/etc/slurm/slurm.conf").write_text(slurm_conf())
-    Path("/etc/slurm/gres.conf").write_text(f"AutoDetect=off\nName=gpu File={STATE}/gpus/gpu[0-{FAKE_GPUS - 1}]\n")
-    dbd = Path("/etc/slurm/slurmdbd.conf")
-    dbd.write_text(slurmdbd_conf())
-    dbd.chmod(0o600)
+    changed = False
+    files = {"slurm.conf": slurm_conf(), "slurmdbd.conf": slurmdbd_conf(),
+             "gres.conf": f"AutoDetect=off\nName=gpu File={STATE}/gpus/gpu[0-{FAKE_GPUS - 1}]\n"}
+    for name, text in files.items():
+        path = Path("/etc/slurm") / name
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed = True
+    Path("/etc/slurm/slurmdbd.conf").chmod(0o600)
+    return changed
 
 
 def start_munge(started: dict) -> None:
@@ -198,7 +204,8 @@ def node_state() -> str:
 
 def start() -> None:
     install()
-    write_config()
+    if write_config() and alive(STATE / "slurmctld.pid"):
+        stop()  # settings such as cred_expire are read only at start
     started = json.loads(STARTED.read_text()) if STARTED.exists() else {}
     try:
         start_munge(started)

@@ -63,9 +63,17 @@ class StageJob:
 
         if self.child is not None and self.child.poll() is None:
             self.child.send_signal(signal.SIGUSR1)
-            try:
-                self.child.wait(timeout=120)
-            except subprocess.TimeoutExpired:
+            # This runs inside a signal handler that interrupted Popen.wait, which holds the lock Popen.wait would
+            # need again: reap the child directly.
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                try:
+                    if os.waitpid(self.child.pid, os.WNOHANG)[0]:
+                        break
+                except ChildProcessError:
+                    break
+                time.sleep(0.2)
+            else:
                 self.child.kill()
         return submitit.helpers.DelayedSubmission(StageJob(self.run_dir, self.stage, self.snapshot, self.workdir))
 
