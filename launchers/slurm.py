@@ -210,6 +210,11 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         for i, job_id in ids.items():
             points[i]["jobs"][stage] = job_id
             previous[i] = job_id
+    for point in points:  # each run's manifest records its own jobs too
+        path = Path(point["run_dir"]) / "manifest.json"
+        record = json.loads(path.read_text())
+        record["slurm"] = {"jobs": point["jobs"], "ledger": str(ledger_dir / LEDGER), "code": str(code)}
+        path.write_text(json.dumps(record, indent=2))
     ledger = {"submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiment": experiments[0].name,
               "code": str(code), "git_commit": git["commit"], "points": points}
     (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))

@@ -171,7 +171,7 @@ def test_settings_not_built_yet_refuse_before_writing(tmp_path):
     result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}", "curation.steps=[dedup,judge,mix]",
                  "eval.backend=vllm")
     assert result.returncode == 1
-    assert "curation.steps = \"judge\"" in result.stderr and "remove it from curation.steps" in result.stderr
+    assert "curation.judge.backend = \"vllm\"" in result.stderr and "backend=openai" in result.stderr
     assert "eval.backend = \"vllm\"" in result.stderr and "set eval.backend=transformers" in result.stderr
     assert list(tmp_path.iterdir()) == []
 

@@ -41,6 +41,7 @@ def test_a_single_job_is_submitted_without_waiting_and_runs(tmp_path):
     assert (run_dir / "code" / "yulan" / "run.py").exists()  # the job ran the snapshot
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["jobs"]["curation"]["command"][:3] == ["python", "-m", "yulan.run"]
+    assert manifest["slurm"]["jobs"] == {"curation": job_id}
     status = run("-m", "yulan.cli", "status", str(run_dir))
     assert status.returncode == 0 and "done: 1" in status.stdout and f"{job_id} COMPLETED" in status.stdout
 

@@ -5,6 +5,7 @@ standalone (`yulan curate STEP`) and chained by the curation stage (yulan.curati
 STEPS = {
     "dedup": ("yulan.curation.dedup", "DedupConfig", "dedup"),
     "heuristics": ("yulan.curation.heuristics", "HeuristicsConfig", "heuristics"),
+    "judge": ("yulan.curation.judge", "JudgeConfig", "judge"),
     "complexity": ("yulan.curation.complexity", "ComplexityConfig", "complexity"),
     "mix": ("yulan.curation.mix", "MixConfig", "mix"),
 }

@@ -18,6 +18,10 @@ def missing_steps(experiment: Experiment) -> list[Problem]:
     """What this version cannot run yet (checked before anything is written)."""
     problems = [Problem("curation.steps", "this step is not built in this version", step, "remove it from curation.steps")
                 for step in experiment.curation.steps if step not in STEPS]
+    if "judge" in experiment.curation.steps and experiment.curation.judge.backend != "openai":
+        problems.append(Problem("curation.judge.backend", "the judge runs against an OpenAI-compatible server; starting "
+                                "vLLM inside the job is not built in this version", experiment.curation.judge.backend,
+                                "start `vllm serve` yourself and set curation.judge.backend=openai and endpoint"))
     if experiment.curation.sources.synthesis:
         problems.append(Problem("curation.sources.synthesis", "synthesis jobs are not built in this version",
                                 list(experiment.curation.sources.synthesis), "set curation.sources.synthesis=[]"))

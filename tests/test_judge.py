@@ -1,0 +1,98 @@
+"""The judge step against a local OpenAI-compatible server that answers like a judge model would (well and badly)."""
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from schema.curation import JudgeConfig
+from yulan.curation import judge
+
+DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
+
+
+@pytest.mark.parametrize("reply,expected", [
+    ('{"instruction_following": 5, "informativeness": 4, "truthfulness": 5}', (5, 4, 5)),
+    ('Here is my grading:\n```json\n{"Instruction Following": 3, "informativeness": 2, "truthfulness": "4"}\n```', (3, 2, 4)),
+    ("Instruction following: 4/5\nInformativeness - 3\nTruthfulness: 5", (4, 3, 5)),
+])
+def test_judge_replies_are_parsed_leniently(reply, expected):
+    assert tuple(judge.parse(reply, JudgeConfig()).values()) == expected
+
+
+@pytest.mark.parametrize("reply", [
+    '{"instruction_following": 6, "informativeness": 4, "truthfulness": 5}',  # out of range
+    '{"instruction_following": 4.5, "informativeness": 4, "truthfulness": 5}',  # not an integer
+    '{"instruction_following": 4, "informativeness": 4}',  # a dimension missing
+    "I cannot grade this.",
+])
+def test_unusable_judge_replies_are_rejected(reply):
+    with pytest.raises(judge.JudgeError):
+        judge.parse(reply, JudgeConfig())
+
+
+class Judge(BaseHTTPRequestHandler):
+    """Scores a response by its length; answers the first request for a sample with garbage (retries must cope)."""
+
+    calls: list[str] = []
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][0]["content"]
+        Judge.calls.append(prompt)
+        response = prompt.split("[assistant]\n", 1)[1].split("\n\nReply with only", 1)[0]
+        if Judge.calls.count(prompt) == 1 and "flaky" in response:
+            content = "Sorry, let me think."
+        else:
+            score = min(5, 1 + len(response) // 20)
+            content = json.dumps({d: score for d in DIMENSIONS})
+        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def server():
+    Judge.calls = []
+    httpd = HTTPServer(("127.0.0.1", 0), Judge)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+
+
+def test_judge_step_drops_the_lower_percentile_retries_and_caches(tmp_path, server):
+    answers = ["ok", "a flaky but decent answer of some length here", "x" * 45, "y" * 90, "z" * 10]
+    samples = [{"id": str(i), "category": "general_en", "messages": [{"role": "user", "content": "Q?"},
+                                                                      {"role": "assistant", "content": a}]}
+               for i, a in enumerate(answers)]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    config = JudgeConfig(backend="openai", endpoint=server, discard_lower_percentile=30.0, max_retries=2)
+    report = judge.run(source, tmp_path / "out.jsonl", config)
+    assert report["judge_calls"] == 5 and len(Judge.calls) == 6  # one garbage reply, retried
+    kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    dropped = [json.loads(line) for line in (tmp_path / "out.dropped.jsonl").read_text().splitlines()]
+    assert sorted(d["id"] for d in dropped) == ["0", "4"]  # the two shortest answers score lowest
+    assert all(k["judge"]["mean"] >= report["threshold"] for k in kept) and report["unjudged"] == 0
+
+    again = judge.run(source, tmp_path / "out.jsonl", config)
+    assert again["judge_calls"] == 0 and again["cached"] == 5 and len(Judge.calls) == 6  # a rerun costs nothing
+    assert again["kept"] == report["kept"]
+
+
+def test_a_sample_the_judge_never_scores_is_kept_and_counted(tmp_path):
+    source = tmp_path / "in.jsonl"
+    source.write_text(json.dumps({"id": "a", "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "A"}]}) + "\n")
+    config = JudgeConfig(backend="openai", endpoint="http://127.0.0.1:9/v1", max_retries=1)  # nothing listens
+    report = judge.run(source, tmp_path / "out.jsonl", config)
+    assert report["kept"] == 1 and report["unjudged"] == 1
+    assert "error" in json.loads((tmp_path / "out.jsonl").read_text())["judge"]
+    assert not (tmp_path / "out.cache.jsonl").read_text()  # failures are not cached
