@@ -152,3 +152,18 @@ def test_curate_never_overwrites_its_input(tmp_path):
     result = run("-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(source))
     assert result.returncode == 1 and "never overwritten" in result.stderr
     assert json.loads(source.read_text())["id"] == "a"
+
+
+def test_parquet_input_is_read_in_batches(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    samples = [{"id": str(i), "category": "general_en",
+                "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": f"Answer number {i % 3}."}]}
+               for i in range(7)]
+    pq.write_table(pa.Table.from_pylist(samples), tmp_path / "in.parquet", row_group_size=2)
+    result = run("-m", "yulan.cli", "curate", "dedup", "--input", str(tmp_path / "in.parquet"),
+                        "--output", str(tmp_path / "out.jsonl"))
+    assert result.returncode == 0, result.stderr
+    kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [k["id"] for k in kept] == ["0", "1", "2"] and kept[0]["messages"] == samples[0]["messages"]

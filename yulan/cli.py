@@ -188,6 +188,14 @@ def cmd_curate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 1
     extra = {"model": args.model} if args.step == "complexity" else {}
+    if args.input.suffix == ".parquet":  # steps stream JSONL: convert once, beside the output
+        from yulan.curation.io import copy_as_jsonl
+
+        converted = args.output.with_name(args.output.stem + ".input.jsonl")
+        converted.parent.mkdir(parents=True, exist_ok=True)
+        with converted.open("w") as sink:
+            copy_as_jsonl(args.input, sink)
+        args.input = converted
     report = import_module(module_name).run(args.input, args.output, config, args.seed, **extra)
     print(json.dumps(report, indent=2))
     return 0
@@ -273,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     schema.add_argument("--output")
     curate = sub.add_parser("curate", help="run one curation step on a JSONL file")
     curate.add_argument("step", choices=sorted(STEPS))
-    curate.add_argument("--input", type=Path, required=True)
+    curate.add_argument("--input", type=Path, required=True, help="JSONL or Parquet samples")
     curate.add_argument("--output", type=Path, required=True)
     curate.add_argument("--seed", type=int, default=42)
     curate.add_argument("--model", help="base model for complexity (local directory or hub id)")

@@ -12,6 +12,7 @@ from pathlib import Path
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.curation import STEPS
+from yulan.curation.io import copy_as_jsonl
 
 
 def missing_steps(experiment: Experiment) -> list[Problem]:
@@ -42,8 +43,7 @@ def run(experiment: Experiment, job_dir: str) -> int:
     current = steps_dir / "0-inputs.jsonl"
     with current.open("w") as sink:  # one stream of every input, in order (the earliest sample of a duplicate wins)
         for path in config.inputs:
-            with open(path) as source:
-                shutil.copyfileobj(source, sink)
+            copy_as_jsonl(path, sink)
     reports = {}
     for index, step in enumerate(config.steps, start=1):
         module, _, field = STEPS[step]
