@@ -322,6 +322,7 @@ class Progress:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, initial=start, desc=description, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=0.1 if sys.stderr.isatty() else 30,  # job logs get a line every 30 s
                         disable=os.environ.get("YULAN_PROGRESS", "1") == "0")
         self.started, self.tokens = time.monotonic(), 0
 
