@@ -147,3 +147,20 @@ def test_a_sweep_with_one_invalid_point_submits_nothing(tmp_path):
     assert "1 of 2 sweep points are invalid; nothing was run or submitted" in result.stderr
     assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_ppo_ray_bootstrap_waits_for_every_gpu_then_runs_the_driver_and_stops_ray(tmp_path):
+    pytest.importorskip("ray")  # Ray is in the `cluster` extra; this runs where it is installed
+    import sys
+
+    script = (
+        "import os, sys; sys.path.insert(0, os.getcwd())\n"
+        "from yulan.distributed import run_ray_job, ray_gpus\n"
+        f"status = run_ray_job(os.environ, 4, 1, {str(tmp_path)!r}, lambda: print('GPUS', ray_gpus()) or 0)\n"
+        "print('STATUS', status)\n"
+    )
+    done = subprocess.run(["srun", "-p", "gpu", "--gpus-per-node=4", "-c", "4", sys.executable, "-c", script],
+                          capture_output=True, text=True, timeout=300)
+    assert "GPUS 3.0" in done.stdout and "STATUS 0" in done.stdout, done.stderr[-2000:]  # 4 GPUs, 1 kept for the reward server
+    assert list(tmp_path.glob("ray.done.*"))  # workers would leave on this
+    assert subprocess.run(["pgrep", "-f", "raylet"], capture_output=True).returncode == 1  # Ray is down

@@ -9,6 +9,7 @@ allocation, runs the driver, and tears Ray down; workers leave when the head say
 from __future__ import annotations
 
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Callable, Mapping
@@ -40,13 +41,19 @@ def torch_env(env: Mapping[str, str], hosts: list[str]) -> dict[str, str]:
     }
 
 
+def ray_executable() -> str:
+    """The `ray` of this interpreter's environment (jobs often run without the environment activated)."""
+    beside = Path(sys.executable).with_name("ray")
+    return str(beside) if beside.exists() else "ray"
+
+
 def ray_start(env: Mapping[str, str], hosts: list[str], gpus: int, reserved_on_head: int = 0) -> tuple[str, list[str]]:
     """('head' | 'worker', the `ray start` command of this task). The head keeps `reserved_on_head` GPUs out of
     Ray (the reward server's)."""
     if env["SLURM_NODEID"] == "0":
-        return "head", ["ray", "start", "--head", f"--node-ip-address={hosts[0]}", f"--port={RAY_PORT}",
+        return "head", [ray_executable(), "start", "--head", f"--node-ip-address={hosts[0]}", f"--port={RAY_PORT}",
                         f"--num-gpus={gpus - reserved_on_head}", "--disable-usage-stats"]
-    return "worker", ["ray", "start", f"--address={hosts[0]}:{RAY_PORT}", f"--num-gpus={gpus}", "--disable-usage-stats"]
+    return "worker", [ray_executable(), "start", f"--address={hosts[0]}:{RAY_PORT}", f"--num-gpus={gpus}", "--disable-usage-stats"]
 
 
 def ray_gpus() -> float:
@@ -84,7 +91,7 @@ def run_ray_job(env: Mapping[str, str], gpus_per_node: int, reserved_on_head: in
     finally:
         if role == "head":
             done.touch()
-        subprocess.run(["ray", "stop", "--force"], capture_output=True)
+        subprocess.run([ray_executable(), "stop", "--force"], capture_output=True)
 
 
 def task_environment() -> dict[str, str]:
