@@ -152,7 +152,50 @@ def main() -> None:
     removed = run_ours(with_system, config)
     precision, recall = score(removed, truth)
     print(f"{'yulan, system prompt NOT stripped':<34}{'':>10}{precision:>11.3f}{recall:>9.3f}")
+    file_step(texts, truth, args.seed)
     print(np.__name__, np.__version__)
+
+
+FILE_RUN = """
+import json, resource, sys, time
+from pathlib import Path
+from schema.curation import DedupConfig
+from yulan.curation import dedup
+start = time.perf_counter()
+report = dedup.run(Path(sys.argv[1]), Path(sys.argv[2]), DedupConfig(workers=int(sys.argv[3])))
+elapsed = time.perf_counter() - start
+# VmHWM, not ru_maxrss: ru_maxrss survives exec and would count the benchmark's own memory at fork
+own = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
+peak = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # the worker processes (KiB)
+print(json.dumps({"seconds": elapsed, "peak_mb": peak / 1024, "kept": report["kept"]}))
+"""
+
+
+def file_step(texts: list[str], truth: set[int], seed: int) -> None:
+    """`yulan curate dedup` on JSONL files: 1 and 2 processes, and peak memory as the corpus grows 4x."""
+    import json
+    import subprocess
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    print("\nthe dedup step on a JSONL file (fingerprints in memory maps, texts re-read only to verify)")
+    print(f"{'docs':>8}{'file MB':>9}{'processes':>11}{'docs/s':>10}{'peak RSS MB':>13}{'precision':>11}{'recall':>8}")
+    with tempfile.TemporaryDirectory() as tmp:
+        for scale in (1, 4):
+            many, many_truth = (texts, truth) if scale == 1 else corpus(len(texts) * scale, seed)[::2]
+            source = Path(tmp) / f"in{scale}.jsonl"
+            source.write_text("".join(json.dumps({"id": str(i), "messages": [{"role": "user", "content": t}]},
+                                                 ensure_ascii=False) + "\n" for i, t in enumerate(many)))
+            for workers in (1, 2):
+                out = Path(tmp) / f"out{scale}-{workers}.jsonl"
+                done = subprocess.run([sys.executable, "-c", FILE_RUN, str(source), str(out), str(workers)],
+                                      capture_output=True, text=True, check=True)
+                result = json.loads(done.stdout)
+                kept = {int(json.loads(line)["id"]) for line in out.read_text().splitlines()}
+                precision, recall = score(set(range(len(many))) - kept, many_truth)
+                print(f"{len(many):>8}{source.stat().st_size / 2**20:>9.1f}{workers:>11}"
+                      f"{len(many) / result['seconds']:>10,.0f}{result['peak_mb']:>13.0f}{precision:>11.3f}{recall:>8.3f}")
 
 
 if __name__ == "__main__":

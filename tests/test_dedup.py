@@ -167,3 +167,26 @@ def test_parquet_input_is_read_in_batches(tmp_path):
     assert result.returncode == 0, result.stderr
     kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [k["id"] for k in kept] == ["0", "1", "2"] and kept[0]["messages"] == samples[0]["messages"]
+
+
+def test_the_file_step_gives_the_same_result_with_several_processes(tmp_path):
+    rng = random.Random(3)
+    words = [f"word{i}" for i in range(400)]
+    base = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(40)]
+    texts = base + [b.replace(b.split()[5], "changed", 1) for b in base[:15]] + base[:5]
+    rng.shuffle(texts)
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps({"id": str(i), "messages": [{"role": "user", "content": t}]}) + "\n"
+                              for i, t in enumerate(texts)))
+    outputs = {}
+    for workers in (1, 2):
+        config = DedupConfig(workers=workers)
+        out = tmp_path / f"out{workers}.jsonl"
+        report = dedup.run(source, out, config)
+        outputs[workers] = (out.read_text(), (tmp_path / f"out{workers}.dropped.jsonl").read_text(), report)
+        assert not list(tmp_path.glob(".dedup-*"))  # the memory maps are removed
+    assert outputs[1] == outputs[2]
+    assert sum(outputs[1][2]["dropped"].values()) == 20  # 5 exact copies and 15 one-word edits
+    # chunks of lines give the same decisions as one chunk, and as the in-memory path
+    _, chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7)
+    assert chunked.tolist() == duplicate_of(texts, DedupConfig()).tolist()

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+import os
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,12 +137,16 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return shared / (len(a) + len(b) - shared)
 
 
-def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """Pairs (i < j) that share at least one LSH band."""
+def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """One key per LSH band (bands x documents): documents share a key when that band of their signatures agrees."""
+    with np.errstate(over="ignore"):
+        return np.stack([_window_hash_rows(sigs[:, band * rows : (band + 1) * rows]) for band in range(bands)])
+
+
+def candidate_pairs(band_columns: Iterable[np.ndarray]) -> np.ndarray:
+    """Pairs (i < j) of positions that share at least one band key; one band's keys in memory at a time."""
     found = []
-    for band in range(bands):
-        with np.errstate(over="ignore"):
-            keys = _window_hash_rows(sigs[:, band * rows : (band + 1) * rows])
+    for keys in band_columns:
         order = np.argsort(keys, kind="stable")
         ordered = keys[order]
         bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
@@ -155,9 +161,8 @@ def candidate_pairs(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
             if len(members) > MAX_GROUP_PAIRS:
                 rest = members[MAX_GROUP_PAIRS:]
                 found.append(np.stack([np.full(len(rest), members[0]), rest], axis=1))
-    if not found:
-        return np.zeros((0, 2), dtype=np.int64)
-    return np.unique(np.concatenate(found), axis=0)
+        found = [np.unique(np.concatenate(found), axis=0)] if found else []  # keep the pair list deduplicated
+    return found[0] if found else np.zeros((0, 2), dtype=np.int64)
 
 
 def _window_hash_rows(block: np.ndarray) -> np.ndarray:
@@ -188,37 +193,53 @@ def normalised(text: str) -> bytes:
     return hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=16).digest()
 
 
-def verified(pairs: np.ndarray, texts: list[str], config: DedupConfig) -> np.ndarray:
-    """Candidate pairs whose exact Jaccard of shingle sets reaches the threshold (LSH only proposes)."""
-    involved = np.unique(pairs)
-    sets: dict[int, np.ndarray] = {}
-    for start in range(0, len(involved), BATCH_DOCS):
-        chunk = involved[start : start + BATCH_DOCS]
-        hashes, owners = batch_shingles([texts[i] for i in chunk], config.word_ngram, config.char_ngram)
-        for position, part in enumerate(np.split(hashes, np.searchsorted(owners, np.arange(1, len(chunk))))):
-            sets[int(chunk[position])] = np.unique(part) if len(part) else EMPTY
-    keep = [jaccard(sets[int(i)], sets[int(j)]) >= config.threshold for i, j in pairs]
-    return pairs[np.array(keep, dtype=bool)]
+def verified(pairs: np.ndarray, read: Callable[[np.ndarray], list[str]], config: DedupConfig,
+             chunk_pairs: int = 50_000) -> np.ndarray:
+    """Candidate pairs whose exact Jaccard of shingle sets reaches the threshold (LSH only proposes). Texts are
+    read (`read(positions)`) a chunk of pairs at a time."""
+    keep = np.zeros(len(pairs), dtype=bool)
+    for start in range(0, len(pairs), chunk_pairs):
+        chunk = pairs[start : start + chunk_pairs]
+        involved = np.unique(chunk)
+        sets: dict[int, np.ndarray] = {}
+        for batch_start in range(0, len(involved), BATCH_DOCS):
+            batch = involved[batch_start : batch_start + BATCH_DOCS]
+            hashes, owners = batch_shingles(read(batch), config.word_ngram, config.char_ngram)
+            for position, part in enumerate(np.split(hashes, np.searchsorted(owners, np.arange(1, len(batch))))):
+                sets[int(batch[position])] = np.unique(part) if len(part) else EMPTY
+        keep[start : start + len(chunk)] = [jaccard(sets[int(i)], sets[int(j)]) >= config.threshold for i, j in chunk]
+    return pairs[keep]
+
+
+def fingerprints(texts: list[str], config: DedupConfig, perms: Permutations) -> tuple[np.ndarray, np.ndarray]:
+    """Per text: a digest of its normalised form (exact duplicates) and its LSH band keys (bands x texts)."""
+    digests = np.frombuffer(b"".join(normalised(t) for t in texts), dtype="V16") if texts else np.zeros(0, "V16")
+    return digests, band_keys(signatures(texts, config, perms), config.bands, config.rows_per_band)
+
+
+def resolve(digests: np.ndarray, keys: np.ndarray, read: Callable[[np.ndarray], list[str]],
+            config: DedupConfig) -> np.ndarray:
+    """For each document, the index of the earliest document it duplicates (its own index when it is kept).
+    `keys` may be a memory map: only one band's keys of the exact-unique documents are loaded at a time."""
+    count = len(digests)
+    exact = np.arange(count)
+    if config.exact and count:
+        _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
+        exact = first[inverse.reshape(-1)]
+    unique = np.flatnonzero(exact == np.arange(count))
+    pairs = candidate_pairs(np.asarray(keys[band])[unique] for band in range(config.bands))
+    if config.verify_candidates and len(pairs):
+        pairs = verified(pairs, lambda positions: read(unique[positions]), config)
+    result = exact.copy()
+    result[unique] = unique[clusters(len(unique), pairs)]
+    return result[result]  # an exact copy of a near-duplicate points at the cluster's earliest text
 
 
 def duplicate_of(texts: Iterable[str], config: DedupConfig, seed: int = 0) -> np.ndarray:
-    """For each text, the index of the earliest text it duplicates (its own index when it is kept)."""
+    """In memory: for each text, the index of the earliest text it duplicates (its own index when kept)."""
     texts = list(texts)
-    first: dict[bytes, int] = {}
-    exact = np.arange(len(texts))
-    if config.exact:
-        for index, text in enumerate(texts):
-            exact[index] = first.setdefault(normalised(text), index)
-    unique = np.flatnonzero(exact == np.arange(len(texts)))
-    unique_texts = [texts[i] for i in unique]
-    sigs = signatures(unique_texts, config, Permutations.make(config.num_permutations, seed))
-    pairs = candidate_pairs(sigs, config.bands, config.rows_per_band)
-    if config.verify_candidates and len(pairs):
-        pairs = verified(pairs, unique_texts, config)
-    near = unique[clusters(len(unique), pairs)]
-    result = exact.copy()
-    result[unique] = near
-    return result[result]  # an exact copy of a near-duplicate points at the cluster's earliest text
+    digests, keys = fingerprints(texts, config, Permutations.make(config.num_permutations, seed))
+    return resolve(digests, keys, lambda indices: [texts[i] for i in indices], config)
 
 
 def sample_text(sample: dict, strip_system: bool) -> str:
@@ -229,27 +250,94 @@ def sample_text(sample: dict, strip_system: bool) -> str:
     )
 
 
+# -- a file: parallel fingerprints, memory that does not grow with the text -----------------------------------
+def line_offsets(path: Path) -> np.ndarray:
+    """Byte offset of every non-empty line."""
+    offsets, position = [], 0
+    with path.open("rb") as source:
+        for line in source:
+            if line.strip():
+                offsets.append(position)
+            position += len(line)
+    return np.array(offsets, dtype=np.int64)
+
+
+def read_samples(path: Path, offsets: np.ndarray) -> list[dict]:
+    with path.open("rb") as source:
+        out = []
+        for offset in offsets:
+            source.seek(int(offset))
+            out.append(json.loads(source.readline()))
+        return out
+
+
+def _fingerprint_chunk(job: tuple[str, np.ndarray, DedupConfig, int]) -> tuple[np.ndarray, np.ndarray]:
+    path, offsets, config, seed = job
+    texts = [sample_text(s, config.strip_shared_prompts) for s in read_samples(Path(path), offsets)]
+    return fingerprints(texts, config, Permutations.make(config.num_permutations, seed))
+
+
+def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path,
+                    chunk_docs: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+    """(line offsets, duplicate-of index per sample) for a JSONL file. Fingerprints are computed by
+    `config.workers` processes (0 = one per core) over chunks of lines and kept in memory maps in `work_dir`
+    (16 + 8 x bands bytes per sample); texts are read back only to verify candidate pairs."""
+    offsets = line_offsets(path)
+    count = len(offsets)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    digests = np.lib.format.open_memmap(work_dir / "digests.npy", mode="w+", dtype="V16", shape=(count,))
+    keys = np.lib.format.open_memmap(work_dir / "band_keys.npy", mode="w+", dtype=np.uint64,
+                                     shape=(config.bands, count))
+    starts = range(0, count, chunk_docs)
+    jobs = [(str(path), offsets[i : i + chunk_docs], config, seed) for i in starts]
+    workers = min(config.workers or os.cpu_count() or 1, len(jobs)) or 1
+    if workers > 1:
+        import multiprocessing
+
+        with multiprocessing.get_context("spawn").Pool(workers) as pool:
+            results = pool.imap(_fingerprint_chunk, jobs)
+            for start, (chunk_digests, chunk_keys) in zip(starts, results):
+                digests[start : start + len(chunk_digests)] = chunk_digests
+                keys[:, start : start + len(chunk_digests)] = chunk_keys
+    else:
+        for start, job in zip(starts, jobs):
+            chunk_digests, chunk_keys = _fingerprint_chunk(job)
+            digests[start : start + len(chunk_digests)] = chunk_digests
+            keys[:, start : start + len(chunk_digests)] = chunk_keys
+
+    def read(indices: np.ndarray) -> list[str]:
+        return [sample_text(s, config.strip_shared_prompts) for s in read_samples(path, offsets[indices])]
+
+    return offsets, resolve(digests, keys, read, config)
+
+
 def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0) -> dict:
     """The dedup step on a JSONL file: kept samples, dropped ones with their reason, and a report."""
-    samples = [json.loads(line) for line in input_path.read_text().splitlines() if line.strip()]
-    texts = [sample_text(sample, config.strip_shared_prompts) for sample in samples]
-    roots = duplicate_of(texts, config, seed)
-    report: dict = {"input": len(samples), "kept": 0, "dropped": {}, "by_category": {}}
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
-    with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for index, (sample, root) in enumerate(zip(samples, roots)):
-            category = report["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
-            category["in"] += 1
-            if root == index:
-                kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
-                report["kept"] += 1
-                category["out"] += 1
-                continue
-            same = config.exact and normalised(texts[index]) == normalised(texts[root])  # only dropped samples
-            reason = "exact_duplicate" if same else "near_duplicate"
-            report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
-            record = {**sample, "dropped": {"step": "dedup", "reason": reason, "duplicate_of": samples[root].get("id", root)}}
-            dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with tempfile.TemporaryDirectory(prefix=".dedup-", dir=output_path.parent) as work:
+        offsets, roots = file_duplicates(input_path, config, seed, Path(work))
+        digests = np.load(Path(work) / "digests.npy", mmap_mode="r")
+        report: dict = {"input": len(offsets), "kept": 0, "dropped": {}, "by_category": {}}
+        dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
+        with input_path.open() as source, output_path.open("w") as kept, dropped_path.open("w") as dropped:
+            index = 0
+            for line in source:
+                if not line.strip():
+                    continue
+                sample, root = json.loads(line), int(roots[index])
+                category = report["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
+                category["in"] += 1
+                if root == index:
+                    kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
+                    report["kept"] += 1
+                    category["out"] += 1
+                else:
+                    reason = "exact_duplicate" if config.exact and digests[index] == digests[root] else "near_duplicate"
+                    report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
+                    original = read_samples(input_path, offsets[[root]])[0]
+                    record = {**sample, "dropped": {"step": "dedup", "reason": reason,
+                                                    "duplicate_of": original.get("id", root)}}
+                    dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+                index += 1
     output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
     return report
