@@ -33,7 +33,8 @@ def extract(completion: str) -> str | None:
     if (inside := boxed(completion)) is not None:
         return inside.strip()
     if "####" in completion:
-        return completion.rsplit("####", 1)[1].strip().splitlines()[0] if completion.rsplit("####", 1)[1].strip() else None
+        after = completion.rsplit("####", 1)[1].strip()
+        return after.splitlines()[0] if after else None
     for pattern in (ANSWER_IS, CHINESE_ANSWER):
         matches = pattern.findall(completion)
         if matches:
