@@ -43,6 +43,10 @@ class MathSynthesis(Section):
         where="§3 synthetic data, Mathematics: 'each distilled response is matched to the ground truth'",
         description="Keep a distilled response only when its final answer equals the dataset's answer.",
     )
+    endpoint: str | None = chosen(
+        None, description="Base URL of an OpenAI-compatible server with the teacher (e.g. `vllm serve` it); required to run."
+    )
+    max_questions: int | None = chosen(None, ge=1, description="Distil only the first N questions (None = all).")
     samples_per_question: int = chosen(4, ge=1, description="Teacher samples per question; more samples rescue hard questions.")
     temperature: float = chosen(0.7, ge=0.0, description="Teacher sampling temperature (diverse but mostly correct).")
     max_new_tokens: int = chosen(2048, ge=1, description="Longest teacher response (tokens).", unit="tokens")

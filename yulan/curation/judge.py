@@ -15,11 +15,11 @@ import json
 import math
 import re
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from schema.curation import JudgeConfig
+from yulan.curation.client import ServerError, chat
 
 PROMPT = """You are grading one response of an AI assistant. Score it on each dimension from {low} to {high} \
 ({high} is best):
@@ -71,18 +71,6 @@ def parse(reply: str, config: JudgeConfig) -> dict[str, int]:
     return out
 
 
-def ask(endpoint: str, config: JudgeConfig, prompt: str, timeout_s: float = 120.0) -> str:
-    body = {"model": config.model, "messages": [{"role": "user", "content": prompt}],
-            "temperature": config.temperature, "max_tokens": config.max_new_tokens}
-    request = urllib.request.Request(endpoint.rstrip("/") + "/chat/completions", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            return json.loads(reply.read())["choices"][0]["message"]["content"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as error:
-        raise JudgeError(f"{endpoint}: {error}") from None
-
-
 def judge_one(sample: dict, config: JudgeConfig) -> dict:
     """{'scores': {...}, 'mean': x} or {'error': '...'} after the configured retries."""
     prompt = judge_prompt(sample, config)
@@ -91,9 +79,10 @@ def judge_one(sample: dict, config: JudgeConfig) -> dict:
         if attempt:
             time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
         try:
-            scores = parse(ask(config.endpoint or "", config, prompt), config)
+            [reply] = chat(config.endpoint or "", config.model, prompt, config.temperature, config.max_new_tokens)
+            scores = parse(reply, config)
             return {"scores": scores, "mean": sum(scores.values()) / len(scores)}
-        except JudgeError as failure:
+        except (JudgeError, ServerError, ValueError) as failure:
             error = str(failure)
     return {"error": error}
 

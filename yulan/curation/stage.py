@@ -13,6 +13,7 @@ from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.curation import STEPS
 from yulan.curation.io import copy_as_jsonl
+from yulan.curation.synthesis import run_math
 
 
 def missing_steps(experiment: Experiment) -> list[Problem]:
@@ -23,9 +24,15 @@ def missing_steps(experiment: Experiment) -> list[Problem]:
         problems.append(Problem("curation.judge.backend", "the judge runs against an OpenAI-compatible server; starting "
                                 "vLLM inside the job is not built in this version", experiment.curation.judge.backend,
                                 "start `vllm serve` yourself and set curation.judge.backend=openai and endpoint"))
-    if experiment.curation.sources.synthesis:
-        problems.append(Problem("curation.sources.synthesis", "synthesis jobs are not built in this version",
-                                list(experiment.curation.sources.synthesis), "set curation.sources.synthesis=[]"))
+    sources = experiment.curation.sources
+    unbuilt = [job for job in sources.synthesis if job != "math"]
+    if unbuilt:
+        problems.append(Problem("curation.sources.synthesis", "only the math synthesis job is built in this version",
+                                unbuilt, "remove them from curation.sources.synthesis"))
+    if "math" in sources.synthesis and not sources.math.endpoint:
+        problems.append(Problem("curation.sources.math.endpoint", "math distillation asks a running teacher server; "
+                                "starting vLLM inside the job is not built in this version", None,
+                                f"run `vllm serve {sources.math.teacher}` and set curation.sources.math.endpoint=http://HOST:8000/v1"))
     return problems
 
 
@@ -35,16 +42,21 @@ def run(experiment: Experiment, job_dir: str) -> int:
     if unbuilt:
         print(ConfigError("the curation stage cannot run", unbuilt), file=sys.stderr)
         return 2
-    if not config.inputs:
-        print("error: curation.inputs is empty: list the JSONL files to curate", file=sys.stderr)
+    if not config.inputs and not config.sources.synthesis:
+        print("error: curation.inputs is empty: list the JSONL or Parquet files to curate", file=sys.stderr)
         return 2
     steps_dir = Path(job_dir) / "steps"
     steps_dir.mkdir(parents=True, exist_ok=True)
+    inputs = list(config.inputs)
+    reports = {}
+    if "math" in config.sources.synthesis:
+        synthesized = steps_dir / "0-synthesis-math.jsonl"
+        reports["synthesis/math"] = run_math(config.sources.math, synthesized)
+        inputs.append(str(synthesized))  # after the given inputs: for duplicates, theirs are the earliest
     current = steps_dir / "0-inputs.jsonl"
     with current.open("w") as sink:  # one stream of every input, in order (the earliest sample of a duplicate wins)
-        for path in config.inputs:
+        for path in inputs:
             copy_as_jsonl(path, sink)
-    reports = {}
     for index, step in enumerate(config.steps, start=1):
         module, _, field = STEPS[step]
         output = steps_dir / f"{index}-{step}.jsonl"
