@@ -1,12 +1,11 @@
 """The judge step against a local OpenAI-compatible server that answers like a judge model would (well and badly)."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from schema.curation import JudgeConfig
+from tests.conftest import chat_reply, json_server
 from yulan.curation import judge
 
 DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
@@ -32,40 +31,24 @@ def test_unusable_judge_replies_are_rejected(reply):
         judge.parse(reply, JudgeConfig())
 
 
-class Judge(BaseHTTPRequestHandler):
-    """Scores a response by its length; answers the first request for a sample with garbage (retries must cope)."""
+CALLS: list[str] = []
 
-    calls: list[str] = []
 
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][0]["content"]
-        Judge.calls.append(prompt)
-        response = prompt.split("[assistant]\n", 1)[1].split("\n\nReply with only", 1)[0]
-        if Judge.calls.count(prompt) == 1 and "flaky" in response:
-            content = "Sorry, let me think."
-        else:
-            score = min(5, 1 + len(response) // 20)
-            content = json.dumps({d: score for d in DIMENSIONS})
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+def judge_reply(body: dict) -> dict:
+    """Scores a response by its length; answers the first request for a 'flaky' sample with garbage."""
+    prompt = body["messages"][0]["content"]
+    CALLS.append(prompt)
+    response = prompt.split("[assistant]\n", 1)[1].split("\n\nReply with only", 1)[0]
+    if CALLS.count(prompt) == 1 and "flaky" in response:
+        return chat_reply("Sorry, let me think.")
+    return chat_reply(json.dumps({d: min(5, 1 + len(response) // 20) for d in DIMENSIONS}))
 
 
 @pytest.fixture()
 def server():
-    Judge.calls = []
-    httpd = HTTPServer(("127.0.0.1", 0), Judge)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    CALLS.clear()
+    with json_server(judge_reply) as url:
+        yield url
 
 
 def test_judge_step_drops_the_lower_percentile_retries_and_caches(tmp_path, server):
@@ -77,14 +60,14 @@ def test_judge_step_drops_the_lower_percentile_retries_and_caches(tmp_path, serv
     source.write_text("".join(json.dumps(s) + "\n" for s in samples))
     config = JudgeConfig(backend="openai", endpoint=server, discard_lower_percentile=30.0, max_retries=2)
     report = judge.run(source, tmp_path / "out.jsonl", config)
-    assert report["judge_calls"] == 5 and len(Judge.calls) == 6  # one garbage reply, retried
+    assert report["judge_calls"] == 5 and len(CALLS) == 6  # one garbage reply, retried
     kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     dropped = [json.loads(line) for line in (tmp_path / "out.dropped.jsonl").read_text().splitlines()]
     assert sorted(d["id"] for d in dropped) == ["0", "4"]  # the two shortest answers score lowest
     assert all(k["judge"]["mean"] >= report["threshold"] for k in kept) and report["unjudged"] == 0
 
     again = judge.run(source, tmp_path / "out.jsonl", config)
-    assert again["judge_calls"] == 0 and again["cached"] == 5 and len(Judge.calls) == 6  # a rerun costs nothing
+    assert again["judge_calls"] == 0 and again["cached"] == 5 and len(CALLS) == 6  # a rerun costs nothing
     assert again["kept"] == report["kept"]
 
 

@@ -2,44 +2,29 @@
 
 import json
 import re
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
 from schema.compose import load
 from schema.curation import MathSynthesis
+from tests.conftest import chat_reply, json_server
 from yulan.curation import synthesis
 from yulan.curation.stage import run as run_curation
 
 
-class Teacher(BaseHTTPRequestHandler):
+def teacher_reply(body: dict) -> dict:
     """n replies per question: the first n-1 wrong, the last right; 'impossible' questions are always wrong."""
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        question = body["messages"][0]["content"]
-        a, b = map(int, re.findall(r"\d+", question)[:2])
-        replies = [f"{a} + {b} = {a + b + 1 + k}. So \\boxed{{{a + b + 1 + k}}}." for k in range(body["n"] - 1)]
-        replies.append(f"{a} + {b} = {a + b + (1 if 'impossible' in question else 0)}. "
-                       f"So \\boxed{{{a + b + (1 if 'impossible' in question else 0)}}}.")
-        data = json.dumps({"choices": [{"message": {"role": "assistant", "content": r}} for r in replies]}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
+    question = body["messages"][0]["content"]
+    a, b = map(int, re.findall(r"\d+", question)[:2])
+    last = a + b + (1 if "impossible" in question else 0)
+    wrong = [f"{a} + {b} = {a + b + 1 + k}. So \\boxed{{{a + b + 1 + k}}}." for k in range(body["n"] - 1)]
+    return chat_reply(*wrong, f"{a} + {b} = {last}. So \\boxed{{{last}}}.")
 
 
 @pytest.fixture()
 def teacher():
-    httpd = HTTPServer(("127.0.0.1", 0), Teacher)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
-    httpd.shutdown()
+    with json_server(teacher_reply) as url:
+        yield url
 
 
 def seed_file(tmp_path, count=6):
