@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 
-from schema.compose import ConfigError, compose_sweep, experiment_names, load, sweep_points, sweeping, validate
+from schema.compose import ConfigError, compose_sweep, experiment_names, sweep_points, sweeping, validate
 from schema.errors import Problem
 
 
@@ -36,12 +36,11 @@ def main(argv: list[str] | None = None) -> int:
                                                            sweeping(overrides), "add -m to run every combination")])
         points = sweep_points(overrides) if multirun else [overrides]
         experiments, failures = [], []
-        composed = compose_sweep(points) if multirun else [overrides]
-        for index, (point, item) in enumerate(zip(points, composed)):
+        for index, (point, composed) in enumerate(zip(points, compose_sweep(points))):
             try:
-                if isinstance(item, ConfigError):
-                    raise item
-                experiments.append(validate(item) if multirun else load(point))
+                if isinstance(composed, ConfigError):
+                    raise composed
+                experiments.append(validate(composed))
             except ConfigError as error:
                 failures.append(f"sweep point {index} {point}:\n{error}" if multirun else str(error))
         if failures:

@@ -17,6 +17,8 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -49,10 +51,8 @@ class StageJob:
         status = self.child.wait()
         if status == REQUEUE_STATUS:
             # The stage saw the preemption's SIGTERM first and saved; submitit's USR2 handler, which requeues this
-            # job, follows within moments and exits this process. Wait for it, boundedly.
-            deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:
-                time.sleep(0.5)
+            # job, follows within moments and exits this process (it interrupts this sleep).
+            time.sleep(60)
             raise RuntimeError(f"stage {self.stage} stopped to be requeued, but no requeue signal came")
         if status:
             raise RuntimeError(f"stage {self.stage} failed with exit status {status} (run directory {self.run_dir})")
@@ -145,40 +145,58 @@ def executor_for(folder: Path):
     return submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=3)
 
 
+@dataclass(frozen=True)
+class Array:
+    """A stage submitted as one job array: task k runs sweep point points[k]."""
+
+    job_id: str
+    points: tuple[int, ...]
+
+
+def submit_group(group: list[tuple[int, Job, Experiment]], dependency: str | None, folder: Path,
+                 code: Path) -> dict[int, str]:
+    """One job, or one array when the group has several points (they share their sbatch parameters)."""
+    executor = executor_for(folder)
+    _, job, experiment = group[0]
+    executor.update_parameters(**parameters(job, experiment, dependency))
+    workdir = os.getcwd()
+    with executor.batch() if len(group) > 1 else nullcontext():
+        submitted = [(i, executor.submit(StageJob(e.output_dir, j.stage, str(code), workdir))) for i, j, e in group]
+    return {i: handle.job_id for i, handle in submitted}
+
+
 def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, str], folder: Path, code: Path,
-                 array_of_previous: str | None) -> tuple[dict[int, str], str | None]:
-    """One stage for the given points. Points with identical submission parameters become one array."""
+                 previous_array: Array | None) -> tuple[dict[int, str], Array | None]:
+    """One stage for the given points: the job id per point, and the array when the whole stage became one.
+
+    Points with identical sbatch parameters form an array. An array waits on the previous stage's array task by
+    task (`aftercorr`) when that array ran exactly these points in this order; otherwise its points are submitted
+    singly, each waiting (`afterok`) on its own previous job."""
     groups: dict[str, list[tuple[int, Job, Experiment]]] = {}
     for item in jobs:
         index, job, experiment = item
-        key = json.dumps(parameters(job, experiment, None), sort_keys=True)
-        groups.setdefault(key, []).append(item)
+        groups.setdefault(json.dumps(parameters(job, experiment, None), sort_keys=True), []).append(item)
     ids: dict[int, str] = {}
-    single_array = len(groups) == 1 and len(jobs) > 1
+    array = None
     for group in groups.values():
-        executor = executor_for(folder)
-        first = group[0]
-        if single_array and array_of_previous:
-            dependency = f"aftercorr:{array_of_previous}"
-        else:
-            needed = sorted({previous[i] for i, _, _ in group if i in previous})
-            dependency = "afterok:" + ":".join(needed) if needed else None
-            if dependency and len(group) > 1:  # one array cannot wait per task on separate jobs: submit singly
-                for item in group:
-                    ids |= submit_stage([item], previous, folder, code, None)[0]
-                continue
-        executor.update_parameters(**parameters(first[1], first[2], dependency))
-        workdir = os.getcwd()
-        if len(group) == 1:
-            index, job, experiment = first
-            ids[index] = executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir)).job_id
+        points = tuple(i for i, _, _ in group)
+        waits = any(i in previous for i in points)
+        aligned = previous_array is not None and previous_array.points == points
+        if len(group) > 1 and waits and not aligned:  # one array cannot wait per task on separate jobs
+            for item in group:
+                ids |= submit_group([item], f"afterok:{previous[item[0]]}" if item[0] in previous else None, folder, code)
             continue
-        with executor.batch():
-            submitted = [(i, executor.submit(StageJob(e.output_dir, j.stage, str(code), workdir))) for i, j, e in group]
-        for i, job_handle in submitted:
-            ids[i] = job_handle.job_id
-    array_id = next(iter(ids.values())).split("_")[0] if single_array else None
-    return ids, array_id
+        if not waits:
+            dependency = None
+        elif len(group) > 1:
+            dependency = f"aftercorr:{previous_array.job_id}"
+        else:
+            dependency = f"afterok:{previous[points[0]]}"
+        submitted = submit_group(group, dependency, folder, code)
+        if len(group) > 1 and len(groups) == 1:
+            array = Array(next(iter(submitted.values())).split("_")[0], points)
+        ids |= submitted
+    return ids, array
 
 
 def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> int:
@@ -201,12 +219,12 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         manifest.write(experiment, run, git)
     points = [{"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)]
     previous: dict[int, str] = {}
-    array_of_previous: str | None = None
+    previous_array: Array | None = None
     for stage in STAGES:
         jobs = [(i, job, experiments[i]) for i, run in enumerate(runs) for job in run.jobs if job.stage == stage]
         if not jobs:
             continue
-        ids, array_of_previous = submit_stage(jobs, previous, ledger_dir / "slurm", code, array_of_previous)
+        ids, previous_array = submit_stage(jobs, previous, ledger_dir / "slurm", code, previous_array)
         for i, job_id in ids.items():
             points[i]["jobs"][stage] = job_id
             previous[i] = job_id

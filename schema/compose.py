@@ -259,6 +259,11 @@ def compose_sweep(points: list[list[str]]) -> list[Composed | ConfigError]:
 
     from omegaconf import OmegaConf, open_dict
 
+    if len(points) == 1:  # a single run: the compose cache makes a repeated launch skip Hydra altogether
+        try:
+            return [compose(points[0])]
+        except ConfigError as error:
+            return [error]
     bases: dict[tuple[str, ...], tuple[Any, dict[str, str], str | None]] = {}
     results: list[Composed | ConfigError] = []
     for point in points:

@@ -64,6 +64,17 @@ def test_a_2x2_sweep_is_one_array_per_stage_with_a_right_ledger(tmp_path):
         assert point["run_dir"].endswith(f"/smoke/{point['index']}")
 
 
+def test_each_point_of_a_sweep_waits_only_for_its_own_previous_stage(tmp_path):
+    result = run("launch.py", "-m", *FAST, "stages=[curation,sft]", f"run_root={tmp_path}", "seed=1,2")
+    assert result.returncode == 0, result.stderr
+    book = ledger(tmp_path / "smoke")
+    [curation], [sft] = ({p["jobs"][stage].split("_")[0] for p in book["points"]} for stage in ("curation", "sft"))
+    scripts = {path.read_text() for path in (tmp_path / "smoke" / "slurm").glob("*/*_submission.sh")}
+    sft_scripts = [text for text in scripts if "--job-name=smoke-sft" in text]
+    assert sft_scripts and all(f"--dependency=aftercorr:{curation}" in text for text in sft_scripts)
+    assert [p["state"] for p in wait(tmp_path / "smoke")] == ["done", "done"]
+
+
 def test_a_failed_stage_cancels_its_dependents(tmp_path):
     result = run("launch.py", *FAST, "stages=[curation,sft]", f"run_root={tmp_path}",
                  f"curation.inputs=[{tmp_path}/missing.jsonl]")

@@ -202,9 +202,10 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from schema.errors import Problem
+    from schema.errors import Problem, suggest
     from schema.evaluation import EvalConfig
-    from yulan.evaluation import benchmarks, scoring, table
+    from yulan.evaluation import benchmarks, table
+    from yulan.evaluation.stage import score
 
     if args.eval_command == "compare":
         print(table.compare(args.a, args.b), end="")
@@ -212,30 +213,23 @@ def cmd_eval(args: argparse.Namespace) -> int:
     config = EvalConfig()
     benchmark = config.benchmarks.get(args.benchmark)
     if benchmark is None:
-        import difflib
-
-        close = difflib.get_close_matches(args.benchmark, list(config.benchmarks), n=1)
+        close = suggest(args.benchmark, list(config.benchmarks))
         raise ConfigError("unknown benchmark", [Problem(
             "--benchmark", "must name a row of the evaluation table", args.benchmark,
-            f"did you mean '{close[0]}'?" if close else f"one of: {', '.join(config.benchmarks)}")])
-    samples = [json.loads(line) for line in args.samples.read_text().splitlines() if line.strip()]
-    if benchmark.pass_k and benchmark.harness != "evalplus":
-        data = dict(task="humaneval" if "humaneval" in args.benchmark else "mbpp", data_path=args.data)
-        problems = {item["id"]: item["problem"] for item in benchmarks.load(benchmark.model_copy(update=data))}
-        ks = tuple(sorted({1, benchmark.pass_k}))
-        metrics = scoring.score_code(problems, samples, ks, config.sandbox_timeout_s, config.sandbox_memory_mb)
-    elif benchmark.skill == "Math":
-        missing = [i for i, s in enumerate(samples) if not {"reference", "completion"} <= set(s)]
-        if missing:
-            raise ConfigError("malformed samples", [Problem(
-                "--samples", "every line needs 'reference' (the dataset's answer field) and 'completion'",
-                f"line {missing[0] + 1}", "write one JSON object per line with both keys")])
-        metrics = scoring.score_answers(samples)
-    else:
+            f"did you mean '{close}'?" if close else f"one of: {', '.join(config.benchmarks)}")])
+    code = benchmark.pass_k is not None and benchmark.harness != "evalplus"
+    if not code and benchmark.skill != "Math":
         raise ConfigError("cannot score this benchmark from a file", [Problem(
             "--benchmark", "file scoring covers the math (answer matching) and code (pass@k) rows; EvalPlus rows "
             "need its extended tests", args.benchmark, "score it by running the eval stage")])
-    print(json.dumps(metrics, indent=2))
+    samples = [json.loads(line) for line in args.samples.read_text().splitlines() if line.strip()]
+    missing = [i for i, s in enumerate(samples) if not code and not {"reference", "completion"} <= set(s)]
+    if missing:
+        raise ConfigError("malformed samples", [Problem(
+            "--samples", "every line needs 'reference' (the dataset's answer field) and 'completion'",
+            f"line {missing[0] + 1}", "write one JSON object per line with both keys")])
+    items = benchmarks.load(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path})) if code else []
+    print(json.dumps(score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb), indent=2))
     return 0
 
 

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from schema.experiment import Experiment
-from yulan.curation.ppo_prompts import select as select_prompts
 from yulan import distributed
+from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
 from yulan.stages import install_stop_handler, runner

@@ -16,8 +16,9 @@ from typing import Any, Iterable
 import torch
 import transformers
 
-from schema.experiment import Experiment
+from schema.experiment import Experiment, stage_output
 from yulan.native import tiny
+from yulan.stages import REQUEUE_STATUS, stop_requested
 
 transformers.utils.logging.disable_progress_bar()
 transformers.utils.logging.set_verbosity_error()
@@ -265,6 +266,64 @@ class Checkpoints:
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         print(f"resumed from {path} (step {state['step']})", file=sys.stderr)
         return state["step"], state["extra"]
+
+
+def save_or_stop(checkpoints: Checkpoints, step: int, total: int, every: int, models: dict, optimizers: dict,
+                 schedulers: dict, extra: dict | None = None) -> bool:
+    """The periodic checkpoint, or the one a stop request (preemption, time limit) asks for. True: stop now, the
+    job is requeued and resumes from this checkpoint."""
+    stopping = stop_requested() and step < total
+    if stopping or (step % every == 0 and step < total):
+        checkpoints.save(step, models, optimizers, schedulers, extra)
+    return stopping
+
+
+def batches_of_epoch(count: int, global_batch: int, seed: int, epoch: int) -> list[list[int]]:
+    """Sample indices per optimizer step; the order depends only on (seed, epoch), so a resumed run finds its place."""
+    order = list(range(count))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    return [order[i:i + global_batch] for i in range(0, count, global_batch)]
+
+
+def optimize(experiment: Experiment, stage: str, job_dir: str, model, tokenizer, count: int,
+             step_gradients, shown: tuple[str, ...] = ("loss",)) -> int:
+    """The optimizer loop SFT and DPO share, over `count` samples for the stage's epochs and global batch:
+    `step_gradients(indices)` accumulates the gradients of one optimizer step's samples and returns
+    (metrics without the stage prefix, tokens processed). Clipping, the optimizer and schedule, logging, the
+    progress bar, checkpoints, resume, stop requests and the final save are done here.
+    Returns 0, or REQUEUE_STATUS when it stopped at a checkpoint because it was asked to."""
+    config = getattr(experiment, stage)
+    steps_per_epoch = math.ceil(count / config.global_batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    optimizer = adamw(model.parameters(), config.learning_rate, config.adam_betas, config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_lambda(config.lr_scheduler, total_steps, config.warmup_ratio, config.min_lr_ratio))
+    state = ({"model": model}, {"model": optimizer}, {"model": scheduler})
+    checkpoints = Checkpoints(job_dir)
+    step, _ = checkpoints.restore(*state)
+    tracker = Tracker(experiment, stage, job_dir)
+    progress = Progress(total_steps, step, stage)
+    model.train()
+    while step < total_steps:
+        epoch, index = divmod(step, steps_per_epoch)
+        metrics, tokens = step_gradients(batches_of_epoch(count, config.global_batch_size, experiment.seed, epoch)[index])
+        metrics |= {"grad_norm": torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm).item(),
+                    "epoch": epoch}
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        metrics["lr"] = scheduler.get_last_lr()[0]
+        if step % config.log_every_steps == 0 or step == total_steps:
+            tracker.log(step, {f"{stage}/{key}": value for key, value in metrics.items()})
+        progress.step(tokens, **{key: metrics[key] for key in shown})
+        if save_or_stop(checkpoints, step, total_steps, config.save_every_steps, *state):
+            tracker.finish()
+            return REQUEUE_STATUS
+    progress.close()
+    tracker.finish()
+    save_final(model, tokenizer, stage_output(experiment.output_dir, stage))
+    return 0
 
 
 def save_final(model, tokenizer, path: str | Path) -> None:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
-from schema.experiment import Experiment, stage_output
+from schema.experiment import Experiment
 from yulan.native import common
-from yulan.stages import REQUEUE_STATUS, stop_requested
-from yulan.native.sft import batches_of_epoch
 
 
 def tokenize_pair(tokenizer, pair: dict, max_length: int) -> tuple[common.Tokenized, common.Tokenized]:
@@ -40,23 +36,12 @@ def train(experiment: Experiment, job_dir: str) -> int:
     pairs = [tokenize_pair(tokenizer, p, config.max_length) for p in common.read_jsonl(experiment.resolve(config.data))]
     if not pairs:
         raise SystemExit(f"error: no preference pairs in {experiment.resolve(config.data)}")
-    steps_per_epoch = math.ceil(len(pairs) / config.global_batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = common.adamw(policy.parameters(), config.learning_rate, config.adam_betas, config.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, common.lr_lambda(config.lr_scheduler, total_steps, config.warmup_ratio, config.min_lr_ratio))
-    checkpoints = common.Checkpoints(job_dir)
-    step, _ = checkpoints.restore({"model": policy}, {"model": optimizer}, {"model": scheduler})
-    tracker = common.Tracker(experiment, "dpo", job_dir)
-    progress = common.Progress(total_steps, step, "dpo")
-    policy.train()
     pad = tokenizer.pad_token_id
-    while step < total_steps:
-        epoch, index = divmod(step, steps_per_epoch)
-        chosen_ids = batches_of_epoch(len(pairs), config.global_batch_size, experiment.seed, epoch)[index]
+
+    def step_gradients(indices: list[int]) -> tuple[dict, int]:
         sums = {"loss": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0, "accuracy": 0.0}
-        for start in range(0, len(chosen_ids), config.micro_batch_size):
-            micro = [pairs[i] for i in chosen_ids[start:start + config.micro_batch_size]]
+        for start in range(0, len(indices), config.micro_batch_size):
+            micro = [pairs[i] for i in indices[start:start + config.micro_batch_size]]
             chosen, rejected = [p[0] for p in micro], [p[1] for p in micro]
             with torch.no_grad():
                 ref_c, ref_r = sequence_logps(reference, chosen, pad), sequence_logps(reference, rejected, pad)
@@ -66,30 +51,14 @@ def train(experiment: Experiment, job_dir: str) -> int:
             if config.nll_loss_coef:
                 tokens = sum(sum(label != common.IGNORE for label in s.labels[1:]) for s in chosen)
                 loss = loss - config.nll_loss_coef * pol_c.sum() / max(tokens, 1) * len(micro)
-            (loss / len(chosen_ids)).backward()
+            (loss / len(indices)).backward()
             sums["loss"] += loss.item()
             sums["chosen_reward"] += reward_c.sum().item()
             sums["rejected_reward"] += reward_r.sum().item()
             sums["accuracy"] += (reward_c > reward_r).float().sum().item()
-        grad_norm = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        means = {key: value / len(chosen_ids) for key, value in sums.items()}
-        metrics = {f"dpo/{key}": value for key, value in means.items()} | {
-            "dpo/reward_margin": means["chosen_reward"] - means["rejected_reward"],
-            "dpo/grad_norm": grad_norm, "dpo/lr": scheduler.get_last_lr()[0]}
-        if step % config.log_every_steps == 0 or step == total_steps:
-            tracker.log(step, metrics)
-        progress.step(sum(len(p[0].input_ids) + len(p[1].input_ids) for p in (pairs[i] for i in chosen_ids)),
-                      loss=means["loss"], margin=metrics["dpo/reward_margin"])
-        if step % config.save_every_steps == 0 and step < total_steps or stop_requested():
-            checkpoints.save(step, {"model": policy}, {"model": optimizer}, {"model": scheduler})
-        if stop_requested() and step < total_steps:
-            tracker.finish()
-            return REQUEUE_STATUS
-    progress.close()
-    tracker.finish()
-    common.save_final(policy, tokenizer, stage_output(experiment.output_dir, "dpo"))
-    return 0
+        means = {key: value / len(indices) for key, value in sums.items()}
+        means["reward_margin"] = means["chosen_reward"] - means["rejected_reward"]
+        return means, sum(len(pairs[i][0].input_ids) + len(pairs[i][1].input_ids) for i in indices)
+
+    return common.optimize(experiment, "dpo", job_dir, policy, tokenizer, len(pairs), step_gradients,
+                           shown=("loss", "reward_margin"))

@@ -16,7 +16,7 @@ from schema.ppo import KLController
 from yulan.curation.ppo_prompts import select
 from yulan.native import common
 from yulan.reward import YulanReward
-from yulan.stages import REQUEUE_STATUS, stop_requested
+from yulan.stages import REQUEUE_STATUS
 
 
 class AdaptiveKL:
@@ -114,9 +114,8 @@ def train(experiment: Experiment, job_dir: str) -> int:
         metrics |= {"ppo/kl_coef": kl.value, "ppo/actor_frozen": float(not actor_trains)}
         tracker.log(rollout_index, metrics)
         progress.step(int(rollout.mask.sum().item()), reward=metrics["ppo/reward"], kl=metrics["ppo/kl"])
-        if rollout_index % config.save_every_steps == 0 and rollout_index < total_rollouts or stop_requested():
-            checkpoints.save(rollout_index, models, optimizers, schedulers, {"kl_coef": kl.value})
-        if stop_requested() and rollout_index < total_rollouts:
+        if common.save_or_stop(checkpoints, rollout_index, total_rollouts, config.save_every_steps, models, optimizers,
+                               schedulers, {"kl_coef": kl.value}):
             tracker.finish()
             return REQUEUE_STATUS
     progress.close()
