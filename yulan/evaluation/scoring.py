@@ -54,3 +54,21 @@ def score_answers(samples: list[dict]) -> dict:
     correct = [same(extract(s["completion"]), reference_of(str(s["reference"]))) for s in samples]
     return {"problems": len(samples), "exact_match": sum(correct) / len(samples) if samples else 0.0,
             "extracted": sum(extract(s["completion"]) is not None for s in samples)}
+
+
+def chosen_letter(completion: str) -> str | None:
+    """The option a multiple-choice chain of thought settles on: 'the answer is (B)' / 'answer: B', else the last
+    '(B)' it mentions."""
+    stated = re.findall(r"answer(?: is|:)\s*\(?([A-D])\)?(?![A-Za-z])", completion, re.IGNORECASE)
+    if stated:
+        return stated[-1].upper()
+    mentioned = re.findall(r"\(([A-D])\)", completion)
+    return mentioned[-1] if mentioned else None
+
+
+def score_letters(samples: list[dict]) -> dict:
+    """`samples`: lines with `reference` (the correct letter) and `completion`."""
+    letters = [chosen_letter(s["completion"]) for s in samples]
+    correct = [letter == str(s["reference"]).strip("() ").upper() for letter, s in zip(letters, samples)]
+    return {"problems": len(samples), "exact_match": sum(correct) / len(samples) if samples else 0.0,
+            "extracted": sum(letter is not None for letter in letters)}

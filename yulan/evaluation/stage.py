@@ -1,8 +1,13 @@
-"""The evaluation stage: each checkpoint of eval.checkpoints generates on every selected benchmark, is scored,
-and the table (Markdown, JSON, PNG) is written to eval/results/ and logged to the tracker."""
+"""The evaluation stage: each checkpoint of eval.checkpoints runs every selected benchmark, is scored, and the
+table (Markdown, JSON, PNG) is written to eval/results/ and logged to the tracker.
+
+Who runs a row: harness=native — this project's tasks (generation with vLLM or transformers, multiple choice by
+log-likelihood with transformers); harness=lm_eval — lm-evaluation-harness; harness=evalplus — this project's
+generation, EvalPlus's tests."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,65 +16,167 @@ from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.evaluation import benchmarks, scoring, table
 
+PACKAGES = {"lm_eval": ("lm_eval", ".[native]"), "evalplus": ("evalplus", ".[native]"), "vllm": ("vllm", ".[cluster]")}
+
 
 def missing(experiment: Experiment) -> list[Problem]:
-    """What this version cannot run yet (checked before anything is written)."""
-    config = experiment.eval
+    """What this version cannot run (checked before anything is written)."""
     problems = []
-    if config.backend != "transformers":
-        problems.append(Problem("eval.backend", "only the transformers backend is built in this version", config.backend,
-                                "set eval.backend=transformers"))
-    for name in config.selected:
-        benchmark = config.benchmarks[name]
-        if benchmark.harness != "native" or benchmark.task not in benchmarks.NATIVE_TASKS:
-            problems.append(Problem(
-                f"eval.benchmarks.{name}", f"only native tasks ({', '.join(benchmarks.NATIVE_TASKS)}) are built in this "
-                "version", f"harness={benchmark.harness}, task={benchmark.task}",
-                f"set eval.benchmarks.{name}.harness=native with a native task and data_path, or drop it from eval.selected"))
+    for name in experiment.eval.selected:
+        benchmark = experiment.eval.benchmarks[name]
+        field = f"eval.benchmarks.{name}"
+        if benchmark.harness == "native":
+            if benchmark.task not in benchmarks.NATIVE_TASKS:
+                problems.append(Problem(f"{field}.task", f"native tasks are {', '.join(benchmarks.NATIVE_TASKS)}",
+                                        benchmark.task, "pick a native task, or harness=lm_eval for the harness's tasks"))
+                continue
+            reported = benchmarks.NATIVE_TASKS[benchmark.task][1]
+            wanted = "pass@k" if benchmark.pass_k else benchmark.metric
+            if wanted not in reported:
+                problems.append(Problem(f"{field}.metric", f"native task '{benchmark.task}' reports {', '.join(reported)}",
+                                        wanted, f"set {field}.metric={reported[0]}" + (" and pass_k" if reported == ("pass@k",) else "")))
+        if benchmark.harness == "evalplus" and benchmark.task not in ("humaneval", "mbpp"):
+            problems.append(Problem(f"{field}.task", "EvalPlus has humaneval and mbpp", benchmark.task, "set task=humaneval or task=mbpp"))
     return problems
 
 
-def score(benchmark, items: list[dict], samples: list[dict], timeout_s: float, memory_mb: int) -> dict:
+def unavailable(experiment: Experiment) -> list[Problem]:
+    """Packages the selected rows need that this environment lacks (checked in the job, where they run)."""
+    needed = {experiment.eval.benchmarks[name].harness for name in experiment.eval.selected} - {"native"}
+    if experiment.eval.backend == "vllm" and any(generates(experiment.eval.benchmarks[n]) for n in experiment.eval.selected):
+        needed.add("vllm")
+    problems = []
+    for need in sorted(needed):
+        module, extra = PACKAGES[need]
+        if importlib.util.find_spec(module) is None:
+            problems.append(Problem("eval", f"{need} rows need the {module} package", "not installed",
+                                    f"pip install -e '{extra}', or run these rows with harness=native / backend=transformers"))
+    return problems
+
+
+def generates(benchmark) -> bool:
+    """Rows whose completions this project generates."""
+    return benchmark.harness == "evalplus" or (benchmark.harness == "native" and benchmarks.kind(benchmark) == "generate")
+
+
+def score(benchmark, items: list[dict], samples: list[dict], timeout_s: float, memory_mb: int, directory: Path) -> dict:
+    if benchmark.harness == "evalplus":
+        from yulan.evaluation import harness
+
+        return harness.score_evalplus(benchmark, [item["problem"] for item in items], samples, directory)
     if benchmark.task in ("humaneval", "mbpp"):
         problems = {item["id"]: item["problem"] for item in items}
         ks = tuple(sorted({1, benchmark.pass_k or 1}))
         return scoring.score_code(problems, samples, ks, timeout_s, memory_mb)
+    if benchmark.task == "mmlu_cot":
+        return scoring.score_letters(samples)
     return scoring.score_answers(samples)
 
 
-def evaluate(experiment: Experiment, checkpoint: str, out_dir: Path) -> dict[str, dict]:
-    from yulan.native import common
+def items_of(benchmark) -> list[dict]:
+    if benchmark.harness == "evalplus":
+        from yulan.evaluation import harness
 
-    path = common.model_path(experiment, checkpoint)
-    tokenizer = common.load_tokenizer(path)
-    model = common.load_causal_lm(path, "bf16")
+        problems = harness.evalplus_problems(benchmark)
+        return [{"id": p["task_id"], "problem": p, "question": benchmarks.code_question(p)} for p in problems]
+    return benchmarks.load(benchmark)
+
+
+class Checkpoint:
+    """One checkpoint, loaded lazily for what its rows need: a generator (vLLM or transformers) and/or a
+    transformers model for log-likelihoods."""
+
+    def __init__(self, experiment: Experiment, path: str):
+        self.experiment, self.path = experiment, path
+        self._tokenizer = self._model = self._llm = None
+
+    @property
+    def tokenizer(self):
+        from yulan.native import common
+
+        self._tokenizer = self._tokenizer or common.load_tokenizer(self.path)
+        return self._tokenizer
+
+    @property
+    def model(self):
+        from yulan.native import common
+
+        self._model = self._model or common.load_causal_lm(self.path, "bf16")
+        return self._model
+
+    def complete(self, questions: list[str], benchmark) -> list[str]:
+        """Completions of each question as a chat turn, question-major (num_samples per question)."""
+        from yulan.native import common
+
+        budget = self.experiment.model.context_length - benchmark.max_new_tokens
+        prompts = [common.prompt_ids(self.tokenizer, [{"role": "user", "content": q}], budget) for q in questions]
+        if self.experiment.eval.backend == "vllm":
+            return self.complete_vllm(prompts, benchmark)
+        completions = common.generate(self.model, self.tokenizer, prompts, benchmark.num_samples,
+                                      benchmark.temperature, benchmark.max_new_tokens)
+        return [common.decode(self.tokenizer, ids) for ids in completions]
+
+    def complete_vllm(self, prompts: list[list[int]], benchmark) -> list[str]:
+        import torch
+        import vllm
+
+        if self._llm is None:
+            self._llm = vllm.LLM(model=self.path, tensor_parallel_size=max(1, torch.cuda.device_count()),
+                                 max_model_len=self.experiment.model.context_length, seed=self.experiment.seed)
+        params = vllm.SamplingParams(n=benchmark.num_samples, temperature=benchmark.temperature,
+                                     max_tokens=benchmark.max_new_tokens, seed=self.experiment.seed)
+        outputs = self._llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
+        return [choice.text for output in outputs for choice in output.outputs]
+
+    def loglikelihoods(self, items: list[dict]) -> list[float]:
+        from yulan.evaluation import choice
+
+        return choice.loglikelihoods(self.model, self.tokenizer, choice.requests_of(items), self.experiment.model.context_length)
+
+
+def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict]:
+    from yulan.native.common import write_jsonl
+
+    config = experiment.eval
+    checkpoint = Checkpoint(experiment, path)
     results = {}
-    for name in experiment.eval.selected:
-        benchmark = experiment.eval.benchmarks[name]
-        items = benchmarks.load(benchmark)
-        prompts = [common.prompt_ids(tokenizer, [{"role": "user", "content": item["question"]}],
-                                     experiment.model.context_length - benchmark.max_new_tokens) for item in items]
-        completions = common.generate(model, tokenizer, prompts, benchmark.num_samples, benchmark.temperature,
-                                      benchmark.max_new_tokens)
-        texts = iter(common.decode(tokenizer, ids) for ids in completions)
-        samples = [{"task_id": item["id"], "completion": next(texts), **({"reference": item["reference"]} if "reference" in item else {})}
-                   for item in items for _ in range(benchmark.num_samples)]
-        common.write_jsonl(out_dir / f"{name}.samples.jsonl", samples)  # rescore with `yulan eval score`
-        results[name] = score(benchmark, items, samples, experiment.eval.sandbox_timeout_s, experiment.eval.sandbox_memory_mb)
-        print(f"[eval] {checkpoint} {name}: {json.dumps(results[name])}", file=sys.stderr)
+    for name in config.selected:
+        benchmark = config.benchmarks[name]
+        if benchmark.harness == "lm_eval":
+            import torch
+
+            from yulan.evaluation import harness
+
+            results[name] = harness.run_lm_eval(benchmark, path, config.backend, experiment.model.context_length,
+                                                out_dir, gpus=max(1, torch.cuda.device_count()))
+        elif not generates(benchmark):
+            from yulan.evaluation import choice
+
+            items = benchmarks.load(benchmark)
+            results[name] = choice.score(items, checkpoint.loglikelihoods(items))
+        else:
+            items = items_of(benchmark)
+            texts = iter(checkpoint.complete([item["question"] for item in items], benchmark))
+            samples = [{"task_id": item["id"], "completion": next(texts), **({"reference": item["reference"]} if "reference" in item else {})}
+                       for item in items for _ in range(benchmark.num_samples)]
+            write_jsonl(out_dir / f"{name}.samples.jsonl", samples)  # rescore with `yulan eval score`
+            results[name] = score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb, out_dir)
+        print(f"[eval] {out_dir.name} {name}: {json.dumps(results[name])}", file=sys.stderr)
     return results
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
-    unbuilt = missing(experiment)
-    if unbuilt:
-        print(ConfigError("the eval stage cannot run", unbuilt), file=sys.stderr)
+    problems = missing(experiment) + unavailable(experiment)
+    if problems:
+        print(ConfigError("the eval stage cannot run", problems), file=sys.stderr)
         return 2
+    from yulan.native import common
+
     output = Path(stage_output(experiment.output_dir, "eval"))
     results = {}
     for ref in experiment.eval.checkpoints:
         label = ref if ref in experiment.stages else Path(ref).name
-        results[label] = evaluate(experiment, experiment.resolve(ref), output / label)
+        results[label] = evaluate(experiment, common.model_path(experiment, experiment.resolve(ref)), output / label)
     paths = table.write(experiment.eval, results, output)
     print((paths["markdown"]).read_text(), file=sys.stderr)
     log_table(experiment, job_dir, paths)

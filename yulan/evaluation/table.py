@@ -11,7 +11,7 @@ from schema.evaluation import LLAMA, QWEN, YULAN, EvalConfig
 
 def headline(benchmark, metrics: dict) -> float | None:
     """The number the report prints for a row, in percent."""
-    key = f"pass@{benchmark.pass_k}" if benchmark.pass_k else "exact_match"
+    key = f"pass@{benchmark.pass_k}" if benchmark.pass_k else benchmark.metric
     return round(100 * metrics[key], 2) if key in metrics else None
 
 

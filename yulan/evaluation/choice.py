@@ -1,0 +1,71 @@
+"""Multiple-choice scoring by log-likelihood, computed the way lm-evaluation-harness computes it for Hugging Face
+models, so the native arc / mmlu / truthfulqa_mc2 numbers agree with the harness on the same data.
+
+A request is (context, " " + choice). Trailing spaces of the context move to the continuation; the continuation's
+tokens are those of tokenize(context + continuation) after the tokens of tokenize(context), without special
+tokens; the window keeps the last `max_length` tokens.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    spaces = len(context) - len(context.rstrip())
+    if spaces:
+        context, continuation = context[:-spaces], context[-spaces:] + continuation
+    whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
+    context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
+    return context_ids, whole[len(context_ids):]
+
+
+@torch.no_grad()
+def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], max_length: int, batch_size: int = 16) -> list[float]:
+    """Sum of log p(continuation | context) per request."""
+    model.eval()
+    device = next(model.parameters()).device
+    encoded = [encode_pair(tokenizer, context, continuation) for context, continuation in requests]
+    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))  # similar lengths batch
+    out = [0.0] * len(encoded)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        windows = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in chunk]
+        width = max(map(len, windows))
+        ids = torch.tensor([w + [tokenizer.pad_token_id] * (width - len(w)) for w in windows], device=device)
+        attention = torch.tensor([[1] * len(w) + [0] * (width - len(w)) for w in windows], device=device)
+        logprobs = model(input_ids=ids, attention_mask=attention).logits.float().log_softmax(-1)
+        for row, (i, window) in enumerate(zip(chunk, windows)):
+            continuation = encoded[i][1]
+            positions = torch.arange(len(window) - len(continuation), len(window), device=device)
+            targets = torch.tensor(continuation, device=device)
+            out[i] = logprobs[row, positions, targets].sum().item()
+    return out
+
+
+def requests_of(items: list[dict]) -> list[tuple[str, str]]:
+    return [(item["context"], f" {choice}") for item in items for choice in item["choices"]]
+
+
+def score(items: list[dict], lls: list[float]) -> dict:
+    """acc and acc_norm (log-likelihood per character of the choice), or for items with `labels` (TruthfulQA mc2)
+    the normalised probability mass on the true answers, reported as acc as lm-eval does."""
+    lls = iter(lls)
+    acc, acc_norm = [], []
+    for item in items:
+        scores = [next(lls) for _ in item["choices"]]
+        if "labels" in item:
+            top = max(scores)
+            probs = [math.exp(s - top) for s in scores]
+            acc.append(sum(p for p, label in zip(probs, item["labels"]) if label) / sum(probs))
+            continue
+        best = max(range(len(scores)), key=scores.__getitem__)
+        best_norm = max(range(len(scores)), key=lambda j: scores[j] / len(item["choices"][j]))
+        acc.append(float(best == item["target"]))
+        acc_norm.append(float(best_norm == item["target"]))
+    metrics = {"problems": len(items), "acc": sum(acc) / len(acc) if acc else 0.0}
+    if acc_norm:
+        metrics["acc_norm"] = sum(acc_norm) / len(acc_norm)
+    return metrics
