@@ -26,7 +26,18 @@ HeuristicRule = Literal[
 ]
 
 
-class MathSynthesis(Section):
+class ServedModelJob(Section):
+    """A job asking a model through an OpenAI-compatible server: the configured one, or vLLM started in the job."""
+
+    endpoint: str | None = chosen(
+        None, description="Base URL of a running OpenAI-compatible server; None = start vLLM with the model inside the job."
+    )
+    max_seeds: int | None = chosen(None, ge=1, description="Use only the first N seed questions or documents (None = all).")
+    temperature: float = chosen(0.7, ge=0.0, description="Sampling temperature (diverse but mostly correct).")
+    max_new_tokens: int = chosen(2048, ge=1, description="Longest model reply.", unit="tokens")
+
+
+class MathSynthesis(ServedModelJob):
     teacher: str = report(
         "Qwen/Qwen2.5-Math-7B-Instruct", where="§3 synthetic data, Mathematics", description="Teacher model distilled from."
     )
@@ -43,21 +54,18 @@ class MathSynthesis(Section):
         where="§3 synthetic data, Mathematics: 'each distilled response is matched to the ground truth'",
         description="Keep a distilled response only when its final answer equals the dataset's answer.",
     )
-    endpoint: str | None = chosen(
-        None, description="Base URL of an OpenAI-compatible server with the teacher (e.g. `vllm serve` it); required to run."
-    )
-    max_questions: int | None = chosen(None, ge=1, description="Distil only the first N questions (None = all).")
     samples_per_question: int = chosen(4, ge=1, description="Teacher samples per question; more samples rescue hard questions.")
-    temperature: float = chosen(0.7, ge=0.0, description="Teacher sampling temperature (diverse but mostly correct).")
-    max_new_tokens: int = chosen(2048, ge=1, description="Longest teacher response (tokens).", unit="tokens")
 
 
-class ScienceSynthesis(Section):
+class ScienceSynthesis(ServedModelJob):
     generator: str = report(
         "Qwen/Qwen2.5-32B-Instruct", where="§3 synthetic data, Science", description="Model extracting questions and writing answers."
     )
     corpora: tuple[str, ...] = report(
         ("wiki", "reddit", "arxiv"), where="§3 synthetic data, Science", description="Text sources questions are extracted from."
+    )
+    documents: tuple[str, ...] = chosen(
+        (), description="Local JSONL/Parquet files of those texts (`text`, optional `source`); required to run."
     )
     fields: tuple[str, ...] = report(
         ("physics", "chemistry", "biology", "psychology"),
@@ -71,27 +79,42 @@ class ScienceSynthesis(Section):
         "Qwen/Qwen2.5-32B-Instruct",
         description="The report does not name its topic classifier; the generator classifies zero-shot.",
     )
+    pairs_per_document: int = chosen(3, ge=1, description="Question-answer pairs extracted per text at most.")
 
 
-class ChineseCommonsenseSynthesis(Section):
+class ChineseCommonsenseSynthesis(ServedModelJob):
     sources: tuple[str, ...] = report(
         ("baidu_baike", "wildchat", "smoltalk-chinese"),
         where="§3 synthetic data, Chinese commonsense reasoning",
         description="Encyclopedia and real-user sources.",
     )
+    documents: tuple[str, ...] = chosen(
+        (), description="Local JSONL/Parquet files of those documents (`text`, optional `title` = the entry's entity); required to run."
+    )
+    generator: str = chosen(
+        "Qwen/Qwen2.5-32B-Instruct", description="The report does not name it; the model it uses for the other jobs."
+    )
     relevance_filters: tuple[Literal["tfidf", "keywords"], ...] = report(
         ("tfidf", "keywords"),
         where="§3 synthetic data, Chinese commonsense reasoning: 'Using TF-IDF and keyword matching'",
-        description="How relevant content is identified.",
+        description="How relevant content is identified; a document must pass every listed filter.",
     )
-    min_tfidf_score: float = chosen(0.1, ge=0.0, description="Documents below this TF-IDF relevance are skipped.")
+    keywords: tuple[str, ...] = chosen(
+        ("历史", "地理", "文化", "传统", "节日", "习俗", "成语", "诗", "朝代", "民俗", "饮食", "中医", "汉字", "节气", "名胜"),
+        description="Commonsense topics a relevant document mentions (the report does not list its keywords).",
+    )
+    min_tfidf_score: float = chosen(
+        0.05, ge=0.0, le=1.0, description="Documents whose TF-IDF cosine with the keywords is below this are skipped."
+    )
     qa_pairs_per_document: int = chosen(
         3, ge=1, description="'multiple question-answer pairs for knowledge-dense documents': how many."
     )
     topic_classifier: str = report(
-        "cmmlu", where="§3: 'we employ the CMMLU classifier for topic categorization'", description="Topic classifier."
+        "cmmlu", where="§3: 'we employ the CMMLU classifier for topic categorization'",
+        description="Topic labels: CMMLU's five categories, assigned zero-shot by the generator.",
     )
     llm_quality_check: bool = report(True, where="§3: 'LLM-based evaluation to assess response quality'", description="Judge each answer.")
+    min_quality: int = chosen(3, ge=1, le=5, description="Answers the quality check scores below this (1–5) are dropped.")
     entity_cross_reference: bool = report(
         True,
         where="§3: 'cross-reference entity-based queries with encyclopedia entries'",

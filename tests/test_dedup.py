@@ -6,7 +6,7 @@ import random
 import numpy as np
 import pytest
 
-from conftest import run
+from tests.conftest import run
 from schema.curation import DedupConfig
 from yulan.curation import dedup
 from yulan.curation.dedup import batch_shingles, duplicate_of, sample_text

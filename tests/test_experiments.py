@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import run
+from tests.conftest import run
 from schema.compose import experiment_names, load
 
 EXPERIMENTS = ["curation_yulan", "sft_yulan", "preference_yulan", "dpo_yulan", "ppo_yulan", "eval_yulan", "yulan_full", "smoke"]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from conftest import run
+from tests.conftest import run
 from schema.curation import HeuristicsConfig
 from yulan.curation.heuristics import check
 

@@ -3,7 +3,7 @@
 import json
 import sys
 
-from conftest import REPO, run
+from tests.conftest import REPO, run
 from launchers.plan import plan
 from schema.compose import load
 

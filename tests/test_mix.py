@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from conftest import run
+from tests.conftest import run
 
 COUNTS = {"general_en": 39, "general_zh": 36, "math": 22, "code": 3}
 

@@ -1,5 +1,6 @@
 """LLM-as-a-judge scoring (report §3): each sample is scored 1–5 on instruction following, informativeness and
-truthfulness by a judge model behind any OpenAI-compatible server (vLLM's included); samples below the
+truthfulness by a judge model behind an OpenAI-compatible server (backend=openai) or vLLM started in the job
+(backend=vllm, only when something is not cached yet); samples below the
 configured percentile of the average score are dropped.
 
 Judge replies are parsed leniently (a JSON object anywhere in the reply, or "dimension: N" lines) and checked
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from schema.curation import JudgeConfig
 from yulan.curation.client import ServerError, chat
+from yulan.curation.server import endpoint_for, visible_gpus
 
 PROMPT = """You are grading one response of an AI assistant. Score it on each dimension from {low} to {high} \
 ({high} is best):
@@ -101,9 +103,6 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0, workers: int = 16) -> dict:
-    if config.backend != "openai":
-        raise ValueError("the judge step talks to an OpenAI-compatible server: set backend=openai and endpoint "
-                         "(e.g. `vllm serve Qwen/Qwen2.5-32B-Instruct` and endpoint=http://HOST:8000/v1)")
     samples = [json.loads(line) for line in input_path.open() if line.strip()]
     cache_path = output_path.with_name(output_path.stem + ".cache.jsonl")
     cache = {}
@@ -111,9 +110,13 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
         cache = {r["key"]: r["judgement"] for r in map(json.loads, cache_path.read_text().splitlines()) if r}
     keys = [content_key(s, config) for s in samples]
     todo = sorted({k: s for k, s in zip(keys, samples) if k not in cache}.items())
-    with ThreadPoolExecutor(workers) as pool:
-        judged = list(pool.map(lambda item: judge_one(item[1], config), todo))
     output_path.parent.mkdir(parents=True, exist_ok=True)
+    judged = []
+    if todo:  # a fully cached rerun starts no server
+        endpoint = config.endpoint if config.backend == "openai" else None
+        with endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent) as url, ThreadPoolExecutor(workers) as pool:
+            served = config.model_copy(update={"endpoint": url})
+            judged = list(pool.map(lambda item: judge_one(item[1], served), todo))
     if config.cache:
         with cache_path.open("a") as sink:
             for (key, _), judgement in zip(todo, judged):

@@ -3,6 +3,7 @@ under curation/steps/, the result at curation/data/sft.jsonl and a combined repo
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import shutil
 import sys
@@ -13,34 +14,40 @@ from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.curation import STEPS
 from yulan.curation.io import copy_as_jsonl
-from yulan.curation.synthesis import run_math
+from yulan.curation import synthesis
+from yulan.curation.server import endpoint_for
 
 
 def missing_steps(experiment: Experiment) -> list[Problem]:
-    """What this version cannot run yet (checked before anything is written)."""
+    """What this version cannot run (checked before anything is written)."""
     problems = [Problem("curation.steps", "this step is not built in this version", step, "remove it from curation.steps")
                 for step in experiment.curation.steps if step not in STEPS]
-    if "judge" in experiment.curation.steps and experiment.curation.judge.backend != "openai":
-        problems.append(Problem("curation.judge.backend", "the judge runs against an OpenAI-compatible server; starting "
-                                "vLLM inside the job is not built in this version", experiment.curation.judge.backend,
-                                "start `vllm serve` yourself and set curation.judge.backend=openai and endpoint"))
     sources = experiment.curation.sources
-    unbuilt = [job for job in sources.synthesis if job != "math"]
-    if unbuilt:
-        problems.append(Problem("curation.sources.synthesis", "only the math synthesis job is built in this version",
-                                unbuilt, "remove them from curation.sources.synthesis"))
-    if "math" in sources.synthesis and not sources.math.endpoint:
-        problems.append(Problem("curation.sources.math.endpoint", "math distillation asks a running teacher server; "
-                                "starting vLLM inside the job is not built in this version", None,
-                                f"run `vllm serve {sources.math.teacher}` and set curation.sources.math.endpoint=http://HOST:8000/v1"))
+    for job in ("science", "chinese_commonsense"):
+        if job in sources.synthesis and not getattr(sources, job).documents:
+            problems.append(Problem(f"curation.sources.{job}.documents", f"the {job} job reads local documents", [],
+                                    f"list JSONL or Parquet files with a `text` field in curation.sources.{job}.documents"))
+    if importlib.util.find_spec("vllm") is None:
+        problems += [Problem(f"{where}.endpoint", "without an endpoint the job starts vLLM, which is not installed here", None,
+                             "pip install -e '.[cluster]', or set the endpoint of a running OpenAI-compatible server")
+                     for where in servers_needed(experiment)]
     return problems
+
+
+def servers_needed(experiment: Experiment) -> list[str]:
+    """Models this run would start vLLM for (no endpoint given)."""
+    config = experiment.curation
+    needed = [f"curation.sources.{job}" for job in config.sources.synthesis if not getattr(config.sources, job).endpoint]
+    if "judge" in config.steps and config.judge.backend == "vllm":
+        needed.append("curation.judge")
+    return needed
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
     config = experiment.curation
-    unbuilt = missing_steps(experiment)
-    if unbuilt:
-        print(ConfigError("the curation stage cannot run", unbuilt), file=sys.stderr)
+    problems = missing_steps(experiment)
+    if problems:
+        print(ConfigError("the curation stage cannot run", problems), file=sys.stderr)
         return 2
     if not config.inputs and not config.sources.synthesis:
         print("error: curation.inputs is empty: list the JSONL or Parquet files to curate", file=sys.stderr)
@@ -49,10 +56,13 @@ def run(experiment: Experiment, job_dir: str) -> int:
     steps_dir.mkdir(parents=True, exist_ok=True)
     inputs = list(config.inputs)
     reports = {}
-    if "math" in config.sources.synthesis:
-        synthesized = steps_dir / "0-synthesis-math.jsonl"
-        reports["synthesis/math"] = run_math(config.sources.math, synthesized)
-        inputs.append(str(synthesized))  # after the given inputs: for duplicates, theirs are the earliest
+    for job in config.sources.synthesis:  # after the given inputs: for duplicates, theirs are the earliest
+        settings, (runner, model_field) = getattr(config.sources, job), synthesis.RUNNERS[job]
+        synthesized = steps_dir / f"0-synthesis-{job}.jsonl"
+        gpus = config.model_resources.gpus_per_node
+        with endpoint_for(getattr(settings, model_field), settings.endpoint, gpus, steps_dir) as endpoint:
+            reports[f"synthesis/{job}"] = runner(settings, synthesized, endpoint)
+        inputs.append(str(synthesized))
     current = steps_dir / "0-inputs.jsonl"
     with current.open("w") as sink:  # one stream of every input, in order (the earliest sample of a duplicate wins)
         for path in inputs:

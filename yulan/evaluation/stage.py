@@ -20,7 +20,7 @@ PACKAGES = {"lm_eval": ("lm_eval", ".[native]"), "evalplus": ("evalplus", ".[nat
 
 
 def missing(experiment: Experiment) -> list[Problem]:
-    """What this version cannot run (checked before anything is written)."""
+    """What this version or this environment cannot run (checked before anything is written)."""
     problems = []
     for name in experiment.eval.selected:
         benchmark = experiment.eval.benchmarks[name]
@@ -37,20 +37,22 @@ def missing(experiment: Experiment) -> list[Problem]:
                                         wanted, f"set {field}.metric={reported[0]}" + (" and pass_k" if reported == ("pass@k",) else "")))
         if benchmark.harness == "evalplus" and benchmark.task not in ("humaneval", "mbpp"):
             problems.append(Problem(f"{field}.task", "EvalPlus has humaneval and mbpp", benchmark.task, "set task=humaneval or task=mbpp"))
-    return problems
+    return problems + unavailable(experiment)
 
 
 def unavailable(experiment: Experiment) -> list[Problem]:
-    """Packages the selected rows need that this environment lacks (checked in the job, where they run)."""
-    needed = {experiment.eval.benchmarks[name].harness for name in experiment.eval.selected} - {"native"}
-    if experiment.eval.backend == "vllm" and any(generates(experiment.eval.benchmarks[n]) for n in experiment.eval.selected):
-        needed.add("vllm")
+    """Packages the selected rows need that this environment lacks."""
+    config = experiment.eval
+    needs = {f"eval.benchmarks.{name}.harness": config.benchmarks[name].harness for name in config.selected
+             if config.benchmarks[name].harness != "native"}
+    if config.backend == "vllm" and any(generates(config.benchmarks[name]) for name in config.selected):
+        needs["eval.backend"] = "vllm"
     problems = []
-    for need in sorted(needed):
+    for field, need in needs.items():
         module, extra = PACKAGES[need]
         if importlib.util.find_spec(module) is None:
-            problems.append(Problem("eval", f"{need} rows need the {module} package", "not installed",
-                                    f"pip install -e '{extra}', or run these rows with harness=native / backend=transformers"))
+            problems.append(Problem(field, f"needs the {module} package, which is not installed here", need,
+                                    f"pip install -e '{extra}', or run the row with harness=native and backend=transformers"))
     return problems
 
 
@@ -166,7 +168,7 @@ def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
-    problems = missing(experiment) + unavailable(experiment)
+    problems = missing(experiment)
     if problems:
         print(ConfigError("the eval stage cannot run", problems), file=sys.stderr)
         return 2

@@ -1,0 +1,90 @@
+"""A model server for the length of a job: the configured OpenAI-compatible endpoint, or vLLM's server started
+here on the job's GPUs, waited for until healthy, and stopped (its whole process group) when the job is done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def visible_gpus() -> int:
+    """GPUs this job may use (CUDA_VISIBLE_DEVICES, else SLURM's count, else 1) — without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return max(1, len([d for d in visible.split(",") if d.strip()]))
+    return max(1, int(os.environ.get("SLURM_GPUS_ON_NODE", "1") or 1))
+
+
+def vllm_command(model: str, port: int, gpus: int, max_model_len: int | None = None) -> list[str]:
+    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", model,
+               "--host", "127.0.0.1", "--port", str(port), "--tensor-parallel-size", str(max(1, gpus))]
+    return command + (["--max-model-len", str(max_model_len)] if max_model_len else [])
+
+
+def healthy(base_url: str) -> bool:
+    try:
+        with urllib.request.urlopen(base_url + "/health", timeout=5) as reply:
+            return reply.status == 200
+    except OSError:
+        return False
+
+
+def tail(path: Path, lines: int = 20) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else ""
+
+
+@contextmanager
+def serving(command: list[str], base_url: str, log_path: Path, startup_timeout_s: float = 1800.0) -> Iterator[str]:
+    """Run `command` (a server answering GET /health at `base_url`) until the block ends; yields `base_url`."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + startup_timeout_s
+        while not healthy(base_url):
+            if process.poll() is not None:
+                raise RuntimeError(f"the model server exited with status {process.returncode} before it was ready; "
+                                   f"its log ({log_path}) ends:\n{tail(log_path)}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the model server was not healthy after {startup_timeout_s:.0f} s; log: {log_path}")
+            time.sleep(1.0)
+        print(f"[server] ready at {base_url}: {' '.join(command)}", file=sys.stderr)
+        yield base_url
+    finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen, grace_s: float = 30.0) -> None:
+    if process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def endpoint_for(model: str, endpoint: str | None, gpus: int, log_dir: Path) -> Iterator[str]:
+    """The OpenAI-compatible base URL (…/v1) to ask `model` at."""
+    if endpoint:
+        yield endpoint
+        return
+    port = free_port()
+    with serving(vllm_command(model, port, gpus), f"http://127.0.0.1:{port}", log_dir / f"vllm-{model.replace('/', '--')}.log") as url:
+        yield url + "/v1"
