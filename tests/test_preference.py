@@ -74,3 +74,8 @@ def test_complexity_drops_the_hardest_fraction(tmp_path):
     assert [d["id"] for d in dropped] == ["9"]  # the long response has by far the largest summed NLL
     kept = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert all(k["complexity"] < dropped[0]["complexity"] for k in kept)
+    # read a few records at a time: the same decisions and scores
+    chunked = complexity.run(source, tmp_path / "chunked.jsonl", ComplexityConfig(discard_hardest_fraction=0.1), 0, model,
+                             chunk_records=3)
+    assert chunked == report
+    assert (tmp_path / "chunked.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()

@@ -1,22 +1,23 @@
 """Complexity selection (report §3): Comp(x, y) = λ1·(instruction tokens) + λ2·(response NLL under the base model);
-the configured hardest fraction is dropped. Scores are computed in token-budgeted batches (on GPU when there is
-one) and kept as one float per sample, so memory does not grow with sample length."""
+the configured hardest fraction is dropped. The input is read twice: a chunk of records at a time for scoring, in
+token-budgeted batches (on GPU when there is one), keeping one float per sample; then again to write what is
+kept and dropped. Memory follows the chunk and the sample count, not the file."""
 
 from __future__ import annotations
 
+import heapq
 import json
+from itertools import islice
 from pathlib import Path
 
 from schema.curation import ComplexityConfig
 
 
-def scores(records: list[dict], model_path: str, config: ComplexityConfig) -> list[float]:
+def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
     import torch
 
     from yulan.native import common
 
-    tokenizer = common.load_tokenizer(model_path)
-    model = common.load_causal_lm(model_path, "bf16").eval()
     samples = [common.tokenize_chat(tokenizer, r["messages"], config.max_length) for r in records]
     out: list[float] = [0.0] * len(samples)
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))  # similar lengths batch well
@@ -42,24 +43,36 @@ def scores(records: list[dict], model_path: str, config: ComplexityConfig) -> li
     return out
 
 
-def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int = 0, model: str = "") -> dict:
+def records_of(path: Path):
+    with path.open() as source:
+        yield from (json.loads(line) for line in source if line.strip())
+
+
+def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int = 0, model: str = "",
+        chunk_records: int = 20_000) -> dict:
     if not model:
         raise ValueError("complexity needs the base model (--model PATH, or model.name_or_path in a pipeline)")
-    records = [json.loads(line) for line in input_path.open() if line.strip()]
-    comp = scores(records, model, config)
-    dropped_count = int(len(records) * config.discard_hardest_fraction)
-    hardest = set(sorted(range(len(records)), key=lambda i: -comp[i])[:dropped_count])
+    from yulan.native import common
+
+    tokenizer = common.load_tokenizer(model)
+    base = common.load_causal_lm(model, "bf16").eval()
+    comp: list[float] = []
+    records = records_of(input_path)
+    while chunk := list(islice(records, chunk_records)):
+        comp += scores(chunk, base, tokenizer, config)
+    dropped_count = int(len(comp) * config.discard_hardest_fraction)
+    hardest = set(heapq.nlargest(dropped_count, range(len(comp)), key=comp.__getitem__))
     output_path.parent.mkdir(parents=True, exist_ok=True)
     dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
     with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for i, record in enumerate(records):
+        for i, record in enumerate(records_of(input_path)):
             record = {**record, "complexity": round(comp[i], 4)}
             if i in hardest:
                 record["dropped"] = {"step": "complexity", "reason": "hardest_fraction"}
                 dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
             else:
                 kept.write(json.dumps(record, ensure_ascii=False) + "\n")
-    report = {"input": len(records), "kept": len(records) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
+    report = {"input": len(comp), "kept": len(comp) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
               "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4)}
     output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
     return report
