@@ -55,9 +55,11 @@ def test_native_multiple_choice_equals_lm_eval(tiny_path, lm_eval_arc):
 
 def test_lm_eval_group_with_local_data_is_refused(tmp_path):
     pytest.importorskip("lm_eval")
+    from lm_eval.tasks import TaskManager
+
     benchmark = EvalConfig().benchmarks["mmlu_5shot"].model_copy(update={"data_path": str(DATA / "mmlu")})
     with pytest.raises(ValueError, match="group of many datasets.*harness=native"):
-        harness.lm_eval_task(benchmark, tmp_path)
+        harness.lm_eval_task(benchmark, tmp_path, TaskManager())
     assert not list(tmp_path.iterdir())
 
 

@@ -29,16 +29,16 @@ from yulan.evaluation.scoring import code_of, pass_at_k
 
 
 # -- lm-evaluation-harness ------------------------------------------------------------------------------------
-def lm_eval_task(benchmark: Benchmark, directory: Path) -> tuple[str, str | None]:
-    """(task name to run, include path or None). Local data for a group is refused with the alternatives."""
-    from lm_eval.tasks import TaskManager
+def lm_eval_task(benchmark: Benchmark, directory: Path, manager) -> tuple[str, str]:
+    """(what to ask the harness for: the task's name or a task file, the name its results come under). Local data
+    for a group is refused with the alternatives."""
     from lm_eval.tasks._index import Kind
 
-    entry = TaskManager().task_index.get(benchmark.task)
+    entry = manager.task_index.get(benchmark.task)
     if entry is None:
         raise ValueError(f"lm-evaluation-harness has no task '{benchmark.task}'")
     if benchmark.data_path is None:
-        return benchmark.task, None
+        return benchmark.task, benchmark.task
     if entry.kind is not Kind.TASK:
         raise ValueError(f"'{benchmark.task}' is an lm-eval group of many datasets; data_path works for single tasks. "
                          "Leave data_path unset and fill the Hugging Face cache (HF_HOME), or use harness=native")
@@ -50,7 +50,7 @@ def lm_eval_task(benchmark: Benchmark, directory: Path) -> tuple[str, str | None
         config["fewshot_split"] = "test"
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{name}.yaml").write_text(yaml.safe_dump(config))
-    return name, str(directory)
+    return str(directory / f"{name}.yaml"), name
 
 
 def headline_metrics(task_results: dict) -> dict[str, float]:
@@ -76,9 +76,10 @@ def device() -> str:
 def run_lm_eval(benchmark: Benchmark, model_path: str, backend: str, context_length: int, directory: Path,
                 gpus: int = 1) -> dict:
     import lm_eval
+    from lm_eval.tasks import TaskManager
 
-    task, include = lm_eval_task(benchmark, directory)
-    manager = lm_eval.tasks.TaskManager(include_path=include)
+    manager = TaskManager()  # indexing every task takes seconds: once
+    spec, task = lm_eval_task(benchmark, directory, manager)
     if backend == "vllm":
         model_args = {"pretrained": model_path, "tensor_parallel_size": gpus, "max_model_len": context_length,
                       "gpu_memory_utilization": 0.85}
@@ -87,13 +88,13 @@ def run_lm_eval(benchmark: Benchmark, model_path: str, backend: str, context_len
     gen_kwargs = {"max_gen_toks": benchmark.max_new_tokens, "temperature": benchmark.temperature,
                   "do_sample": benchmark.temperature > 0}
     output = lm_eval.simple_evaluate(
-        model="vllm" if backend == "vllm" else "hf", model_args=model_args, tasks=[task], task_manager=manager,
+        model="vllm" if backend == "vllm" else "hf", model_args=model_args, tasks=[spec], task_manager=manager,
         num_fewshot=benchmark.num_fewshot, limit=benchmark.max_problems, gen_kwargs=gen_kwargs,
         apply_chat_template=benchmark.chain_of_thought, fewshot_as_multiturn=benchmark.chain_of_thought,
-        batch_size="auto" if backend == "vllm" else 8, log_samples=True, device=device(),
+        batch_size="auto" if backend == "vllm" else 16, log_samples=True, device=device(),
     )
     results = output["results"]
-    metrics = headline_metrics(results.get(task) or results[benchmark.task])
+    metrics = headline_metrics(results[task])
     metrics["problems"] = sum(v["effective"] for v in output.get("n-samples", {}).values())
     directory.mkdir(parents=True, exist_ok=True)
     (directory / f"{benchmark.task}.lm_eval.json").write_text(json.dumps(results, indent=2, default=str))
