@@ -58,9 +58,11 @@ def execute(experiments: list[Experiment], runs: list[Run]) -> int:
         run_dir = manifest.write(experiment, run, git)
         print(f"run directory: {run_dir}", file=sys.stderr)
         for job in run.jobs:
-            print(f"[{job.name}] {' '.join(job.command)}", file=sys.stderr)
-            status = subprocess.call([sys.executable, *job.command[1:]], env=env)  # this interpreter, not PATH's
-            if status:
-                print(f"[{job.name}] failed with exit status {status}; later stages were not run", file=sys.stderr)
-                return status
+            for shard in range(job.array_size) if job.array_size else [None]:  # an array's tasks, one after another
+                command = job.command + (["--shard", str(shard)] if shard is not None else [])
+                print(f"[{job.name}] {' '.join(command)}", file=sys.stderr)
+                status = subprocess.call([sys.executable, *command[1:]], env=env)  # this interpreter, not PATH's
+                if status:
+                    print(f"[{job.name}] failed with exit status {status}; later stages were not run", file=sys.stderr)
+                    return status
     return 0

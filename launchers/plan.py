@@ -7,7 +7,9 @@ from typing import Any
 
 from schema.common import STAGES
 from schema.experiment import Experiment, stage_output
+from yulan.curation import parts
 from yulan.engines import openrlhf
+from yulan.stages import done_marker
 
 ENGINE_STAGES = ("sft", "dpo", "ppo")
 
@@ -27,9 +29,20 @@ class Job:
     engine_command: list[str] | None = None
     reward_server_command: list[str] | None = None
     sbatch: str | None = None  # the sbatch script (launcher=slurm dry runs)
+    part: str | None = None  # one job of a stage planned as several (curation.shards > 1)
+    array_size: int | None = None  # a part run as one array task per shard (`--shard` 0 .. array_size-1)
 
     def with_sbatch(self, script: str) -> Job:
         return replace(self, sbatch=script)
+
+    @property
+    def key(self) -> str:
+        """How the ledger names this job in its run."""
+        return f"{self.stage}:{self.part}" if self.part else self.stage
+
+    def done(self) -> bool:
+        return all(done_marker(self.run_dir, self.part, shard).exists()
+                   for shard in (range(self.array_size) if self.array_size else [None]))
 
 
 @dataclass(frozen=True)
@@ -54,6 +67,9 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
         cluster=experiment.cluster.name,
     )
     for stage in experiment.stages:
+        if stage == "curation" and experiment.curation.shards > 1:
+            run.jobs.extend(curation_parts(experiment))
+            continue
         refs = experiment.stage_inputs(stage)
         inputs = {path: experiment.resolve(ref) for path, ref in refs.items()}
         if stage == "curation":
@@ -81,3 +97,27 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
             )
         )
     return run
+
+
+def curation_parts(experiment: Experiment) -> list[Job]:
+    """The curation stage as a chain of jobs: CPU work on curation.resources, model work on model_resources,
+    the per-sample work of each step as an array over curation.shards."""
+    config, job_dir = experiment.curation, f"{experiment.output_dir}/curation"
+    refs = experiment.stage_inputs("curation")
+    inputs = {path: experiment.resolve(ref) for path, ref in refs.items()}
+    inputs |= {f"curation.inputs.{i}": path for i, path in enumerate(config.inputs)}
+    jobs, previous = [], sorted({ref for ref in refs.values() if ref in STAGES}, key=STAGES.index)
+    chain = parts(config)
+    for index, (part, sharded, runs_model) in enumerate(chain):
+        resources = config.model_resources if runs_model else config.resources
+        jobs.append(Job(
+            name=f"{experiment.name}-curation-{part}", stage="curation", engine=None,
+            partition=experiment.cluster.partitions.get(resources.partition, resources.partition),
+            resources=resources.model_dump(), run_dir=job_dir, depends_on=previous,
+            inputs=inputs if index == 0 else {},
+            outputs={"curation": stage_output(experiment.output_dir, "curation")} if index == len(chain) - 1 else {},
+            command=["python", "-m", "yulan.run", "--run-dir", experiment.output_dir, "--stage", "curation", "--part", part],
+            part=part, array_size=config.shards if sharded else None,
+        ))
+        previous = [f"curation:{part}"]
+    return jobs

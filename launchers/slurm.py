@@ -1,7 +1,8 @@
 """Submit a plan to SLURM with submitit, without waiting for it.
 
 Every stage of a run is one job, chained to the jobs it reads from with `afterok` (a failed stage leaves its
-dependents cancelled: `kill-on-invalid-dep`). The points of a sweep become one job array per stage (throttled by
+dependents cancelled: `kill-on-invalid-dep`); a sharded curation stage is a chain of jobs whose per-sample parts
+are job arrays with one task per shard. The points of a sweep become one job array per stage (throttled by
 `launcher.array_parallelism`), each task waiting for the same task of the previous stage's array (`aftercorr`).
 Jobs run the code as it was at submission: a snapshot of the checkout under the ledger directory comes first on
 their PYTHONPATH. The ledger (`ledger.json`) maps each point to its overrides, run directory and job ids;
@@ -40,14 +41,17 @@ class StageJob:
     time to finish writing, and the same job (same run directory) is requeued; it resumes from its checkpoint.
     """
 
-    def __init__(self, run_dir: str, stage: str, snapshot: str, workdir: str):
+    def __init__(self, run_dir: str, stage: str, snapshot: str, workdir: str, part: str | None = None,
+                 shard: int | None = None):
         self.run_dir, self.stage, self.snapshot, self.workdir = run_dir, stage, snapshot, workdir
+        self.part, self.shard = part, shard
         self.child: subprocess.Popen | None = None
 
     def __call__(self) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [self.snapshot, os.environ.get("PYTHONPATH")])))
-        self.child = subprocess.Popen([sys.executable, "-m", "yulan.run", "--run-dir", self.run_dir, "--stage", self.stage],
-                                      cwd=self.workdir, env=env)
+        command = [sys.executable, "-m", "yulan.run", "--run-dir", self.run_dir, "--stage", self.stage]
+        command += (["--part", self.part] if self.part else []) + (["--shard", str(self.shard)] if self.shard is not None else [])
+        self.child = subprocess.Popen(command, cwd=self.workdir, env=env)
         status = self.child.wait()
         if status == REQUEUE_STATUS:
             # The stage saw the preemption's SIGTERM first and saved; submitit's USR2 handler, which requeues this
@@ -75,7 +79,8 @@ class StageJob:
                 time.sleep(0.2)
             else:
                 self.child.kill()
-        return submitit.helpers.DelayedSubmission(StageJob(self.run_dir, self.stage, self.snapshot, self.workdir))
+        return submitit.helpers.DelayedSubmission(
+            StageJob(self.run_dir, self.stage, self.snapshot, self.workdir, self.part, self.shard))
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "child"}
@@ -124,6 +129,8 @@ def sbatch_script(job: Job, experiment: Experiment, dependency: str | None = Non
     """The sbatch script submitit writes for this job (shown by dry_run=true)."""
     executor = executor_for(Path(experiment.output_dir) / "slurm")
     executor.update_parameters(**parameters(job, experiment, dependency))
+    if job.array_size:
+        executor.parameters["map_count"] = job.array_size  # what submitit sets for a batch: the --array line
     return executor._make_submission_file_text("python -u -m submitit.core._submit <folder>", "<uid>")
 
 
@@ -163,6 +170,18 @@ def submit_group(group: list[tuple[int, Job, Experiment]], dependency: str | Non
     with executor.batch() if len(group) > 1 else nullcontext():
         submitted = [(i, executor.submit(StageJob(e.output_dir, j.stage, str(code), workdir))) for i, j, e in group]
     return {i: handle.job_id for i, handle in submitted}
+
+
+def submit_part(job: Job, experiment: Experiment, dependency: str | None, folder: Path, code: Path) -> str:
+    """One part of a stage split into jobs: a single job, or a job array with one task per shard."""
+    executor = executor_for(folder)
+    executor.update_parameters(**parameters(job, experiment, dependency))
+    workdir = os.getcwd()
+    shards = range(job.array_size) if job.array_size else [None]
+    with executor.batch() if job.array_size else nullcontext():
+        handles = [executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir, job.part, shard))
+                   for shard in shards]
+    return handles[0].job_id.split("_")[0]  # the array's id: afterok on it waits for every task
 
 
 def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, str], folder: Path, code: Path,
@@ -222,6 +241,11 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
     previous_array: Array | None = None
     for stage in STAGES:
         jobs = [(i, job, experiments[i]) for i, run in enumerate(runs) for job in run.jobs if job.stage == stage]
+        for i, job, experiment in [item for item in jobs if item[1].part]:  # a stage split into parts: chained per point
+            job_id = submit_part(job, experiment, f"afterok:{previous[i]}" if i in previous else None, ledger_dir / "slurm", code)
+            points[i]["jobs"][job.key] = previous[i] = job_id
+            previous_array = None
+        jobs = [item for item in jobs if not item[1].part]
         if not jobs:
             continue
         ids, previous_array = submit_stage(jobs, previous, ledger_dir / "slurm", code, previous_array)
@@ -266,11 +290,23 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
     states = {}
     for job_id in job_ids:
         state = found.get(job_id)
+        if state is None and "_" not in job_id:  # a whole array: its tasks' states summed up
+            tasks = [s for j, s in found.items() if j.startswith(job_id + "_")]
+            state = array_state(tasks) if tasks else None
         if state is None:
             base = job_id.split("_")[0]
             state = next((s for j, s in found.items() if j.startswith(base + "_[")), "UNKNOWN")
         states[job_id] = state
     return states
+
+
+def array_state(tasks: list[str]) -> str:
+    failed = [state for state in tasks if state in FAILED]
+    if failed:
+        return failed[0]
+    if all(state in FINISHED for state in tasks):
+        return "COMPLETED"
+    return "RUNNING" if any(state not in ("PENDING",) for state in tasks) else "PENDING"
 
 
 def point_state(stages: dict[str, str]) -> str:
@@ -320,11 +356,15 @@ def resubmit_failed(directory: Path) -> list[int]:
         previous: dict[int, str] = {}
         jobs_record = by_index[point["index"]]["jobs"]
         for job in run.jobs:
-            if (Path(job.run_dir) / "DONE").exists():
+            if job.done():
                 continue
-            ids, _ = submit_stage([(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None)
+            if job.part:
+                dependency = f"afterok:{previous[point['index']]}" if previous else None
+                ids = {point["index"]: submit_part(job, experiment, dependency, ledger_dir / "slurm", code)}
+            else:
+                ids, _ = submit_stage([(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None)
             previous = ids
-            jobs_record[job.stage] = ids[point["index"]]
+            jobs_record[job.key] = ids[point["index"]]
     ledger.setdefault("resubmitted", []).append(
         {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "points": [p["index"] for p in failed]})
     (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))

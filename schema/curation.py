@@ -323,7 +323,11 @@ class CurationConfig(Section):
     judge: JudgeConfig = report(default_factory=JudgeConfig, where="§3", description="LLM-as-a-judge scoring.")
     complexity: ComplexityConfig = report(default_factory=ComplexityConfig, where="§3", description="Complexity selection.")
     mix: MixConfig = report(default_factory=MixConfig, where="§3", description="Category mix.")
-    shard_size: int = chosen(100_000, ge=1, description="Samples per shard; CPU steps run as one array task per shard.", unit="samples")
+    shards: int = chosen(
+        1, ge=1, le=10_000,
+        description="Array tasks each step's per-sample work is split over (dedup fingerprints, heuristics, judge, "
+        "complexity); 1 = the whole stage in one job. The judge's shards run on model_resources, each with its server.",
+    )
     resources: Resources = chosen(default_factory=lambda: cpu_job(cpus=16, hours=12), description="CPU steps' job.")
     model_resources: Resources = chosen(
         default_factory=lambda: Resources(partition="gpu", nodes=1, gpus_per_node=8, cpus_per_node=64, time_limit_minutes=24 * 60),
@@ -339,5 +343,10 @@ class CurationConfig(Section):
                 list(self.steps),
                 f"steps run once each, in the order {list(CURATION_STEPS)}",
                 "list each step once, in that order",
+            )
+        if self.shards > 1 and "judge" in self.steps and not self.judge.cache:
+            raise rule_error(
+                "shards", self.shards, "sharded judging hands its judgements to the merge through the cache",
+                "set curation.judge.cache=true, or curation.shards=1",
             )
         return self

@@ -97,6 +97,29 @@ def test_a_failed_stage_cancels_its_dependents(tmp_path):
     assert (run_dir / "sft" / "model" / "model.safetensors").exists()
 
 
+def test_sharded_curation_runs_as_arrays_and_curates_what_one_job_does(tmp_path):
+    result = run("launch.py", *FAST, "stages=[curation,sft]", "curation.shards=3", f"run_root={tmp_path}/sharded")
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "sharded" / "smoke"
+    jobs = ledger(run_dir)["points"][0]["jobs"]
+    assert list(jobs) == ["curation:prepare", "curation:dedup-map", "curation:dedup", "curation:heuristics-map",
+                          "curation:heuristics", "curation:complexity-map", "curation:complexity", "curation:mix", "sft"]
+    scripts = {path.read_text() for path in (run_dir / "slurm").glob("*/*_submission.sh")}
+    maps = [text for text in scripts if "--job-name=smoke-curation-dedup-map" in text]
+    assert maps and all("--array=0-2%" in text and f"--dependency=afterok:{jobs['curation:prepare']}" in text for text in maps)
+    [point] = wait(run_dir, timeout_s=400)
+    assert point["state"] == "done", point
+    assert point["stages"]["curation:heuristics-map"].endswith("COMPLETED")
+    assert sorted(p.name for p in (run_dir / "curation" / "parts").glob("heuristics-map.*.DONE")) == [
+        f"heuristics-map.{k}.DONE" for k in range(3)]
+    assert (run_dir / "sft" / "model" / "model.safetensors").exists()
+
+    local = run("launch.py", "experiment=smoke", "stages=[curation]", "tracking.mode=disabled", f"run_root={tmp_path}/one")
+    assert local.returncode == 0, local.stderr
+    one_job = (tmp_path / "one" / "smoke" / "curation" / "data" / "sft.jsonl").read_text()
+    assert (run_dir / "curation" / "data" / "sft.jsonl").read_text() == one_job
+
+
 def test_gpu_jobs_get_their_fake_gpus_and_tasks_see_their_ranks(tmp_path):
     from launchers import slurm
     from launchers.plan import plan

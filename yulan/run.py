@@ -15,7 +15,7 @@ from yulan import distributed
 from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
-from yulan.stages import install_stop_handler, runner
+from yulan.stages import done_marker, install_stop_handler, runner
 
 
 def engine_argv(command: list[str], tracking_mode: str) -> list[str]:
@@ -109,17 +109,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m yulan.run", description=__doc__)
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--stage", required=True)
+    parser.add_argument("--part", help="one job of a stage planned as several (curation with curation.shards > 1)")
+    parser.add_argument("--shard", type=int, help="the shard an array part works on")
     args = parser.parse_args(argv)
     experiment = Experiment.model_validate_json((args.run_dir / "config.json").read_text())
     job_dir = f"{experiment.output_dir}/{args.stage}"
     Path(job_dir).mkdir(parents=True, exist_ok=True)
     install_stop_handler()
-    done = Path(job_dir) / "DONE"
-    if done.exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
-        print(f"[{args.stage}] already done ({done})", file=sys.stderr)
+    done = done_marker(job_dir, args.part, args.shard)
+    if done.exists() or done_marker(job_dir).exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
+        print(f"[{args.stage}{':' + args.part if args.part else ''}] already done ({done})", file=sys.stderr)
         return 0
     engine = getattr(getattr(experiment, args.stage), "engine", None)
-    if engine == "openrlhf":
+    if args.part:
+        if args.stage != "curation":
+            print(f"error: stage '{args.stage}' is not split into parts", file=sys.stderr)
+            return 2
+        from yulan.curation import parts
+        from yulan.curation.stage import run_part
+
+        status = run_part(experiment, job_dir, args.part, args.shard)
+        if status == 0 and args.part == parts(experiment.curation)[-1][0]:
+            done_marker(job_dir).write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))  # the whole stage
+    elif engine == "openrlhf":
         status = run_openrlhf(experiment, args.stage, job_dir)
     else:
         run_stage = runner(args.stage, engine)
@@ -128,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         status = int(run_stage(experiment, job_dir) or 0)
     if status == 0:
+        done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     return status
 

@@ -1,10 +1,13 @@
 """Complexity selection (report §3): Comp(x, y) = λ1·(instruction tokens) + λ2·(response NLL under the base model);
 the configured hardest fraction is dropped. The input is read twice: a chunk of records at a time for scoring, in
 token-budgeted batches (on GPU when there is one), keeping one float per sample; then again to write what is
-kept and dropped. Memory follows the chunk and the sample count, not the file."""
+kept and dropped. Memory follows the chunk and the sample count, not the file. Scores are cached by a hash of the
+model, the settings and the sample (`<output>.cache.jsonl`): a rerun, or the merge of array tasks' shards, loads
+no model."""
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 from itertools import islice
@@ -48,18 +51,32 @@ def records_of(path: Path):
         yield from (json.loads(line) for line in source if line.strip())
 
 
+def content_key(record: dict, model: str, config: ComplexityConfig) -> str:
+    settings = config.model_dump(include={"length_weight", "loss_weight", "loss_reduction", "max_length"})
+    return hashlib.sha256(json.dumps([model, settings, record["messages"]], sort_keys=True).encode()).hexdigest()
+
+
 def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int = 0, model: str = "",
         chunk_records: int = 20_000) -> dict:
     if not model:
         raise ValueError("complexity needs the base model (--model PATH, or model.name_or_path in a pipeline)")
-    from yulan.native import common
+    cache_path = output_path.with_name(output_path.stem + ".cache.jsonl")
+    cache = {r["key"]: r["score"] for r in map(json.loads, cache_path.read_text().splitlines())} if cache_path.exists() else {}
+    keys = [content_key(record, model, config) for record in records_of(input_path)]
+    scored = sum(key not in cache for key in keys)
+    if scored:
+        from yulan.native import common
 
-    tokenizer = common.load_tokenizer(model)
-    base = common.load_causal_lm(model, "bf16").eval()
-    comp: list[float] = []
-    records = records_of(input_path)
-    while chunk := list(islice(records, chunk_records)):
-        comp += scores(chunk, base, tokenizer, config)
+        tokenizer = common.load_tokenizer(model)
+        base = common.load_causal_lm(model, "bf16").eval()
+        output_path.parent.mkdir(parents=True, exist_ok=True)
+        records = ((key, record) for key, record in zip(keys, records_of(input_path)) if key not in cache)
+        with cache_path.open("a") as sink:
+            while chunk := list(islice(records, chunk_records)):
+                for (key, _), score in zip(chunk, scores([record for _, record in chunk], base, tokenizer, config)):
+                    cache[key] = score
+                    sink.write(json.dumps({"key": key, "score": score}) + "\n")
+    comp = [cache[key] for key in keys]
     dropped_count = int(len(comp) * config.discard_hardest_fraction)
     hardest = set(heapq.nlargest(dropped_count, range(len(comp)), key=comp.__getitem__))
     output_path.parent.mkdir(parents=True, exist_ok=True)
@@ -73,6 +90,7 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
             else:
                 kept.write(json.dumps(record, ensure_ascii=False) + "\n")
     report = {"input": len(comp), "kept": len(comp) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
-              "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4)}
+              "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4), "scored": scored,
+              "cached": len(comp) - scored}
     output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -277,17 +277,48 @@ def _fingerprint_chunk(job: tuple[str, np.ndarray, DedupConfig, int]) -> tuple[n
     return fingerprints(texts, config, Permutations.make(config.num_permutations, seed))
 
 
+def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path, chunk_docs: int = 20_000) -> int:
+    """Fingerprints of every sample of one shard file (an array task's part), saved for `file_duplicates`."""
+    offsets = line_offsets(path)
+    digests, keys = np.empty(len(offsets), dtype="V16"), np.empty((config.bands, len(offsets)), dtype=np.uint64)
+    compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+    np.savez(target, digests=digests, keys=keys)
+    return len(offsets)
+
+
 def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path,
-                    chunk_docs: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
+                    chunk_docs: int = 20_000, computed: list[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
     """(line offsets, duplicate-of index per sample) for a JSONL file. Fingerprints are computed by
     `config.workers` processes (0 = one per core) over chunks of lines and kept in memory maps in `work_dir`
-    (16 + 8 x bands bytes per sample); texts are read back only to verify candidate pairs."""
+    (16 + 8 x bands bytes per sample); texts are read back only to verify candidate pairs. `computed`: the
+    fingerprints of the file's consecutive shards, already computed by array tasks (`shard_fingerprints`)."""
     offsets = line_offsets(path)
     count = len(offsets)
     work_dir.mkdir(parents=True, exist_ok=True)
     digests = np.lib.format.open_memmap(work_dir / "digests.npy", mode="w+", dtype="V16", shape=(count,))
     keys = np.lib.format.open_memmap(work_dir / "band_keys.npy", mode="w+", dtype=np.uint64,
                                      shape=(config.bands, count))
+    if computed:
+        start = 0
+        for part in computed:
+            with np.load(part) as saved:
+                end = start + len(saved["digests"])
+                digests[start:end], keys[:, start:end] = saved["digests"], saved["keys"]
+            start = end
+        if start != count:
+            raise ValueError(f"the shards' fingerprints cover {start} samples, {path} has {count}")
+    else:
+        compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+
+    def read(indices: np.ndarray) -> list[str]:
+        return [sample_text(s, config.strip_shared_prompts) for s in read_samples(path, offsets[indices])]
+
+    return offsets, resolve(digests, keys, read, config)
+
+
+def compute_fingerprints(path: Path, offsets: np.ndarray, config: DedupConfig, seed: int, digests: np.ndarray,
+                         keys: np.ndarray, chunk_docs: int) -> None:
+    count = len(offsets)
     starts = range(0, count, chunk_docs)
     jobs = [(str(path), offsets[i : i + chunk_docs], config, seed) for i in starts]
     workers = min(config.workers or os.cpu_count() or 1, len(jobs)) or 1
@@ -305,17 +336,12 @@ def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path,
             digests[start : start + len(chunk_digests)] = chunk_digests
             keys[:, start : start + len(chunk_digests)] = chunk_keys
 
-    def read(indices: np.ndarray) -> list[str]:
-        return [sample_text(s, config.strip_shared_prompts) for s in read_samples(path, offsets[indices])]
 
-    return offsets, resolve(digests, keys, read, config)
-
-
-def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0) -> dict:
+def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0, computed: list[Path] = ()) -> dict:
     """The dedup step on a JSONL file: kept samples, dropped ones with their reason, and a report."""
     output_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".dedup-", dir=output_path.parent) as work:
-        offsets, roots = file_duplicates(input_path, config, seed, Path(work))
+        offsets, roots = file_duplicates(input_path, config, seed, Path(work), computed=computed)
         digests = np.load(Path(work) / "digests.npy", mmap_mode="r")
         report: dict = {"input": len(offsets), "kept": 0, "dropped": {}, "by_category": {}}
         dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")

@@ -37,3 +37,31 @@ def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
         for line in source:
             if line.strip():
                 yield json.loads(line)
+
+
+def shard_bounds(path: Path, shard: int, shards: int) -> tuple[int, int]:
+    """Byte range of shard `shard` of `shards` of a JSONL file: equal slices of its bytes, each moved to the start
+    of the next line, so every line belongs to exactly one shard and shards keep the file's order."""
+    size = path.stat().st_size
+
+    def line_start(position: int) -> int:
+        if position <= 0 or position >= size:
+            return min(max(position, 0), size)
+        with path.open("rb") as source:
+            source.seek(position - 1)
+            source.readline()  # the rest of the line that `position` falls in (just "\n" if it starts one)
+            return source.tell()
+
+    return line_start(size * shard // shards), line_start(size * (shard + 1) // shards)
+
+
+def copy_shard(path: Path, shard: int, shards: int, target: Path) -> None:
+    start, end = shard_bounds(path, shard, shards)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("rb") as source, target.open("wb") as sink:
+        source.seek(start)
+        remaining = end - start
+        while remaining:
+            block = source.read(min(remaining, 1 << 22))
+            sink.write(block)
+            remaining -= len(block)

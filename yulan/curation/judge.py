@@ -102,7 +102,8 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0, workers: int = 16) -> dict:
+def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0, workers: int = 16, ask: bool = True) -> dict:
+    """`ask=False`: judge nothing new (merging shards already judged); what the cache lacks counts as unjudged."""
     samples = [json.loads(line) for line in input_path.open() if line.strip()]
     cache_path = output_path.with_name(output_path.stem + ".cache.jsonl")
     cache = {}
@@ -112,7 +113,9 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
     todo = sorted({k: s for k, s in zip(keys, samples) if k not in cache}.items())
     output_path.parent.mkdir(parents=True, exist_ok=True)
     judged = []
-    if todo:  # a fully cached rerun starts no server
+    if todo and not ask:
+        judged = [{"error": "not judged by its shard's task"} for _ in todo]
+    elif todo:  # a fully cached rerun starts no server
         endpoint = config.endpoint if config.backend == "openai" else None
         with endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent) as url, ThreadPoolExecutor(workers) as pool:
             served = config.model_copy(update={"endpoint": url})

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 from importlib import import_module
+from pathlib import Path
 from typing import Callable
 
 # Exit status of a stage that saved a checkpoint and stopped because it was asked to (preemption, time limit).
@@ -21,6 +22,13 @@ def install_stop_handler() -> None:
 
 def stop_requested() -> bool:
     return _stop["requested"]
+
+
+def done_marker(job_dir: str | Path, part: str | None = None, shard: int | None = None) -> Path:
+    """Written when a stage, or one part (one shard) of a stage split into jobs, has finished."""
+    if part is None:
+        return Path(job_dir) / "DONE"
+    return Path(job_dir) / "parts" / (f"{part}.{shard}.DONE" if shard is not None else f"{part}.DONE")
 
 # (stage, engine) -> "module:function"; the function takes (experiment, job_dir) and returns an exit status.
 RUNNERS: dict[tuple[str, str | None], str] = {
