@@ -36,12 +36,12 @@ def preflight(experiment: Experiment, run: Run, git: dict, local: bool = True) -
     if experiment.launcher.refuse_dirty_tree and git["dirty"]:
         problems.append(Problem("launcher.refuse_dirty_tree", "the git tree has uncommitted changes", True,
                                 "commit or stash them, or set launcher.refuse_dirty_tree=false"))
-    for job in run.jobs:
+    for job in {job.stage: job for job in run.jobs}.values():  # a stage split into parts is checked once
         if not available(job.stage, job.engine):
             problems.append(Problem(f"{job.stage}.engine", f"stage '{job.stage}' has no {job.engine or 'local'} "
                                     "implementation in this version", job.engine,
                                     "run the stages that exist (stages=[...]) or use another engine"))
-        problems += missing(experiment, job.stage)
+        problems += missing(experiment, job.stage, here=local)
         if local and job.engine == "openrlhf" and not (shutil.which("nvidia-smi") and importlib.util.find_spec("openrlhf")):
             problems.append(Problem(f"{job.stage}.engine", "engine=openrlhf needs GPUs and the openrlhf package on "
                                     "this machine", "openrlhf", f"use launcher=slurm, or {job.stage}.engine=native"))

@@ -18,8 +18,8 @@ from yulan.curation.io import copy_as_jsonl, copy_shard
 from yulan.curation.server import endpoint_for
 
 
-def missing_steps(experiment: Experiment) -> list[Problem]:
-    """What this version cannot run (checked before anything is written)."""
+def missing_steps(experiment: Experiment, here: bool = True) -> list[Problem]:
+    """What cannot run (checked before anything is written); `here`: also what this machine lacks."""
     problems = [Problem("curation.steps", "this step is not built in this version", step, "remove it from curation.steps")
                 for step in experiment.curation.steps if step not in STEPS]
     sources = experiment.curation.sources
@@ -27,7 +27,7 @@ def missing_steps(experiment: Experiment) -> list[Problem]:
         if job in sources.synthesis and not getattr(sources, job).documents:
             problems.append(Problem(f"curation.sources.{job}.documents", f"the {job} job reads local documents", [],
                                     f"list JSONL or Parquet files with a `text` field in curation.sources.{job}.documents"))
-    if importlib.util.find_spec("vllm") is None:
+    if here and importlib.util.find_spec("vllm") is None:
         problems += [Problem(f"{where}.endpoint", "without an endpoint the job starts vLLM, which is not installed here", None,
                              "pip install -e '.[cluster]', or set the endpoint of a running OpenAI-compatible server")
                      for where in servers_needed(experiment)]

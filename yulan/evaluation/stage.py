@@ -19,8 +19,8 @@ from yulan.evaluation import benchmarks, scoring, table
 PACKAGES = {"lm_eval": ("lm_eval", ".[native]"), "evalplus": ("evalplus", ".[native]"), "vllm": ("vllm", ".[cluster]")}
 
 
-def missing(experiment: Experiment) -> list[Problem]:
-    """What this version or this environment cannot run (checked before anything is written)."""
+def missing(experiment: Experiment, here: bool = True) -> list[Problem]:
+    """What cannot run (checked before anything is written); `here`: also what this machine lacks."""
     problems = []
     for name in experiment.eval.selected:
         benchmark = experiment.eval.benchmarks[name]
@@ -37,7 +37,7 @@ def missing(experiment: Experiment) -> list[Problem]:
                                         wanted, f"set {field}.metric={reported[0]}" + (" and pass_k" if reported == ("pass@k",) else "")))
         if benchmark.harness == "evalplus" and benchmark.task not in ("humaneval", "mbpp"):
             problems.append(Problem(f"{field}.task", "EvalPlus has humaneval and mbpp", benchmark.task, "set task=humaneval or task=mbpp"))
-    return problems + unavailable(experiment)
+    return problems + (unavailable(experiment) if here else [])
 
 
 def unavailable(experiment: Experiment) -> list[Problem]:

@@ -53,14 +53,15 @@ def available(stage: str, engine: str | None) -> bool:
     return engine == "openrlhf" or (stage, engine) in RUNNERS
 
 
-def missing(experiment, stage: str) -> list[str]:
-    """Settings of a stage that this version cannot carry out yet, found before anything runs."""
+def missing(experiment, stage: str, here: bool = True) -> list:
+    """Settings of a stage that cannot be carried out, found before anything runs; `here`: also what this
+    machine lacks (packages), when the stage will run on it."""
     if stage == "curation":
         from yulan.curation.stage import missing_steps
 
-        return missing_steps(experiment)
+        return missing_steps(experiment, here)
     if stage == "eval":
         from yulan.evaluation.stage import missing as eval_missing
 
-        return eval_missing(experiment)
+        return eval_missing(experiment, here)
     return []
