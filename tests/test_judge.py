@@ -7,6 +7,7 @@ import pytest
 from schema.curation import JudgeConfig
 from tests.conftest import chat_reply, json_server
 from yulan.curation import judge
+from yulan.curation.cache import ResultCache, cache_path
 
 DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
 
@@ -70,6 +71,10 @@ def test_judge_step_drops_the_lower_percentile_retries_and_caches(tmp_path, serv
     assert again["judge_calls"] == 0 and again["cached"] == 5 and len(CALLS) == 6  # a rerun costs nothing
     assert again["kept"] == report["kept"]
 
+    chunked = judge.run(source, tmp_path / "chunked.jsonl", config, chunk_records=2)  # two samples at a time
+    assert chunked["judge_calls"] == 5 and chunked["threshold"] == report["threshold"]
+    assert (tmp_path / "chunked.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()
+
 
 def test_a_sample_the_judge_never_scores_is_kept_and_counted(tmp_path):
     source = tmp_path / "in.jsonl"
@@ -78,4 +83,5 @@ def test_a_sample_the_judge_never_scores_is_kept_and_counted(tmp_path):
     report = judge.run(source, tmp_path / "out.jsonl", config)
     assert report["kept"] == 1 and report["unjudged"] == 1
     assert "error" in json.loads((tmp_path / "out.jsonl").read_text())["judge"]
-    assert not (tmp_path / "out.cache.jsonl").read_text()  # failures are not cached
+    with ResultCache(cache_path(tmp_path / "out.jsonl")) as cache:
+        assert cache.get([judge.content_key(json.loads(source.read_text()), config)]) == {}  # failures are not cached

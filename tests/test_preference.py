@@ -70,7 +70,7 @@ def test_complexity_drops_the_hardest_fraction(tmp_path):
     source.write_text("".join(json.dumps(s) + "\n" for s in samples))
     report = complexity.run(source, tmp_path / "out.jsonl", ComplexityConfig(discard_hardest_fraction=0.1), 0, model)
     assert report == {"input": 10, "kept": 9, "dropped": {"hardest_fraction": 1}, "threshold": report["threshold"],
-                      "scored": 10, "cached": 0}
+                      "scored": 2}  # nine identical samples are scored once
     dropped = [json.loads(l) for l in (tmp_path / "out.dropped.jsonl").read_text().splitlines()]
     assert [d["id"] for d in dropped] == ["9"]  # the long response has by far the largest summed NLL
     kept = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]
@@ -81,4 +81,4 @@ def test_complexity_drops_the_hardest_fraction(tmp_path):
     assert chunked == report
     assert (tmp_path / "chunked.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()
     again = complexity.run(source, tmp_path / "out.jsonl", ComplexityConfig(discard_hardest_fraction=0.1), 0, model)
-    assert again["scored"] == 0 and again["cached"] == 10 and again["kept"] == 9
+    assert again["scored"] == 0 and again["kept"] == 9  # all from the cache

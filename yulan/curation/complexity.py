@@ -2,18 +2,20 @@
 the configured hardest fraction is dropped. The input is read twice: a chunk of records at a time for scoring, in
 token-budgeted batches (on GPU when there is one), keeping one float per sample; then again to write what is
 kept and dropped. Memory follows the chunk and the sample count, not the file. Scores are cached by a hash of the
-model, the settings and the sample (`<output>.cache.jsonl`): a rerun, or the merge of array tasks' shards, loads
+model, the settings and the sample (`<output>.cache.sqlite`): a rerun, or the merge of array tasks' shards, loads
 no model."""
 
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
-from itertools import islice
+from array import array
 from pathlib import Path
 
+import numpy as np
+
 from schema.curation import ComplexityConfig
+from yulan.curation.cache import ResultCache, cache_path, chunks, records_of
 
 
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
@@ -46,11 +48,6 @@ def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> l
     return out
 
 
-def records_of(path: Path):
-    with path.open() as source:
-        yield from (json.loads(line) for line in source if line.strip())
-
-
 def content_key(record: dict, model: str, config: ComplexityConfig) -> str:
     settings = config.model_dump(include={"length_weight", "loss_weight", "loss_reduction", "max_length"})
     return hashlib.sha256(json.dumps([model, settings, record["messages"]], sort_keys=True).encode()).hexdigest()
@@ -60,25 +57,26 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
         chunk_records: int = 20_000) -> dict:
     if not model:
         raise ValueError("complexity needs the base model (--model PATH, or model.name_or_path in a pipeline)")
-    cache_path = output_path.with_name(output_path.stem + ".cache.jsonl")
-    cache = {r["key"]: r["score"] for r in map(json.loads, cache_path.read_text().splitlines())} if cache_path.exists() else {}
-    keys = [content_key(record, model, config) for record in records_of(input_path)]
-    scored = sum(key not in cache for key in keys)
-    if scored:
-        from yulan.native import common
+    comp = array("d")  # 8 bytes per sample
+    scored = 0  # distinct samples the model scored in this run
+    loaded = None  # (model, tokenizer), loaded for the first sample the cache lacks
+    with ResultCache(cache_path(output_path)) as cache:
+        for chunk in chunks(records_of(input_path), chunk_records):
+            keys = [content_key(record, model, config) for record in chunk]
+            known = cache.get(keys)
+            todo = list({key: record for key, record in zip(keys, chunk) if key not in known}.items())
+            scored += len(todo)
+            if todo:
+                if loaded is None:
+                    from yulan.native import common
 
-        tokenizer = common.load_tokenizer(model)
-        base = common.load_causal_lm(model, "bf16").eval()
-        output_path.parent.mkdir(parents=True, exist_ok=True)
-        records = ((key, record) for key, record in zip(keys, records_of(input_path)) if key not in cache)
-        with cache_path.open("a") as sink:
-            while chunk := list(islice(records, chunk_records)):
-                for (key, _), score in zip(chunk, scores([record for _, record in chunk], base, tokenizer, config)):
-                    cache[key] = score
-                    sink.write(json.dumps({"key": key, "score": score}) + "\n")
-    comp = [cache[key] for key in keys]
+                    loaded = common.load_causal_lm(model, "bf16").eval(), common.load_tokenizer(model)
+                new = dict(zip((key for key, _ in todo), scores([record for _, record in todo], *loaded, config)))
+                cache.put(new)
+                known |= new
+            comp.extend(known[key] for key in keys)
     dropped_count = int(len(comp) * config.discard_hardest_fraction)
-    hardest = set(heapq.nlargest(dropped_count, range(len(comp)), key=comp.__getitem__))
+    hardest = set(np.argsort(-np.frombuffer(comp, dtype=np.float64), kind="stable")[:dropped_count].tolist())
     output_path.parent.mkdir(parents=True, exist_ok=True)
     dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
     with output_path.open("w") as kept, dropped_path.open("w") as dropped:
@@ -90,7 +88,6 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
             else:
                 kept.write(json.dumps(record, ensure_ascii=False) + "\n")
     report = {"input": len(comp), "kept": len(comp) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
-              "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4), "scored": scored,
-              "cached": len(comp) - scored}
+              "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4), "scored": scored}
     output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
     return report

@@ -6,7 +6,7 @@ configured percentile of the average score are dropped.
 Judge replies are parsed leniently (a JSON object anywhere in the reply, or "dimension: N" lines) and checked
 (every dimension, an integer in range); a failed call or an unusable reply is retried, and a sample the judge
 never scores is kept, marked and counted rather than silently dropped. Judgements are cached by a hash of the
-judge settings and the sample's content (`<output>.cache.jsonl`), so a rerun costs nothing.
+judge settings and the sample's content (`<output>.cache.sqlite`), so a rerun costs nothing.
 """
 
 from __future__ import annotations
@@ -16,10 +16,15 @@ import json
 import math
 import re
 import time
+from array import array
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from pathlib import Path
 
+import numpy as np
+
 from schema.curation import JudgeConfig
+from yulan.curation.cache import ResultCache, cache_path, chunks, records_of
 from yulan.curation.client import ServerError, chat
 from yulan.curation.server import endpoint_for, visible_gpus
 
@@ -94,47 +99,53 @@ def content_key(sample: dict, config: JudgeConfig) -> str:
     return hashlib.sha256(json.dumps([settings, judge_prompt(sample, config)], sort_keys=True).encode()).hexdigest()
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear-interpolation percentile (numpy's default)."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q / 100
-    low, high = math.floor(position), math.ceil(position)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+def percentile(values, q: float) -> float:
+    """Linear-interpolation percentile."""
+    return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0, workers: int = 16, ask: bool = True) -> dict:
-    """`ask=False`: judge nothing new (merging shards already judged); what the cache lacks counts as unjudged."""
-    samples = [json.loads(line) for line in input_path.open() if line.strip()]
-    cache_path = output_path.with_name(output_path.stem + ".cache.jsonl")
-    cache = {}
-    if config.cache and cache_path.exists():
-        cache = {r["key"]: r["judgement"] for r in map(json.loads, cache_path.read_text().splitlines()) if r}
-    keys = [content_key(s, config) for s in samples]
-    todo = sorted({k: s for k, s in zip(keys, samples) if k not in cache}.items())
+def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0, workers: int = 16, ask: bool = True,
+        chunk_records: int = 10_000) -> dict:
+    """`ask=False`: judge nothing new (merging shards already judged); what the cache lacks counts as unjudged.
+
+    Two passes over the file, a chunk of samples at a time: judge what the cache lacks and set each sample's
+    judgement aside with it; then keep or drop against the percentile of all the means."""
     output_path.parent.mkdir(parents=True, exist_ok=True)
-    judged = []
-    if todo and not ask:
-        judged = [{"error": "not judged by its shard's task"} for _ in todo]
-    elif todo:  # a fully cached rerun starts no server
-        endpoint = config.endpoint if config.backend == "openai" else None
-        with endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent) as url, ThreadPoolExecutor(workers) as pool:
-            served = config.model_copy(update={"endpoint": url})
-            judged = list(pool.map(lambda item: judge_one(item[1], served), todo))
-    if config.cache:
-        with cache_path.open("a") as sink:
-            for (key, _), judgement in zip(todo, judged):
-                if "error" not in judgement:  # failures are asked again next time
-                    sink.write(json.dumps({"key": key, "judgement": judgement}) + "\n")
-    cache |= {key: judgement for (key, _), judgement in zip(todo, judged)}
-    means = [cache[k]["mean"] for k in keys if "mean" in cache[k]]
-    threshold = percentile(means, config.discard_lower_percentile) if means else None
-    report = {"input": len(samples), "kept": 0, "dropped": {}, "judge_calls": len(todo), "cached": len(samples) - len(todo),
+    judged_path = output_path.with_name(output_path.stem + ".judged.tmp.jsonl")
+    means = array("d")  # 8 bytes per sample
+    calls = 0
+    with ResultCache(cache_path(output_path) if config.cache else None) as cache, ExitStack() as server, \
+            judged_path.open("w") as judged_sink:
+        served: JudgeConfig | None = None
+        for chunk in chunks(records_of(input_path), chunk_records):
+            keys = [content_key(s, config) for s in chunk]
+            known = cache.get(keys)
+            todo = sorted({k: s for k, s in zip(keys, chunk) if k not in known}.items())
+            if todo and ask:
+                if served is None:  # started on the first sample the cache lacks: a cached rerun starts nothing
+                    endpoint = config.endpoint if config.backend == "openai" else None
+                    url = server.enter_context(endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent))
+                    served = config.model_copy(update={"endpoint": url})
+                    pool = server.enter_context(ThreadPoolExecutor(workers))
+                answers = list(pool.map(lambda item: judge_one(item[1], served), todo))
+                calls += len(todo)
+            else:
+                answers = [{"error": "not judged by its shard's task"} for _ in todo]
+            new = {key: answer for (key, _), answer in zip(todo, answers)}
+            cache.put({key: answer for key, answer in new.items() if "error" not in answer})  # failures: asked again
+            known |= new
+            for key, sample in zip(keys, chunk):
+                means.append(known[key].get("mean", math.nan))
+                judged_sink.write(json.dumps({**sample, "judge": known[key]}, ensure_ascii=False) + "\n")
+    scored = np.frombuffer(means, dtype=np.float64)
+    scored = scored[~np.isnan(scored)]
+    threshold = percentile(scored, config.discard_lower_percentile) if len(scored) else None
+    report = {"input": len(means), "kept": 0, "dropped": {}, "judge_calls": calls, "cached": len(means) - calls,
               "unjudged": 0, "threshold": threshold}
     dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
     with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for key, sample in zip(keys, samples):
-            judgement = cache[key]
-            record = {**sample, "judge": judgement}
+        for record in records_of(judged_path):
+            judgement = record["judge"]
             if "mean" in judgement and judgement["mean"] < threshold:
                 record["dropped"] = {"step": "judge", "reason": "below_percentile", "detail": f"{judgement['mean']:.2f} < {threshold:.2f}"}
                 dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
@@ -143,5 +154,6 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
             report["unjudged"] += "error" in judgement
             kept.write(json.dumps(record, ensure_ascii=False) + "\n")
             report["kept"] += 1
+    judged_path.unlink()
     output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
     return report

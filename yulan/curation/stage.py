@@ -14,6 +14,7 @@ from pathlib import Path
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan.curation import SHARDED_STEPS, STEPS, parts, synthesis
+from yulan.curation.cache import ResultCache, cache_path
 from yulan.curation.io import copy_as_jsonl, copy_shard
 from yulan.curation.server import endpoint_for
 
@@ -169,11 +170,10 @@ def merge_shards(experiment: Experiment, step: str, input_path: Path, output_pat
         run_step(experiment, step, input_path, output_path,
                  computed=[shards_dir / f"{shard}.fingerprints.npz" for shard in range(shards)])
     else:
-        with output_path.with_name(output_path.stem + ".cache.jsonl").open("a") as cache:
+        with ResultCache(cache_path(output_path)) as cache:
             for shard in range(shards):
-                shard_cache = shards_dir / f"{shard}.cache.jsonl"
-                if shard_cache.exists():
-                    cache.write(shard_cache.read_text())
+                if cache_path(shards_dir / f"{shard}.jsonl").exists():
+                    cache.merge(cache_path(shards_dir / f"{shard}.jsonl"))
         run_step(experiment, step, input_path, output_path, **({"ask": False} if step == "judge" else {}))
 
 
