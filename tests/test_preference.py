@@ -6,6 +6,7 @@ import pytest
 
 from schema.compose import load
 from schema.curation import ComplexityConfig
+from tests.conftest import run
 from yulan.curation.ppo_prompts import select
 from yulan.curation.preference import pair_for
 
@@ -82,3 +83,19 @@ def test_complexity_drops_the_hardest_fraction(tmp_path):
     assert (tmp_path / "chunked.jsonl").read_text() == (tmp_path / "out.jsonl").read_text()
     again = complexity.run(source, tmp_path / "out.jsonl", ComplexityConfig(discard_hardest_fraction=0.1), 0, model)
     assert again["scored"] == 0 and again["kept"] == 9  # all from the cache
+
+
+def test_ppo_prompts_runs_standalone_on_prompt_statistics(tmp_path):
+    stats = tmp_path / "prompt_stats.jsonl"
+    stats.write_text("".join(json.dumps(r) + "\n" for r in [
+        {"id": "easy", "prompt": "What is 2+2?", "mean_reward": 0.9, "pass_rate": 1.0},
+        {"id": "hard", "prompt": "Prove it.", "mean_reward": 0.5, "pass_rate": 0.0},
+        {"id": "open", "prompt": "Write a poem.", "mean_reward": -0.2},
+    ]))
+    result = run("-m", "yulan.cli", "curate", "ppo_prompts", "--input", str(stats), "--output", str(tmp_path / "p.jsonl"),
+                 "count=2", "difficulty=lowest_pass_rate")
+    assert result.returncode == 0, result.stderr
+    assert [json.loads(l)["id"] for l in (tmp_path / "p.jsonl").read_text().splitlines()] == ["hard", "easy"]
+    bad = run("-m", "yulan.cli", "curate", "ppo_prompts", "--input", str(stats), "--output", str(tmp_path / "q.jsonl"),
+              "difficulty=hardest")
+    assert bad.returncode == 1 and "ppo.prompts.difficulty" in bad.stderr and not (tmp_path / "q.jsonl").exists()

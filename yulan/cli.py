@@ -5,7 +5,8 @@
     yulan diff [overrides A...] -- [overrides B...]        typed differences of effective values
     yulan diff --paper [experiment=NAME overrides...]      what differs from the report's recipe
     yulan schema [--output FILE]                           JSON Schema of experiment YAML files
-    yulan curate dedup|heuristics|mix --input IN --output OUT [key=value]   one curation step on a JSONL file
+    yulan curate STEP --input IN --output OUT [key=value]   one curation step (dedup, heuristics, judge, complexity,
+                                                         mix, ppo_prompts) on a JSONL or Parquet file
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from schema.compose import EXPERIMENTS_DIR, ConfigError, compose, default_at, ex
 from schema.errors import field_source
 from schema.experiment import Experiment
 from schema.fields import REPORT
-from yulan.curation import STEPS
+from yulan.curation import STANDALONE, STEPS
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "experiment.schema.json"
 
@@ -160,11 +161,13 @@ def cmd_curate(args: argparse.Namespace) -> int:
     from schema.errors import from_validation_error
     from schema.fields import default_tree
 
-    module_name, config_name, _ = STEPS[args.step]
-    config_class = getattr(schema.curation, config_name)
+    module_name, config_name, _ = (STEPS | STANDALONE)[args.step]
+    schema_module, _, class_name = config_name.rpartition(".")
+    config_class = getattr(import_module(f"schema.{schema_module}") if schema_module else schema.curation, class_name)
+    section = "ppo.prompts" if args.step == "ppo_prompts" else f"curation.{args.step}"
     malformed = [item for item in args.settings if "=" not in item]
     if malformed:
-        print(f"error: settings are key=value (got {malformed}); keys are curation.{args.step} fields", file=sys.stderr)
+        print(f"error: settings are key=value (got {malformed}); keys are {section} fields", file=sys.stderr)
         return 1
     # Settings start from the schema's defaults; values are typed as in YAML and Hydra overrides.
     settings = default_tree(config_class)
@@ -173,9 +176,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
     try:
         config = config_class.model_validate(settings)
     except ValidationError as error:
-        problems = [dataclasses.replace(problem, path=f"curation.{args.step}.{problem.path}")
+        problems = [dataclasses.replace(problem, path=f"{section}.{problem.path}")
                     for problem in from_validation_error(config_class, error, lambda path: None, lambda path: None)]
-        print(ConfigError(f"invalid curation.{args.step} settings", problems), file=sys.stderr)
+        print(ConfigError(f"invalid {section} settings", problems), file=sys.stderr)
         return 1
     if not args.input.is_file():
         print(f"error: --input {args.input} is not a file", file=sys.stderr)
@@ -284,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="JSON Schema of experiment files")
     schema.add_argument("--output")
     curate = sub.add_parser("curate", help="run one curation step on a JSONL file")
-    curate.add_argument("step", choices=sorted(STEPS))
+    curate.add_argument("step", choices=sorted(STEPS | STANDALONE))
     curate.add_argument("--input", type=Path, required=True, help="JSONL or Parquet samples")
     curate.add_argument("--output", type=Path, required=True)
     curate.add_argument("--seed", type=int, default=42)

@@ -1,7 +1,8 @@
 """Curation steps. Each is a module with `run(input_path, output_path, config, seed, **extra) -> report`, usable
 standalone (`yulan curate STEP`) and chained by the curation stage (yulan.curation.stage)."""
 
-# step -> (module, settings class in schema.curation, field of CurationConfig holding its settings)
+# step -> (module, settings class as "schema module.Class" or a class of schema.curation, field of CurationConfig
+# holding its settings in the curation stage)
 STEPS = {
     "dedup": ("yulan.curation.dedup", "DedupConfig", "dedup"),
     "heuristics": ("yulan.curation.heuristics", "HeuristicsConfig", "heuristics"),
@@ -9,6 +10,8 @@ STEPS = {
     "complexity": ("yulan.curation.complexity", "ComplexityConfig", "complexity"),
     "mix": ("yulan.curation.mix", "MixConfig", "mix"),
 }
+# Standalone only (`yulan curate`): in a pipeline, the PPO job selects its prompts itself.
+STANDALONE = {"ppo_prompts": ("yulan.curation.ppo_prompts", "ppo.PromptSet", None)}
 
 # Steps whose per-sample work splits over array tasks (`curation.shards` > 1); `mix` samples globally.
 SHARDED_STEPS = ("dedup", "heuristics", "judge", "complexity")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from schema.experiment import Experiment, stage_output
+from schema.ppo import PromptSet
 from yulan.curation.preference import PROMPT_STATS, messages_of, user_text
 
 
@@ -31,16 +32,32 @@ def difficulty(record: dict, signal: str) -> tuple[float, float]:
 
 
 def select(experiment: Experiment, job_dir: str) -> Path:
-    config = experiment.ppo.prompts
-    records = candidates(experiment)
+    path = Path(job_dir) / "data" / "prompts.jsonl"
+    write(path, hardest(candidates(experiment), experiment.ppo.prompts))
+    return path
+
+
+def hardest(records: list[dict], config: PromptSet) -> list[dict]:
     ranked = sorted(records, key=lambda r: difficulty(r, config.difficulty))[: config.count]
     if len(ranked) < config.count:
         print(f"warning: ppo.prompts.count={config.count} but only {len(ranked)} prompts are available; "
               "PPO runs with fewer rollouts", file=sys.stderr)
-    path = Path(job_dir) / "data" / "prompts.jsonl"
+    return ranked
+
+
+def write(path: Path, ranked: list[dict]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as sink:
         for record in ranked:
             sink.write(json.dumps({"id": record.get("id"), "prompt": messages_of(record["prompt"]),
                                    "label": user_text(record["prompt"])}, ensure_ascii=False) + "\n")
-    return path
+
+
+def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0) -> dict:
+    """Standalone (`yulan curate ppo_prompts`): prompts with statistics (the preference stage's
+    prompt_stats.jsonl) in, OpenRLHF's prompt file out."""
+    with input_path.open() as lines:
+        records = [json.loads(line) for line in lines if line.strip()]
+    ranked = hardest(records, config)
+    write(output_path, ranked)
+    return {"input": len(records), "kept": len(ranked), "difficulty": config.difficulty}
