@@ -58,7 +58,7 @@ def execute(experiments: list[Experiment], runs: list[Run]) -> int:
         run_dir = manifest.write(experiment, run, git)
         print(f"run directory: {run_dir}", file=sys.stderr)
         for job in run.jobs:
-            for shard in range(job.array_size) if job.array_size else [None]:  # an array's tasks, one after another
+            for shard in job.shards:  # an array's tasks, one after another
                 command = job.command + (["--shard", str(shard)] if shard is not None else [])
                 print(f"[{job.name}] {' '.join(command)}", file=sys.stderr)
                 status = subprocess.call([sys.executable, *command[1:]], env=env)  # this interpreter, not PATH's

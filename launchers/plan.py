@@ -40,9 +40,13 @@ class Job:
         """How the ledger names this job in its run."""
         return f"{self.stage}:{self.part}" if self.part else self.stage
 
+    @property
+    def shards(self) -> list[int | None]:
+        """The array's task indices, or [None] for a single job."""
+        return list(range(self.array_size)) if self.array_size else [None]
+
     def done(self) -> bool:
-        return all(done_marker(self.run_dir, self.part, shard).exists()
-                   for shard in (range(self.array_size) if self.array_size else [None]))
+        return all(done_marker(self.run_dir, self.part, shard).exists() for shard in self.shards)
 
 
 @dataclass(frozen=True)
@@ -67,14 +71,10 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
         cluster=experiment.cluster.name,
     )
     for stage in experiment.stages:
+        inputs, depends_on = stage_inputs(experiment, stage)
         if stage == "curation" and experiment.curation.shards > 1:
-            run.jobs.extend(curation_parts(experiment))
+            run.jobs.extend(curation_parts(experiment, inputs, depends_on))
             continue
-        refs = experiment.stage_inputs(stage)
-        inputs = {path: experiment.resolve(ref) for path, ref in refs.items()}
-        if stage == "curation":
-            inputs |= {f"curation.inputs.{i}": path for i, path in enumerate(experiment.curation.inputs)}
-        depends_on = sorted({ref for ref in refs.values() if ref in STAGES}, key=STAGES.index)
         _, resources = experiment.stage_resources(stage)[-1]  # curation: its model-running job when it has one
         config = getattr(experiment, stage)
         engine = getattr(config, "engine", None)
@@ -99,14 +99,20 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
     return run
 
 
-def curation_parts(experiment: Experiment) -> list[Job]:
+def stage_inputs(experiment: Experiment, stage: str) -> tuple[dict[str, str], list[str]]:
+    """(what the stage reads: setting -> path, the stages it waits for)."""
+    refs = experiment.stage_inputs(stage)
+    inputs = {path: experiment.resolve(ref) for path, ref in refs.items()}
+    if stage == "curation":
+        inputs |= {f"curation.inputs.{i}": path for i, path in enumerate(experiment.curation.inputs)}
+    return inputs, sorted({ref for ref in refs.values() if ref in STAGES}, key=STAGES.index)
+
+
+def curation_parts(experiment: Experiment, inputs: dict[str, str], depends_on: list[str]) -> list[Job]:
     """The curation stage as a chain of jobs: CPU work on curation.resources, model work on model_resources,
     the per-sample work of each step as an array over curation.shards."""
     config, job_dir = experiment.curation, f"{experiment.output_dir}/curation"
-    refs = experiment.stage_inputs("curation")
-    inputs = {path: experiment.resolve(ref) for path, ref in refs.items()}
-    inputs |= {f"curation.inputs.{i}": path for i, path in enumerate(config.inputs)}
-    jobs, previous = [], sorted({ref for ref in refs.values() if ref in STAGES}, key=STAGES.index)
+    jobs, previous = [], depends_on
     chain = parts(config)
     for index, (part, sharded, runs_model) in enumerate(chain):
         resources = config.model_resources if runs_model else config.resources

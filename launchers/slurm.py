@@ -177,10 +177,9 @@ def submit_part(job: Job, experiment: Experiment, dependency: str | None, folder
     executor = executor_for(folder)
     executor.update_parameters(**parameters(job, experiment, dependency))
     workdir = os.getcwd()
-    shards = range(job.array_size) if job.array_size else [None]
     with executor.batch() if job.array_size else nullcontext():
         handles = [executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir, job.part, shard))
-                   for shard in shards]
+                   for shard in job.shards]
     return handles[0].job_id.split("_")[0]  # the array's id: afterok on it waits for every task
 
 
