@@ -7,9 +7,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import tempfile
-from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 
 class ResultCache:
@@ -58,14 +57,3 @@ class ResultCache:
 
 def cache_path(output_path: Path) -> Path:
     return output_path.with_name(output_path.stem + ".cache.sqlite")
-
-
-def records_of(path: Path) -> Iterator[dict]:
-    with path.open() as source:
-        yield from (json.loads(line) for line in source if line.strip())
-
-
-def chunks(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
-    records = iter(records)
-    while chunk := list(islice(records, size)):
-        yield chunk

@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from schema.curation import ComplexityConfig
-from yulan.curation.cache import ResultCache, cache_path, chunks, records_of
+from yulan.curation.cache import ResultCache, cache_path
+from yulan.curation.io import chunks, iter_records
 
 
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
@@ -61,7 +62,7 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
     scored = 0  # distinct samples the model scored in this run
     loaded = None  # (model, tokenizer), loaded for the first sample the cache lacks
     with ResultCache(cache_path(output_path)) as cache:
-        for chunk in chunks(records_of(input_path), chunk_records):
+        for chunk in chunks(iter_records(input_path), chunk_records):
             keys = [content_key(record, model, config) for record in chunk]
             known = cache.get(keys)
             todo = list({key: record for key, record in zip(keys, chunk) if key not in known}.items())
@@ -80,7 +81,7 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
     output_path.parent.mkdir(parents=True, exist_ok=True)
     dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
     with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for i, record in enumerate(records_of(input_path)):
+        for i, record in enumerate(iter_records(input_path)):
             record = {**record, "complexity": round(comp[i], 4)}
             if i in hardest:
                 record["dropped"] = {"step": "complexity", "reason": "hardest_fraction"}

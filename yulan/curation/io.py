@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator
 
 
 def copy_as_jsonl(path: str | Path, sink: IO[str], batch_rows: int = 10_000) -> int:
@@ -37,6 +38,13 @@ def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
         for line in source:
             if line.strip():
                 yield json.loads(line)
+
+
+def chunks(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    """`size` records at a time."""
+    records = iter(records)
+    while chunk := list(islice(records, size)):
+        yield chunk
 
 
 def shard_bounds(path: Path, shard: int, shards: int) -> tuple[int, int]:

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from schema.curation import JudgeConfig
-from yulan.curation.cache import ResultCache, cache_path, chunks, records_of
+from yulan.curation.cache import ResultCache, cache_path
+from yulan.curation.io import chunks, iter_records
 from yulan.curation.client import ServerError, chat
 from yulan.curation.server import endpoint_for, visible_gpus
 
@@ -117,7 +118,7 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
     with ResultCache(cache_path(output_path) if config.cache else None) as cache, ExitStack() as server, \
             judged_path.open("w") as judged_sink:
         served: JudgeConfig | None = None
-        for chunk in chunks(records_of(input_path), chunk_records):
+        for chunk in chunks(iter_records(input_path), chunk_records):
             keys = [content_key(s, config) for s in chunk]
             known = cache.get(keys)
             todo = sorted({k: s for k, s in zip(keys, chunk) if k not in known}.items())
@@ -144,7 +145,7 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
               "unjudged": 0, "threshold": threshold}
     dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
     with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for record in records_of(judged_path):
+        for record in iter_records(judged_path):
             judgement = record["judge"]
             if "mean" in judgement and judgement["mean"] < threshold:
                 record["dropped"] = {"step": "judge", "reason": "below_percentile", "detail": f"{judgement['mean']:.2f} < {threshold:.2f}"}
