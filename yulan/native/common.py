@@ -59,6 +59,13 @@ def load_causal_lm(path: str, param_dtype: str, attention: str = "sdpa"):
     return model.to(device())
 
 
+def starting_point(experiment: Experiment, config) -> tuple[str, Any, Any]:
+    """(path, tokenizer, model) a trainer starts from (`config.init_from`), after seeding every RNG."""
+    seed_everything(experiment.seed)
+    path = model_path(experiment, experiment.resolve(config.init_from))
+    return path, load_tokenizer(path), load_causal_lm(path, config.param_dtype, config.attention)
+
+
 def load_scorer(path: str, param_dtype: str):
     """A model with a scalar head (reward model or critic)."""
     model = transformers.AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype(param_dtype), num_labels=1)

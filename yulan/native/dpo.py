@@ -28,10 +28,7 @@ def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: flo
 
 def train(experiment: Experiment, job_dir: str) -> int:
     config = experiment.dpo
-    common.seed_everything(experiment.seed)
-    start_path = common.model_path(experiment, experiment.resolve(config.init_from))
-    tokenizer = common.load_tokenizer(start_path)
-    policy = common.load_causal_lm(start_path, config.param_dtype, config.attention)
+    start_path, tokenizer, policy = common.starting_point(experiment, config)
     reference = common.load_causal_lm(start_path, config.param_dtype, config.attention).eval().requires_grad_(False)
     pairs = [tokenize_pair(tokenizer, p, config.max_length) for p in common.read_jsonl(experiment.resolve(config.data))]
     if not pairs:

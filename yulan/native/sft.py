@@ -25,10 +25,7 @@ def step_loss(model, rows_per_micro: list, pad_id: int) -> tuple[float, int]:
 
 def train(experiment: Experiment, job_dir: str) -> int:
     config = experiment.sft
-    common.seed_everything(experiment.seed)
-    start_path = common.model_path(experiment, experiment.resolve(config.init_from))
-    tokenizer = common.load_tokenizer(start_path)
-    model = common.load_causal_lm(start_path, config.param_dtype, config.attention)
+    _, tokenizer, model = common.starting_point(experiment, config)
     if config.gradient_checkpointing and common.device().type == "cuda":
         model.gradient_checkpointing_enable()
     records = common.read_jsonl(experiment.resolve(config.data))
