@@ -9,7 +9,7 @@ from schema.common import STAGES
 from schema.experiment import Experiment, stage_output
 from yulan.curation import parts
 from yulan.engines import openrlhf
-from yulan.stages import done_marker
+from yulan.runtime.lifecycle import done_marker
 
 ENGINE_STAGES = ("sft", "dpo", "ppo")
 

@@ -29,7 +29,7 @@ from launchers.plan import Job, Run
 from schema.common import STAGES
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment
-from yulan.stages import REQUEUE_STATUS
+from yulan.runtime.lifecycle import REQUEUE_STATUS
 
 LEDGER = "ledger.json"
 

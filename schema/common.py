@@ -11,6 +11,17 @@ from schema.fields import Section, rule_error
 STAGES = ("curation", "sft", "preference", "dpo", "ppo", "eval")
 StageName = Literal["curation", "sft", "preference", "dpo", "ppo", "eval"]
 Engine = Literal["openrlhf", "native"]
+ParamDtype = Literal["bf16", "fp16", "fp32"]
+Attention = Literal["flash_attention_2", "sdpa", "eager"]
+ATTENTION_DESCRIPTION = "Attention kernel; packing on OpenRLHF needs flash_attention_2 (a CUDA GPU and the flash-attn package)."
+PARAM_DTYPE_DESCRIPTION = (
+    "Compute precision of the trained models (on CPU too). Weights and optimizer state stay fp32 (master weights), "
+    "as DeepSpeed keeps them, so small updates are not rounded away; fp16 adds dynamic loss scaling."
+)
+MAX_STEPS_DESCRIPTION = (
+    "Stop after this many steps (None = the whole run). Like transformers' Trainer, it overrides the epochs: the "
+    "LR schedule spans these steps and the data continues into further epochs if needed. Native engine only."
+)
 
 
 class Resources(Section):
@@ -26,6 +37,20 @@ class Resources(Section):
     @property
     def total_gpus(self) -> int:
         return self.nodes * self.gpus_per_node
+
+
+def engine_rules(engine: str, attention: str, resources: Resources, max_steps: int | None) -> None:
+    """Rules every trained stage shares (SFT, DPO, PPO): what its engine and machine can carry out."""
+    if attention == "flash_attention_2" and resources.gpus_per_node == 0:
+        raise rule_error(
+            "attention", attention, "flash-attention runs only on CUDA GPUs and this job has none (resources.gpus_per_node = 0)",
+            "set attention=sdpa (or eager) for a CPU job, or give the job a GPU",
+        )
+    if max_steps is not None and engine == "openrlhf":
+        raise rule_error(
+            "max_steps", max_steps, "OpenRLHF 0.11.2 has no step limit; only the native engine stops after max_steps",
+            "remove max_steps (bound the data or the epochs instead), or set engine=native",
+        )
 
 
 def gpu_job(nodes: int, gpus_per_node: int, hours: int) -> Resources:

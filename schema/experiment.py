@@ -14,7 +14,7 @@ from schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
 from schema.models import POLICY_FIELD, REWARD_FIELD, ModelSpec
 from schema.ppo import PPOConfig
 from schema.preference import PreferenceConfig
-from schema.training import DPOConfig, SFTConfig, steps_per_epoch
+from schema.training import DPOConfig, SFTConfig, steps_per_epoch, total_steps
 
 # Where each stage writes the artifact later stages read, relative to the stage's directory.
 STAGE_OUTPUT = {
@@ -91,15 +91,11 @@ class Experiment(Section):
         sft_samples = self.curation.mix.total if self.sft.data == "curation" else None
         dpo_pairs = self.preference.total if self.dpo.data == "preference" else None
         out: dict[str, dict[str, Any]] = {}
-        for stage, samples, batch, epochs in (
-            ("sft", sft_samples, self.sft.global_batch_size, self.sft.epochs),
-            ("dpo", dpo_pairs, self.dpo.global_batch_size, self.dpo.epochs),
-        ):
-            per_epoch = steps_per_epoch(samples, batch) if samples else None
+        for stage, samples, config in (("sft", sft_samples, self.sft), ("dpo", dpo_pairs, self.dpo)):
             out[stage] = {
                 "train_samples": samples,
-                "optimizer_steps_per_epoch": per_epoch,
-                "total_optimizer_steps": per_epoch * epochs if per_epoch else None,
+                "optimizer_steps_per_epoch": steps_per_epoch(samples, config.global_batch_size) if samples else None,
+                "total_optimizer_steps": total_steps(samples, config) if samples or config.max_steps else None,
             }
         out["ppo"] = {
             "first_actor_update_at_rollout": self.ppo.actor.frozen_steps + 1,

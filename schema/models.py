@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from schema.errors import Problem
 from schema.fields import Section, report
 
 
@@ -53,3 +54,18 @@ REWARD_FIELD = report(
     where="§4 preference data and §5 reward model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
     description="Reward model scoring preference candidates and PPO rollouts.",
 )
+
+
+def mismatches(spec: ModelSpec, config: dict, spec_name: str, path: str) -> list:
+    """How a checkpoint's config.json disagrees with its description: the vocabulary (token ids must mean the same
+    thing in every stage) and the context (a description promising more than the model's positions allow)."""
+    problems = []
+    vocab = config.get("vocab_size")
+    if vocab is not None and vocab != spec.vocab_size:
+        problems.append(Problem(f"{spec_name}.vocab_size", f"the checkpoint at {path} has vocab_size {vocab}",
+                                spec.vocab_size, f"set {spec_name}.vocab_size={vocab}, or point at the checkpoint it describes"))
+    positions = config.get("max_position_embeddings")
+    if positions is not None and spec.context_length > positions:
+        problems.append(Problem(f"{spec_name}.context_length", f"the checkpoint at {path} has max_position_embeddings {positions}",
+                                spec.context_length, f"set {spec_name}.context_length to at most {positions}"))
+    return problems

@@ -6,7 +6,18 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import Engine, Resources, StageRef, gpu_job
+from schema.common import (
+    ATTENTION_DESCRIPTION,
+    MAX_STEPS_DESCRIPTION,
+    PARAM_DTYPE_DESCRIPTION,
+    Attention,
+    Engine,
+    ParamDtype,
+    Resources,
+    StageRef,
+    engine_rules,
+    gpu_job,
+)
 from schema.fields import Section, chosen, report, rule_error
 
 PPO_TABLE = "§5 PPO hyperparameter table"
@@ -200,6 +211,8 @@ class PPOConfig(Section):
     temperature: float = report(1.0, gt=0.0, where=PPO_TABLE, description="Generation temperature.")
     lr_warmup_ratio: float = report(0.0, ge=0.0, lt=1.0, where=PPO_TABLE, description="Learning-rate warmup ratio (actor and critic).")
     lr_scheduler: Literal["constant", "cosine_with_min_lr"] = report("constant", where=PPO_TABLE, description="LR schedule (actor and critic).")
+    min_lr_ratio: float = chosen(0.1, ge=0.0, le=1.0, description="Final LR as a share of the peak (cosine_with_min_lr; OpenRLHF's default).")
+    max_grad_norm: float = chosen(1.0, gt=0.0, description="Gradient clipping norm of actor and critic (OpenRLHF's default --max_norm).")
     reward: RewardConfig = report(default_factory=RewardConfig, where="§5 reward model", description="Reward computation.")
     rollout_batch_size: int = chosen(
         128, ge=1, unit="prompts", description="Prompts per rollout iteration; 128 x 4 samples = 4 optimizer steps per rollout."
@@ -210,9 +223,11 @@ class PPOConfig(Section):
     policy_clip: float = chosen(0.2, gt=0.0, description="PPO ratio clip ε.")
     value_clip: float = chosen(0.5, gt=0.0, description="Value-function clip.")
     zero_stage: Literal[0, 1, 2, 3] = chosen(2, description="DeepSpeed ZeRO stage for actor and critic.")
-    param_dtype: Literal["bf16", "fp16", "fp32"] = chosen("bf16", description="Training precision.")
+    param_dtype: ParamDtype = chosen("bf16", description=PARAM_DTYPE_DESCRIPTION)
+    attention: Attention = chosen("flash_attention_2", description=ATTENTION_DESCRIPTION)
     gradient_checkpointing: bool = chosen(True, description="Recompute activations.")
     save_every_steps: int = chosen(20, ge=1, description="Checkpoint interval.", unit="rollout iterations")
+    max_steps: int | None = chosen(None, ge=1, description=MAX_STEPS_DESCRIPTION, unit="rollout iterations")
 
     @computed_field(description="Samples generated per rollout iteration: rollout_batch_size x samples_per_prompt.")
     @property
@@ -229,10 +244,19 @@ class PPOConfig(Section):
     def rollouts_per_episode(self) -> int:
         return self.prompts.count // self.rollout_batch_size
 
-    @computed_field(description="Rollout iterations in the whole run.")
+    @computed_field(description="Rollout iterations in the whole run: max_steps, or rollouts_per_episode x num_episodes.")
     @property
     def total_rollouts(self) -> int:
-        return self.rollouts_per_episode * self.num_episodes
+        return self.rollouts_for(self.prompts.count)
+
+    def rollouts_for(self, prompts: int) -> int:
+        """Rollout iterations over `prompts` prompts (fewer than prompts.count when fewer could be selected)."""
+        return self.max_steps or prompts // self.rollout_batch_size * self.num_episodes
+
+    @computed_field(description="Optimizer steps of actor and critic in the whole run (the LR schedule's length).")
+    @property
+    def total_optimizer_steps(self) -> int:
+        return self.total_rollouts * self.optimizer_steps_per_rollout
 
     @computed_field(description="Longest sequence: prompt_max_length + generate_max_length.", json_schema_extra={"unit": "tokens"})
     @property
@@ -241,6 +265,7 @@ class PPOConfig(Section):
 
     @model_validator(mode="after")
     def _batch_arithmetic(self) -> PPOConfig:
+        engine_rules(self.engine, self.attention, self.resources, self.max_steps)
         if self.samples_per_rollout % self.train_batch_size:
             raise rule_error(
                 "train_batch_size", self.train_batch_size,

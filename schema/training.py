@@ -7,7 +7,18 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import Engine, Resources, StageRef, gpu_job
+from schema.common import (
+    ATTENTION_DESCRIPTION,
+    MAX_STEPS_DESCRIPTION,
+    PARAM_DTYPE_DESCRIPTION,
+    Attention,
+    Engine,
+    ParamDtype,
+    Resources,
+    StageRef,
+    engine_rules,
+    gpu_job,
+)
 from schema.fields import Section, chosen, report, rule_error
 
 LRScheduler = Literal["constant", "constant_with_warmup", "cosine_with_min_lr", "linear"]
@@ -29,14 +40,13 @@ class Trainer(Section):
     adam_betas: tuple[float, float] = chosen((0.9, 0.95), description="AdamW betas.")
     max_grad_norm: float = chosen(1.0, gt=0.0, description="Gradient clipping norm.")
     zero_stage: Literal[0, 1, 2, 3] = chosen(2, description="DeepSpeed ZeRO stage.")
-    param_dtype: Literal["bf16", "fp16", "fp32"] = chosen("bf16", description="Training precision (fp32 on CPU).")
-    attention: Literal["flash_attention_2", "sdpa", "eager"] = chosen(
-        "flash_attention_2", description="Attention kernel; packing on OpenRLHF needs flash_attention_2."
-    )
+    param_dtype: ParamDtype = chosen("bf16", description=PARAM_DTYPE_DESCRIPTION)
+    attention: Attention = chosen("flash_attention_2", description=ATTENTION_DESCRIPTION)
     packing: bool = chosen(True, description="Pack several samples per row without attention across them (no padding).")
     gradient_checkpointing: bool = chosen(True, description="Recompute activations to fit long sequences.")
     save_every_steps: int = chosen(500, ge=1, description="Checkpoint interval.", unit="optimizer steps")
     log_every_steps: int = chosen(1, ge=1, description="Metric logging interval.", unit="optimizer steps")
+    max_steps: int | None = chosen(None, ge=1, description=MAX_STEPS_DESCRIPTION, unit="optimizer steps")
 
     @computed_field(description="Data-parallel ranks: every GPU of the job (one process on a CPU-only job).")
     @property
@@ -64,6 +74,7 @@ class Trainer(Section):
                 "engine", self.engine, "the openrlhf engine needs GPUs (resources.gpus_per_node >= 1)",
                 "set engine=native for a CPU run, or give the job GPUs",
             )
+        engine_rules(self.engine, self.attention, self.resources, self.max_steps)
         if self.engine == "openrlhf" and self.packing and self.attention != "flash_attention_2":
             raise rule_error(
                 "attention", self.attention, "OpenRLHF packs samples only with flash_attention_2",
@@ -117,3 +128,8 @@ class DPOConfig(Trainer):
 
 def steps_per_epoch(samples: int, global_batch_size: int) -> int:
     return math.ceil(samples / global_batch_size)
+
+
+def total_steps(samples: int, config: Trainer) -> int:
+    """Optimizer steps of a run over `samples`: max_steps when set, else every epoch."""
+    return config.max_steps or steps_per_epoch(samples, config.global_batch_size) * config.epochs

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from schema.evaluation import Benchmark
 from yulan.evaluation import benchmarks, choice, harness
-from yulan.native import common, tiny
+from yulan.runtime import models, tiny
 
 WORDS = ("energy", "water", "plant", "light", "rock", "heat", "sound", "magnet", "cell", "planet", "force", "gas",
          "liquid", "solid", "motion", "friction", "gravity", "orbit", "circuit", "mineral", "weather", "cloud")
@@ -46,7 +46,7 @@ def main() -> None:
         requests = 4 * args.questions
 
         start = time.perf_counter()
-        model, tokenizer = common.load_causal_lm(path, "bf16"), common.load_tokenizer(path)
+        model, tokenizer = models.load_causal_lm(path, models.inference_dtype()), models.load_tokenizer(path)
         items = benchmarks.load(Benchmark(harness="native", task="arc", **settings))
         ours = choice.loglikelihoods(model, tokenizer, choice.requests_of(items), 1024)
         native = choice.score(items, ours)
@@ -60,7 +60,7 @@ def main() -> None:
         by_id = {s["doc"]["id"]: [float(r[0]) for r in s["filtered_resps"]] for s in samples}
         theirs = [ll for item in items for ll in by_id[item["id"]]]
 
-    print(f"{args.questions} questions, {requests} log-likelihood requests, model {args.model}, device {common.device()}")
+    print(f"{args.questions} questions, {requests} log-likelihood requests, model {args.model}, device {models.device()}")
     print(f"{'scorer':<26}{'wall s':>9}{'requests/s':>12}{'acc':>8}{'acc_norm':>10}")
     for name, seconds, metrics in (("native (this project)", native_s, native), ("lm-evaluation-harness", lm_eval_s, theirs_metrics)):
         print(f"{name:<26}{seconds:>9.2f}{requests / seconds:>12.0f}{metrics['acc']:>8.3f}{metrics['acc_norm']:>10.3f}")

@@ -21,7 +21,7 @@ ARC = dict(title="ARC (0 shot)", skill="Reasoning", num_fewshot=0, chain_of_thou
 
 @pytest.fixture(scope="module")
 def tiny_path() -> str:
-    from yulan.native import tiny
+    from yulan.runtime import tiny
 
     return tiny.resolve("tiny:policy", 4096, 1024)
 
@@ -38,9 +38,11 @@ def lm_eval_arc(tiny_path, tmp_path_factory):
 
 
 def test_native_multiple_choice_equals_lm_eval(tiny_path, lm_eval_arc):
-    from yulan.native import common
+    import torch
 
-    model, tokenizer = common.load_causal_lm(tiny_path, "fp32"), common.load_tokenizer(tiny_path)
+    from yulan.runtime import models
+
+    model, tokenizer = models.load_causal_lm(tiny_path, torch.float32), models.load_tokenizer(tiny_path)
     items = benchmarks.load(Benchmark(harness="native", task="arc", **ARC))
     ours = choice.loglikelihoods(model, tokenizer, choice.requests_of(items), 1024, batch_size=5)
     metrics, samples = lm_eval_arc

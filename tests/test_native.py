@@ -9,7 +9,8 @@ torch = pytest.importorskip("torch")
 
 from schema.compose import load  # noqa: E402
 from schema.ppo import KLController  # noqa: E402
-from yulan.native import common, dpo, ppo, sft, tiny  # noqa: E402
+from yulan.native import dpo, ppo, sft  # noqa: E402
+from yulan.runtime import batches, models, tiny  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +20,7 @@ def tiny_path() -> str:
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_path):
-    return common.load_tokenizer(tiny_path)
+    return models.load_tokenizer(tiny_path)
 
 
 CHAT = [
@@ -34,35 +35,38 @@ CHAT = [
 def test_tiny_models_are_deterministic_and_cached(tiny_path):
     again = tiny.resolve("tiny:policy", 4096, 1024)
     assert again == tiny_path
-    first = common.load_causal_lm(tiny_path, "fp32").state_dict()
+    first = models.load_causal_lm(tiny_path, torch.float32).state_dict()
     shutil.rmtree(tiny_path)  # rebuilt from its seed: the same weights
-    rebuilt = common.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), "fp32").state_dict()
+    rebuilt = models.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), torch.float32).state_dict()
     assert all(torch.equal(first[k], rebuilt[k]) for k in first)
-    reward = common.load_scorer(tiny.resolve("tiny:reward", 4096, 1024), "fp32")
+    reward = models.load_scorer(tiny.resolve("tiny:reward", 4096, 1024), torch.float32, 3)
     assert reward.config.num_labels == 1
 
 
 def test_loss_only_on_assistant_tokens(tokenizer):
-    sample = common.tokenize_chat(tokenizer, CHAT, 512)
-    trained = tokenizer.decode([t for t, label in zip(sample.input_ids, sample.labels) if label != common.IGNORE])
+    sample = batches.tokenize_chat(tokenizer, CHAT, 512)
+    trained = tokenizer.decode([t for t, label in zip(sample.input_ids, sample.labels) if label != batches.IGNORE])
     assert "The answer is 5." in trained and "The answer is 8." in trained
     assert "What is 2 + 3?" not in trained and "helpful assistant" not in trained and "And 4 + 4?" not in trained
-    everything = common.tokenize_chat(tokenizer, CHAT, 512, loss_on="all")
-    assert all(label != common.IGNORE for label in everything.labels)
+    everything = batches.tokenize_chat(tokenizer, CHAT, 512, loss_on="all")
+    assert all(label != batches.IGNORE for label in everything.labels)
 
 
-def test_packing_does_not_change_a_samples_loss(tiny_path, tokenizer):
-    model = common.load_causal_lm(tiny_path, "fp32").eval()
-    a = common.tokenize_chat(tokenizer, CHAT[:3], 512)
-    b = common.tokenize_chat(tokenizer, [{"role": "user", "content": "什么是黑洞？"},
-                                         {"role": "assistant", "content": "黑洞是引力极强的天体。"}], 512)
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packing_does_not_change_a_samples_loss(tiny_path, tokenizer, attention):
+    """Position-id packing: no 4-D mask is built by us; the samples of one row do not see each other."""
+    model = models.load_causal_lm(tiny_path, torch.float32, attention).eval()
+    a = batches.tokenize_chat(tokenizer, CHAT[:3], 512)
+    b = batches.tokenize_chat(tokenizer, [{"role": "user", "content": "什么是黑洞？"},
+                                          {"role": "assistant", "content": "黑洞是引力极强的天体。"}], 512)
     with torch.no_grad():
-        alone = [common.token_logprobs(model, common.collate([[s]], tokenizer.pad_token_id)).sum().item() for s in (a, b)]
-        packed = common.token_logprobs(model, common.collate([[a, b]], tokenizer.pad_token_id))
-    assert len(common.pack([a, b], 512)) == 1
-    split = len(a.input_ids)
-    assert packed[0, :split].sum().item() == pytest.approx(alone[0], abs=1e-4)
-    assert packed[0, split:].sum().item() == pytest.approx(alone[1], abs=1e-4)
+        alone = [batches.token_logprobs(model, batches.flatten([s])).sum().item() for s in (a, b)]
+        flat = batches.flatten([a, b])
+        packed = [row.sum().item() for row in flat.per_sample(batches.token_logprobs(model, flat))]
+    assert len(batches.pack([a, b], 512)) == 1
+    assert flat.position_ids[0, len(a.input_ids)].item() == 0  # positions restart at the second sample
+    assert packed == pytest.approx(alone, abs=1e-4)
+    assert abs(alone[1] - batches.token_logprobs(model, batches.flatten([b]))[0].sum().item()) < 1e-6
 
 
 def smoke(tmp_path, *overrides):
@@ -85,7 +89,8 @@ def test_dpo_loss_falls_and_margin_grows(tmp_path):
     metrics = [json.loads(line) for line in (tmp_path / "dpo" / "metrics.jsonl").read_text().splitlines()]
     assert metrics[0]["dpo/loss"] == pytest.approx(0.6931, abs=1e-3)  # policy == reference at the start
     assert metrics[-1]["dpo/loss"] < 0.5
-    assert metrics[-1]["dpo/reward_margin"] > metrics[1]["dpo/reward_margin"] > 0
+    assert metrics[0]["dpo/lr"] == 0.0  # transformers' warmup starts at 0 (one warmup step of 6 x 0.1)
+    assert metrics[-1]["dpo/reward_margin"] > metrics[2]["dpo/reward_margin"] > 0
     assert (tmp_path / "dpo" / "model" / "config.json").exists()
 
 
@@ -126,8 +131,8 @@ def test_sft_killed_and_resumed_matches_an_uninterrupted_run(tmp_path):
         torch.optim.AdamW.step = original_step
     assert (resumed_dir / "sft" / "checkpoints" / "step-2").exists()
     assert sft.train(first_part, str(resumed_dir / "sft")) == 0
-    a = common.load_causal_lm(str(tmp_path / "whole" / "sft" / "model"), "fp32").state_dict()
-    b = common.load_causal_lm(str(resumed_dir / "sft" / "model"), "fp32").state_dict()
+    a = models.load_causal_lm(str(tmp_path / "whole" / "sft" / "model"), torch.float32).state_dict()
+    b = models.load_causal_lm(str(resumed_dir / "sft" / "model"), torch.float32).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
     losses = lambda d: [json.loads(l)["sft/loss"] for l in (d / "sft" / "metrics.jsonl").read_text().splitlines()]  # noqa: E731
     assert losses(tmp_path / "whole")[-1] == pytest.approx(losses(resumed_dir)[-1], abs=1e-6)
@@ -165,14 +170,14 @@ def test_ppo_freezes_the_actor_while_the_critic_learns_and_clips_rewards(tmp_pat
                        "ppo.prompts.count=8", "ppo.actor.frozen_steps=1", "ppo.save_every_steps=1",
                        "ppo.reward.clip_range=[-0.5,0.5]", "ppo.reward.fallback_reward=0.0", "ppo.generate_max_length=16")
     job_dir = tmp_path / "ppo"
-    actor0 = common.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), "fp32").state_dict()
+    actor0 = models.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), torch.float32).state_dict()
     assert ppo.train(experiment, str(job_dir)) == 0
     after_1 = torch.load(job_dir / "checkpoints" / "step-1" / "actor.pt")
-    critic0 = common.load_scorer(tiny.resolve("tiny:reward", 4096, 1024), "fp32").state_dict()
+    critic0 = models.load_scorer(tiny.resolve("tiny:reward", 4096, 1024), torch.float32, 3).state_dict()
     critic_1 = torch.load(job_dir / "checkpoints" / "step-1" / "critic.pt")
     assert all(torch.equal(actor0[k], after_1[k]) for k in actor0)  # frozen: bit-identical
     assert any(not torch.equal(critic0[k], critic_1[k]) for k in critic0)  # the critic learned
-    final = common.load_causal_lm(str(job_dir / "model"), "fp32").state_dict()
+    final = models.load_causal_lm(str(job_dir / "model"), torch.float32).state_dict()
     assert any(not torch.equal(actor0[k], final[k]) for k in actor0)  # after the frozen steps the actor moves
     metrics = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["ppo/actor_frozen"] for m in metrics] == [1.0, 0.0]

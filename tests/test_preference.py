@@ -60,7 +60,7 @@ def test_ppo_prompts_are_the_hardest_by_the_configured_signal(tmp_path):
 def test_complexity_drops_the_hardest_fraction(tmp_path):
     pytest.importorskip("torch")
     from yulan.curation import complexity
-    from yulan.native import tiny
+    from yulan.runtime import tiny
 
     model = tiny.resolve("tiny:policy", 4096, 1024)
     samples = [{"id": str(i), "category": "general_en", "messages": [

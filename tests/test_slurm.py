@@ -147,7 +147,8 @@ def test_an_interrupted_job_requeues_into_its_run_directory_and_matches_an_unint
     import torch
 
     from schema.compose import load
-    from yulan.native import common, sft
+    from yulan.native import sft
+    from yulan.runtime import models
 
     data = tmp_path / "data.jsonl"
     data.write_text("".join(Path("yulan/data/sft_samples.jsonl").read_text().splitlines(keepends=True)[:32]))
@@ -169,8 +170,8 @@ def test_an_interrupted_job_requeues_into_its_run_directory_and_matches_an_unint
 
     whole = load(["experiment=smoke", "tracking.mode=disabled", *settings, f"run_dir={tmp_path}/whole"])
     assert sft.train(whole, str(tmp_path / "whole" / "sft")) == 0
-    a = common.load_causal_lm(str(tmp_path / "whole" / "sft" / "model"), "fp32").state_dict()
-    b = common.load_causal_lm(str(run_dir / "sft" / "model"), "fp32").state_dict()
+    a = models.load_causal_lm(str(tmp_path / "whole" / "sft" / "model"), torch.float32).state_dict()
+    b = models.load_causal_lm(str(run_dir / "sft" / "model"), torch.float32).state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 

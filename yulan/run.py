@@ -10,12 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+from schema.errors import ConfigError
 from schema.experiment import Experiment
 from yulan import distributed
 from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
-from yulan.stages import done_marker, install_stop_handler, runner
+from yulan.runtime.lifecycle import done_marker, install_stop_handler
+from yulan.runtime.records import RecordError
+from yulan.stages import missing, runner
 
 
 def engine_argv(command: list[str], tracking_mode: str) -> list[str]:
@@ -138,7 +141,15 @@ def main(argv: list[str] | None = None) -> int:
         if run_stage is None:
             print(f"error: stage '{args.stage}' (engine {engine}) has no implementation in this version", file=sys.stderr)
             return 2
-        status = int(run_stage(experiment, job_dir) or 0)
+        problems = missing(experiment, args.stage, here=True)  # a SLURM job checks what the login node could not
+        if problems:
+            print(ConfigError(f"the {args.stage} stage cannot run on this machine", problems), file=sys.stderr)
+            return 2
+        try:
+            status = int(run_stage(experiment, job_dir) or 0)
+        except (ConfigError, RecordError) as error:  # bad input found while running: the message, no traceback
+            print(f"error: {error}" if isinstance(error, RecordError) else error, file=sys.stderr)
+            return 2
     if status == 0:
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))

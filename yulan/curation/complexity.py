@@ -16,34 +16,39 @@ import numpy as np
 
 from schema.curation import ComplexityConfig
 from yulan.curation.cache import ResultCache, cache_path
-from yulan.curation.io import chunks, iter_records
+from yulan.curation.io import chunks
+from yulan.runtime.records import iter_records
 
 
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
     import torch
 
-    from yulan.native import common
+    from yulan.runtime.batches import flatten, token_logprobs, tokenize_chat
+    from yulan.runtime.models import device
 
-    samples = [common.tokenize_chat(tokenizer, r["messages"], config.max_length) for r in records]
+    samples = [tokenize_chat(tokenizer, r["messages"], config.max_length) for r in records]
     out: list[float] = [0.0] * len(samples)
-    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))  # similar lengths batch well
     batch: list[int] = []
 
     def flush() -> None:
+        flat = flatten([samples[i] for i in batch]).to(device())
         with torch.no_grad():
-            logps = common.token_logprobs(model, common.to_device(common.collate([[samples[i]] for i in batch], tokenizer.pad_token_id)))
-        for row, i in enumerate(batch):
-            response_tokens = sum(label != common.IGNORE for label in samples[i].labels[1:])
-            nll = -logps[row].sum().item()
+            per_sample = flat.per_sample(token_logprobs(model, flat))
+        for logps, i in zip(per_sample, batch):
+            response_tokens = samples[i].loss_tokens
+            nll = -logps.sum().item()
             loss = nll if config.loss_reduction == "sum" else nll / max(response_tokens, 1)
             instruction_tokens = len(samples[i].input_ids) - response_tokens
             out[i] = config.length_weight * instruction_tokens + config.loss_weight * loss
         batch.clear()
 
-    for i in order:
-        if batch and (len(batch) + 1) * len(samples[i].input_ids) > config.batch_tokens:
+    tokens = 0
+    for i, sample in enumerate(samples):  # padding-free forward passes of up to batch_tokens tokens
+        if batch and tokens + len(sample.input_ids) > config.batch_tokens:
             flush()
+            tokens = 0
         batch.append(i)
+        tokens += len(sample.input_ids)
     if batch:
         flush()
     return out
@@ -69,9 +74,9 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
             scored += len(todo)
             if todo:
                 if loaded is None:
-                    from yulan.native import common
+                    from yulan.runtime.models import inference_dtype, load_causal_lm, load_tokenizer
 
-                    loaded = common.load_causal_lm(model, "bf16").eval(), common.load_tokenizer(model)
+                    loaded = load_causal_lm(model, inference_dtype()).eval(), load_tokenizer(model)
                 new = dict(zip((key for key, _ in todo), scores([record for _, record in todo], *loaded, config)))
                 cache.put(new)
                 known |= new

@@ -7,6 +7,8 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
+from yulan.runtime.records import iter_records
+
 
 def copy_as_jsonl(path: str | Path, sink: IO[str], batch_rows: int = 10_000) -> int:
     """Appends the samples of a JSONL or Parquet file to `sink` as JSONL; returns how many."""
@@ -23,21 +25,6 @@ def copy_as_jsonl(path: str | Path, sink: IO[str], batch_rows: int = 10_000) -> 
                 sink.write(line if line.endswith("\n") else line + "\n")
                 count += 1
     return count
-
-
-def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
-    """The samples of a JSONL or Parquet file, one at a time."""
-    path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-            yield from batch.to_pylist()
-        return
-    with path.open() as source:
-        for line in source:
-            if line.strip():
-                yield json.loads(line)
 
 
 def chunks(records: Iterable[dict], size: int) -> Iterator[list[dict]]:

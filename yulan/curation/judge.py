@@ -25,7 +25,8 @@ import numpy as np
 
 from schema.curation import JudgeConfig
 from yulan.curation.cache import ResultCache, cache_path
-from yulan.curation.io import chunks, iter_records
+from yulan.curation.io import chunks
+from yulan.runtime.records import iter_records
 from yulan.curation.client import ServerError, chat
 from yulan.curation.server import endpoint_for, visible_gpus
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from schema.experiment import Experiment, stage_output
 from yulan.answers import is_correct
+from yulan.runtime.records import read_jsonl, write_jsonl
 
 PROMPT_STATS = "prompt_stats.jsonl"
 
@@ -54,11 +55,13 @@ def pair_for(record: dict, completions: list[str], scores: list[float], min_marg
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
-    from yulan.native import common
     from yulan.reward import YulanReward
+    from yulan.runtime import models
+    from yulan.runtime.batches import prompt_ids
+    from yulan.runtime.generation import decode, generate
 
     config = experiment.preference
-    records = [r for path in config.prompts for r in common.read_jsonl(path)]
+    records = [r for path in config.prompts for r in read_jsonl(path)]
     on_target, off_target = config.parts["on_policy"].count, config.parts["off_policy"].count
     pairs, stats = [], []
     if on_target:
@@ -66,17 +69,17 @@ def run(experiment: Experiment, job_dir: str) -> int:
             print("error: preference.parts.on_policy needs instructions: list JSONL files in preference.prompts",
                   file=sys.stderr)
             return 2
-        common.seed_everything(experiment.seed)
-        policy_path = common.model_path(experiment, experiment.resolve(config.policy))
-        tokenizer = common.load_tokenizer(policy_path)
-        policy = common.load_causal_lm(policy_path, "bf16")
-        prompts = [common.prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
+        models.seed_everything(experiment.seed)
+        policy_path = models.model_path(experiment, experiment.resolve(config.policy))
+        tokenizer = models.load_tokenizer(policy_path, experiment.model.chat_template)
+        policy = models.load_causal_lm(policy_path, models.inference_dtype())
+        prompts = [prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
                    for r in records]
-        sampled = common.generate(policy, tokenizer, prompts, config.completions_per_prompt, config.temperature,
+        sampled = generate(policy, tokenizer, prompts, config.completions_per_prompt, config.temperature,
                                   config.max_new_tokens)
         del policy
-        texts = [common.decode(tokenizer, ids) for ids in sampled]
-        scorer = common.reward_model(experiment, "bf16")
+        texts = [decode(tokenizer, ids) for ids in sampled]
+        scorer = models.reward_model(experiment)
         render = YulanReward(experiment.ppo.reward).render  # the reward model's own chat format
         n = config.completions_per_prompt
         users = [user_text(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
@@ -88,13 +91,13 @@ def run(experiment: Experiment, job_dir: str) -> int:
                 pairs.append(pair)
     rng = random.Random(experiment.seed)
     on_policy = rng.sample(pairs, on_target) if len(pairs) > on_target else pairs
-    off_policy = [r for path in config.off_policy_sources for r in common.read_jsonl(path)]
+    off_policy = [r for path in config.off_policy_sources for r in read_jsonl(path)]
     off_policy = rng.sample(off_policy, off_target) if len(off_policy) > off_target else off_policy
     combined = [dict(p, source=p.get("source", "off_policy")) for p in off_policy] + on_policy
     rng.shuffle(combined)
     output = Path(stage_output(experiment.output_dir, "preference"))
-    common.write_jsonl(output, combined)
-    common.write_jsonl(output.with_name(PROMPT_STATS), stats)
+    write_jsonl(output, combined)
+    write_jsonl(output.with_name(PROMPT_STATS), stats)
     report = {
         "prompts": len(records),
         "pairs": len(combined),

@@ -190,6 +190,6 @@ def summed(reports: list[dict]) -> dict:
 
 
 def _base_model(experiment: Experiment) -> str:
-    from yulan.native.common import model_path
+    from yulan.runtime.models import model_path
 
     return model_path(experiment, experiment.model.name_or_path)

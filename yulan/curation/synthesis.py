@@ -28,7 +28,7 @@ from typing import Callable
 from schema.curation import ChineseCommonsenseSynthesis, MathSynthesis, ScienceSynthesis
 from yulan.answers import is_correct, reference_of
 from yulan.curation.client import ServerError, chat
-from yulan.curation.io import iter_records
+from yulan.runtime.records import iter_records
 
 MATH_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 SCIENCE_PROMPT = """Read the scientific text below and write up to {count} question-answer pairs that test \

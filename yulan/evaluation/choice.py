@@ -12,6 +12,9 @@ import math
 
 import torch
 
+from yulan.runtime.batches import IGNORE, Tokenized, flatten, token_logprobs
+from yulan.runtime.models import device
+
 
 def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], list[int]]:
     spaces = len(context) - len(context.rstrip())
@@ -24,24 +27,18 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], max_length: int, batch_size: int = 16) -> list[float]:
-    """Sum of log p(continuation | context) per request."""
+    """Sum of log p(continuation | context) per request, `batch_size` requests per padding-free forward pass."""
     model.eval()
-    device = next(model.parameters()).device
-    encoded = [encode_pair(tokenizer, context, continuation) for context, continuation in requests]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i][0]) - len(encoded[i][1]))  # similar lengths batch
-    out = [0.0] * len(encoded)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        windows = [(encoded[i][0] + encoded[i][1])[-(max_length + 1):][:-1] for i in chunk]
-        width = max(map(len, windows))
-        ids = torch.tensor([w + [tokenizer.pad_token_id] * (width - len(w)) for w in windows], device=device)
-        attention = torch.tensor([[1] * len(w) + [0] * (width - len(w)) for w in windows], device=device)
-        logprobs = model(input_ids=ids, attention_mask=attention).logits.float().log_softmax(-1)
-        for row, (i, window) in enumerate(zip(chunk, windows)):
-            continuation = encoded[i][1]
-            positions = torch.arange(len(window) - len(continuation), len(window), device=device)
-            targets = torch.tensor(continuation, device=device)
-            out[i] = logprobs[row, positions, targets].sum().item()
+    samples = []
+    for context, continuation in requests:
+        context_ids, continuation_ids = encode_pair(tokenizer, context, continuation)
+        window = (context_ids + continuation_ids)[-(max_length + 1):]
+        labels = [IGNORE] * (len(window) - len(continuation_ids)) + continuation_ids
+        samples.append(Tokenized(window, labels))
+    out = []
+    for start in range(0, len(samples), batch_size):
+        flat = flatten(samples[start:start + batch_size]).to(device())
+        out += [row.sum().item() for row in flat.per_sample(token_logprobs(model, flat))]
     return out
 
 

@@ -94,29 +94,30 @@ class Checkpoint:
 
     @property
     def tokenizer(self):
-        from yulan.native import common
+        from yulan.runtime.models import load_tokenizer
 
-        self._tokenizer = self._tokenizer or common.load_tokenizer(self.path)
+        self._tokenizer = self._tokenizer or load_tokenizer(self.path, self.experiment.model.chat_template)
         return self._tokenizer
 
     @property
     def model(self):
-        from yulan.native import common
+        from yulan.runtime.models import inference_dtype, load_causal_lm
 
-        self._model = self._model or common.load_causal_lm(self.path, "bf16")
+        self._model = self._model or load_causal_lm(self.path, inference_dtype())
         return self._model
 
     def complete(self, questions: list[str], benchmark) -> list[str]:
         """Completions of each question as a chat turn, question-major (num_samples per question)."""
-        from yulan.native import common
+        from yulan.runtime.batches import prompt_ids
+        from yulan.runtime.generation import decode, generate
 
         budget = self.experiment.model.context_length - benchmark.max_new_tokens
-        prompts = [common.prompt_ids(self.tokenizer, [{"role": "user", "content": q}], budget) for q in questions]
+        prompts = [prompt_ids(self.tokenizer, [{"role": "user", "content": q}], budget) for q in questions]
         if self.experiment.eval.backend == "vllm":
             return self.complete_vllm(prompts, benchmark)
-        completions = common.generate(self.model, self.tokenizer, prompts, benchmark.num_samples,
+        completions = generate(self.model, self.tokenizer, prompts, benchmark.num_samples,
                                       benchmark.temperature, benchmark.max_new_tokens)
-        return [common.decode(self.tokenizer, ids) for ids in completions]
+        return [decode(self.tokenizer, ids) for ids in completions]
 
     def complete_vllm(self, prompts: list[list[int]], benchmark) -> list[str]:
         import torch
@@ -137,7 +138,7 @@ class Checkpoint:
 
 
 def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict]:
-    from yulan.native.common import write_jsonl
+    from yulan.runtime.records import write_jsonl
 
     config = experiment.eval
     checkpoint = Checkpoint(experiment, path)
@@ -172,13 +173,13 @@ def run(experiment: Experiment, job_dir: str) -> int:
     if problems:
         print(ConfigError("the eval stage cannot run", problems), file=sys.stderr)
         return 2
-    from yulan.native import common
+    from yulan.runtime.models import model_path
 
     output = Path(stage_output(experiment.output_dir, "eval"))
     results = {}
     for ref in experiment.eval.checkpoints:
         label = ref if ref in experiment.stages else Path(ref).name
-        results[label] = evaluate(experiment, common.model_path(experiment, experiment.resolve(ref)), output / label)
+        results[label] = evaluate(experiment, model_path(experiment, experiment.resolve(ref)), output / label)
     paths = table.write(experiment.eval, results, output)
     print((paths["markdown"]).read_text(), file=sys.stderr)
     log_table(experiment, job_dir, paths)
@@ -186,7 +187,7 @@ def run(experiment: Experiment, job_dir: str) -> int:
 
 
 def log_table(experiment: Experiment, job_dir: str, paths: dict[str, Path]) -> None:
-    from yulan.native.common import Tracker
+    from yulan.runtime.tracking import Tracker
 
     tracker = Tracker(experiment, "eval", job_dir)
     if tracker.run is not None:

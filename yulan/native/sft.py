@@ -3,37 +3,42 @@
 from __future__ import annotations
 
 from schema.experiment import Experiment
-from yulan.native import common
+from yulan.native import loop
+from yulan.runtime.batches import Tokenized, flatten, pack, token_logprobs, tokenize_chat
+from yulan.runtime.models import device
+from yulan.runtime.token_cache import tokenized
 
 
-def micro_batches(samples: list[common.Tokenized], config) -> list[list[list[common.Tokenized]]]:
-    rows = common.pack(samples, config.max_length) if config.packing else [[s] for s in samples]
-    return [rows[i:i + config.micro_batch_size] for i in range(0, len(rows), config.micro_batch_size)]
+def micro_batches(samples: list[Tokenized], config) -> list[list[Tokenized]]:
+    """The samples of each forward pass: `micro_batch_size` packed rows (or samples, without packing), laid end to
+    end in one row by `flatten`."""
+    rows = pack(samples, config.max_length) if config.packing else [[s] for s in samples]
+    return [[s for row in rows[i:i + config.micro_batch_size] for s in row] for i in range(0, len(rows), config.micro_batch_size)]
 
 
-def step_loss(model, rows_per_micro: list, pad_id: int) -> tuple[float, int]:
+def step_loss(model, micro: list[list[Tokenized]], trained) -> tuple[float, int]:
     """One optimizer step's gradients: the mean NLL over every loss token of the step (not a mean of means)."""
-    loss_tokens = sum(sum(label != common.IGNORE for s in row for label in s.labels[1:]) for micro in rows_per_micro for row in micro)
+    loss_tokens = sum(s.loss_tokens for samples in micro for s in samples)
     total = 0.0
-    for micro in rows_per_micro:
-        batch = common.to_device(common.collate(micro, pad_id))
-        loss = -common.token_logprobs(model, batch).sum() / max(loss_tokens, 1)
-        loss.backward()
+    for samples in micro:
+        flat = flatten(samples).to(device())
+        with trained.autocast():
+            loss = -token_logprobs(model, flat).sum() / max(loss_tokens, 1)
+        trained.backward(loss)
         total += loss.item()
     return total, loss_tokens
 
 
 def train(experiment: Experiment, job_dir: str) -> int:
     config = experiment.sft
-    _, tokenizer, model = common.starting_point(experiment, config)
-    if config.gradient_checkpointing and common.device().type == "cuda":
-        model.gradient_checkpointing_enable()
-    records = common.read_jsonl(experiment.resolve(config.data))
-    samples = [common.tokenize_chat(tokenizer, r["messages"], config.max_length, config.loss_on) for r in records]
+    _, tokenizer, model = loop.starting_point(experiment, config)
+    settings = {"max_length": config.max_length, "loss_on": config.loss_on}
+    data = tokenized(experiment.resolve(config.data), tokenizer, settings, f"{job_dir}/tokens",
+                     lambda r: [tokenize_chat(tokenizer, r["messages"], config.max_length, config.loss_on)], per_record=1)
 
-    def step_gradients(indices: list[int]) -> tuple[dict, int]:
-        chosen = [samples[i] for i in indices]
-        loss, loss_tokens = step_loss(model, micro_batches(chosen, config), tokenizer.pad_token_id)
+    def step_gradients(indices: list[int], trained) -> tuple[dict, int]:
+        chosen = [data[i] for i in indices]
+        loss, loss_tokens = step_loss(model, micro_batches(chosen, config), trained)
         return {"loss": loss, "loss_tokens": loss_tokens}, sum(len(s.input_ids) for s in chosen)
 
-    return common.optimize(experiment, "sft", job_dir, model, tokenizer, len(samples), step_gradients)
+    return loop.optimize(experiment, "sft", job_dir, model, tokenizer, len(data), step_gradients)

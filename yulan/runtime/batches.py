@@ -1,0 +1,133 @@
+"""Chat tokenisation and batches without padding: the samples of a micro-batch are laid end to end in one row
+with positions restarting at each sample. That is how transformers recognises packed sequences: flash-attention 2
+takes its varlen path, and sdpa and eager get a block-causal mask built from the positions, so no sample attends
+to another and a packed sample's loss equals its loss alone. Log-probabilities are computed a chunk of tokens at a
+time, so memory follows the chunk, not tokens x vocabulary."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+IGNORE = -100
+LOGIT_ELEMENTS_PER_CHUNK = 1 << 25  # 32M logits (128 MB in fp32) at a time, whatever the vocabulary
+
+
+@dataclass
+class Tokenized:
+    input_ids: list[int]
+    labels: list[int]  # IGNORE where no loss is taken
+
+    @property
+    def loss_tokens(self) -> int:
+        """Tokens that are predicted with loss (the first token is never predicted)."""
+        return sum(label != IGNORE for label in self.labels[1:])
+
+
+def tokenize_chat(tokenizer, messages: list[dict], max_length: int, loss_on: str = "assistant") -> Tokenized:
+    """Loss only on assistant turns: their character spans come from rendering growing prefixes of the
+    conversation with the model's own template, then token offsets say which tokens fall inside them."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    spans = []
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            start = len(tokenizer.apply_chat_template(messages[:i], tokenize=False, add_generation_prompt=True))
+            end = len(tokenizer.apply_chat_template(messages[: i + 1], tokenize=False))
+            spans.append((start, end))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids = encoded["input_ids"][:max_length]
+    offsets = encoded["offset_mapping"][:max_length]
+    labels = [
+        token if loss_on == "all" or any(start <= begin < end for start, end in spans) else IGNORE
+        for token, (begin, _) in zip(ids, offsets)
+    ]
+    return Tokenized(ids, labels)
+
+
+def prompt_ids(tokenizer, messages: list[dict], max_length: int) -> list[int]:
+    """A rendered prompt ending in the assistant header; over-long prompts keep their end (left-truncated)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"][-max_length:]
+
+
+def pack(samples: list[Tokenized], max_length: int) -> list[list[Tokenized]]:
+    """Samples into rows of at most max_length tokens, in order (first fit keeps it simple and deterministic)."""
+    rows: list[list[Tokenized]] = []
+    sizes: list[int] = []
+    for sample in samples:
+        for i, size in enumerate(sizes):
+            if size + len(sample.input_ids) <= max_length:
+                rows[i].append(sample)
+                sizes[i] += len(sample.input_ids)
+                break
+        else:
+            rows.append([sample])
+            sizes.append(len(sample.input_ids))
+    return rows
+
+
+@dataclass
+class Flat:
+    """A micro-batch as one row: `input_ids`, `position_ids` and `labels` of shape (1, tokens), where labels[t] is
+    the token that position t predicts within its own sample (IGNORE at each sample's last token)."""
+
+    input_ids: torch.Tensor
+    position_ids: torch.Tensor
+    labels: torch.Tensor
+    lengths: list[int]
+
+    def to(self, device) -> Flat:
+        return Flat(self.input_ids.to(device), self.position_ids.to(device), self.labels.to(device), self.lengths)
+
+    @property
+    def loss_mask(self) -> torch.Tensor:
+        return self.labels != IGNORE
+
+    def per_sample(self, values: torch.Tensor) -> list[torch.Tensor]:
+        """(1, tokens) -> each sample's slice."""
+        return list(values[0].split(self.lengths))
+
+
+def flatten(samples: Sequence[Tokenized]) -> Flat:
+    ids, labels, positions = [], [], []
+    for sample in samples:
+        ids += sample.input_ids
+        labels += sample.labels[1:] + [IGNORE]
+        positions += range(len(sample.input_ids))
+    return Flat(torch.tensor([ids]), torch.tensor([positions]), torch.tensor([labels]), [len(s.input_ids) for s in samples])
+
+
+def hidden_states(model, flat: Flat) -> torch.Tensor:
+    """The last hidden states (1, tokens, hidden) of a causal LM or a scorer's backbone."""
+    return model.base_model(input_ids=flat.input_ids, position_ids=flat.position_ids, use_cache=False).last_hidden_state
+
+
+def token_logprobs(model, flat: Flat) -> torch.Tensor:
+    """log p(label_t | tokens <= t of its sample) at every position (0 where there is no label), (1, tokens) fp32.
+    The vocabulary projection and log-softmax run a chunk of tokens at a time; with gradients and several chunks,
+    each chunk is recomputed in the backward pass instead of keeping its logits."""
+    hidden = hidden_states(model, flat)[0]
+    head = model.get_output_embeddings()
+    config = model.config
+    chunk = max(1, LOGIT_ELEMENTS_PER_CHUNK // head.weight.shape[0])
+    labels = flat.labels[0]
+    recompute = torch.is_grad_enabled() and hidden.shape[0] > chunk  # one chunk: keeping its logits costs no more
+    pieces = []
+    for start in range(0, hidden.shape[0], chunk):
+        args = (head, hidden[start:start + chunk], labels[start:start + chunk],
+                getattr(config, "logit_scale", None), getattr(config, "final_logit_softcapping", None))
+        pieces.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if recompute else _chunk_logprobs(*args))
+    return torch.cat(pieces)[None]
+
+
+def _chunk_logprobs(head, hidden, labels, scale, softcap) -> torch.Tensor:
+    logits = head(hidden).float()
+    if scale:  # architectures that scale or soft-cap their logits (Cohere, Gemma 2) do it after the projection
+        logits = logits * scale
+    if softcap:
+        logits = softcap * torch.tanh(logits / softcap)
+    picked = logits.gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
+    return picked * (labels != IGNORE)

@@ -1,0 +1,56 @@
+"""Record files: JSONL (what every stage reads and writes) and Parquet (read in record batches, never whole).
+Writes go to a temporary file renamed into place, so a failed write never leaves a partial file behind."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Iterable, Iterator
+
+
+class RecordError(ValueError):
+    """A record file that cannot be read: the message names the file and line."""
+
+
+def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
+    """The records of a JSONL or Parquet file, one at a time."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+            yield from batch.to_pylist()
+        return
+    with path.open(encoding="utf-8") as source:
+        for number, line in enumerate(source, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RecordError(f"{path}:{number}: not valid JSON ({error.msg}); expected one JSON object per line") from None
+            if not isinstance(record, dict):
+                raise RecordError(f"{path}:{number}: a {type(record).__name__}, expected a JSON object per line")
+            yield record
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    return list(iter_records(path))
+
+
+def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
+    """Writes the records, then renames the file into place; returns how many."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    building = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    count = 0
+    try:
+        with building.open("w", encoding="utf-8") as sink:
+            for record in records:
+                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+                count += 1
+        building.replace(path)
+    finally:
+        building.unlink(missing_ok=True)
+    return count

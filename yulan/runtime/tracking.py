@@ -1,0 +1,67 @@
+"""Tracking (wandb and metrics.jsonl) and progress bars."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+from schema.experiment import Experiment
+
+
+class Tracker:
+    """wandb (offline unless configured) with a run id kept in the job directory, so a resumed job continues the
+    same tracking run; metrics also go to job_dir/metrics.jsonl, which tests and scripts can read."""
+
+    def __init__(self, experiment: Experiment, stage: str, job_dir: str):
+        Path(job_dir).mkdir(parents=True, exist_ok=True)
+        self.metrics = Path(job_dir) / "metrics.jsonl"
+        self.run = None
+        tracking = experiment.tracking
+        if tracking.backend != "wandb" or tracking.mode == "disabled":
+            return
+        os.environ.setdefault("WANDB_SILENT", "true")  # the progress bar and metrics.jsonl say enough
+        import wandb
+
+        id_file = Path(job_dir) / "wandb_run_id"
+        run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
+        id_file.write_text(run_id)
+        self.run = wandb.init(
+            project=tracking.project, entity=tracking.entity, group=tracking.group or experiment.name,
+            name=f"{experiment.name}-{stage}", tags=list(tracking.tags), mode=tracking.mode, id=run_id,
+            resume="allow", dir=job_dir, config=json.loads(getattr(experiment, stage).model_dump_json()),
+        )
+
+    def log(self, step: int, values: dict[str, float]) -> None:
+        with self.metrics.open("a") as sink:
+            sink.write(json.dumps({"step": step, **values}) + "\n")
+        if self.run is not None:
+            self.run.log(values, step=step)
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+
+
+class Progress:
+    """A progress bar with throughput (tokens/s), on stderr."""
+
+    def __init__(self, total: int, start: int, description: str):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=start, desc=description, file=sys.stderr, dynamic_ncols=True,
+                        mininterval=0.1 if sys.stderr.isatty() else 30,  # job logs get a line every 30 s
+                        disable=os.environ.get("YULAN_PROGRESS", "1") == "0")
+        self.started, self.tokens = time.monotonic(), 0
+
+    def step(self, tokens: int, **metrics: float) -> None:
+        self.tokens += tokens
+        rate = self.tokens / max(time.monotonic() - self.started, 1e-9)
+        self.bar.set_postfix({"tok/s": f"{rate:,.0f}", **{k: f"{v:.4g}" for k, v in metrics.items()}})
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
