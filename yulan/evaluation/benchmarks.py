@@ -1,7 +1,9 @@
 """The project's own task definitions (harness=native): data from local files, prompts, and how to score.
 
 Generation tasks (the model answers in a chat turn):
-  gsm8k / math: zero-shot chain of thought; the final answer is extracted and compared with the reference.
+  gsm8k: zero-shot chain of thought; the final answer is extracted and compared with the reference.
+  math: lm-eval's `minerva_math` zero-shot ("Problem:\n…\n\nSolution:", the completion cut at "Problem:"),
+    its `math_verify` metric computed by yulan.answers (math-verify for everything but plain numbers).
   mmlu_cot: lm-eval's `mmlu_flan_cot_zeroshot` prompt; the chosen letter is extracted.
   humaneval / mbpp: the function is completed; its code runs against the tests (pass@k).
 Multiple-choice tasks (log-likelihood of each choice after lm-eval's exact prompt, no chat template):
@@ -24,7 +26,7 @@ COT_INSTRUCTION = "Please reason step by step, and state your final answer as 'T
 # task -> (kind, metrics it reports)
 NATIVE_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
     "gsm8k": ("generate", ("exact_match",)),
-    "math": ("generate", ("exact_match",)),
+    "math": ("generate", ("math_verify",)),
     "mmlu_cot": ("generate", ("exact_match",)),
     "humaneval": ("generate", ("pass@k",)),
     "mbpp": ("generate", ("pass@k",)),
@@ -92,6 +94,8 @@ def data_records(benchmark: Benchmark) -> tuple[list[dict], list[dict]]:
     """(evaluated records, few-shot pool)."""
     if benchmark.task == "humaneval" and benchmark.data_path is None:
         return read_records(humaneval_path()), []
+    if benchmark.task == "math" and benchmark.data_path is None:
+        return math_test_split(), []
     if benchmark.data_path is None:
         raise ValueError(f"benchmark task '{benchmark.task}' needs data_path (a local JSONL file)")
     path = Path(benchmark.data_path)
@@ -99,6 +103,22 @@ def data_records(benchmark: Benchmark) -> tuple[list[dict], list[dict]]:
         dev = path / "dev.jsonl"
         return read_records(path / "test.jsonl"), read_records(dev) if dev.exists() else []
     return read_records(path), []
+
+
+MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
+                 "prealgebra", "precalculus")
+
+
+def math_test_split() -> list[dict]:
+    """minerva_math's data: EleutherAI/hendrycks_math, the test split of its seven subjects (hub or HF_HOME cache)."""
+    try:
+        import datasets
+
+        return [dict(record) for subject in MATH_SUBJECTS
+                for record in datasets.load_dataset("EleutherAI/hendrycks_math", subject, split="test")]
+    except Exception as error:  # offline without a cache, or without the datasets package
+        raise ValueError(f"the MATH test split could not be loaded ({type(error).__name__}: {str(error)[:200]}); set "
+                         "data_path to a local JSONL file with problem, solution (and type) per line") from None
 
 
 def load(benchmark: Benchmark) -> list[dict]:
@@ -114,7 +134,8 @@ def load(benchmark: Benchmark) -> list[dict]:
         if task == "gsm8k":
             items.append({"id": str(i), "question": f"{record['question']}\n{COT_INSTRUCTION}", "reference": record["answer"]})
         elif task == "math":
-            items.append({"id": str(i), "question": f"{record['problem']}\n{COT_INSTRUCTION}", "reference": record["solution"]})
+            items.append({"id": str(i), "question": f"Problem:\n{record['problem']}\n\nSolution:", "reference": record["solution"],
+                          **({"subject": record["type"]} if "type" in record else {})})
         elif task == "mmlu_cot":
             items.append({"id": str(i), "question": mmlu_cot_question(record), "reference": LETTERS[record["answer"]]})
         elif task in ("humaneval", "mbpp"):

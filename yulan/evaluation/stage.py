@@ -14,7 +14,7 @@ from pathlib import Path
 
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
-from yulan.evaluation import benchmarks, scoring, table
+from yulan.evaluation import benchmarks, sandbox, scoring, table
 
 PACKAGES = {"lm_eval": ("lm_eval", ".[native]"), "evalplus": ("evalplus", ".[native]"), "vllm": ("vllm", ".[cluster]")}
 
@@ -35,9 +35,23 @@ def missing(experiment: Experiment, here: bool = True) -> list[Problem]:
             if wanted not in reported:
                 problems.append(Problem(f"{field}.metric", f"native task '{benchmark.task}' reports {', '.join(reported)}",
                                         wanted, f"set {field}.metric={reported[0]}" + (" and pass_k" if reported == ("pass@k",) else "")))
+        if benchmark.harness == "native" and benchmark.task == "math" and benchmark.num_fewshot:
+            problems.append(Problem(f"{field}.num_fewshot", "the native MATH task is minerva_math's zero-shot setting",
+                                    benchmark.num_fewshot, f"set {field}.num_fewshot=0"))
         if benchmark.harness == "evalplus" and benchmark.task not in ("humaneval", "mbpp"):
             problems.append(Problem(f"{field}.task", "EvalPlus has humaneval and mbpp", benchmark.task, "set task=humaneval or task=mbpp"))
-    return problems + (unavailable(experiment) if here else [])
+    return problems + (unavailable(experiment) + unisolated(experiment) if here else [])
+
+
+def unisolated(experiment: Experiment) -> list[Problem]:
+    """Code rows on a machine where generated code cannot run isolated, without the explicit opt-in."""
+    config = experiment.eval
+    rows = [name for name in config.selected if config.benchmarks[name].pass_k is not None]
+    if not rows or config.allow_unisolated_code or sandbox.isolation_problem() is None:
+        return []
+    return [Problem(f"eval.benchmarks.{rows[0]}", f"generated code runs only isolated, and {sandbox.isolation_problem()}",
+                    rows[0], "install bubblewrap (apt-get install bubblewrap), deselect the code rows, or set "
+                    "eval.allow_unisolated_code=true on a machine you can lose")]
 
 
 def unavailable(experiment: Experiment) -> list[Problem]:
@@ -61,18 +75,20 @@ def generates(benchmark) -> bool:
     return benchmark.harness == "evalplus" or (benchmark.harness == "native" and benchmarks.kind(benchmark) == "generate")
 
 
-def score(benchmark, items: list[dict], samples: list[dict], timeout_s: float, memory_mb: int, directory: Path) -> dict:
-    if benchmark.harness == "evalplus":
-        from yulan.evaluation import harness
-
-        return harness.score_evalplus(benchmark, [item["problem"] for item in items], samples, directory)
-    if benchmark.task in ("humaneval", "mbpp"):
+def score(benchmark, items: list[dict], samples: list[dict], config, directory: Path) -> tuple[dict, list[dict]]:
+    """(metrics, one verdict per sample) of a generation row; code runs isolated (sandbox.isolation)."""
+    if benchmark.harness == "evalplus" or benchmark.task in ("humaneval", "mbpp"):
+        isolation = sandbox.isolation(config.allow_unisolated_code)
         problems = {item["id"]: item["problem"] for item in items}
+        if benchmark.harness == "evalplus":
+            from yulan.evaluation import harness
+
+            return harness.score_evalplus(benchmark, list(problems.values()), samples, directory, isolation)
         ks = tuple(sorted({1, benchmark.pass_k or 1}))
-        return scoring.score_code(problems, samples, ks, timeout_s, memory_mb)
+        return scoring.score_code(problems, samples, ks, config.sandbox_timeout_s, config.sandbox_memory_mb, isolation)
     if benchmark.task.startswith("mmlu"):  # native mmlu_cot, lm-eval's mmlu_flan_cot_zeroshot: a letter
         return scoring.score_letters(samples)
-    return scoring.score_answers(samples)
+    return scoring.score_answers(samples, benchmark.metric, until="Problem:" if benchmark.task == "math" else None)
 
 
 def items_of(benchmark) -> list[dict]:
@@ -160,10 +176,12 @@ def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict
         else:
             items = items_of(benchmark)
             texts = iter(checkpoint.complete([item["question"] for item in items], benchmark))
-            samples = [{"task_id": item["id"], "completion": next(texts), **({"reference": item["reference"]} if "reference" in item else {})}
+            samples = [{"task_id": item["id"], "completion": next(texts),
+                        **{key: item[key] for key in ("reference", "subject") if key in item}}
                        for item in items for _ in range(benchmark.num_samples)]
             write_jsonl(out_dir / f"{name}.samples.jsonl", samples)  # rescore with `yulan eval score`
-            results[name] = score(benchmark, items, samples, config.sandbox_timeout_s, config.sandbox_memory_mb, out_dir)
+            results[name], verdicts = score(benchmark, items, samples, config, out_dir)
+            write_jsonl(out_dir / f"{name}.verdicts.jsonl", verdicts)  # each sample's answer or outcome, and why
         print(f"[eval] {out_dir.name} {name}: {json.dumps(results[name])}", file=sys.stderr)
     return results
 

@@ -15,15 +15,29 @@ class RecordError(ValueError):
 
 def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
     """The records of a JSONL or Parquet file, one at a time."""
+    for _, record in numbered_records(path, batch_rows):
+        yield record
+
+
+def numbered_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[tuple[int, dict]]:
+    """(line or row number from 1, record) of a JSONL or Parquet file; a line that is not UTF-8 JSON holding one
+    object raises RecordError naming the file and line."""
     path = Path(path)
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
+        number = 0
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-            yield from batch.to_pylist()
+            for record in batch.to_pylist():
+                number += 1
+                yield number, record
         return
-    with path.open(encoding="utf-8") as source:
-        for number, line in enumerate(source, 1):
+    with path.open("rb") as source:
+        for number, raw in enumerate(source, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise RecordError(f"{path}:{number}: not valid UTF-8 (byte {error.start}); expected UTF-8 text") from None
             if not line.strip():
                 continue
             try:
@@ -32,7 +46,7 @@ def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
                 raise RecordError(f"{path}:{number}: not valid JSON ({error.msg}); expected one JSON object per line") from None
             if not isinstance(record, dict):
                 raise RecordError(f"{path}:{number}: a {type(record).__name__}, expected a JSON object per line")
-            yield record
+            yield number, record
 
 
 def read_jsonl(path: str | Path) -> list[dict]:
