@@ -129,7 +129,11 @@ def run_native(stage: str, model: Path, data: Path, work: Path, steps: int, batc
     os.environ["YULAN_PROGRESS"] = "0"
     status = (sft if stage == "sft" else dpo).train(experiment, str(work / stage))
     assert status == 0
-    return counters[0].result()
+    result = counters[0].result()  # its token count includes padding where rows are padded: count real tokens
+    metrics = [json.loads(line) for line in (work / stage / "metrics.jsonl").read_text().splitlines()]
+    result["tokens"] = sum(m[f"{stage}/tokens"] for m in metrics)
+    result["tokens_per_s"] = result["tokens"] / result["seconds"]
+    return result
 
 
 def run_trl(stage: str, model: Path, data: Path, work: Path, steps: int, batch: int, device: str) -> dict:

@@ -60,13 +60,29 @@ def test_packing_does_not_change_a_samples_loss(tiny_path, tokenizer, attention)
     b = batches.tokenize_chat(tokenizer, [{"role": "user", "content": "什么是黑洞？"},
                                           {"role": "assistant", "content": "黑洞是引力极强的天体。"}], 512)
     with torch.no_grad():
-        alone = [batches.token_logprobs(model, batches.flatten([s])).sum().item() for s in (a, b)]
-        flat = batches.flatten([a, b])
-        packed = [row.sum().item() for row in flat.per_sample(batches.token_logprobs(model, flat))]
+        alone = [batches.token_logprobs(model, batches.layout([[s]])).sum().item() for s in (a, b)]
+        packed_row = batches.layout([[a, b]], model)
+        packed = [row.sum().item() for row in packed_row.per_sample(batches.token_logprobs(model, packed_row))]
+        padded_rows = batches.layout([[b], [a]], model)  # one sample per row, the shorter one padded
+        padded = [row.sum().item() for row in padded_rows.per_sample(batches.token_logprobs(model, padded_rows))]
     assert len(batches.pack([a, b], 512)) == 1
-    assert flat.position_ids[0, len(a.input_ids)].item() == 0  # positions restart at the second sample
+    assert packed_row.position_ids[0, len(a.input_ids)].item() == 0  # positions restart at the second sample
     assert packed == pytest.approx(alone, abs=1e-4)
-    assert abs(alone[1] - batches.token_logprobs(model, batches.flatten([b]))[0].sum().item()) < 1e-6
+    assert padded == pytest.approx(alone[::-1], abs=1e-4)
+
+
+def test_flash_attention_gets_one_row_and_others_keep_their_rows(tiny_path, tokenizer):
+    model = models.load_causal_lm(tiny_path, torch.float32)
+    samples = [batches.Tokenized([1, 2, 3], [1, 2, 3]), batches.Tokenized([4, 5], [4, 5])]
+    assert batches.layout(batches.one_per_row(samples)).input_ids.shape == (2, 3)  # as given
+    ragged = [batches.Tokenized(list(range(900)), list(range(900))), batches.Tokenized([4] * 100, [4] * 100)]
+    assert batches.layout(batches.one_per_row(ragged), model).input_ids.shape == (1, 1000)  # padding would cost more
+    even = [batches.Tokenized(list(range(512)), list(range(512)))] * 8
+    assert batches.layout(batches.one_per_row(even), model).input_ids.shape == (8, 512)  # one row: 8x the attention
+    model.config._attn_implementation = "flash_attention_2"
+    flat = batches.layout(batches.one_per_row(samples), model)
+    assert flat.input_ids.tolist() == [[1, 2, 3, 4, 5]] and flat.position_ids.tolist() == [[0, 1, 2, 0, 1]]
+    assert flat.labels.tolist() == [[2, 3, -100, 5, -100]]
 
 
 def smoke(tmp_path, *overrides):

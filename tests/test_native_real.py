@@ -96,7 +96,7 @@ def test_bf16_on_cpu_computes_in_bf16_and_keeps_small_updates(tmp_path):
 
     model = models.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), torch.float32)
     trained = loop.Trained(model, 1e-3, "bf16", 1.0, "constant", 1, 0.0, 0.0)
-    flat = batches.flatten([batches.Tokenized([5, 6, 7, 8], [5, 6, 7, 8])])
+    flat = batches.layout([[batches.Tokenized([5, 6, 7, 8], [5, 6, 7, 8])]])
     with trained.autocast():
         hidden = batches.hidden_states(model, flat)
         logits = model.get_output_embeddings()(hidden)

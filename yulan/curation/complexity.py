@@ -23,7 +23,7 @@ from yulan.runtime.records import iter_records
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
     import torch
 
-    from yulan.runtime.batches import flatten, token_logprobs, tokenize_chat
+    from yulan.runtime.batches import layout, one_per_row, token_logprobs, tokenize_chat
     from yulan.runtime.models import device
 
     samples = [tokenize_chat(tokenizer, r["messages"], config.max_length) for r in records]
@@ -31,7 +31,7 @@ def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> l
     batch: list[int] = []
 
     def flush() -> None:
-        flat = flatten([samples[i] for i in batch]).to(device())
+        flat = layout(one_per_row([samples[i] for i in batch]), model).to(device())
         with torch.no_grad():
             per_sample = flat.per_sample(token_logprobs(model, flat))
         for logps, i in zip(per_sample, batch):
@@ -42,13 +42,11 @@ def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> l
             out[i] = config.length_weight * instruction_tokens + config.loss_weight * loss
         batch.clear()
 
-    tokens = 0
-    for i, sample in enumerate(samples):  # padding-free forward passes of up to batch_tokens tokens
-        if batch and tokens + len(sample.input_ids) > config.batch_tokens:
+    order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))  # similar lengths pad little
+    for i in order:
+        if batch and (len(batch) + 1) * len(samples[i].input_ids) > config.batch_tokens:
             flush()
-            tokens = 0
         batch.append(i)
-        tokens += len(sample.input_ids)
     if batch:
         flush()
     return out

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from yulan.runtime.batches import IGNORE, Tokenized, flatten, token_logprobs
+from yulan.runtime.batches import IGNORE, Tokenized, layout, one_per_row, token_logprobs
 from yulan.runtime.models import device
 
 
@@ -27,7 +27,7 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
 
 @torch.no_grad()
 def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], max_length: int, batch_size: int = 16) -> list[float]:
-    """Sum of log p(continuation | context) per request, `batch_size` requests per padding-free forward pass."""
+    """Sum of log p(continuation | context) per request, `batch_size` requests per forward pass."""
     model.eval()
     samples = []
     for context, continuation in requests:
@@ -37,7 +37,7 @@ def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], max_length
         samples.append(Tokenized(window, labels))
     out = []
     for start in range(0, len(samples), batch_size):
-        flat = flatten(samples[start:start + batch_size]).to(device())
+        flat = layout(one_per_row(samples[start:start + batch_size]), model).to(device())
         out += [row.sum().item() for row in flat.per_sample(token_logprobs(model, flat))]
     return out
 

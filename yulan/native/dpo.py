@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from schema.experiment import Experiment
 from yulan.native import loop
-from yulan.runtime.batches import Tokenized, flatten, token_logprobs, tokenize_chat
+from yulan.runtime.batches import Tokenized, layout, one_per_row, token_logprobs, tokenize_chat
 from yulan.runtime.models import device
 from yulan.runtime.token_cache import tokenized
 
@@ -18,8 +18,8 @@ def tokenize_pair(tokenizer, pair: dict, max_length: int) -> list[Tokenized]:
 
 
 def sequence_logps(model, samples: list[Tokenized]) -> torch.Tensor:
-    """Summed log-probability of each sample's loss tokens, the samples in one padding-free forward pass."""
-    flat = flatten(samples).to(device())
+    """Summed log-probability of each sample's loss tokens, the samples in one forward pass."""
+    flat = layout(one_per_row(samples), model).to(device())
     return torch.stack([row.sum() for row in flat.per_sample(token_logprobs(model, flat))])
 
 

@@ -3,7 +3,7 @@ score + rule penalties clipped to the range (the same YulanReward as the OpenRLH
 against the frozen reference whose adaptive controller reads the per-token mean KL and rests while the actor is
 frozen; GAE(γ, λ); clipped policy and value losses; the critic initialised from the reward model (or the policy);
 the actor frozen for the first rollouts while the critic learns. Every pass over a rollout's samples (scoring,
-reference, critic, training) runs `micro_*_batch_size` samples at a time, padding-free."""
+reference, critic, training) runs `micro_*_batch_size` samples at a time."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from yulan.curation.ppo_prompts import select
 from yulan.native import loop
 from yulan.reward import YulanReward
 from yulan.runtime import models
-from yulan.runtime.batches import IGNORE, Flat, Tokenized, flatten, hidden_states, prompt_ids, token_logprobs
+from yulan.runtime.batches import IGNORE, Flat, Tokenized, hidden_states, layout, one_per_row, prompt_ids, token_logprobs
 from yulan.runtime.checkpoints import Checkpoints, save_final, save_or_stop
 from yulan.runtime.generation import generate, stopped
 from yulan.runtime.lifecycle import REQUEUE_STATUS
@@ -65,14 +65,13 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 def critic_values(critic, flat: Flat) -> torch.Tensor:
-    """Per-token values (1, tokens) from a sequence-classification model: its scalar head at every position."""
+    """Per-token values (rows, width) from a sequence-classification model: its scalar head at every position."""
     return critic.score(hidden_states(critic, flat)).squeeze(-1).float()
 
 
 def response_part(flat: Flat, per_token: torch.Tensor) -> list[torch.Tensor]:
     """Each sample's values at the positions that predict its response tokens (the ones with labels)."""
-    mask = flat.loss_mask[0]
-    return [values[keep] for values, keep in zip(per_token[0].split(flat.lengths), mask.split(flat.lengths))]
+    return [values[keep] for values, keep in zip(flat.per_sample(per_token), flat.per_sample(flat.loss_mask))]
 
 
 def padded(pieces: list[torch.Tensor], width: int) -> torch.Tensor:
@@ -97,7 +96,7 @@ def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro:
     mask = (torch.arange(int(lengths.max()), device=lengths.device)[None] < lengths[:, None]).float()
     old, ref, values = (torch.zeros_like(mask) for _ in range(3))
     for start in range(0, len(sequences), micro):
-        flat = flatten(sequences[start:start + micro]).to(models.device())
+        flat = layout(one_per_row(sequences[start:start + micro]), actor).to(models.device())
         rows = mask[start:start + micro].bool()
         with autocast():
             for out, per_token in ((old, token_logprobs(actor, flat)), (ref, token_logprobs(reference, flat)),
@@ -230,7 +229,7 @@ def update(config, rollout: Rollout, actor, critic, trained: dict, actor_trains:
             indices = order[start:start + config.train_batch_size]
             for micro_start in range(0, len(indices), config.micro_train_batch_size):
                 rows = indices[micro_start:micro_start + config.micro_train_batch_size]
-                flat = flatten([rollout.sequences[i] for i in rows]).to(models.device())
+                flat = layout(one_per_row([rollout.sequences[i] for i in rows]), actor).to(models.device())
                 mask, share = rollout.mask[rows], len(rows) / len(indices)
                 with trained["critic"].autocast():
                     values = padded(response_part(flat, critic_values(critic, flat)), width)

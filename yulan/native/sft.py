@@ -4,24 +4,23 @@ from __future__ import annotations
 
 from schema.experiment import Experiment
 from yulan.native import loop
-from yulan.runtime.batches import Tokenized, flatten, pack, token_logprobs, tokenize_chat
+from yulan.runtime.batches import Tokenized, layout, pack, token_logprobs, tokenize_chat
 from yulan.runtime.models import device
 from yulan.runtime.token_cache import tokenized
 
 
-def micro_batches(samples: list[Tokenized], config) -> list[list[Tokenized]]:
-    """The samples of each forward pass: `micro_batch_size` packed rows (or samples, without packing), laid end to
-    end in one row by `flatten`."""
+def micro_batches(samples: list[Tokenized], config) -> list[list[list[Tokenized]]]:
+    """The rows of each forward pass: `micro_batch_size` packed rows (or samples, without packing)."""
     rows = pack(samples, config.max_length) if config.packing else [[s] for s in samples]
-    return [[s for row in rows[i:i + config.micro_batch_size] for s in row] for i in range(0, len(rows), config.micro_batch_size)]
+    return [rows[i:i + config.micro_batch_size] for i in range(0, len(rows), config.micro_batch_size)]
 
 
-def step_loss(model, micro: list[list[Tokenized]], trained) -> tuple[float, int]:
+def step_loss(model, micro: list[list[list[Tokenized]]], trained) -> tuple[float, int]:
     """One optimizer step's gradients: the mean NLL over every loss token of the step (not a mean of means)."""
-    loss_tokens = sum(s.loss_tokens for samples in micro for s in samples)
+    loss_tokens = sum(s.loss_tokens for rows in micro for row in rows for s in row)
     total = 0.0
-    for samples in micro:
-        flat = flatten(samples).to(device())
+    for rows in micro:
+        flat = layout(rows, model).to(device())
         with trained.autocast():
             loss = -token_logprobs(model, flat).sum() / max(loss_tokens, 1)
         trained.backward(loss)

@@ -1,7 +1,7 @@
-"""Chat tokenisation and batches without padding: the samples of a micro-batch are laid end to end in one row
-with positions restarting at each sample. That is how transformers recognises packed sequences: flash-attention 2
-takes its varlen path, and sdpa and eager get a block-causal mask built from the positions, so no sample attends
-to another and a packed sample's loss equals its loss alone. Log-probabilities are computed a chunk of tokens at a
+"""Chat tokenisation and batches without a mask of our own: samples are laid end to end in rows with positions
+restarting at each sample. That is how transformers recognises packed sequences: flash-attention 2 takes its
+varlen path (one row, no padding), and sdpa and eager get a block-causal mask built from the positions, so no
+sample attends to another and a packed sample's loss equals its loss alone. Log-probabilities are computed a chunk of tokens at a
 time, so memory follows the chunk, not tokens x vocabulary."""
 
 from __future__ import annotations
@@ -71,56 +71,86 @@ def pack(samples: list[Tokenized], max_length: int) -> list[list[Tokenized]]:
 
 @dataclass
 class Flat:
-    """A micro-batch as one row: `input_ids`, `position_ids` and `labels` of shape (1, tokens), where labels[t] is
-    the token that position t predicts within its own sample (IGNORE at each sample's last token)."""
+    """A micro-batch without attention across samples: `input_ids`, `position_ids` and `labels` of shape (rows,
+    width), each row holding samples end to end with positions restarting at each (padding, if any, is one more
+    segment with its own positions and no labels). labels[t] is the token position t predicts within its own
+    sample. `rows`: the sample lengths of each row."""
 
     input_ids: torch.Tensor
     position_ids: torch.Tensor
     labels: torch.Tensor
-    lengths: list[int]
+    rows: list[list[int]]
 
     def to(self, device) -> Flat:
-        return Flat(self.input_ids.to(device), self.position_ids.to(device), self.labels.to(device), self.lengths)
+        return Flat(self.input_ids.to(device), self.position_ids.to(device), self.labels.to(device), self.rows)
 
     @property
     def loss_mask(self) -> torch.Tensor:
         return self.labels != IGNORE
 
     def per_sample(self, values: torch.Tensor) -> list[torch.Tensor]:
-        """(1, tokens) -> each sample's slice."""
-        return list(values[0].split(self.lengths))
+        """(rows, width) -> each sample's slice, in the order the samples were given."""
+        return [piece for row, lengths in zip(values, self.rows) for piece in row[:sum(lengths)].split(lengths)]
 
 
-def flatten(samples: Sequence[Tokenized]) -> Flat:
+def one_per_row(samples: Sequence[Tokenized]) -> list[list[Tokenized]]:
+    return [[sample] for sample in samples]
+
+
+def layout(rows: Sequence[Sequence[Tokenized]], model=None) -> Flat:
+    """Rows of samples, padded to the widest; or all of them in one row when that costs less. On flash-attention
+    one row always does: its varlen path takes packed sequences only at batch size 1 and computes neither padding
+    nor attention across samples. sdpa and eager compute attention over a whole row (masked by the block-causal
+    mask transformers builds from the positions): one row of T tokens costs ~T² there, rows of width W cost padding
+    instead, so the cheaper of the two is taken (a token's dense layers cost about 6 x hidden of attention width)."""
+    merged = [[sample for row in rows for sample in row]]
+    if model is not None and len(rows) > 1:
+        if str(getattr(model.config, "_attn_implementation", "")).startswith("flash"):
+            rows = merged
+        else:
+            per_token = 6 * model.config.hidden_size
+            total = sum(len(s.input_ids) for s in merged[0])
+            width = max(sum(len(s.input_ids) for s in row) for row in rows)
+            if total * per_token + total ** 2 < len(rows) * (width * per_token + width ** 2):
+                rows = merged
+    width = max(sum(len(s.input_ids) for s in row) for row in rows)
     ids, labels, positions = [], [], []
-    for sample in samples:
-        ids += sample.input_ids
-        labels += sample.labels[1:] + [IGNORE]
-        positions += range(len(sample.input_ids))
-    return Flat(torch.tensor([ids]), torch.tensor([positions]), torch.tensor([labels]), [len(s.input_ids) for s in samples])
+    for row in rows:
+        row_ids, row_labels, row_positions = [], [], []
+        for sample in row:
+            row_ids += sample.input_ids
+            row_labels += sample.labels[1:] + [IGNORE]
+            row_positions += range(len(sample.input_ids))
+        padding = width - len(row_ids)
+        ids.append(row_ids + [0] * padding)
+        labels.append(row_labels + [IGNORE] * padding)
+        positions.append(row_positions + list(range(padding)))
+    return Flat(torch.tensor(ids), torch.tensor(positions), torch.tensor(labels),
+                [[len(s.input_ids) for s in row] for row in rows])
 
 
 def hidden_states(model, flat: Flat) -> torch.Tensor:
-    """The last hidden states (1, tokens, hidden) of a causal LM or a scorer's backbone."""
+    """The last hidden states (rows, width, hidden) of a causal LM or a scorer's backbone."""
     return model.base_model(input_ids=flat.input_ids, position_ids=flat.position_ids, use_cache=False).last_hidden_state
 
 
 def token_logprobs(model, flat: Flat) -> torch.Tensor:
-    """log p(label_t | tokens <= t of its sample) at every position (0 where there is no label), (1, tokens) fp32.
+    """log p(label_t | tokens <= t of its sample) at every position (0 where there is no label), (rows, width) fp32.
     The vocabulary projection and log-softmax run a chunk of tokens at a time; with gradients and several chunks,
     each chunk is recomputed in the backward pass instead of keeping its logits."""
-    hidden = hidden_states(model, flat)[0]
+    states = hidden_states(model, flat)
+    hidden = states.reshape(-1, states.shape[-1])
     head = model.get_output_embeddings()
     config = model.config
     chunk = max(1, LOGIT_ELEMENTS_PER_CHUNK // head.weight.shape[0])
-    labels = flat.labels[0]
+    labels = flat.labels.reshape(-1)
     recompute = torch.is_grad_enabled() and hidden.shape[0] > chunk  # one chunk: keeping its logits costs no more
     pieces = []
     for start in range(0, hidden.shape[0], chunk):
         args = (head, hidden[start:start + chunk], labels[start:start + chunk],
                 getattr(config, "logit_scale", None), getattr(config, "final_logit_softcapping", None))
         pieces.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if recompute else _chunk_logprobs(*args))
-    return torch.cat(pieces)[None]
+    return torch.cat(pieces).reshape(flat.labels.shape)
 
 
 def _chunk_logprobs(head, hidden, labels, scale, softcap) -> torch.Tensor:
