@@ -12,7 +12,6 @@ import sys
 import time
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
 from schema.experiment import Experiment, stage_output
 from schema.ppo import KLController
@@ -69,14 +68,10 @@ def critic_values(critic, flat: Flat) -> torch.Tensor:
     return critic.score(hidden_states(critic, flat)).squeeze(-1).float()
 
 
-def response_part(flat: Flat, per_token: torch.Tensor) -> list[torch.Tensor]:
-    """Each sample's values at the positions that predict its response tokens (the ones with labels)."""
-    return [values[keep] for values, keep in zip(flat.per_sample(per_token), flat.per_sample(flat.loss_mask))]
-
-
-def padded(pieces: list[torch.Tensor], width: int) -> torch.Tensor:
-    rows = pad_sequence(pieces, batch_first=True)
-    return torch.nn.functional.pad(rows, (0, width - rows.shape[1]))
+def response_rows(flat: Flat, per_token: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Per-token values at the positions that predict response tokens (the labelled ones), as rows shaped like
+    `mask` (one sample per row, 1 on its response tokens)."""
+    return torch.zeros_like(mask).masked_scatter(mask.bool(), per_token[flat.loss_mask])
 
 
 class Rollout:
@@ -97,11 +92,11 @@ def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro:
     old, ref, values = (torch.zeros_like(mask) for _ in range(3))
     for start in range(0, len(sequences), micro):
         flat = layout(one_per_row(sequences[start:start + micro]), actor).to(models.device())
-        rows = mask[start:start + micro].bool()
+        rows = mask[start:start + micro]
         with autocast():
-            for out, per_token in ((old, token_logprobs(actor, flat)), (ref, token_logprobs(reference, flat)),
-                                   (values, critic_values(critic, flat))):
-                out[start:start + micro][rows] = per_token[flat.loss_mask]
+            old[start:start + micro] = response_rows(flat, token_logprobs(actor, flat), rows)
+            ref[start:start + micro] = response_rows(flat, token_logprobs(reference, flat), rows)
+            values[start:start + micro] = response_rows(flat, critic_values(critic, flat), rows)
     return old, ref, values, mask
 
 
@@ -217,7 +212,7 @@ def update(config, rollout: Rollout, actor, critic, trained: dict, actor_trains:
     mean = masked_mean(advantages, rollout.mask)
     std = masked_mean((advantages - mean) ** 2, rollout.mask).sqrt()
     advantages = (advantages - mean) / (std + 1e-8) * rollout.mask  # whitened over the rollout, as OpenRLHF does
-    count, width = rollout.mask.shape
+    count = rollout.mask.shape[0]
     sums = {"ppo/policy_loss": 0.0, "ppo/value_loss": 0.0, "ppo/clip_fraction": 0.0}
     steps = 0
     updated = {"critic": critic} | ({"actor": actor} if actor_trains else {})
@@ -232,7 +227,7 @@ def update(config, rollout: Rollout, actor, critic, trained: dict, actor_trains:
                 flat = layout(one_per_row([rollout.sequences[i] for i in rows]), actor).to(models.device())
                 mask, share = rollout.mask[rows], len(rows) / len(indices)
                 with trained["critic"].autocast():
-                    values = padded(response_part(flat, critic_values(critic, flat)), width)
+                    values = response_rows(flat, critic_values(critic, flat), mask)
                 old_values = rollout.values[rows]
                 clipped = old_values + (values - old_values).clamp(-config.value_clip, config.value_clip)
                 value_loss = 0.5 * masked_mean(torch.max((values - returns[rows]) ** 2, (clipped - returns[rows]) ** 2), mask)
@@ -240,7 +235,7 @@ def update(config, rollout: Rollout, actor, critic, trained: dict, actor_trains:
                 sums["ppo/value_loss"] += value_loss.item() * share
                 if actor_trains:
                     with trained["actor"].autocast():
-                        logps = padded(response_part(flat, token_logprobs(actor, flat)), width)
+                        logps = response_rows(flat, token_logprobs(actor, flat), mask)
                     ratio = (logps - rollout.old_logps[rows]).exp()
                     adv = advantages[rows]
                     surrogate = torch.min(ratio * adv, ratio.clamp(1 - config.policy_clip, 1 + config.policy_clip) * adv)
