@@ -101,3 +101,28 @@ def check_shares(shares: dict[str, Share], tolerance: float, where: str) -> None
 # A stage reference names the stage whose output a stage reads ("sft"), "base" for the `model` group's
 # weights, or anything else: a path or hub id, used as it is.
 StageRef = str
+
+
+# What a complete response's last line looks like: one rule for curation's truncation filter and PPO's penalty.
+SENTENCE_END_MARKS = ".!?。！？…\"'”’`$|>"
+SENTENCE_END_MARKS_DESCRIPTION = (
+    "Characters a complete last line may end with; a closing bracket or bold counts when it closes what the line "
+    "opened, a code fence when it closes the last block."
+)
+CONTINUATION_WORDS = (
+    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "and", "or", "but", "nor",
+    "so", "because", "if", "than", "that", "which", "who", "whose", "is", "are", "was", "were", "be", "been", "has",
+    "have", "had", "can", "could", "will", "would", "should", "must", "may", "might", "do", "does", "not", "very",
+    "such", "as", "its", "their", "our", "your", "my", "his", "her", "this", "these",
+    "的", "地", "得", "和", "与", "及", "以及", "或", "或者", "并", "并且", "而", "而且", "但", "但是", "因为", "所以",
+    "如果", "虽然", "在", "从", "对", "把", "被", "将", "向", "是", "不断", "一个", "一些",
+)
+CONTINUATION_WORDS_DESCRIPTION = (
+    "A last line ending in one of these words (or in a comma, a dash, an opening bracket) stops mid-sentence; a line "
+    "ending in a content word is complete without an end mark (math results, list items, poems, Chinese without 。)."
+)
+UNFINISHED_MIN_WORDS = 12
+UNFINISHED_MIN_WORDS_DESCRIPTION = (
+    "An English last line of at least this many words that ends in a lowercase word without an end mark was cut "
+    "off (shorter lines, math results and Chinese lines are judged by their last word alone)."
+)

@@ -22,6 +22,7 @@ from schema.errors import ConfigError, Problem, from_validation_error, is_model,
 from schema.experiment import Experiment, stage_output
 from schema.fields import default_tree
 from schema.infra import SECRET_NAME
+from schema.ppo import CRITIC_SETTINGS
 
 EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
 GROUPS = ("model", "reward_model", "cluster", "launcher", "experiment")
@@ -382,10 +383,37 @@ def default_at(path: str) -> Any:
 
 def validate(composed: Composed) -> Experiment:
     try:
-        return Experiment.model_validate(composed.config)
+        experiment = Experiment.model_validate(composed.config)
     except ValidationError as error:
         problems = from_validation_error(Experiment, error, composed.source_of, default_at)
         raise ConfigError(f"invalid experiment '{composed.choices['experiment']}'", problems) from None
+    problems = _critic_overrides(experiment, composed)
+    if problems:
+        raise ConfigError(f"invalid experiment '{composed.choices['experiment']}'", problems)
+    return experiment
+
+
+def _critic_overrides(experiment: Experiment, composed: Composed) -> list[Problem]:
+    """A critic setting asked for on the command line together with an estimator that has no critic. Critic
+    settings from experiment files stay (they describe the critic for GAE) and are inert, so one experiment can be
+    swept over estimators."""
+    ppo = experiment.ppo
+    if "ppo" not in experiment.stages or ppo.uses_critic:
+        return []
+    return [
+        Problem(key, f"applies only to an estimator with a critic (gae), and ppo.estimator={ppo.estimator} has none",
+                _value_at(composed.config, key),
+                "drop the override, or set ppo.estimator=gae", source)
+        for key, source in composed.sources.items()
+        if source.startswith("override") and any(key == name or key.startswith(name + ".") for name in CRITIC_SETTINGS)
+    ]
+
+
+def _value_at(config: dict[str, Any], path: str) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        node = node.get(part) if isinstance(node, dict) else None
+    return node
 
 
 def load(overrides: list[str]) -> Experiment:

@@ -6,7 +6,18 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import Resources, Share, check_shares, cpu_job
+from schema.common import (
+    CONTINUATION_WORDS,
+    CONTINUATION_WORDS_DESCRIPTION,
+    SENTENCE_END_MARKS,
+    SENTENCE_END_MARKS_DESCRIPTION,
+    UNFINISHED_MIN_WORDS,
+    UNFINISHED_MIN_WORDS_DESCRIPTION,
+    Resources,
+    Share,
+    check_shares,
+    cpu_job,
+)
 from schema.fields import Section, chosen, report, rule_error
 
 SynthesisJob = Literal["math", "science", "chinese_commonsense"]
@@ -212,10 +223,9 @@ class HeuristicsConfig(Section):
     min_response_chars: int = chosen(1, ge=0, description="Shortest response kept (short answers are fine).", unit="characters")
     max_response_chars: int = chosen(100_000, ge=1, description="Longest response kept.", unit="characters")
     max_instruction_chars: int = chosen(50_000, ge=1, description="Longest instruction kept.", unit="characters")
-    sentence_end_marks: str = chosen(
-        ".!?。！？…\"'”’)]}`*$|>", description="A response ending otherwise, with a long last line, was truncated."
-    )
-    truncated_min_words: int = chosen(6, ge=1, description="Last-line length (words; 2 CJK characters = 1) from which a missing end mark means truncation.")
+    sentence_end_marks: str = chosen(SENTENCE_END_MARKS, description=SENTENCE_END_MARKS_DESCRIPTION)
+    continuation_words: tuple[str, ...] = chosen(CONTINUATION_WORDS, description=CONTINUATION_WORDS_DESCRIPTION)
+    unfinished_min_words: int = chosen(UNFINISHED_MIN_WORDS, ge=1, description=UNFINISHED_MIN_WORDS_DESCRIPTION)
     ai_identity_patterns: tuple[str, ...] = chosen(
         ("As an AI language model", "I am ChatGPT", "developed by OpenAI", "作为一个人工智能语言模型", "我是ChatGPT"),
         description="Boilerplate that would teach the model a wrong identity.",

@@ -98,8 +98,8 @@ class Experiment(Section):
                 "total_optimizer_steps": total_steps(samples, config) if samples or config.max_steps else None,
             }
         out["ppo"] = {
-            "first_actor_update_at_rollout": self.ppo.actor.frozen_steps + 1,
-            "total_actor_optimizer_steps": max(self.ppo.total_rollouts - self.ppo.actor.frozen_steps, 0)
+            "first_actor_update_at_rollout": self.ppo.frozen_rollouts + 1,
+            "total_actor_optimizer_steps": max(self.ppo.total_rollouts - self.ppo.frozen_rollouts, 0)
             * self.ppo.optimizer_steps_per_rollout,
         }
         return out
@@ -152,7 +152,7 @@ class Experiment(Section):
         if "ppo" not in self.stages or self.reward_model.tokenizer == self.model.tokenizer:
             return self
         mismatch = f"the reward model's tokenizer ({self.reward_model.tokenizer}) differs from the policy's ({self.model.tokenizer})"
-        if self.ppo.critic.init_from == "reward_model":
+        if self.ppo.uses_critic and self.ppo.critic.init_from == "reward_model":
             raise rule_error(
                 "ppo.critic.init_from", "reward_model",
                 f"{mismatch}; OpenRLHF feeds the actor's token ids to the critic, so a critic built from the reward "

@@ -8,6 +8,12 @@ from pydantic import computed_field, model_validator
 
 from schema.common import (
     ATTENTION_DESCRIPTION,
+    CONTINUATION_WORDS,
+    CONTINUATION_WORDS_DESCRIPTION,
+    SENTENCE_END_MARKS,
+    SENTENCE_END_MARKS_DESCRIPTION,
+    UNFINISHED_MIN_WORDS,
+    UNFINISHED_MIN_WORDS_DESCRIPTION,
     MAX_STEPS_DESCRIPTION,
     PARAM_DTYPE_DESCRIPTION,
     Attention,
@@ -21,6 +27,13 @@ from schema.common import (
 from schema.fields import Section, chosen, report, rule_error
 
 PPO_TABLE = "§5 PPO hyperparameter table"
+
+# OpenRLHF 0.11.2's --algo.advantage.estimator menu; the native engine implements the same (yulan/native/estimators.py).
+Estimator = Literal["gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo", "flash_reinforce"]
+CRITIC_ESTIMATORS = ("gae",)
+GROUP_ESTIMATORS = ("rloo", "reinforce_baseline", "group_norm", "dr_grpo")
+# Settings that describe the critic: they apply only to an estimator that has one.
+CRITIC_SETTINGS = ("ppo.critic", "ppo.actor.frozen_steps", "ppo.placement.critic_gpus", "ppo.value_clip", "ppo.gae_lambda")
 
 
 class PromptSet(Section):
@@ -42,7 +55,7 @@ class ActorConfig(Section):
         ge=0,
         unit="rollout iterations",
         where=f"{PPO_TABLE}: 'Freezing Actor Steps 15'",
-        description="The first N rollout iterations update only the critic.",
+        description="The first N rollout iterations update only the critic (GAE only: without a critic nothing would learn).",
     )
 
 
@@ -60,23 +73,27 @@ class KLController(Section):
     init_coef: float = report(0.01, ge=0.0, where=PPO_TABLE, description="Initial KL coefficient (beta).")
     target: float = report(0.06, gt=0.0, where=PPO_TABLE, description="KL divergence target.")
     horizon: int = chosen(10_000, ge=1, unit="samples", description="Adaptive controller horizon (OpenRLHF's default).")
+    use_loss: bool = chosen(
+        False, description="KL as a loss term of the actor (GRPO's way) instead of a per-token penalty in the reward (the report's PPO)."
+    )
+    estimator: Literal["k1", "k2", "k3"] = chosen(
+        "k1", description="Per-token KL estimate (Schulman): k1 = log π/π_ref, k2 = (log π/π_ref)²/2, k3 = π_ref/π − 1 − log π_ref/π."
+    )
 
 
 class Penalties(Section):
-    """Rule-based penalties for reward hacking, added to the reward-model score (report §5)."""
+    """Rule-based penalties for reward hacking, added to the clipped reward-model score (report §5)."""
 
     incomplete: float = report(
         -5.0,
         le=0.0,
         where="§5 rule-based penalties: incomplete sentences / truncated responses",
-        description="Added when the response stops mid-sentence or was truncated (size not in the report; 0 disables).",
+        description="Added once when the response was truncated (no end-of-turn token within the generation limit) or "
+        "ends mid-sentence (size not in the report; 0 disables).",
     )
-    sentence_end_marks: str = chosen(
-        ".!?。！？…\"'”’)]}`*$|>", description="Characters a complete response may end with (code fences must be closed)."
-    )
-    incomplete_min_words: int = chosen(
-        6, ge=1, description="A last line without an end mark counts as cut off only from this many words (short answers are fine; 2 CJK characters = 1 word)."
-    )
+    sentence_end_marks: str = chosen(SENTENCE_END_MARKS, description=SENTENCE_END_MARKS_DESCRIPTION)
+    continuation_words: tuple[str, ...] = chosen(CONTINUATION_WORDS, description=CONTINUATION_WORDS_DESCRIPTION)
+    unfinished_min_words: int = chosen(UNFINISHED_MIN_WORDS, ge=1, description=UNFINISHED_MIN_WORDS_DESCRIPTION)
     mixed_language: float = report(
         -5.0,
         le=0.0,
@@ -109,10 +126,60 @@ class Penalties(Section):
         ),
         description="Phrases that score highly for any query.",
     )
-    generic_max_sentences: int = chosen(1, ge=1, description="A reply this short that contains a generic phrase is penalised.")
+    generic_max_sentences: int = chosen(
+        2, ge=1, description="A reply of at most this many sentences that contains a generic phrase is penalised."
+    )
+
+
+class ComponentWeights(Section):
+    reward_model: float = chosen(1.0, ge=0.0, description="Weight of the clipped reward-model score.")
+    verifier: float = chosen(10.0, ge=0.0, description="Reward for a verified answer (an unverified one gets 0).")
+
+
+class Verifier(Section):
+    """Verifiable rewards: prompts whose record carries a checkable reference get a checker's verdict as a reward
+    component; prompts without one keep the reward model alone."""
+
+    enabled: bool = chosen(False, description="Mix the checker's verdict into the reward (the report's PPO uses the reward model alone).")
+    weights: dict[Literal["math", "code"], ComponentWeights] = chosen(
+        default_factory=lambda: {"math": ComponentWeights(), "code": ComponentWeights()},
+        description="Per prompt kind: math (a reference `answer`, compared by the shared answer matcher) and code "
+        "(`tests`, run after the response's code in the evaluation sandbox).",
+    )
+    code_timeout_s: float = chosen(10.0, gt=0.0, unit="seconds", description="Time limit of one code check.")
+    code_memory_mb: int = chosen(1024, ge=64, unit="MiB", description="Address-space limit of one code check.")
+    allow_unisolated_code: bool = chosen(
+        False, description="Run code checks in a plain subprocess where bubblewrap cannot start (a machine you can lose)."
+    )
+
+
+class DynamicFiltering(Section):
+    enabled: bool = chosen(
+        False, description="Drop prompts whose samples all succeed or all fail (DAPO's dynamic sampling); OpenRLHF draws "
+        "replacement prompts, the native engine trains on the prompts kept.",
+    )
+    range: tuple[float, float] = chosen(
+        (0.0, 1.0), description="A prompt is kept when its samples' mean verifier score lies strictly inside (low, high)."
+    )
+
+    @property
+    def neutral_score(self) -> float:
+        """The score given to a sample without a checker: the range's middle, so such prompts are always kept."""
+        return sum(self.range) / 2
+
+    @model_validator(mode="after")
+    def _range(self) -> DynamicFiltering:
+        if self.range[0] >= self.range[1]:
+            raise rule_error("range", list(self.range), "low must be below high", "write it as [low, high], e.g. [0, 1]")
+        return self
 
 
 class RewardConfig(Section):
+    """A sample's reward, in this order (both engines): the reward-model score clipped to `clip_range`, times its
+    weight; plus the verifier's reward where the prompt has a checker; plus the rule penalties; floored at the clip's
+    low end. Then OpenRLHF's length rules (`overlong_*`, `stop_properly_penalty_coef`) apply, the estimator's
+    baseline, the clip range once more, and the per-token KL penalty."""
+
     mode: Literal["remote_function", "local_model"] = chosen(
         "remote_function",
         description="remote_function re-renders each sample in the reward model's own chat template (needed when tokenizers differ).",
@@ -124,10 +191,12 @@ class RewardConfig(Section):
         description="The server truncates at this many reward-model tokens (serve_rm's default, 2048, cuts PPO samples).",
     )
     server_start_timeout_s: float = chosen(1800.0, gt=0.0, description="How long the job waits for the server to load.", unit="seconds")
-    rm_prompt_format: str = chosen(
-        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|>"
-        "<|start_header_id|>assistant<|end_header_id|>\n\n{response}<|eot_id|>",
-        description="The reward model's own chat format (Llama-3.1's for Skywork); the server applies none.",
+    rm_chat_begin: str = chosen(
+        "<|begin_of_text|>", description="Start of a conversation in the reward model's own chat format (Llama-3.1's for Skywork)."
+    )
+    rm_chat_turn: str = chosen(
+        "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>",
+        description="One turn (system, user or assistant) in the reward model's chat format; the server applies none.",
     )
     actor_stop_strings: tuple[str, ...] = chosen(
         ("<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"),
@@ -135,6 +204,18 @@ class RewardConfig(Section):
     )
     clip_range: tuple[float, float] = report((-20.0, 10.0), where=f"{PPO_TABLE}: 'Reward Clip Range (-20, 10)'", description="Rewards are clipped to [low, high].")
     penalties: Penalties = report(default_factory=Penalties, where="§5", description="Rule-based penalties.")
+    verifier: Verifier = chosen(default_factory=Verifier, description="Verifiable rewards from answer and test checkers.")
+    overlong_buffer_len: int | None = chosen(
+        None, ge=1, unit="tokens",
+        description="DAPO's overlong penalty: a response longer than generate_max_length − this loses up to "
+        "overlong_penalty_factor, linearly (None = off).",
+    )
+    overlong_penalty_factor: float = chosen(1.0, ge=0.0, description="The overlong penalty at the generation limit.")
+    stop_properly_penalty_coef: float | None = chosen(
+        None, le=1.0,
+        description="ProRL's rule for truncated samples: in [0, 1] their reward is scaled by it, below 0 it replaces "
+        "their reward (None = off; the `incomplete` penalty already covers truncation).",
+    )
     timeout_s: float = chosen(60.0, gt=0.0, description="Per-request timeout to the reward server.", unit="seconds")
     max_retries: int = chosen(3, ge=0, description="Retries before the fallback reward is used.")
     fallback_reward: float = chosen(0.0, description="Reward for a sample the server could not score (counted in the logs).")
@@ -144,6 +225,10 @@ class RewardConfig(Section):
         low, high = self.clip_range
         if low >= high:
             raise rule_error("clip_range", list(self.clip_range), "low must be below high", "write it as [low, high], e.g. [-20, 10]")
+        for name in ("{role}", "{content}"):
+            if name not in self.rm_chat_turn:
+                raise rule_error("rm_chat_turn", self.rm_chat_turn, f"must contain {name}",
+                                 "write one turn of the reward model's chat format with {role} and {content}")
         if not low <= self.fallback_reward <= high:
             raise rule_error(
                 "fallback_reward", self.fallback_reward, f"must lie inside clip_range [{low}, {high}]", "choose a value inside the clip range"
@@ -167,10 +252,11 @@ class Placement(Section):
     def vllm_gpus(self) -> int:
         return self.vllm_engines * self.vllm_tensor_parallel
 
-    def gpus_needed(self) -> int:
+    def gpus_needed(self, critic: bool = True) -> int:
+        critic_gpus = self.critic_gpus if critic else 0
         if self.colocate_all:
-            return max(self.actor_gpus, self.critic_gpus, self.ref_gpus, self.vllm_gpus) + self.reward_gpus
-        return self.actor_gpus + self.critic_gpus + self.ref_gpus + self.vllm_gpus + self.reward_gpus
+            return max(self.actor_gpus, critic_gpus, self.ref_gpus, self.vllm_gpus) + self.reward_gpus
+        return self.actor_gpus + critic_gpus + self.ref_gpus + self.vllm_gpus + self.reward_gpus
 
     @model_validator(mode="after")
     def _colocation(self) -> Placement:
@@ -205,6 +291,15 @@ class PPOConfig(Section):
     samples_per_prompt: int = report(4, ge=1, where=PPO_TABLE, description="Responses generated per prompt.")
     prompt_max_length: int = report(2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest prompt (longer ones are left-truncated).")
     generate_max_length: int = report(2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest response.")
+    estimator: Estimator = report(
+        "gae", where=f"{PPO_TABLE}: GAE λ and γ",
+        description="Advantage estimator: gae (with a critic, the report's), reinforce (REINFORCE++), "
+        "reinforce_baseline, rloo, group_norm (GRPO), dr_grpo, flash_reinforce; all but gae train no critic.",
+    )
+    policy_loss_aggregation: Literal["token-mean", "seq-mean-token-mean"] = chosen(
+        "token-mean", description="Policy loss over a batch: the mean over all its response tokens, or the mean over "
+        "samples of each sample's token mean (every sample weighs the same).",
+    )
     kl: KLController = report(default_factory=KLController, where="§5", description="KL penalty against the reference.")
     gae_lambda: float = report(0.95, ge=0.0, le=1.0, where=PPO_TABLE, description="General Advantage Estimation λ.")
     gamma: float = report(1.0, ge=0.0, le=1.0, where=PPO_TABLE, description="Discount factor γ.")
@@ -220,7 +315,11 @@ class PPOConfig(Section):
     ppo_epochs: int = chosen(1, ge=1, description="Passes over each rollout's samples.")
     micro_train_batch_size: int = chosen(4, ge=1, description="Samples per GPU per training pass.", unit="samples per GPU")
     micro_rollout_batch_size: int = chosen(8, ge=1, description="Samples per GPU per scoring pass.", unit="samples per GPU")
-    policy_clip: float = chosen(0.2, gt=0.0, description="PPO ratio clip ε.")
+    policy_clip: float = chosen(0.2, gt=0.0, description="PPO ratio clip ε (the lower side when policy_clip_high is set).")
+    policy_clip_high: float | None = chosen(
+        None, gt=0.0, description="Clip-higher (DAPO): the ratio is clipped to [1 − policy_clip, 1 + policy_clip_high]; None = symmetric."
+    )
+    dynamic_filtering: DynamicFiltering = chosen(default_factory=DynamicFiltering, description="Keep only prompts the policy sometimes solves.")
     value_clip: float = chosen(0.5, gt=0.0, description="Value-function clip.")
     zero_stage: Literal[0, 1, 2, 3] = chosen(2, description="DeepSpeed ZeRO stage for actor and critic.")
     param_dtype: ParamDtype = chosen("bf16", description=PARAM_DTYPE_DESCRIPTION)
@@ -228,6 +327,19 @@ class PPOConfig(Section):
     gradient_checkpointing: bool = chosen(True, description="Recompute activations.")
     save_every_steps: int = chosen(20, ge=1, description="Checkpoint interval.", unit="rollout iterations")
     max_steps: int | None = chosen(None, ge=1, description=MAX_STEPS_DESCRIPTION, unit="rollout iterations")
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.estimator in CRITIC_ESTIMATORS
+
+    @property
+    def frozen_rollouts(self) -> int:
+        """Rollouts in which the actor waits for the critic: actor.frozen_steps with a critic, none without."""
+        return self.actor.frozen_steps if self.uses_critic else 0
+
+    @property
+    def clip_range(self) -> tuple[float, float]:
+        return (self.policy_clip, self.policy_clip if self.policy_clip_high is None else self.policy_clip_high)
 
     @computed_field(description="Samples generated per rollout iteration: rollout_batch_size x samples_per_prompt.")
     @property
@@ -286,8 +398,9 @@ class PPOConfig(Section):
                 f"must be divisible by micro_train_batch_size x actor GPUs = {self.micro_train_batch_size} x {actor_ranks}",
                 "change micro_train_batch_size or placement.actor_gpus",
             )
+        self._estimator_rules()
         if self.engine == "openrlhf":
-            needed, have = self.placement.gpus_needed(), self.resources.total_gpus
+            needed, have = self.placement.gpus_needed(self.uses_critic), self.resources.total_gpus
             if needed > have:
                 raise rule_error(
                     "placement", needed,
@@ -307,3 +420,42 @@ class PPOConfig(Section):
                 "set placement.reward_gpus=0",
             )
         return self
+
+    def _estimator_rules(self) -> None:
+        estimator = self.estimator
+        if estimator in GROUP_ESTIMATORS and self.samples_per_prompt < 2:
+            raise rule_error(
+                "samples_per_prompt", self.samples_per_prompt,
+                f"estimator={estimator} compares each sample with the other samples of its prompt; with one sample "
+                "every advantage is 0 and nothing is learned",
+                "set ppo.samples_per_prompt to 2 or more, or use estimator=reinforce or flash_reinforce",
+            )
+        if self.gamma != 1.0 and estimator not in ("gae", "reinforce"):
+            raise rule_error(
+                "gamma", self.gamma, f"estimator={estimator} uses undiscounted returns (OpenRLHF forces γ = 1)",
+                "set ppo.gamma=1.0, or use estimator=gae or reinforce",
+            )
+        filtering = self.dynamic_filtering
+        if filtering.enabled and not self.reward.verifier.enabled:
+            raise rule_error(
+                "dynamic_filtering.enabled", True,
+                "dynamic filtering keeps prompts by their samples' verifier scores, and no verifier is enabled",
+                "set ppo.reward.verifier.enabled=true (prompts need reference answers or tests), or disable filtering",
+            )
+        if filtering.enabled and self.samples_per_prompt < 2:
+            raise rule_error(
+                "dynamic_filtering.enabled", True, "filtering judges a prompt by the spread of its samples' scores",
+                "set ppo.samples_per_prompt to 2 or more",
+            )
+        if self.engine == "openrlhf" and self.reward.mode == "local_model" and self.reward.verifier.enabled:
+            raise rule_error(
+                "reward.verifier.enabled", True,
+                "OpenRLHF scores with a local reward model alone; verifier rewards go through this project's reward function",
+                "set ppo.reward.mode=remote_function",
+            )
+        buffer = self.reward.overlong_buffer_len
+        if buffer is not None and buffer > self.generate_max_length:
+            raise rule_error(
+                "reward.overlong_buffer_len", buffer, f"cannot exceed generate_max_length = {self.generate_max_length}",
+                f"set ppo.reward.overlong_buffer_len to at most {self.generate_max_length}",
+            )

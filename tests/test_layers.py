@@ -8,7 +8,7 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("schema",),
     ("yulan.runtime",),
-    ("yulan.answers", "yulan.penalties", "yulan.reward", "yulan.distributed"),
+    ("yulan.answers", "yulan.sandbox", "yulan.verifier", "yulan.penalties", "yulan.reward", "yulan.distributed"),
     ("yulan.curation", "yulan.evaluation", "yulan.engines", "yulan.native"),
     ("yulan.stages",),
     ("yulan.run", "yulan.cli", "launchers", "launch"),

@@ -9,7 +9,7 @@ torch = pytest.importorskip("torch")
 
 from schema.compose import load  # noqa: E402
 from schema.ppo import KLController  # noqa: E402
-from yulan.native import dpo, ppo, sft  # noqa: E402
+from yulan.native import dpo, estimators, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
 
 
@@ -170,7 +170,7 @@ def test_gae_matches_a_hand_computation():
     rewards = torch.tensor([[0.0, 0.0, 1.0]])
     values = torch.tensor([[0.5, 0.2, 0.1]])
     mask = torch.ones(1, 3)
-    advantages, returns = ppo.gae(rewards, values, mask, gamma=1.0, lam=0.95)
+    advantages, returns = estimators.gae(rewards, values, mask, gamma=1.0, lam=0.95)
     d2 = 1.0 - 0.1
     d1 = 0.0 + 0.1 - 0.2
     d0 = 0.0 + 0.2 - 0.5
@@ -200,4 +200,4 @@ def test_ppo_freezes_the_actor_while_the_critic_learns_and_clips_rewards(tmp_pat
     assert all(-0.5 <= m["ppo/reward"] <= 0.5 for m in metrics)
     selected = [json.loads(line) for line in (job_dir / "data" / "prompts.jsonl").read_text().splitlines()]
     assert [r["id"] for r in selected] == [str(i) for i in range(8)]  # lowest mean reward first
-    assert selected[0]["label"] == "Tell me a fact about the number 0."
+    assert json.loads(selected[0]["label"]) == {"messages": [{"role": "user", "content": "Tell me a fact about the number 0."}]}

@@ -176,14 +176,15 @@ def test_kl_on_target_leaves_beta_alone():
     logps = torch.zeros(512, 400)
     ref = logps - 0.06
     mask = torch.ones(512, 400)
-    assert ppo.mean_kl(logps, ref, mask) == pytest.approx(0.06)
+    kl = logps - ref  # k1, the estimator of KL in the reward
+    assert ppo.mean_kl(kl, mask) == pytest.approx(0.06)
     controller = ppo.AdaptiveKL(KLController(init_coef=0.01, target=0.06))
     for _ in range(312):
-        controller.update(ppo.mean_kl(logps, ref, mask), 512)
+        controller.update(ppo.mean_kl(kl, mask), 512)
     assert controller.value == pytest.approx(0.01)
     ragged = mask.clone()
     ragged[:, 200:] = 0  # a sequence's mean is over its own tokens only
-    assert ppo.mean_kl(logps, ref, ragged) == pytest.approx(0.06)
+    assert ppo.mean_kl(kl, ragged) == pytest.approx(0.06)
 
 
 def test_pad_equal_to_eos_keeps_the_eos_action(qwen_dir):

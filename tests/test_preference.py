@@ -54,7 +54,8 @@ def test_ppo_prompts_are_the_hardest_by_the_configured_signal(tmp_path):
     by_pass = select(load(base + ["ppo.prompts.difficulty=lowest_pass_rate"]), str(tmp_path / "b")).read_text().splitlines()
     records = [json.loads(line) for line in by_pass]
     assert [r["id"] for r in records] == ["hard", "mid", "easy", "open"]
-    assert records[1] == {"id": "mid", "prompt": [{"role": "user", "content": "m"}], "label": "m"}
+    assert records[1] == {"id": "mid", "prompt": [{"role": "user", "content": "m"}],
+                          "label": json.dumps({"messages": [{"role": "user", "content": "m"}]})}
 
 
 def test_complexity_drops_the_hardest_fraction(tmp_path):

@@ -55,6 +55,29 @@ BAD = [
     ("Can you explain black holes?", "Let me know if you have any other questions.", {"generic"}),
     ("怎样学习编程？", "希望对你有帮助！", {"generic"}),
     ("Tell me about Rome.", "I hope this helps. Let me know if you have any other questions.", {"generic"}),
+    # cut off where the old end-mark rule saw a complete line
+    ("List the steps.", "1. Open the box\n2. The second item is", {"incomplete"}),
+    ("Explain it.", "The function returns the value (which is computed by", {"incomplete"}),
+    ("Explain it.", "It uses the helper (see", {"incomplete"}),
+    ("List tips.", "1. **Install Python**\n2. **Create a", {"incomplete"}),
+    ("Explain vaccines.", "Vaccines work by training the immune system, and", {"incomplete"}),
+    ("Tell me about cats.", "Cats are great. I hope this helps!", {"generic"}),
+]
+
+# Complete answers the old rule penalised (-5): math without a period, commands, prose after code, poems,
+# Chinese without 。, English prompts naming a Chinese title or place.
+FORMERLY_PENALISED = [
+    ("Solve 2x + 1 = 5.", "Subtract 1 from both sides and divide by 2, which gives x = 2"),
+    ("How do I install numpy?", "Use pip:\n\n    pip install numpy"),
+    ("How do I install numpy?", "Run this in a terminal:\n$ pip install numpy --upgrade --user"),
+    ("Show me hello world in Python.", "```python\nprint('hello')\n```\nThis prints hello to the screen when you run it"),
+    ("Write a short poem about autumn.", "Leaves fall slowly\nGolden light on quiet roads\nThe year breathes out its last warm sigh"),
+    ("介绍一下北京。", "北京是中国的首都，有着三千多年的历史和丰富的文化遗产"),
+    ("Who wrote 红楼梦?", "红楼梦 was written by Cao Xueqin (曹雪芹) in the 18th century."),
+    ("Where is 西湖?", "西湖 is a lake in Hangzhou, China."),
+    ("Name three languages.", "1. Python\n2. Java\n3. C++"),
+    ("What is f(1)?", "f(1) = 3 (from the definition)"),
+    ("Give a bold tip.", "**Always test your code**"),
 ]
 
 
@@ -70,6 +93,20 @@ def test_reward_hacking_patterns_are_penalised(prompt, response, reasons):
     assert {name for name, hit in verdict.reasons.items() if hit} == reasons
     sizes = {"incomplete": RULES.incomplete, "mixed_language": RULES.mixed_language, "generic": RULES.generic}
     assert verdict.penalty == sum(sizes[name] for name in reasons)
+
+
+@pytest.mark.parametrize(("prompt", "response"), FORMERLY_PENALISED, ids=[p[:30] for p, _ in FORMERLY_PENALISED])
+def test_complete_answers_without_an_end_mark_are_not_penalised(prompt, response):
+    verdict = judge(prompt, response, RULES)
+    assert verdict.penalty == 0, verdict.reasons
+
+
+def test_the_generation_signal_catches_truncation_the_text_cannot_see():
+    cut = judge("Explain gravity.", "Gravity pulls masses together. The moon orbits", RULES, truncated=True)
+    assert cut.fired == ["truncated"] and cut.penalty == RULES.incomplete
+    both = judge("Explain gravity.", "Gravity pulls masses together and", RULES, truncated=True)
+    assert set(both.fired) == {"truncated", "incomplete"} and both.penalty == RULES.incomplete  # charged once
+    assert judge("Explain gravity.", "Gravity pulls masses together.", RULES, truncated=False).penalty == 0
 
 
 def test_penalty_sizes_come_from_the_config():
@@ -133,13 +170,67 @@ def test_rewards_use_the_reward_models_format_and_add_penalties(server):
     out = fn([PROMPT + "4<|endoftext|>", PROMPT + "I hope this helps!<|endoftext|>"], [PROMPT, PROMPT],
              ["What is 2+2?", "What is 2+2?"])
     (sent,) = server.received
-    assert sent[0] == fn.render("What is 2+2?", "4")
+    assert sent[0] == fn.render([{"role": "user", "content": "What is 2+2?"}], "4")
     assert "<|start_header_id|>user<|end_header_id|>\n\nWhat is 2+2?<|eot_id|>" in sent[0]
     assert "<|endoftext|>" not in sent[0]
     scores = [float(len(q) % 7) for q in sent]
     assert out["scores"] == scores
     assert out["rewards"] == [scores[0], max(scores[1] + RULES.generic, -20)]
     assert out["extra_logs"]["penalty_generic"] == [0.0, 1.0] and out["extra_logs"]["rm_failed"] == [0.0, 0.0]
+
+
+def test_penalties_are_added_after_the_clip_so_they_bite_on_high_scores():
+    texts = {"clean": "The answer is 4.", "hack": "I hope this helps!"}
+    fn = YulanReward(RewardConfig(), score_texts=lambda rendered: [25.0] * len(rendered))  # both above the clip
+    out = fn([PROMPT + texts["clean"], PROMPT + texts["hack"]], [PROMPT, PROMPT], ["What is 2+2?"] * 2)
+    assert out["rewards"] == [10.0, 10.0 + RULES.generic]  # before: both 10
+    low = YulanReward(RewardConfig(), score_texts=lambda rendered: [-18.0] * len(rendered))
+    assert low([PROMPT + texts["hack"]], [PROMPT], ["q"])["rewards"] == [-20.0]  # the sum is floored at the clip's low end
+
+
+def test_the_reward_model_sees_the_whole_conversation_in_its_format():
+    seen = []
+    fn = YulanReward(RewardConfig(), score_texts=lambda rendered: seen.extend(rendered) or [1.0] * len(rendered))
+    conversation = [{"role": "system", "content": "Answer in French."}, {"role": "user", "content": "Hi {name}"},
+                    {"role": "assistant", "content": "Bonjour."}, {"role": "user", "content": "And goodbye?"}]
+    fn([PROMPT + "Au revoir."], [PROMPT], [json.dumps({"messages": conversation})])
+    assert seen == ["<|begin_of_text|>"
+                    "<|start_header_id|>system<|end_header_id|>\n\nAnswer in French.<|eot_id|>"
+                    "<|start_header_id|>user<|end_header_id|>\n\nHi {name}<|eot_id|>"
+                    "<|start_header_id|>assistant<|end_header_id|>\n\nBonjour.<|eot_id|>"
+                    "<|start_header_id|>user<|end_header_id|>\n\nAnd goodbye?<|eot_id|>"
+                    "<|start_header_id|>assistant<|end_header_id|>\n\nAu revoir.<|eot_id|>"]
+    chatml = YulanReward(RewardConfig(rm_chat_begin="", rm_chat_turn="<|im_start|>{role}\n{content}<|im_end|>\n"))
+    assert chatml.render([{"role": "user", "content": "q"}], "a") == "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\na<|im_end|>\n"
+
+
+def verifier_reward(**weights):
+    config = RewardConfig(verifier={"enabled": True, "allow_unisolated_code": True, **weights})
+    return YulanReward(config, score_texts=lambda rendered: [2.0] * len(rendered))
+
+
+def test_verifier_reward_on_math_answers():
+    fn = verifier_reward()
+    label = json.dumps({"messages": [{"role": "user", "content": "What is 1/2 + 1/4?"}], "answer": "\\frac{3}{4}"})
+    out = fn([PROMPT + "So the answer is $\\boxed{0.75}$.", PROMPT + "The answer is 1."], [PROMPT] * 2, [label] * 2)
+    assert out["rewards"] == [2.0 + 10.0, 2.0] and out["scores"] == [1.0, 0.0]
+    assert out["extra_logs"]["reward_verifier"] == [10.0, 0.0] and out["extra_logs"]["verified"] == [1.0, 1.0]
+    plain = fn([PROMPT + "Paris."], [PROMPT], ["Capital of France?"])  # no checker: the reward model alone
+    assert plain["rewards"] == [2.0] and plain["extra_logs"]["verified"] == [0.0] and plain["scores"] == [0.5]
+    weighted = verifier_reward(weights={"math": {"reward_model": 0.0, "verifier": 1.0}})
+    assert weighted([PROMPT + "The answer is 0.75."], [PROMPT], [label])["rewards"] == [1.0]
+
+
+def test_verifier_reward_on_code_runs_the_tests_in_the_sandbox():
+    fn = verifier_reward()
+    label = json.dumps({"messages": [{"role": "user", "content": "Write add(a, b)."}],
+                        "tests": "assert add(2, 3) == 5\nassert add(-1, 1) == 0"})
+    good = "Here it is:\n```python\ndef add(a, b):\n    return a + b\n```"
+    wrong = "```python\ndef add(a, b):\n    return a - b\n```"
+    escape = "```python\nimport os\nos._exit(0)\n```"
+    out = fn([PROMPT + good, PROMPT + wrong, PROMPT + escape], [PROMPT] * 3, [label] * 3)
+    assert out["extra_logs"]["verifier_passed"] == [1.0, 0.0, 0.0]
+    assert out["rewards"] == [12.0, 2.0, 2.0]
 
 
 def test_rewards_are_clipped(server):
@@ -208,3 +299,30 @@ def test_reward_server_lifecycle_polls_until_it_answers(server):
     crashed.wait()
     with pytest.raises(RuntimeError, match="status 3"):
         wait_until_serving("http://127.0.0.1:9/get_reward", crashed, timeout_s=5, poll_s=0.05)
+
+
+def test_reward_score_cli_explains_each_sample_and_summarises(tmp_path, capsys):
+    from yulan.cli import main
+
+    samples = tmp_path / "samples.jsonl"
+    samples.write_text("\n".join(json.dumps(s) for s in [
+        {"prompt": "What is 2+2?", "response": "The answer is 4.", "answer": "4"},
+        {"prompt": "How do I swim?", "response": "I hope this helps!"},
+        {"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Explain gravity."}],
+         "response": "Gravity pulls masses together. The moon", "truncated": True},
+    ]) + "\n")
+    assert main(["reward", "score", "--samples", str(samples)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["penalties"] for r in rows] == [[], ["generic"], ["truncated"]]
+    assert rows[0]["verifier"] == {"kind": "math", "passed": True, "detail": ""} and rows[1]["verifier"] is None
+    assert rows[1]["reward"] == pytest.approx(max(min(max(rows[1]["rm_score"], -20), 10) + RULES.generic, -20))
+    assert main(["reward", "score", "--samples", str(samples), "--summary", "ppo.reward.verifier.enabled=true"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["rule_rates"]["generic"] == pytest.approx(1 / 3) and summary["verifier_pass_rate"] == 1.0
+    for bad, rule in (('{"prompt": "x", "response": "y"}\n{"prompt": "x"}\n', "lacks response"),
+                      ('{"prompt": "x", "response": "y"}\n{"prompt": "x", "response": "y", "truncated": "yes"}\n',
+                       "truncated must be true or false")):
+        samples.write_text(bad)
+        assert main(["reward", "score", "--samples", str(samples)]) == 1
+        error = capsys.readouterr().err
+        assert f"{samples}:2" in error and rule in error

@@ -12,8 +12,9 @@ import pytest
 
 from tests.conftest import REPO, run
 from yulan.answers import equivalent, extract, is_correct, plain_number, reference_of
-from yulan.evaluation import benchmarks, sandbox, scoring
-from yulan.evaluation.sandbox import BUBBLEWRAP, run_program
+from yulan import sandbox
+from yulan.evaluation import benchmarks, scoring
+from yulan.sandbox import BUBBLEWRAP, run_program
 
 math_verify = pytest.importorskip("math_verify")
 needs_bubblewrap = pytest.mark.skipif(sandbox.isolation_problem() is not None, reason="bubblewrap cannot start here")

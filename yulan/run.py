@@ -96,7 +96,7 @@ def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env
                                           stdout=log, stderr=subprocess.STDOUT)
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(ray_gpus)
                 wait_until_serving(url, server, reward.server_start_timeout_s)
-            write_reward_file(reward, url, job_dir)
+            write_reward_file(reward, url, job_dir, unchecked_score=experiment.ppo.dynamic_filtering.neutral_score)
         return subprocess.call(command, env=env)
     except (RuntimeError, TimeoutError) as error:
         print(f"error: {error} (log: {job_dir}/reward_server.log)", file=sys.stderr)

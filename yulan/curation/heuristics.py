@@ -150,7 +150,8 @@ def check(sample: dict, config: HeuristicsConfig) -> tuple[str, str] | None:
         ):
             if rule not in off and (found := test(subject, config)):
                 return rule, found
-        if "truncated" not in off and is_incomplete(response, config.sentence_end_marks, config.truncated_min_words):
+        if "truncated" not in off and is_incomplete(response, config.sentence_end_marks, config.continuation_words,
+                                                       config.unfinished_min_words):
             return "truncated", "ends mid-sentence or inside a code block"
         if "ai_identity" not in off:
             lowered = response.lower()

@@ -1,6 +1,6 @@
 """PPO prompt selection (report §5: '10,000 challenging prompts from the DPO dataset'): the prompts whose sampled
 completions did worst, by the configured difficulty signal, written as OpenRLHF's prompt file (`prompt` messages
-and the raw user prompt as `label`, which the reward re-renders in the reward model's format)."""
+and as `label` the conversation with its reference answer or tests, which the reward function reads)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from schema.experiment import Experiment, stage_output
 from schema.ppo import PromptSet
-from yulan.curation.preference import PROMPT_STATS, messages_of, user_text
+from yulan.curation.preference import PROMPT_STATS, messages_of
 
 
 def candidates(experiment: Experiment) -> list[dict]:
@@ -50,7 +50,14 @@ def write(path: Path, ranked: list[dict]) -> None:
     with path.open("w") as sink:
         for record in ranked:
             sink.write(json.dumps({"id": record.get("id"), "prompt": messages_of(record["prompt"]),
-                                   "label": user_text(record["prompt"])}, ensure_ascii=False) + "\n")
+                                   "label": label(record)}, ensure_ascii=False) + "\n")
+
+
+def label(record: dict) -> str:
+    """What the reward function receives with each sample (as JSON text): the whole conversation, which it renders
+    in the reward model's format, and the reference (`answer` or `tests`) its verifier checks against."""
+    references = {key: record[key] for key in ("answer", "tests") if record.get(key) is not None}
+    return json.dumps({"messages": messages_of(record["prompt"]), **references}, ensure_ascii=False)
 
 
 def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0) -> dict:

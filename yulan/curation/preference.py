@@ -26,14 +26,11 @@ def messages_of(prompt: str | list[dict]) -> list[dict]:
     return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
 
 
-def user_text(prompt: str | list[dict]) -> str:
-    return prompt if isinstance(prompt, str) else next(m["content"] for m in reversed(prompt) if m["role"] == "user")
-
-
 def pair_for(record: dict, completions: list[str], scores: list[float], min_margin: float) -> tuple[dict | None, dict]:
     """One prompt's pair (or None) and its statistics."""
     ranked = sorted(zip(scores, completions), key=lambda item: -item[0])
-    stats = {"id": record.get("id"), "prompt": record["prompt"], "mean_reward": sum(scores) / len(scores)}
+    stats = {"id": record.get("id"), "prompt": record["prompt"], "mean_reward": sum(scores) / len(scores),
+             **{key: record[key] for key in ("answer", "tests") if record.get(key) is not None}}
     if record.get("answer") is not None:
         verdicts = [is_correct(c, str(record["answer"])) for c in completions]
         stats["pass_rate"] = sum(verdicts) / len(verdicts)
@@ -82,8 +79,8 @@ def run(experiment: Experiment, job_dir: str) -> int:
         scorer = models.reward_model(experiment)
         render = YulanReward(experiment.ppo.reward).render  # the reward model's own chat format
         n = config.completions_per_prompt
-        users = [user_text(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
-        scores = scorer([render(user, text) for user, text in zip(users, texts)])
+        conversations = [messages_of(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
+        scores = scorer([render(conversation, text) for conversation, text in zip(conversations, texts)])
         for k, record in enumerate(records):
             pair, stat = pair_for(record, texts[k * n:(k + 1) * n], scores[k * n:(k + 1) * n], config.min_score_margin)
             stats.append(stat)

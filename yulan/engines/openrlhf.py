@@ -142,7 +142,6 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
     per_node = ppo.resources.gpus_per_node
     flags = [
         "--actor.model_name_or_path", actor,
-        "--critic.model_name_or_path", critic,
         "--data.prompt_dataset", f"{job_dir}/data/prompts.jsonl",  # written by the job's prompt selection
         "--data.input_key", "prompt",
         "--data.label_key", "label",
@@ -160,32 +159,23 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         "--train.num_episodes", str(ppo.num_episodes),
         "--train.max_epochs", str(ppo.ppo_epochs),
         "--train.seed", str(experiment.seed),
-        # The report freezes the actor for N rollout iterations; OpenRLHF 0.11.2 updates the actor when a
-        # 0-based iteration counter exceeds freezing_steps, so N frozen iterations need freezing_steps = N - 1.
-        "--critic.freezing_steps", str(ppo.actor.frozen_steps - 1),
         "--actor.adam.lr", str(ppo.actor.learning_rate),
-        "--critic.adam.lr", str(ppo.critic.learning_rate),
         "--actor.lr_scheduler", ppo.lr_scheduler,
-        "--critic.lr_scheduler", ppo.lr_scheduler,
         "--actor.lr_warmup_ratio", str(ppo.lr_warmup_ratio),
-        "--critic.lr_warmup_ratio", str(ppo.lr_warmup_ratio),
         "--actor.min_lr_ratio", str(ppo.min_lr_ratio),
-        "--critic.min_lr_ratio", str(ppo.min_lr_ratio),
         "--actor.max_norm", str(ppo.max_grad_norm),
-        "--critic.max_norm", str(ppo.max_grad_norm),
-        "--actor.eps_clip", str(ppo.policy_clip),
-        "--critic.value_clip", str(ppo.value_clip),
-        "--algo.advantage.estimator", "gae",
-        "--algo.advantage.lambd", str(ppo.gae_lambda),
+        "--actor.eps_clip_low_high", *map(str, ppo.clip_range),
+        "--actor.loss_agg_mode", ppo.policy_loss_aggregation,
+        "--algo.advantage.estimator", ppo.estimator,
         "--algo.advantage.gamma", str(ppo.gamma),
         "--algo.kl.init_coef", str(ppo.kl.init_coef),
         "--algo.kl.horizon", str(ppo.kl.horizon),
+        "--algo.kl.estimator", ppo.kl.estimator,
         "--reward.clip_range", *map(str, ppo.reward.clip_range),
         "--ds.zero_stage", str(ppo.zero_stage),
         "--ds.param_dtype", ppo.param_dtype,
         "--ds.attn_implementation", ppo.attention,
         *_role("actor", place.actor_gpus, per_node),
-        *_role("critic", place.critic_gpus, per_node),
         *_role("ref", place.ref_gpus, per_node),
         "--vllm.num_engines", str(place.vllm_engines),
         "--vllm.tensor_parallel_size", str(place.vllm_tensor_parallel),
@@ -195,6 +185,30 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         "--ckpt.save_steps", str(ppo.save_every_steps),
         "--ckpt.load_enable",
     ]
+    if ppo.uses_critic:
+        flags += [
+            "--critic.model_name_or_path", critic,
+            # The report freezes the actor for N rollout iterations; OpenRLHF 0.11.2 updates the actor when a
+            # 0-based iteration counter exceeds freezing_steps, so N frozen iterations need freezing_steps = N - 1.
+            "--critic.freezing_steps", str(ppo.frozen_rollouts - 1),
+            "--critic.adam.lr", str(ppo.critic.learning_rate),
+            "--critic.lr_scheduler", ppo.lr_scheduler,
+            "--critic.lr_warmup_ratio", str(ppo.lr_warmup_ratio),
+            "--critic.min_lr_ratio", str(ppo.min_lr_ratio),
+            "--critic.max_norm", str(ppo.max_grad_norm),
+            "--critic.value_clip", str(ppo.value_clip),
+            "--algo.advantage.lambd", str(ppo.gae_lambda),
+            *_role("critic", place.critic_gpus, per_node),
+        ]
+    if ppo.kl.use_loss:
+        flags.append("--algo.kl.use_loss")
+    if ppo.dynamic_filtering.enabled:
+        flags += ["--algo.dynamic_filtering_enable", "--algo.dynamic_filtering_range", *map(str, ppo.dynamic_filtering.range)]
+    if ppo.reward.overlong_buffer_len is not None:
+        flags += ["--reward.overlong_buffer_len", str(ppo.reward.overlong_buffer_len),
+                  "--reward.overlong_penalty_factor", str(ppo.reward.overlong_penalty_factor)]
+    if ppo.reward.stop_properly_penalty_coef is not None:
+        flags += ["--reward.stop_properly_penalty_coef", str(ppo.reward.stop_properly_penalty_coef)]
     if ppo.kl.adaptive:  # OpenRLHF switches to its adaptive controller exactly when a target is given
         flags += ["--algo.kl.target", str(ppo.kl.target)]
     if ppo.reward.mode == "remote_function":

@@ -24,9 +24,10 @@ from pathlib import Path
 import yaml
 
 from schema.evaluation import Benchmark
+from yulan import sandbox
 from yulan.evaluation.benchmarks import read_records
-from yulan.evaluation import sandbox
-from yulan.evaluation.scoring import code_of, pass_at_k, warn
+from yulan.evaluation.scoring import pass_at_k, warn
+from yulan.sandbox import code_of
 
 
 # -- lm-evaluation-harness ------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from math import comb
 
 from yulan.answers import equivalent, extract, reference_of
-from yulan.evaluation.sandbox import run_program
+from yulan.sandbox import code_of, run_program
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -19,12 +19,6 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     if n < k:
         raise ValueError(f"pass@{k} needs at least {k} samples per problem, got {n}")
     return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
-
-
-def code_of(completion: str) -> str:
-    """The code in a completion: its first fenced block when it has one, else the text itself."""
-    match = re.search(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", completion, re.DOTALL)
-    return match.group(1) if match else completion
 
 
 def program(problem: dict, completion: str) -> str:

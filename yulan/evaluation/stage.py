@@ -14,7 +14,8 @@ from pathlib import Path
 
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
-from yulan.evaluation import benchmarks, sandbox, scoring, table
+from yulan import sandbox
+from yulan.evaluation import benchmarks, scoring, table
 
 PACKAGES = {"lm_eval": ("lm_eval", ".[native]"), "evalplus": ("evalplus", ".[native]"), "vllm": ("vllm", ".[cluster]")}
 

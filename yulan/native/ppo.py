@@ -1,9 +1,10 @@
-"""Native PPO with the report's recipe (§5), in OpenRLHF's conventions: samples per prompt; reward = reward-model
-score + rule penalties clipped to the range (the same YulanReward as the OpenRLHF engine); a per-token KL penalty
-against the frozen reference whose adaptive controller reads the per-token mean KL and rests while the actor is
-frozen; GAE(γ, λ); clipped policy and value losses; the critic initialised from the reward model (or the policy);
-the actor frozen for the first rollouts while the critic learns. Every pass over a rollout's samples (scoring,
-reference, critic, training) runs `micro_*_batch_size` samples at a time."""
+"""Native PPO with the report's recipe (§5), in OpenRLHF's conventions and with its estimator menu: samples per
+prompt; the shared YulanReward (reward-model score clipped, verifier reward, rule penalties, with the generation's
+own truncation signal); OpenRLHF's length rules; the estimator's baseline and returns (`estimators`); KL against the
+frozen reference in the reward or as a loss, with the adaptive controller reading the per-token mean KL and resting
+while the actor is frozen; clipped policy (clip-higher) and value losses (`losses`); for GAE a critic initialised
+from the reward model (or the policy) and the actor frozen for the first rollouts while the critic learns. Every
+pass over a rollout's samples (scoring, reference, critic, training) runs `micro_*_batch_size` samples at a time."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import time
 import torch
 
 from schema.experiment import Experiment, stage_output
-from schema.ppo import KLController
+from schema.ppo import KLController, PPOConfig
 from yulan.curation.ppo_prompts import select
 from yulan.native import loop
-from yulan.reward import YulanReward
+from yulan.native.estimators import advantages_and_returns
+from yulan.native.losses import Totals, aggregate, kl_estimate, policy_loss, value_loss
+from yulan.reward import YulanReward, parse_label
 from yulan.runtime import models
 from yulan.runtime.batches import IGNORE, Flat, Tokenized, hidden_states, layout, one_per_row, prompt_ids, token_logprobs
 from yulan.runtime.checkpoints import Checkpoints, save_final, save_or_stop
@@ -25,6 +28,7 @@ from yulan.runtime.generation import generate, stopped
 from yulan.runtime.lifecycle import REQUEUE_STATUS
 from yulan.runtime.records import read_jsonl
 from yulan.runtime.tracking import Progress, Tracker
+from yulan.verifier import kind_of
 
 
 class AdaptiveKL:
@@ -40,27 +44,36 @@ class AdaptiveKL:
             self.value *= 1 + error * samples / self.config.horizon
 
 
-def mean_kl(logps: torch.Tensor, ref_logps: torch.Tensor, mask: torch.Tensor) -> float:
-    """The rollout's KL in OpenRLHF's units: per sequence the mean of log π − log π_ref over its response tokens,
+def mean_kl(kl: torch.Tensor, mask: torch.Tensor) -> float:
+    """The rollout's KL in OpenRLHF's units: per sequence the mean per-token estimate over its response tokens,
     then the mean over sequences."""
-    per_sequence = ((logps - ref_logps) * mask).sum(1) / mask.sum(1).clamp(min=1)
+    per_sequence = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
     return per_sequence.mean().item()
-
-
-def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
-    """Advantages and returns over response tokens (mask = 1 on them), right to left."""
-    advantages = torch.zeros_like(rewards)
-    last = torch.zeros(rewards.shape[0], device=rewards.device)
-    for t in reversed(range(rewards.shape[1])):
-        next_value = values[:, t + 1] * mask[:, t + 1] if t + 1 < rewards.shape[1] else torch.zeros_like(last)
-        delta = rewards[:, t] + gamma * next_value - values[:, t]
-        last = (delta + gamma * lam * last) * mask[:, t]
-        advantages[:, t] = last
-    return advantages, advantages + values
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
+
+
+def length_rules(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch.Tensor, config: PPOConfig) -> torch.Tensor:
+    """OpenRLHF's length rules on sequence rewards: DAPO's overlong penalty (−min(excess, buffer)/buffer·factor
+    beyond generate_max_length − buffer) and ProRL's stop-properly rule for truncated samples."""
+    reward = config.reward
+    rewards = rewards.clone()
+    if reward.overlong_buffer_len is not None:
+        buffer = reward.overlong_buffer_len
+        excess = (lengths - (config.generate_max_length - buffer)).clamp(max=buffer)
+        rewards -= torch.where(excess > 0, excess / buffer * reward.overlong_penalty_factor, 0.0)
+    coef = reward.stop_properly_penalty_coef
+    if coef is not None:
+        rewards = torch.where(truncated, coef if coef < 0 else rewards * coef, rewards)
+    return rewards
+
+
+def kept_groups(scores: list[float], group: int, low: float, high: float) -> list[int]:
+    """Dynamic filtering: the prompts whose samples' mean score lies strictly inside (low, high)."""
+    means = [sum(scores[i:i + group]) / group for i in range(0, len(scores), group)]
+    return [k for k, mean in enumerate(means) if low < mean < high]
 
 
 def critic_values(critic, flat: Flat) -> torch.Tensor:
@@ -75,28 +88,32 @@ def response_rows(flat: Flat, per_token: torch.Tensor, mask: torch.Tensor) -> to
 
 
 class Rollout:
-    """One rollout's samples: prompt + response sequences, and per response token (rows padded to the longest
-    response, `mask` = 1 on real tokens) the old and reference log-probabilities, values and rewards."""
+    """One rollout's samples: prompt + response sequences, a reward per sample, and per response token (rows padded
+    to the longest response, `mask` = 1 on real tokens) the old and reference log-probabilities and the values
+    (None without a critic)."""
 
-    def __init__(self, sequences: list[Tokenized], old_logps, ref_logps, values, rewards, mask):
-        self.sequences, self.old_logps, self.ref_logps, self.values, self.mask = sequences, old_logps, ref_logps, values, mask
-        self.rewards = rewards
+    def __init__(self, sequences: list[Tokenized], rewards, old_logps, ref_logps, values, mask):
+        self.sequences, self.rewards, self.mask = sequences, rewards, mask
+        self.old_logps, self.ref_logps, self.values = old_logps, ref_logps, values
 
 
 @torch.no_grad()
-def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro: int, autocast) -> tuple[torch.Tensor, ...]:
-    """Old log-probabilities, reference log-probabilities and values of every response token, `micro` sequences
-    per forward pass, written into rollout-sized tensors allocated once; peak memory follows `micro`."""
+def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro: int, autocast) -> tuple:
+    """Old log-probabilities, reference log-probabilities and values (None without a critic) of every response
+    token, `micro` sequences per forward pass, written into rollout-sized tensors allocated once; peak memory
+    follows `micro`."""
     lengths = torch.tensor([s.loss_tokens for s in sequences], device=models.device())
     mask = (torch.arange(int(lengths.max()), device=lengths.device)[None] < lengths[:, None]).float()
-    old, ref, values = (torch.zeros_like(mask) for _ in range(3))
+    old, ref = torch.zeros_like(mask), torch.zeros_like(mask)
+    values = torch.zeros_like(mask) if critic is not None else None
     for start in range(0, len(sequences), micro):
         flat = layout(one_per_row(sequences[start:start + micro]), actor).to(models.device())
         rows = mask[start:start + micro]
         with autocast():
             old[start:start + micro] = response_rows(flat, token_logprobs(actor, flat), rows)
             ref[start:start + micro] = response_rows(flat, token_logprobs(reference, flat), rows)
-            values[start:start + micro] = response_rows(flat, critic_values(critic, flat), rows)
+            if critic is not None:
+                values[start:start + micro] = response_rows(flat, critic_values(critic, flat), rows)
     return old, ref, values, mask
 
 
@@ -113,27 +130,34 @@ def train(experiment: Experiment, job_dir: str) -> int:
     actor_path = models.model_path(experiment, experiment.resolve(config.actor.init_from))
     models.check_checkpoint(actor_path, experiment.model, "model")
     tokenizer = loop.policy_tokenizer(experiment, actor_path)
+    scorer = None if config.reward.server_url else models.reward_model(experiment)
+    reward = YulanReward(config.reward, config.reward.server_url or "", score_texts=scorer,
+                         unchecked_score=config.dynamic_filtering.neutral_score)
+    if reward.checker and any(kind_of(parse_label(r["label"], "")) == "code" for r in records):
+        reward.checker.isolation()  # refuse now, not after hours of rollouts, where code cannot run isolated
     actor = loop.load_trained(actor_path, config.attention, config.gradient_checkpointing)
     reference = loop.frozen_copy(actor_path, config.attention)
-    if config.critic.init_from == "reward_model":
-        critic_path = models.model_path(experiment, experiment.reward_model.name_or_path, "reward_model")
-        models.check_checkpoint(critic_path, experiment.reward_model, "reward_model")
-    else:
-        critic_path = actor_path
-    critic = loop.load_trained(critic_path, config.attention, config.gradient_checkpointing, scorer=True,
-                               pad_token_id=tokenizer.pad_token_id)
-    scorer = None if config.reward.server_url else models.reward_model(experiment)
-    reward = YulanReward(config.reward, config.reward.server_url or "", score_texts=scorer)
+    critic = None
+    if config.uses_critic:
+        if config.critic.init_from == "reward_model":
+            critic_path = models.model_path(experiment, experiment.reward_model.name_or_path, "reward_model")
+            models.check_checkpoint(critic_path, experiment.reward_model, "reward_model")
+        else:
+            critic_path = actor_path
+        critic = loop.load_trained(critic_path, config.attention, config.gradient_checkpointing, scorer=True,
+                                   pad_token_id=tokenizer.pad_token_id)
 
     steps = total_rollouts * config.optimizer_steps_per_rollout  # = ppo.total_optimizer_steps with every prompt selected
+    learners = [("actor", actor, config.actor.learning_rate)]
+    if critic is not None:
+        learners.append(("critic", critic, config.critic.learning_rate))
     trained = {name: loop.Trained(model, lr, config.param_dtype, config.max_grad_norm, config.lr_scheduler, steps,
                                   config.lr_warmup_ratio, config.min_lr_ratio)
-               for name, model, lr in (("actor", actor, config.actor.learning_rate),
-                                       ("critic", critic, config.critic.learning_rate))}
+               for name, model, lr in learners}
     kl = AdaptiveKL(config.kl)
     checkpoints = Checkpoints(job_dir)
-    weights = {"actor": actor, "critic": critic}
-    states = trained["actor"].states("actor") | trained["critic"].states("critic")
+    weights = {name: model for name, model, _ in learners}
+    states = {key: value for name in trained for key, value in trained[name].states(name).items()}
     rollout_index, extra = checkpoints.restore(weights, states)
     kl.value = extra.get("kl_coef", kl.value)
     tracker = Tracker(experiment, "ppo", job_dir)
@@ -146,21 +170,22 @@ def train(experiment: Experiment, job_dir: str) -> int:
         order = list(range(len(records)))
         random.Random(f"{experiment.seed}:{episode}").shuffle(order)
         chosen = [records[i] for i in order[index * config.rollout_batch_size:(index + 1) * config.rollout_batch_size]]
-        rollout, metrics = make_rollout(experiment, chosen, actor, reference, critic, reward, tokenizer, kl.value,
+        rollout, metrics = make_rollout(experiment, chosen, actor, reference, critic, reward, tokenizer,
                                         trained["actor"].autocast)
-        actor_trains = rollout_index >= config.actor.frozen_steps
+        actor_trains = rollout_index >= config.frozen_rollouts
         trained_at = time.perf_counter()
-        metrics |= update(config, rollout, actor, critic, trained, actor_trains)
-        if actor_trains:  # frozen rollouts leave the actor where the reference is: no KL to steer by
-            kl.update(metrics["ppo/kl"], config.samples_per_rollout)
+        if rollout is not None:
+            metrics |= update(config, rollout, actor, critic, trained, actor_trains, kl.value)
+            if actor_trains:  # frozen rollouts leave the actor where the reference is: no KL to steer by
+                kl.update(metrics["ppo/kl"], config.samples_per_rollout)
         rollout_index += 1
         elapsed = time.perf_counter() - started
-        tokens = sum(len(s.input_ids) for s in rollout.sequences)
+        tokens = sum(len(s.input_ids) for s in rollout.sequences) if rollout is not None else 0
         metrics |= {"ppo/kl_coef": kl.value, "ppo/actor_frozen": float(not actor_trains), "ppo/step_time_s": elapsed,
                     "ppo/train_time_s": time.perf_counter() - trained_at, "ppo/tokens": tokens,
                     "ppo/tokens_per_s": tokens / elapsed}
         tracker.log(rollout_index, metrics)
-        progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics["ppo/kl"])
+        progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics.get("ppo/kl", 0.0))
         if save_or_stop(checkpoints, rollout_index, total_rollouts, config.save_every_steps, weights, states,
                         {"kl_coef": kl.value}):
             tracker.finish()
@@ -172,81 +197,98 @@ def train(experiment: Experiment, job_dir: str) -> int:
 
 
 def make_rollout(experiment: Experiment, records: list[dict], actor, reference, critic, reward: YulanReward,
-                 tokenizer, kl_coef: float, autocast) -> tuple[Rollout, dict[str, float]]:
+                 tokenizer, autocast) -> tuple[Rollout | None, dict[str, float]]:
+    """Generates, scores and (with dynamic filtering) keeps the prompts whose samples' verifier scores differ;
+    None when filtering keeps none."""
     config = experiment.ppo
+    group = config.samples_per_prompt
     started = time.perf_counter()
     prompts = [prompt_ids(tokenizer, r["prompt"], config.prompt_max_length) for r in records]
     with autocast():
-        responses = generate(actor, tokenizer, prompts, config.samples_per_prompt, config.temperature,
-                             config.generate_max_length, batch_size=config.micro_rollout_batch_size)
+        responses = generate(actor, tokenizer, prompts, group, config.temperature, config.generate_max_length,
+                             batch_size=config.micro_rollout_batch_size)
     generated_at = time.perf_counter()
-    prompts = [p for p in prompts for _ in range(config.samples_per_prompt)]
-    labels = [r["label"] for r in records for _ in range(config.samples_per_prompt)]
+    prompts = [p for p in prompts for _ in range(group)]
+    labels = [r["label"] for r in records for _ in range(group)]
+    stops = models.stop_token_ids(tokenizer, actor.generation_config)
+    truncated = [not stopped(r, stops) for r in responses]
     prompt_texts = [tokenizer.decode(p) for p in prompts]
     queries = [text + tokenizer.decode(r) for text, r in zip(prompt_texts, responses)]
-    scored = reward(queries, prompt_texts, labels)  # score + penalties, clipped
-    sequences = [Tokenized(p + r, [IGNORE] * len(p) + r) for p, r in zip(prompts, responses)]
-    old_logps, ref_logps, values, mask = score_sequences(sequences, actor, reference, critic,
-                                                         config.micro_rollout_batch_size, autocast)
-    # per-token reward: −β·(log π − log π_ref) on every response token, the clipped sequence reward on the last one
-    # (the end-of-turn token when the response stopped: stopping is an action that earns the reward)
-    rewards = -kl_coef * (old_logps - ref_logps) * mask
-    last = mask.sum(1).long() - 1
-    rewards[torch.arange(len(sequences)), last] += torch.tensor(scored["rewards"], device=mask.device)
-    stops = models.stop_token_ids(tokenizer, actor.generation_config)
+    scored = reward(queries, prompt_texts, labels, truncated=truncated)
+    rewards = length_rules(torch.tensor(scored["rewards"]), torch.tensor([float(len(r)) for r in responses]),
+                           torch.tensor(truncated), config)
     metrics = {
-        "ppo/reward": sum(scored["rewards"]) / len(scored["rewards"]),
+        "ppo/reward": rewards.mean().item(),
         "ppo/score": sum(scored["scores"]) / len(scored["scores"]),
-        "ppo/kl": mean_kl(old_logps, ref_logps, mask),
-        "ppo/response_length": mask.sum(1).mean().item(),
-        "ppo/truncated": sum(not stopped(r, stops) for r in responses) / len(responses),
+        "ppo/response_length": sum(map(len, responses)) / len(responses),
+        "ppo/truncated": sum(truncated) / len(truncated),
         "ppo/generation_time_s": generated_at - started,
-        "ppo/generated_tokens_per_s": mask.sum().item() / max(generated_at - started, 1e-9),
+        "ppo/generated_tokens_per_s": sum(map(len, responses)) / max(generated_at - started, 1e-9),
         **{f"ppo/{key}": sum(values_) / len(values_) for key, values_ in scored["extra_logs"].items()},
     }
-    return Rollout(sequences, old_logps, ref_logps, values, rewards, mask), metrics
+    keep = list(range(len(responses)))
+    if config.dynamic_filtering.enabled:
+        groups = kept_groups(scored["scores"], group, *config.dynamic_filtering.range)
+        keep = [k * group + j for k in groups for j in range(group)]
+        metrics["ppo/filter_pass_rate"] = len(groups) / len(records)
+        if not keep:
+            return None, metrics
+    sequences = [Tokenized(prompts[i] + responses[i], [IGNORE] * len(prompts[i]) + responses[i]) for i in keep]
+    old_logps, ref_logps, values, mask = score_sequences(sequences, actor, reference, critic,
+                                                         config.micro_rollout_batch_size, autocast)
+    metrics["ppo/kl"] = mean_kl(kl_estimate(old_logps, ref_logps, config.kl.estimator), mask)
+    rewards = rewards[keep].to(mask.device)
+    return Rollout(sequences, rewards, old_logps, ref_logps, values, mask), metrics
 
 
-def update(config, rollout: Rollout, actor, critic, trained: dict, actor_trains: bool) -> dict:
-    advantages, returns = gae(rollout.rewards, rollout.values, rollout.mask, config.gamma, config.gae_lambda)
-    mean = masked_mean(advantages, rollout.mask)
-    std = masked_mean((advantages - mean) ** 2, rollout.mask).sqrt()
-    advantages = (advantages - mean) / (std + 1e-8) * rollout.mask  # whitened over the rollout, as OpenRLHF does
-    count = rollout.mask.shape[0]
-    sums = {"ppo/policy_loss": 0.0, "ppo/value_loss": 0.0, "ppo/clip_fraction": 0.0}
+def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, actor_trains: bool,
+           kl_coef: float) -> dict:
+    mask = rollout.mask
+    kl_in_reward = torch.zeros_like(mask) if config.kl.use_loss else kl_estimate(rollout.old_logps, rollout.ref_logps, config.kl.estimator)
+    advantages, returns = advantages_and_returns(
+        config.estimator, rollout.rewards, config.samples_per_prompt, kl_in_reward, kl_coef, mask, rollout.values,
+        config.reward.clip_range, config.gamma, config.gae_lambda)
+    count = mask.shape[0]
+    sums = {"ppo/policy_loss": 0.0, "ppo/clip_fraction": 0.0} | ({"ppo/value_loss": 0.0} if critic is not None else {})
+    if config.kl.use_loss:
+        sums["ppo/kl_loss"] = 0.0
     steps = 0
-    updated = {"critic": critic} | ({"actor": actor} if actor_trains else {})
+    updated = ({"critic": critic} if critic is not None else {}) | ({"actor": actor} if actor_trains else {})
     for model in updated.values():
         model.train()  # generation left them in eval mode; gradient checkpointing acts only in training mode
     for _ in range(config.ppo_epochs):
         order = torch.randperm(count).tolist()
         for start in range(0, count, config.train_batch_size):
             indices = order[start:start + config.train_batch_size]
+            totals = Totals(tokens=mask[indices].sum().item(), samples=len(indices))
             for micro_start in range(0, len(indices), config.micro_train_batch_size):
                 rows = indices[micro_start:micro_start + config.micro_train_batch_size]
                 flat = layout(one_per_row([rollout.sequences[i] for i in rows]), actor).to(models.device())
-                mask, share = rollout.mask[rows], len(rows) / len(indices)
-                with trained["critic"].autocast():
-                    values = response_rows(flat, critic_values(critic, flat), mask)
-                old_values = rollout.values[rows]
-                clipped = old_values + (values - old_values).clamp(-config.value_clip, config.value_clip)
-                value_loss = 0.5 * masked_mean(torch.max((values - returns[rows]) ** 2, (clipped - returns[rows]) ** 2), mask)
-                trained["critic"].backward(value_loss * share)
-                sums["ppo/value_loss"] += value_loss.item() * share
+                rows_mask = mask[rows]
+                if critic is not None:
+                    with trained["critic"].autocast():
+                        values = response_rows(flat, critic_values(critic, flat), rows_mask)
+                    loss = value_loss(values, rollout.values[rows], returns[rows], rows_mask, config.value_clip, totals)
+                    trained["critic"].backward(loss)
+                    sums["ppo/value_loss"] += loss.item()
                 if actor_trains:
                     with trained["actor"].autocast():
-                        logps = response_rows(flat, token_logprobs(actor, flat), mask)
-                    ratio = (logps - rollout.old_logps[rows]).exp()
-                    adv = advantages[rows]
-                    surrogate = torch.min(ratio * adv, ratio.clamp(1 - config.policy_clip, 1 + config.policy_clip) * adv)
-                    policy_loss = -masked_mean(surrogate, mask)
-                    trained["actor"].backward(policy_loss * share)
-                    sums["ppo/policy_loss"] += policy_loss.item() * share
-                    sums["ppo/clip_fraction"] += masked_mean(((ratio - 1).abs() > config.policy_clip).float(), mask).item() * share
+                        logps = response_rows(flat, token_logprobs(actor, flat), rows_mask)
+                    loss, clip_share = policy_loss(logps, rollout.old_logps[rows], advantages[rows], rows_mask,
+                                                   config.clip_range, config.policy_loss_aggregation, totals)
+                    sums["ppo/policy_loss"] += loss.item()
+                    if config.kl.use_loss:
+                        kl = kl_estimate(logps, rollout.ref_logps[rows], config.kl.estimator)
+                        kl_loss = kl_coef * aggregate(kl, rows_mask, "token-mean", totals)  # OpenRLHF: token mean
+                        loss = loss + kl_loss
+                        sums["ppo/kl_loss"] += kl_loss.item()
+                    trained["actor"].backward(loss)
+                    sums["ppo/clip_fraction"] += clip_share.item() * len(rows) / len(indices)
             for name in updated:
                 step = trained[name].step()
                 sums[f"ppo/{name}_grad_norm"] = sums.get(f"ppo/{name}_grad_norm", 0.0) + step["grad_norm"]
                 sums[f"ppo/{name}_lr"] = step["lr"]
             steps += 1
     means = {key: value / max(steps, 1) if not key.endswith("_lr") else value for key, value in sums.items()}
-    return means | {"ppo/return": masked_mean(returns, rollout.mask).item()}
+    return means | {"ppo/return": masked_mean(returns, mask).item(), "ppo/advantage_std": advantages[mask.bool()].std(unbiased=False).item()}
+

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import secrets
 import select
 import shutil
@@ -45,6 +46,12 @@ class Outcome:
     passed: bool
     status: str  # passed | failed | timeout | output_limit
     detail: str = ""
+
+
+def code_of(completion: str) -> str:
+    """The code in a completion: its first fenced block when it has one, else the text itself."""
+    match = re.search(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", completion, re.DOTALL)
+    return match.group(1) if match else completion
 
 
 def interpreter() -> Path:

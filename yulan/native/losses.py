@@ -1,0 +1,58 @@
+"""PPO's losses with OpenRLHF 0.11.2's formulas: the KL estimators k1/k2/k3, the clipped policy loss with
+clip-higher, the clipped value loss, and the two aggregations. Aggregation divides by the whole optimizer step's
+token or sample count (`Totals`), so the micro-batch split never changes the gradient."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, estimator: str) -> torch.Tensor:
+    """Per-token KL(π ‖ π_ref) estimates (Schulman): k1 = log r, k2 = (log r)²/2, k3 = 1/r − 1 + log r, with
+    r = π/π_ref; clamped to ±10 as OpenRLHF does."""
+    log_ratio = logps.float() - ref_logps.float()
+    if estimator == "k1":
+        value = log_ratio
+    elif estimator == "k2":
+        value = log_ratio ** 2 / 2
+    else:
+        bounded = log_ratio.clamp(min=-10)
+        value = (-bounded).exp() - 1 + bounded
+    return value.clamp(-10, 10)
+
+
+@dataclass(frozen=True)
+class Totals:
+    """The optimizer step's response tokens and samples: the denominators of both aggregations."""
+
+    tokens: float
+    samples: int
+
+
+def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, totals: Totals) -> torch.Tensor:
+    """token-mean: the sum over response tokens / the step's tokens; seq-mean-token-mean: the sum of each sample's
+    token mean / the step's samples."""
+    if mode == "token-mean":
+        return (loss * mask).sum() / totals.tokens
+    per_sample = (loss * mask).sum(-1) / (mask.sum(-1) + 1e-8)
+    return per_sample.sum() / totals.samples
+
+
+def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
+                clip: tuple[float, float], mode: str, totals: Totals) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipped surrogate, ratio clipped to [1 − low, 1 + high]; and the share of tokens where the clip bit."""
+    ratio = (logps - old_logps).clamp(-20, 20).exp()
+    unclipped = ratio * advantages
+    clipped = ratio.clamp(1 - clip[0], 1 + clip[1]) * advantages
+    loss = aggregate(-torch.min(unclipped, clipped), mask, mode, totals)
+    clip_share = ((clipped < unclipped).float() * mask).sum() / mask.sum().clamp(min=1)
+    return loss, clip_share
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
+               clip: float, totals: Totals) -> torch.Tensor:
+    """0.5 · max((V − R)², (V_clipped − R)²) averaged over the step's tokens."""
+    clipped = old_values + (values - old_values).clamp(-clip, clip)
+    return 0.5 * aggregate(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask, "token-mean", totals)
