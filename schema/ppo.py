@@ -155,8 +155,8 @@ class Verifier(Section):
 
 class DynamicFiltering(Section):
     enabled: bool = chosen(
-        False, description="Drop prompts whose samples all succeed or all fail (DAPO's dynamic sampling); OpenRLHF draws "
-        "replacement prompts, the native engine trains on the prompts kept.",
+        False, description="Drop prompts whose samples all succeed or all fail and draw the next prompts in their place "
+        "(DAPO's dynamic sampling; the native engine draws for at most one pass over the prompts per rollout).",
     )
     range: tuple[float, float] = chosen(
         (0.0, 1.0), description="A prompt is kept when its samples' mean verifier score lies strictly inside (low, high)."

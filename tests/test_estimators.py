@@ -242,3 +242,22 @@ def test_native_grpo_trains_without_a_critic_and_rewards_verified_answers(tmp_pa
     assert [m["ppo/actor_frozen"] for m in metrics] == [0.0, 0.0]
     assert all(m["ppo/verified"] == 1.0 and "ppo/value_loss" not in m and "ppo/kl_loss" in m for m in metrics)
     assert all(0.0 <= m["ppo/verifier_passed"] <= 1.0 and m["ppo/penalty_truncated"] >= 0 for m in metrics)
+
+
+def test_native_dynamic_filtering_replaces_prompts_whose_samples_agree(tmp_path):
+    # even prompts carry an answer the tiny model never gives (every sample fails: dropped); odd ones have no
+    # checker (the range's middle: kept), so a rollout of 4 prompts is filled with replacements
+    prompts = [{"id": str(i), "prompt": f"Say something about {i}.", "mean_reward": 0.0,
+                **({"answer": "987654321"} if i % 2 == 0 else {})} for i in range(8)]
+    write_jsonl(tmp_path / "prompts.jsonl", prompts)
+    experiment = load(["experiment=smoke_grpo", f"run_dir={tmp_path}", "stages=[ppo]", "ppo.actor.init_from=tiny:policy",
+                       f"ppo.prompts.source={tmp_path}/prompts.jsonl", "ppo.prompts.count=8", "ppo.max_steps=2",
+                       "ppo.dynamic_filtering.enabled=true", "ppo.generate_max_length=8", "ppo.save_every_steps=1"])
+    job_dir = tmp_path / "ppo"
+    assert ppo.train(experiment, str(job_dir)) == 0
+    metrics = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
+    for m in metrics:
+        assert m["ppo/prompts_drawn"] > 4 and m["ppo/filter_pass_rate"] == 4 / m["ppo/prompts_drawn"]
+        assert m["ppo/tokens"] > 0  # a full rollout of 4 kept prompts trained
+    state = torch.load(job_dir / "checkpoints" / "step-1" / "state.pt", weights_only=False)
+    assert state["extra"]["prompts_consumed"] == metrics[0]["ppo/prompts_drawn"]  # a resumed job draws on from here

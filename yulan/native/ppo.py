@@ -162,15 +162,12 @@ def train(experiment: Experiment, job_dir: str) -> int:
     kl.value = extra.get("kl_coef", kl.value)
     tracker = Tracker(experiment, "ppo", job_dir)
     progress = Progress(total_rollouts, rollout_index, "ppo")
-    per_episode = len(records) // config.rollout_batch_size
+    stream = PromptStream(records, config.rollout_batch_size, experiment.seed,
+                          extra.get("prompts_consumed", rollout_index * config.rollout_batch_size))
 
     while rollout_index < total_rollouts:
         started = time.perf_counter()
-        episode, index = divmod(rollout_index, per_episode)
-        order = list(range(len(records)))
-        random.Random(f"{experiment.seed}:{episode}").shuffle(order)
-        chosen = [records[i] for i in order[index * config.rollout_batch_size:(index + 1) * config.rollout_batch_size]]
-        rollout, metrics = make_rollout(experiment, chosen, actor, reference, critic, reward, tokenizer,
+        rollout, metrics = make_rollout(experiment, stream, actor, reference, critic, reward, tokenizer,
                                         trained["actor"].autocast)
         actor_trains = rollout_index >= config.frozen_rollouts
         trained_at = time.perf_counter()
@@ -187,7 +184,7 @@ def train(experiment: Experiment, job_dir: str) -> int:
         tracker.log(rollout_index, metrics)
         progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics.get("ppo/kl", 0.0))
         if save_or_stop(checkpoints, rollout_index, total_rollouts, config.save_every_steps, weights, states,
-                        {"kl_coef": kl.value}):
+                        {"kl_coef": kl.value, "prompts_consumed": stream.consumed}):
             tracker.finish()
             return REQUEUE_STATUS
     progress.close()
@@ -196,18 +193,36 @@ def train(experiment: Experiment, job_dir: str) -> int:
     return 0
 
 
-def make_rollout(experiment: Experiment, records: list[dict], actor, reference, critic, reward: YulanReward,
-                 tokenizer, autocast) -> tuple[Rollout | None, dict[str, float]]:
-    """Generates, scores and (with dynamic filtering) keeps the prompts whose samples' verifier scores differ;
-    None when filtering keeps none."""
+class PromptStream:
+    """The selected prompts in a fresh seeded order each episode, handed out in turn. An episode uses the first
+    rollouts_per_episode x rollout_batch_size prompts of its order (as many as the rollouts can take); `consumed`
+    (kept in checkpoints) says where the stream is."""
+
+    def __init__(self, records: list[dict], rollout_batch_size: int, seed: int, consumed: int = 0):
+        self.records, self.seed, self.consumed = records, seed, consumed
+        self.per_episode = len(records) // rollout_batch_size * rollout_batch_size
+
+    def take(self, count: int) -> list[dict]:
+        taken = []
+        for position in range(self.consumed, self.consumed + count):
+            episode, index = divmod(position, self.per_episode)
+            order = list(range(len(self.records)))
+            random.Random(f"{self.seed}:{episode}").shuffle(order)
+            taken.append(self.records[order[index]])
+        self.consumed += count
+        return taken
+
+
+def sample_prompts(experiment: Experiment, records: list[dict], actor, reward: YulanReward, tokenizer,
+                   autocast) -> dict:
+    """Generates `samples_per_prompt` responses per prompt and scores them: per sample its prompt and response ids,
+    truncation, reward (after the length rules), score and logs."""
     config = experiment.ppo
     group = config.samples_per_prompt
-    started = time.perf_counter()
     prompts = [prompt_ids(tokenizer, r["prompt"], config.prompt_max_length) for r in records]
     with autocast():
         responses = generate(actor, tokenizer, prompts, group, config.temperature, config.generate_max_length,
                              batch_size=config.micro_rollout_batch_size)
-    generated_at = time.perf_counter()
     prompts = [p for p in prompts for _ in range(group)]
     labels = [r["label"] for r in records for _ in range(group)]
     stops = models.stop_token_ids(tokenizer, actor.generation_config)
@@ -217,27 +232,58 @@ def make_rollout(experiment: Experiment, records: list[dict], actor, reference, 
     scored = reward(queries, prompt_texts, labels, truncated=truncated)
     rewards = length_rules(torch.tensor(scored["rewards"]), torch.tensor([float(len(r)) for r in responses]),
                            torch.tensor(truncated), config)
+    return {"prompts": prompts, "responses": responses, "truncated": truncated, "rewards": rewards.tolist(),
+            "scores": scored["scores"], "logs": scored["extra_logs"]}
+
+
+def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference, critic, reward: YulanReward,
+                 tokenizer, autocast) -> tuple[Rollout | None, dict[str, float]]:
+    """One rollout's samples for rollout_batch_size prompts. With dynamic filtering, prompts whose samples' verifier
+    scores all agree are dropped and replaced by the next prompts of the stream (as OpenRLHF does), for at most one
+    pass over the prompt set; None when none was kept."""
+    config = experiment.ppo
+    group, wanted = config.samples_per_prompt, config.rollout_batch_size
+    started = time.perf_counter()
+    generated: dict[str, list] = {}
+    kept: list[int] = []  # sample indices into `generated`
+    drawn = 0
+    while len(kept) < wanted * group and drawn < max(len(stream.records), wanted):
+        count = wanted - len(kept) // group
+        part = sample_prompts(experiment, stream.take(count), actor, reward, tokenizer, autocast)
+        offset = len(generated.get("rewards", []))
+        groups = range(count)
+        if config.dynamic_filtering.enabled:
+            groups = kept_groups(part["scores"], group, *config.dynamic_filtering.range)
+        kept += [offset + k * group + j for k in groups for j in range(group)]
+        for key in ("prompts", "responses", "truncated", "rewards", "scores"):
+            generated.setdefault(key, []).extend(part[key])
+        for key, values_ in part["logs"].items():
+            generated.setdefault(f"log/{key}", []).extend(values_)
+        drawn += count
+        if not config.dynamic_filtering.enabled:
+            break
+    generated_at = time.perf_counter()
+    responses = generated["responses"]
     metrics = {
-        "ppo/reward": rewards.mean().item(),
-        "ppo/score": sum(scored["scores"]) / len(scored["scores"]),
+        "ppo/reward": sum(generated["rewards"]) / len(responses),
+        "ppo/score": sum(generated["scores"]) / len(responses),
         "ppo/response_length": sum(map(len, responses)) / len(responses),
-        "ppo/truncated": sum(truncated) / len(truncated),
+        "ppo/truncated": sum(generated["truncated"]) / len(responses),
         "ppo/generation_time_s": generated_at - started,
         "ppo/generated_tokens_per_s": sum(map(len, responses)) / max(generated_at - started, 1e-9),
-        **{f"ppo/{key}": sum(values_) / len(values_) for key, values_ in scored["extra_logs"].items()},
+        **{f"ppo/{key[4:]}": sum(values_) / len(values_) for key, values_ in generated.items() if key.startswith("log/")},
     }
-    keep = list(range(len(responses)))
     if config.dynamic_filtering.enabled:
-        groups = kept_groups(scored["scores"], group, *config.dynamic_filtering.range)
-        keep = [k * group + j for k in groups for j in range(group)]
-        metrics["ppo/filter_pass_rate"] = len(groups) / len(records)
-        if not keep:
-            return None, metrics
-    sequences = [Tokenized(prompts[i] + responses[i], [IGNORE] * len(prompts[i]) + responses[i]) for i in keep]
+        metrics["ppo/filter_pass_rate"] = len(kept) / group / drawn
+        metrics["ppo/prompts_drawn"] = drawn
+    if not kept:
+        return None, metrics
+    prompts = generated["prompts"]
+    sequences = [Tokenized(prompts[i] + responses[i], [IGNORE] * len(prompts[i]) + responses[i]) for i in kept]
     old_logps, ref_logps, values, mask = score_sequences(sequences, actor, reference, critic,
                                                          config.micro_rollout_batch_size, autocast)
     metrics["ppo/kl"] = mean_kl(kl_estimate(old_logps, ref_logps, config.kl.estimator), mask)
-    rewards = rewards[keep].to(mask.device)
+    rewards = torch.tensor([generated["rewards"][i] for i in kept], device=mask.device)
     return Rollout(sequences, rewards, old_logps, ref_logps, values, mask), metrics
 
 
