@@ -364,7 +364,12 @@ _MISSING = object()
 
 
 def _default_node(path: str) -> Any:
-    node: Any = schema_defaults()
+    return _node_at(schema_defaults(), path)
+
+
+def _node_at(tree: Any, path: str) -> Any:
+    """The value at a dotted path of a tree of dicts and lists, or _MISSING."""
+    node = tree
     for part in path.split("."):
         if isinstance(node, dict) and part in node:
             node = node[part]
@@ -402,18 +407,11 @@ def _critic_overrides(experiment: Experiment, composed: Composed) -> list[Proble
         return []
     return [
         Problem(key, f"applies only to an estimator with a critic (gae), and ppo.estimator={ppo.estimator} has none",
-                _value_at(composed.config, key),
+                _node_at(composed.config, key),
                 "drop the override, or set ppo.estimator=gae", source)
         for key, source in composed.sources.items()
         if source.startswith("override") and any(key == name or key.startswith(name + ".") for name in CRITIC_SETTINGS)
     ]
-
-
-def _value_at(config: dict[str, Any], path: str) -> Any:
-    node: Any = config
-    for part in path.split("."):
-        node = node.get(part) if isinstance(node, dict) else None
-    return node
 
 
 def load(overrides: list[str]) -> Experiment:

@@ -338,7 +338,8 @@ class PPOConfig(Section):
         return self.actor.frozen_steps if self.uses_critic else 0
 
     @property
-    def clip_range(self) -> tuple[float, float]:
+    def policy_clip_range(self) -> tuple[float, float]:
+        """The ratio's clip below and above 1 (policy_clip, and policy_clip_high where set)."""
         return (self.policy_clip, self.policy_clip if self.policy_clip_high is None else self.policy_clip_high)
 
     @computed_field(description="Samples generated per rollout iteration: rollout_batch_size x samples_per_prompt.")

@@ -138,7 +138,6 @@ def _role(name: str, gpus: int, gpus_per_node: int) -> list[str]:
 def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
     ppo, place = experiment.ppo, experiment.ppo.placement
     actor = experiment.resolve(ppo.actor.init_from)
-    critic = experiment.reward_model.name_or_path if ppo.critic.init_from == "reward_model" else actor
     per_node = ppo.resources.gpus_per_node
     flags = [
         "--actor.model_name_or_path", actor,
@@ -164,7 +163,7 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         "--actor.lr_warmup_ratio", str(ppo.lr_warmup_ratio),
         "--actor.min_lr_ratio", str(ppo.min_lr_ratio),
         "--actor.max_norm", str(ppo.max_grad_norm),
-        "--actor.eps_clip_low_high", *map(str, ppo.clip_range),
+        "--actor.eps_clip_low_high", *map(str, ppo.policy_clip_range),
         "--actor.loss_agg_mode", ppo.policy_loss_aggregation,
         "--algo.advantage.estimator", ppo.estimator,
         "--algo.advantage.gamma", str(ppo.gamma),
@@ -186,6 +185,7 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         "--ckpt.load_enable",
     ]
     if ppo.uses_critic:
+        critic = experiment.reward_model.name_or_path if ppo.critic.init_from == "reward_model" else actor
         flags += [
             "--critic.model_name_or_path", critic,
             # The report freezes the actor for N rollout iterations; OpenRLHF 0.11.2 updates the actor when a

@@ -89,12 +89,12 @@ def response_rows(flat: Flat, per_token: torch.Tensor, mask: torch.Tensor) -> to
 
 class Rollout:
     """One rollout's samples: prompt + response sequences, a reward per sample, and per response token (rows padded
-    to the longest response, `mask` = 1 on real tokens) the old and reference log-probabilities and the values
-    (None without a critic)."""
+    to the longest response, `mask` = 1 on real tokens) the old and reference log-probabilities, the KL estimate
+    between them, and the values (None without a critic)."""
 
-    def __init__(self, sequences: list[Tokenized], rewards, old_logps, ref_logps, values, mask):
+    def __init__(self, sequences: list[Tokenized], rewards, old_logps, ref_logps, kl, values, mask):
         self.sequences, self.rewards, self.mask = sequences, rewards, mask
-        self.old_logps, self.ref_logps, self.values = old_logps, ref_logps, values
+        self.old_logps, self.ref_logps, self.kl, self.values = old_logps, ref_logps, kl, values
 
 
 @torch.no_grad()
@@ -201,14 +201,20 @@ class PromptStream:
     def __init__(self, records: list[dict], rollout_batch_size: int, seed: int, consumed: int = 0):
         self.records, self.seed, self.consumed = records, seed, consumed
         self.per_episode = len(records) // rollout_batch_size * rollout_batch_size
+        self._episode, self._order = -1, []
+
+    def order(self, episode: int) -> list[int]:
+        if episode != self._episode:  # shuffled once per episode, not per prompt taken
+            self._order = list(range(len(self.records)))
+            random.Random(f"{self.seed}:{episode}").shuffle(self._order)
+            self._episode = episode
+        return self._order
 
     def take(self, count: int) -> list[dict]:
         taken = []
         for position in range(self.consumed, self.consumed + count):
             episode, index = divmod(position, self.per_episode)
-            order = list(range(len(self.records)))
-            random.Random(f"{self.seed}:{episode}").shuffle(order)
-            taken.append(self.records[order[index]])
+            taken.append(self.records[self.order(episode)[index]])
         self.consumed += count
         return taken
 
@@ -244,21 +250,22 @@ def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference,
     config = experiment.ppo
     group, wanted = config.samples_per_prompt, config.rollout_batch_size
     started = time.perf_counter()
-    generated: dict[str, list] = {}
+    generated: dict[str, list] = {key: [] for key in ("prompts", "responses", "truncated", "rewards", "scores")}
+    logs: dict[str, list] = {}
     kept: list[int] = []  # sample indices into `generated`
     drawn = 0
     while len(kept) < wanted * group and drawn < max(len(stream.records), wanted):
         count = wanted - len(kept) // group
         part = sample_prompts(experiment, stream.take(count), actor, reward, tokenizer, autocast)
-        offset = len(generated.get("rewards", []))
+        offset = len(generated["rewards"])
         groups = range(count)
         if config.dynamic_filtering.enabled:
             groups = kept_groups(part["scores"], group, *config.dynamic_filtering.range)
         kept += [offset + k * group + j for k in groups for j in range(group)]
-        for key in ("prompts", "responses", "truncated", "rewards", "scores"):
-            generated.setdefault(key, []).extend(part[key])
+        for key, values_ in generated.items():
+            values_.extend(part[key])
         for key, values_ in part["logs"].items():
-            generated.setdefault(f"log/{key}", []).extend(values_)
+            logs.setdefault(key, []).extend(values_)
         drawn += count
         if not config.dynamic_filtering.enabled:
             break
@@ -271,7 +278,7 @@ def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference,
         "ppo/truncated": sum(generated["truncated"]) / len(responses),
         "ppo/generation_time_s": generated_at - started,
         "ppo/generated_tokens_per_s": sum(map(len, responses)) / max(generated_at - started, 1e-9),
-        **{f"ppo/{key[4:]}": sum(values_) / len(values_) for key, values_ in generated.items() if key.startswith("log/")},
+        **{f"ppo/{key}": sum(values_) / len(values_) for key, values_ in logs.items()},
     }
     if config.dynamic_filtering.enabled:
         metrics["ppo/filter_pass_rate"] = len(kept) / group / drawn
@@ -282,15 +289,16 @@ def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference,
     sequences = [Tokenized(prompts[i] + responses[i], [IGNORE] * len(prompts[i]) + responses[i]) for i in kept]
     old_logps, ref_logps, values, mask = score_sequences(sequences, actor, reference, critic,
                                                          config.micro_rollout_batch_size, autocast)
-    metrics["ppo/kl"] = mean_kl(kl_estimate(old_logps, ref_logps, config.kl.estimator), mask)
+    kl = kl_estimate(old_logps, ref_logps, config.kl.estimator)
+    metrics["ppo/kl"] = mean_kl(kl, mask)
     rewards = torch.tensor([generated["rewards"][i] for i in kept], device=mask.device)
-    return Rollout(sequences, rewards, old_logps, ref_logps, values, mask), metrics
+    return Rollout(sequences, rewards, old_logps, ref_logps, kl, values, mask), metrics
 
 
 def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, actor_trains: bool,
            kl_coef: float) -> dict:
     mask = rollout.mask
-    kl_in_reward = torch.zeros_like(mask) if config.kl.use_loss else kl_estimate(rollout.old_logps, rollout.ref_logps, config.kl.estimator)
+    kl_in_reward = torch.zeros_like(mask) if config.kl.use_loss else rollout.kl
     advantages, returns = advantages_and_returns(
         config.estimator, rollout.rewards, config.samples_per_prompt, kl_in_reward, kl_coef, mask, rollout.values,
         config.reward.clip_range, config.gamma, config.gae_lambda)
@@ -321,7 +329,7 @@ def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, ac
                     with trained["actor"].autocast():
                         logps = response_rows(flat, token_logprobs(actor, flat), rows_mask)
                     loss, clip_share = policy_loss(logps, rollout.old_logps[rows], advantages[rows], rows_mask,
-                                                   config.clip_range, config.policy_loss_aggregation, totals)
+                                                   config.policy_clip_range, config.policy_loss_aggregation, totals)
                     sums["ppo/policy_loss"] += loss.item()
                     if config.kl.use_loss:
                         kl = kl_estimate(logps, rollout.ref_logps[rows], config.kl.estimator)
