@@ -18,9 +18,18 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schema.errors import ConfigError, Problem, from_validation_error, is_model, suggest, unknown_key_hint, unwrap
+from schema.errors import (
+    ConfigError,
+    Problem,
+    field_source,
+    from_validation_error,
+    is_model,
+    suggest,
+    unknown_key_hint,
+    unwrap,
+)
 from schema.experiment import Experiment, stage_output
-from schema.fields import default_tree
+from schema.fields import REPORT, default_tree
 from schema.infra import SECRET_NAME
 from schema.ppo import CRITIC_SETTINGS
 
@@ -384,6 +393,28 @@ def default_at(path: str) -> Any:
     """The schema's default at a dotted path (None where there is none)."""
     node = _default_node(path)
     return None if node is _MISSING else node
+
+
+def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested settings as {dotted path: value}."""
+    if isinstance(data, dict) and data:
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: data}
+
+
+def paper_differences(experiment: Experiment) -> list[dict[str, Any]]:
+    """The report's recipe values this experiment changes: path, the report's value, this one's, where it is stated."""
+    rows = []
+    for path, value in flatten(experiment.model_dump(mode="json")).items():
+        source = field_source(Experiment, path)
+        if source.get("source") == REPORT:
+            paper = default_at(path)
+            if paper is not None and paper != value:
+                rows.append({"path": path, "report": paper, "value": value, "where": source.get("where", "")})
+    return rows
 
 
 def validate(composed: Composed) -> Experiment:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -150,6 +151,14 @@ def from_validation_error(
             problems.append(
                 Problem(path, ctx["rule"], ctx["value"], ctx["fix"], source_of_path(path), report_note(root, path, default_of))
             )
+        elif item["type"] == "literal_error" and isinstance(item.get("input"), str):
+            path = ".".join(loc)
+            choices = re.findall(r"'([^']*)'", item["ctx"]["expected"])
+            close = suggest(item["input"], choices)
+            problems.append(Problem(
+                path, f"must be one of: {', '.join(choices)}", item["input"],
+                f"did you mean '{close}'?" if close else "choose one of those", source_of_path(path),
+                report_note(root, path, default_of)))
         elif item["type"] == "extra_forbidden":
             path = ".".join(loc)
             problems.append(

@@ -169,6 +169,12 @@ class Experiment(Section):
         return self
 
     @model_validator(mode="after")
+    def _health_rules_are_watched(self) -> Experiment:
+        if "ppo" in self.stages:
+            self.ppo.health.check_engine(self.ppo.engine, self.ppo.health_statistics)
+        return self
+
+    @model_validator(mode="after")
     def _resources_fit_cluster(self) -> Experiment:
         cluster = self.cluster
         for stage in self.stages:

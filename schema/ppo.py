@@ -25,6 +25,7 @@ from schema.common import (
     gpu_job,
 )
 from schema.fields import Section, chosen, report, rule_error
+from schema.health import SAMPLE_STATISTICS, STATISTICS, HealthConfig
 
 PPO_TABLE = "§5 PPO hyperparameter table"
 
@@ -320,6 +321,9 @@ class PPOConfig(Section):
         None, gt=0.0, description="Clip-higher (DAPO): the ratio is clipped to [1 − policy_clip, 1 + policy_clip_high]; None = symmetric."
     )
     dynamic_filtering: DynamicFiltering = chosen(default_factory=DynamicFiltering, description="Keep only prompts the policy sometimes solves.")
+    health: HealthConfig = chosen(
+        default_factory=HealthConfig, description="Statistics of every rollout and the rules that warn or stop the run "
+        "(the report met reward hacking and output length collapse).")
     value_clip: float = chosen(0.5, gt=0.0, description="Value-function clip.")
     zero_stage: Literal[0, 1, 2, 3] = chosen(2, description="DeepSpeed ZeRO stage for actor and critic.")
     param_dtype: ParamDtype = chosen("bf16", description=PARAM_DTYPE_DESCRIPTION)
@@ -331,6 +335,14 @@ class PPOConfig(Section):
     @property
     def uses_critic(self) -> bool:
         return self.estimator in CRITIC_ESTIMATORS
+
+    @property
+    def health_statistics(self) -> tuple[str, ...]:
+        """The health statistics this engine produces: the native trainer all; OpenRLHF those this project's reward
+        function computes from the samples, none when OpenRLHF scores with a local model."""
+        if self.engine == "native":
+            return tuple(STATISTICS)
+        return SAMPLE_STATISTICS if self.reward.mode == "remote_function" else ()
 
     @property
     def frozen_rollouts(self) -> int:

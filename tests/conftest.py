@@ -66,3 +66,36 @@ def json_server(reply: Callable[[dict], dict]):
 def chat_reply(*contents: str) -> dict:
     """An OpenAI chat-completions answer with these choices."""
     return {"choices": [{"message": {"role": "assistant", "content": c}} for c in contents]}
+
+
+CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def render_in_browser(page: Path, screenshot: Path, width: int = 1280) -> dict:
+    """`page` in headless Chromium (Debian's, driven by Selenium): its console errors, whether each image decoded,
+    and a screenshot of the whole page. Skips where Chromium is not installed (.ci/run installs it)."""
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={screenshot.parent / 'chromium-profile'}", f"--window-size={width},1000"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
+    try:
+        driver.get(page.resolve().as_uri())
+        images = driver.execute_script(
+            "return Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))")
+        height = driver.execute_script("return document.documentElement.scrollHeight")
+        driver.set_window_size(width, min(height + 100, 16000))
+        driver.save_screenshot(str(screenshot))
+        errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
+        title = driver.title
+    finally:
+        driver.quit()
+    return {"errors": errors, "images": images, "title": title, "height": height}

@@ -26,7 +26,7 @@ BAD = [
     (["ppo.reward.fallback_reward=50"], "ppo.reward.fallback_reward", ["inside clip_range"]),
     (["ppo.critic.init_from=reward_model"], "ppo.critic.init_from", ["tokenizer", "ppo.critic.init_from=policy"]),
     (["ppo.reward.mode=local_model"], "ppo.reward.mode", ["tokenizer", "remote_function"]),
-    (["ppo.critic.init_from=critic"], "ppo.critic.init_from", ["'reward_model' or 'policy'"]),
+    (["ppo.critic.init_from=critic"], "ppo.critic.init_from", ["must be one of: reward_model, policy"]),
     (["ppo.train_batch_size=100"], "ppo.train_batch_size", ["128 x 4 = 512", "report: 128"]),
     (["ppo.rollout_batch_size=20000"], "ppo.rollout_batch_size", ["prompt set"]),
     (["ppo.micro_train_batch_size=3"], "ppo.train_batch_size", ["micro_train_batch_size x actor GPUs"]),
@@ -46,7 +46,7 @@ BAD = [
     (["stages=[ppo,dpo]"], "stages", ["pipeline order"]),
     (["stages=[]"], "stages", ["at least one stage"]),
     (["stages=[ppo,eval]", "ppo.actor.init_from=dpo"], "ppo.actor.init_from", ["does not run before 'ppo'"]),
-    (["ppo.lr_scheduler=cosine"], "ppo.lr_scheduler", ["'constant' or 'cosine_with_min_lr'"]),
+    (["ppo.lr_scheduler=cosine"], "ppo.lr_scheduler", ["must be one of: constant, cosine_with_min_lr"]),
     (["cluster=local", "ppo.resources.gpus_per_node=16"], "ppo.resources.gpus_per_node", ["cluster 'local' offers"]),
     (["cluster.env.WANDB_API_KEY=abc"], "cluster.env.WANDB_API_KEY", ["secrets are never written", "<redacted>"]),
 ]

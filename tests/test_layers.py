@@ -8,8 +8,9 @@ REPO = Path(__file__).resolve().parents[1]
 LAYERS = [
     ("schema",),
     ("yulan.runtime",),
-    ("yulan.answers", "yulan.sandbox", "yulan.verifier", "yulan.penalties", "yulan.reward", "yulan.distributed"),
-    ("yulan.curation", "yulan.evaluation", "yulan.engines", "yulan.native"),
+    ("yulan.answers", "yulan.sandbox", "yulan.verifier", "yulan.penalties", "yulan.health", "yulan.reward",
+     "yulan.distributed"),
+    ("yulan.curation", "yulan.evaluation", "yulan.engines", "yulan.native", "yulan.report"),
     ("yulan.stages",),
     ("yulan.run", "yulan.cli", "launchers", "launch"),
 ]

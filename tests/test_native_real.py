@@ -219,7 +219,7 @@ def test_ppo_with_a_frozen_actor_leaves_beta_alone_and_keeps_eos(tmp_path):
     assert [m["ppo/kl_coef"] for m in metrics[:2]] == [0.01, 0.01]  # frozen: no KL to steer by
     assert abs(metrics[0]["ppo/kl"]) < 1e-6  # the reference is computed exactly as the actor
     assert metrics[2]["ppo/kl_coef"] != 0.01
-    assert all(0 <= m["ppo/truncated"] <= 1 and m["ppo/step_time_s"] > 0 for m in metrics)
+    assert all(0 <= m["health/truncation_rate"] <= 1 and m["ppo/step_time_s"] > 0 for m in metrics)
 
 
 SCORE_MEMORY = textwrap.dedent("""

@@ -17,7 +17,7 @@ VARIANTS = [
                           "ppo.placement.vllm_gpu_memory_utilization=0.5"]),
     ("ppo_yulan", "ppo", ["ppo.reward.server_url=http://rm:5000", "ppo.placement.reward_gpus=0", "ppo.actor.frozen_steps=0"]),
     ("yulan_full", "ppo", ["reward_model=tiny", "model=tiny", "ppo.critic.init_from=reward_model", "ppo.reward.mode=local_model",
-                           "ppo.prompt_max_length=512", "ppo.generate_max_length=256", "sft.max_length=1024",
+                           "ppo.health.rules.length_collapse.action=warn", "ppo.prompt_max_length=512", "ppo.generate_max_length=256", "sft.max_length=1024",
                            "dpo.max_length=1024"]),
 ]
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import render_in_browser, run
 
 pytest.importorskip("torch")
 
@@ -55,6 +55,21 @@ def test_smoke_pipeline_runs_end_to_end_and_each_stage_feeds_the_next(tmp_path):
     assert "| title | sft | dpo | ppo | YuLan-Mini-Instruct |" in table and "| GSM8K (0 shot, CoT) |" in table
     assert (run_dir / "eval" / "results" / "table.png").exists()
     assert list((run_dir / "sft" / "wandb").glob("offline-run-*"))  # tracked offline
+    health = ppo_metrics[-1]
+    assert 0 <= health["health/truncation_rate"] <= 1 and health["health/response_length_p10"] <= health["health/response_length_p90"]
+
+    page = run("-m", "yulan.cli", "report", str(run_dir))
+    assert page.returncode == 0, page.stderr
+    html = (run_dir / "report.html").read_text()
+    for section in ("Stages", "Training curves: sft", "Training curves: dpo", "Training curves: ppo", "Curation",
+                    "Category mix against its targets", "Evaluation (beside the report's numbers)", "YuLan-Mini-Instruct"):
+        assert section in html, section
+    assert "http://" not in html and "https://" not in html  # self-contained: nothing to fetch
+    shown = render_in_browser(run_dir / "report.html", tmp_path / "report.png")
+    assert shown["errors"] == [], shown["errors"]
+    assert [i["alt"] for i in shown["images"]] == ["sft training curves", "dpo training curves", "ppo training curves",
+                                                   "curation funnel: samples in and kept per step", "evaluation table"]
+    assert all(i["complete"] and i["width"] > 0 for i in shown["images"]), shown["images"]
 
     again = run("launch.py", "experiment=smoke", f"run_root={tmp_path}", "launcher.on_existing_run=resume")
     assert again.returncode == 0, again.stderr[-2000:]

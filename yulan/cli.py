@@ -5,6 +5,8 @@
     yulan diff [overrides A...] -- [overrides B...]        typed differences of effective values
     yulan diff --paper [experiment=NAME overrides...]      what differs from the report's recipe
     yulan schema [--output FILE]                           JSON Schema of experiment YAML files
+    yulan status DIR                                       stages and health alerts of a run, sweep or submission
+    yulan report DIR                                       DIR/report.html: one page with curves, funnels, tables
     yulan curate STEP --input IN --output OUT [key=value]   one curation step (dedup, heuristics, judge, complexity,
                                                          mix, ppo_prompts) on a JSONL or Parquet file
 """
@@ -19,22 +21,20 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schema.compose import EXPERIMENTS_DIR, ConfigError, compose, default_at, experiment_names, validate
-from schema.errors import field_source
+from schema.compose import (
+    EXPERIMENTS_DIR,
+    ConfigError,
+    compose,
+    default_at,
+    experiment_names,
+    flatten,
+    paper_differences,
+    validate,
+)
 from schema.experiment import Experiment
-from schema.fields import REPORT
 from yulan.curation import STANDALONE, STEPS
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "experiment.schema.json"
-
-
-def flatten(data: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(data, dict) and data:
-        out: dict[str, Any] = {}
-        for key, value in data.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: data}
 
 
 def effective(overrides: list[str]) -> tuple[Experiment, dict[str, Any]]:
@@ -97,16 +97,11 @@ def targets_for_files(files: list[str]) -> list[list[str]]:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     if args.paper:
-        experiment, values = effective(args.overrides)
-        rows = []
-        for path, value in values.items():
-            if field_source(Experiment, path).get("source") == REPORT:
-                paper = default_at(path)
-                if paper is not None and paper != value:
-                    rows.append((path, paper, value, field_source(Experiment, path).get("where", "")))
+        experiment = validate(compose(args.overrides))
+        rows = paper_differences(experiment)
         print(f"{experiment.name} vs the report's recipe: {len(rows)} difference(s)")
-        for path, paper, value, where in rows:
-            print(f"  {path}: report {json.dumps(paper)} -> {json.dumps(value)}    ({where})")
+        for row in rows:
+            print(f"  {row['path']}: report {json.dumps(row['report'])} -> {json.dumps(row['value'])}    ({row['where']})")
         return 0
     if "--" not in args.overrides:
         print("error: yulan diff needs two sides: yulan diff A... -- B... (or --paper)", file=sys.stderr)
@@ -326,27 +321,58 @@ def cmd_reward(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return 0
-    from yulan.penalties import RULES
+    from schema.health import PENALTY_RULES
 
     checked = [row["verifier"] for row in rows if row["verifier"]]
     print(json.dumps({
         "samples": len(rows),
         "mean_reward": sum(row["reward"] for row in rows) / max(len(rows), 1),
         "mean_rm_score": sum(row["rm_score"] for row in rows) / max(len(rows), 1),
-        "rule_rates": {rule: sum(rule in row["penalties"] for row in rows) / max(len(rows), 1) for rule in RULES},
+        "rule_rates": {rule: sum(rule in row["penalties"] for row in rows) / max(len(rows), 1) for rule in PENALTY_RULES},
         "verified": len(checked),
         "verifier_pass_rate": sum(c["passed"] for c in checked) / len(checked) if checked else None,
     }, indent=2))
     return 0
 
 
+def run_dir_status(directory: Path) -> list[dict]:
+    """A run directory, or a sweep directory of them, run on this machine: each stage's state."""
+    from yulan.report import RunView, is_run, sweep_points
+
+    runs = [directory] if is_run(directory) else sweep_points(directory) if directory.is_dir() else []
+    if not runs:
+        raise FileNotFoundError(f"{directory} holds no ledger.json (a SLURM submission) and no config.json (a run "
+                                "directory): pass the directory launch.py printed")
+    points = []
+    for index, run_dir in enumerate(runs):
+        view = RunView(run_dir)
+        stages = {stage: view.state(stage) for stage in view.stages}
+        state = "done" if all(s == "done" for s in stages.values()) else \
+            "started" if any(s != "not started" for s in stages.values()) else "not started"
+        points.append({"index": index, "state": state, "stages": stages, "overrides": view.manifest.get("overrides", []),
+                       "run_dir": str(run_dir)})
+    return points
+
+
+def with_alerts(points: list[dict]) -> list[dict]:
+    from yulan.health import read_alerts
+
+    for point in points:
+        point["alerts"] = {stage.split(":")[0]: read_alerts(Path(point["run_dir"]) / stage.split(":")[0])
+                           for stage in point["stages"]}
+        point["alerts"] = {stage: alerts for stage, alerts in point["alerts"].items() if alerts}
+    return points
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    """status / cancel / resubmit of what launch.py submitted to SLURM (its ledger)."""
+    """status / cancel / resubmit of what launch.py submitted to SLURM (its ledger); status also of run
+    directories run on this machine."""
     from launchers import slurm
 
     try:
         if args.command == "status":
-            points = slurm.status(args.directory)
+            ledger = (args.directory / slurm.LEDGER).is_file() or args.directory.name == slurm.LEDGER
+            points = with_alerts(slurm.status(args.directory) if ledger else run_dir_status(args.directory))
             if args.json:
                 print(json.dumps(points, indent=2))
             else:
@@ -354,8 +380,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     print(f"{point['index']:>4}  {point['state']:8}  {point['run_dir']}  {' '.join(point['overrides'])}")
                     for stage, state in point["stages"].items():
                         print(f"        {stage:10} {state}")
-                counts = {s: sum(p["state"] == s for p in points) for s in ("queued", "running", "done", "failed")}
-                print("  ".join(f"{k}: {v}" for k, v in counts.items()))
+                    for stage, alerts in point["alerts"].items():
+                        for alert in alerts:
+                            print(f"        {stage:10} {alert['action'].upper():4}  {alert['message']}")
+                states = ("queued", "running", "done", "failed") if ledger else ("not started", "started", "done")
+                counts = {s: sum(p["state"] == s for p in points) for s in states}
+                alerts = [a for p in points for stage_alerts in p["alerts"].values() for a in stage_alerts]
+                print("  ".join(f"{k}: {v}" for k, v in counts.items())
+                      + (f"  health alerts: {len(alerts)} ({sum(a['action'] == 'stop' for a in alerts)} stop)" if alerts else ""))
         elif args.command == "cancel":
             cancelled = slurm.cancel(args.directory)
             print(f"cancelled {len(cancelled)} jobs: {' '.join(cancelled)}" if cancelled else "nothing left to cancel")
@@ -365,6 +397,18 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     except (FileNotFoundError, subprocess.CalledProcessError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from yulan import report
+
+    try:
+        path = report.write(args.directory, args.output)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
     return 0
 
 
@@ -408,7 +452,11 @@ def main(argv: list[str] | None = None) -> int:
                               help="JSONL: prompt (text or chat messages), response, optional answer / tests / truncated")
     reward_score.add_argument("--summary", action="store_true", help="rates per rule and the verifier's pass rate")
     reward_score.add_argument("overrides", nargs="*", help="Hydra overrides choosing the reward, e.g. experiment=ppo_yulan")
-    state = sub.add_parser("status", help="state of each point of a SLURM submission (its ledger directory)")
+    page = sub.add_parser("report", help="write report.html for a run or sweep directory (self-contained, plots inline)")
+    page.add_argument("directory", type=Path)
+    page.add_argument("--output", type=Path, help="where to write the page (default DIR/report.html)")
+    state = sub.add_parser("status", help="each stage's state and health alerts: a SLURM submission (its ledger "
+                           "directory), or a run or sweep directory run on this machine")
     state.add_argument("directory", type=Path)
     state.add_argument("--json", action="store_true")
     stop = sub.add_parser("cancel", help="cancel a SLURM submission's queued and running jobs")
@@ -429,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         args.overrides = [arg for arg in argv[argv.index("diff") + 1:] if arg != "--paper"]
     try:
         commands = {"show": cmd_show, "validate": cmd_validate, "diff": cmd_diff, "schema": cmd_schema, "curate": cmd_curate,
-                    "eval": cmd_eval, "reward": cmd_reward, "status": cmd_sweep, "cancel": cmd_sweep, "resubmit": cmd_sweep}
+                    "eval": cmd_eval, "reward": cmd_reward, "report": cmd_report, "status": cmd_sweep, "cancel": cmd_sweep, "resubmit": cmd_sweep}
         return commands[args.command](args)
     except ConfigError as error:
         print(error, file=sys.stderr)

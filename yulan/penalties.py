@@ -24,7 +24,6 @@ LAST_WORD = re.compile(r"([A-Za-z]+|[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+)\
 COMMAND_LINE = re.compile(r"^(?:\s{4,}|\t|\$ |> |# )")
 OPENERS, CLOSERS = "([{（【「", ")]}）】」"
 DANGLING = ",，、-–—:：(/[{"  # a line ending in these waits for more
-RULES = ("truncated", "incomplete", "mixed_language", "generic")
 
 
 @dataclass(frozen=True)
@@ -115,6 +114,11 @@ def is_mixed_language(prompt: str, response: str, rules: Penalties) -> bool:
 
 def sentences(text: str) -> list[str]:
     return [part for part in SENTENCE_END.split(text.strip()) if part.strip()]
+
+
+def has_generic_phrase(response: str, rules: Penalties) -> bool:
+    lowered = response.lower()
+    return any(phrase.lower() in lowered for phrase in rules.generic_phrases)
 
 
 def is_generic(response: str, rules: Penalties) -> bool:

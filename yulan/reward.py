@@ -21,8 +21,10 @@ from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from schema.health import PENALTY_RULES, HealthConfig
 from schema.ppo import RewardConfig
-from yulan.penalties import RULES, Verdict, judge
+from yulan.health import RewardFunctionWatch
+from yulan.penalties import Verdict, judge
 from yulan.sandbox import SandboxUnavailable
 from yulan.verifier import Check, Checker
 
@@ -180,7 +182,7 @@ class YulanReward:
                 "reward_penalty": [s.verdict.penalty for s in scored],
                 "verified": [float(s.check is not None) for s in scored],
                 "verifier_passed": [float(bool(s.check and s.check.passed)) for s in scored],
-                **{f"penalty_{name}": [float(s.verdict.reasons[name]) for s in scored] for name in RULES},
+                **{f"penalty_{name}": [float(s.verdict.reasons[name]) for s in scored] for name in PENALTY_RULES},
             }
             return {"rewards": [s.reward for s in scored], "scores": scores, "extra_logs": logs}
         except Exception as error:  # the contract: never raise inside OpenRLHF's actors
@@ -190,11 +192,24 @@ class YulanReward:
                     "extra_logs": {"rm_failed": [1.0] * count}}
 
 
-def for_openrlhf(reward: YulanReward):
-    """OpenRLHF 0.11.2 calls with one sample and wraps each value as torch.tensor([value]): return scalars."""
+def for_openrlhf(reward: YulanReward, watch: RewardFunctionWatch | None = None):
+    """OpenRLHF 0.11.2 calls with one sample and wraps each value as torch.tensor([value]): return scalars. `watch`
+    measures each response (its truncation then reaches the penalty, as in the native engine) and gathers the
+    samples' health statistics."""
 
     def reward_func(queries: list[str], prompts: list[str], labels: list[str]) -> dict[str, Any]:
-        out = reward(queries, prompts, labels)
+        measured = None
+        if watch is not None:
+            try:
+                measured = watch.measure(queries, prompts)
+            except Exception as error:  # the contract: never raise inside OpenRLHF's actors
+                log.exception("health statistics failed for this sample: %s", error)
+        out = reward(queries, prompts, labels, truncated=measured[1] if measured else None)
+        if measured is not None:
+            try:
+                watch.add(prompts, [reward.response_of(q, p) for q, p in zip(queries, prompts)], *measured, out)
+            except Exception as error:
+                log.exception("health statistics failed for this sample: %s", error)
         if len(queries) != 1:
             return out
         return {
@@ -206,18 +221,31 @@ def for_openrlhf(reward: YulanReward):
     return reward_func
 
 
-def write_reward_file(config: RewardConfig, server_url: str, job_dir: str, unchecked_score: float = 0.5) -> Path:
-    """The file named by --reward.remote_url: it loads this module with the job's reward settings."""
+def write_reward_file(config: RewardConfig, server_url: str, job_dir: str, unchecked_score: float = 0.5,
+                      health: dict | None = None) -> Path:
+    """The file named by --reward.remote_url: it loads this module with the job's reward settings, and with `health`
+    (RewardFunctionWatch's settings but the penalties) the health watch."""
     directory = Path(job_dir)
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "reward_config.json").write_text(config.model_dump_json(indent=2))
+    watch = "None"
+    if health is not None:
+        (directory / "health_watch.json").write_text(json.dumps(health, indent=2))
+        watch = "watch_from(Path(__file__).parent / 'health_watch.json', _config.penalties)"
     path = directory / "reward_func.py"
     path.write_text(
         "# Written by the PPO job: the YuLan reward with this run's settings.\n"
         "from pathlib import Path\n"
         "from schema.ppo import RewardConfig\n"
-        "from yulan.reward import YulanReward, for_openrlhf\n"
+        "from yulan.reward import YulanReward, for_openrlhf, watch_from\n"
         "_config = RewardConfig.model_validate_json((Path(__file__).parent / 'reward_config.json').read_text())\n"
-        f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}))\n"
+        f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}), {watch})\n"
     )
     return path
+
+
+def watch_from(path: Path, penalties) -> RewardFunctionWatch:
+    settings = json.loads(Path(path).read_text())
+    return RewardFunctionWatch(settings["job_dir"], HealthConfig.model_validate(settings["config"]), penalties,
+                               settings["samples_per_rollout"], settings["generate_max_length"],
+                               settings["tokenizer_path"], tuple(settings["stop_strings"]))

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,8 +17,9 @@ from schema.experiment import Experiment
 from yulan import distributed
 from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
+from yulan.health import SharedWatch, read_alerts, unwatched_notice, watch_settings
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
-from yulan.runtime.lifecycle import done_marker, install_stop_handler
+from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, done_marker, install_stop_handler, started_marker
 from yulan.runtime.records import RecordError
 from yulan.stages import missing, runner
 
@@ -96,8 +99,9 @@ def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env
                                           stdout=log, stderr=subprocess.STDOUT)
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(ray_gpus)
                 wait_until_serving(url, server, reward.server_start_timeout_s)
-            write_reward_file(reward, url, job_dir, unchecked_score=experiment.ppo.dynamic_filtering.neutral_score)
-        return subprocess.call(command, env=env)
+            write_reward_file(reward, url, job_dir, unchecked_score=experiment.ppo.dynamic_filtering.neutral_score,
+                              health=watch_settings(experiment, job_dir))
+        return run_watched(experiment, job_dir, command, env)
     except (RuntimeError, TimeoutError) as error:
         print(f"error: {error} (log: {job_dir}/reward_server.log)", file=sys.stderr)
         return 2
@@ -106,6 +110,80 @@ def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env
             stop(server)
         if log is not None:
             log.close()
+
+
+def end_group(process: subprocess.Popen, grace_s: float = 60.0) -> None:
+    """SIGTERM to the engine's process group (the Ray driver and what it started on this node), SIGKILL after the
+    grace period."""
+    try:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    except ProcessLookupError:
+        process.wait()
+
+
+def run_watched(experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str], poll_s: float = 5.0) -> int:
+    """The OpenRLHF PPO driver in its own process group, watched: between polls the health statistics its reward
+    function appended to metrics.jsonl go to wandb (a `-health` run beside OpenRLHF's own), and a stop alert in
+    alerts.jsonl ends the whole group. What survives such a stop: OpenRLHF's last DeepSpeed checkpoint in
+    job_dir/checkpoints (every ppo.save_every_steps rollouts; a resubmitted job resumes there with --ckpt.load_enable),
+    no final model and no DONE marker, so no later stage reads the collapsed policy."""
+    health = experiment.ppo.health
+    notice = unwatched_notice(health, "openrlhf", experiment.ppo.health_statistics)
+    if notice:
+        print(notice, file=sys.stderr)
+    watched = watch_settings(experiment, job_dir) is not None
+    if watched:
+        SharedWatch(job_dir, health, experiment.ppo.samples_per_rollout).reset()
+    alerts_before = len(read_alerts(job_dir))
+    forwarded = MetricsForwarder(experiment, job_dir) if watched else None
+    engine = subprocess.Popen(command, env=env, start_new_session=True)
+    try:
+        while True:
+            try:
+                return engine.wait(timeout=poll_s)
+            except subprocess.TimeoutExpired:
+                pass
+            if forwarded:
+                forwarded.poll()
+            stops = [a for a in read_alerts(job_dir)[alerts_before:] if a.get("action") == "stop"]
+            if stops:
+                print(f"{stops[0]['message']}; ending the OpenRLHF run (alerts: {job_dir}/alerts.jsonl)", file=sys.stderr)
+                end_group(engine)
+                return HEALTH_STOP_STATUS
+    finally:
+        if engine.poll() is None:
+            end_group(engine)
+        if forwarded:
+            forwarded.poll()
+            forwarded.tracker.finish()
+
+
+class MetricsForwarder:
+    """New lines of the stage's metrics.jsonl (written by the reward function) to the stage's `-health` wandb run."""
+
+    def __init__(self, experiment: Experiment, job_dir: str):
+        from yulan.runtime.tracking import Tracker
+
+        self.path, self.offset = Path(job_dir) / "metrics.jsonl", 0
+        self.tracker = Tracker(experiment, "ppo", job_dir, label="health")
+        if self.path.is_file():
+            self.offset = self.path.stat().st_size  # a resumed job's earlier lines were forwarded by its first job
+
+    def poll(self) -> None:
+        if not self.path.is_file():
+            return
+        with self.path.open("rb") as source:
+            source.seek(self.offset)
+            for line in source:
+                if not line.endswith(b"\n"):
+                    break  # still being written
+                self.offset += len(line)
+                values = json.loads(line)
+                self.tracker.log(values.pop("step"), values, to_file=False)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -123,6 +201,9 @@ def main(argv: list[str] | None = None) -> int:
     if done.exists() or done_marker(job_dir).exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
         print(f"[{args.stage}{':' + args.part if args.part else ''}] already done ({done})", file=sys.stderr)
         return 0
+    started = started_marker(job_dir)
+    if args.part is None or not started.exists():
+        started.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     engine = getattr(getattr(experiment, args.stage), "engine", None)
     if args.part:
         if args.stage != "curation":
@@ -150,6 +231,9 @@ def main(argv: list[str] | None = None) -> int:
         except (ConfigError, RecordError) as error:  # bad input found while running: the message, no traceback
             print(f"error: {error}" if isinstance(error, RecordError) else error, file=sys.stderr)
             return 2
+    if status == HEALTH_STOP_STATUS:
+        print(f"[{args.stage}] stopped by a health rule (ppo.health): see {job_dir}/alerts.jsonl; the last checkpoint "
+              "is kept, and nothing later in the pipeline ran", file=sys.stderr)
     if status == 0:
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))

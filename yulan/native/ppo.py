@@ -4,7 +4,9 @@ own truncation signal); OpenRLHF's length rules; the estimator's baseline and re
 frozen reference in the reward or as a loss, with the adaptive controller reading the per-token mean KL and resting
 while the actor is frozen; clipped policy (clip-higher) and value losses (`losses`); for GAE a critic initialised
 from the reward model (or the policy) and the actor frozen for the first rollouts while the critic learns. Every
-pass over a rollout's samples (scoring, reference, critic, training) runs `micro_*_batch_size` samples at a time."""
+pass over a rollout's samples (scoring, reference, critic, training) runs `micro_*_batch_size` samples at a time.
+Every rollout's health statistics go to the metrics and `ppo.health.rules` judge them (`yulan.health`): a stop rule
+checkpoints and ends the stage with HEALTH_STOP_STATUS."""
 
 from __future__ import annotations
 
@@ -17,6 +19,15 @@ import torch
 from schema.experiment import Experiment, stage_output
 from schema.ppo import KLController, PPOConfig
 from yulan.curation.ppo_prompts import select
+from yulan.health import (
+    HealthSample,
+    Monitor,
+    health_samples,
+    record,
+    sample_statistics,
+    trainer_statistics,
+    unwatched_notice,
+)
 from yulan.native import loop
 from yulan.native.estimators import advantages_and_returns
 from yulan.native.losses import Totals, aggregate, kl_estimate, policy_loss, value_loss
@@ -25,7 +36,7 @@ from yulan.runtime import models
 from yulan.runtime.batches import IGNORE, Flat, Tokenized, hidden_states, layout, one_per_row, prompt_ids, token_logprobs
 from yulan.runtime.checkpoints import Checkpoints, save_final, save_or_stop
 from yulan.runtime.generation import generate, stopped
-from yulan.runtime.lifecycle import REQUEUE_STATUS
+from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, REQUEUE_STATUS
 from yulan.runtime.records import read_jsonl
 from yulan.runtime.tracking import Progress, Tracker
 from yulan.verifier import kind_of
@@ -160,10 +171,14 @@ def train(experiment: Experiment, job_dir: str) -> int:
     states = {key: value for name in trained for key, value in trained[name].states(name).items()}
     rollout_index, extra = checkpoints.restore(weights, states)
     kl.value = extra.get("kl_coef", kl.value)
+    monitor = Monitor(config.health, config.health_statistics, extra.get("health"))
     tracker = Tracker(experiment, "ppo", job_dir)
     progress = Progress(total_rollouts, rollout_index, "ppo")
     stream = PromptStream(records, config.rollout_batch_size, experiment.seed,
                           extra.get("prompts_consumed", rollout_index * config.rollout_batch_size))
+    notice = unwatched_notice(config.health, "native", config.health_statistics)
+    if notice:
+        print(notice, file=sys.stderr)
 
     while rollout_index < total_rollouts:
         started = time.perf_counter()
@@ -175,16 +190,28 @@ def train(experiment: Experiment, job_dir: str) -> int:
             metrics |= update(config, rollout, actor, critic, trained, actor_trains, kl.value)
             if actor_trains:  # frozen rollouts leave the actor where the reference is: no KL to steer by
                 kl.update(metrics["ppo/kl"], config.samples_per_rollout)
+        if rollout is not None:
+            metrics |= trainer_statistics(metrics["ppo/kl"], config.kl.target,
+                                          entropy=-masked_mean(rollout.old_logps, rollout.mask).item())
         rollout_index += 1
         elapsed = time.perf_counter() - started
         tokens = sum(len(s.input_ids) for s in rollout.sequences) if rollout is not None else 0
         metrics |= {"ppo/kl_coef": kl.value, "ppo/actor_frozen": float(not actor_trains), "ppo/step_time_s": elapsed,
                     "ppo/train_time_s": time.perf_counter() - trained_at, "ppo/tokens": tokens,
                     "ppo/tokens_per_s": tokens / elapsed}
+        derived, alerts = monitor.observe(rollout_index, metrics)
+        metrics |= derived
         tracker.log(rollout_index, metrics)
+        record(job_dir, alerts)
         progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics.get("ppo/kl", 0.0))
-        if save_or_stop(checkpoints, rollout_index, total_rollouts, config.save_every_steps, weights, states,
-                        {"kl_coef": kl.value, "prompts_consumed": stream.consumed}):
+        extra = {"kl_coef": kl.value, "prompts_consumed": stream.consumed, "health": monitor.state()}
+        if any(alert.action == "stop" for alert in alerts):
+            path = checkpoints.save(rollout_index, weights, states, extra)
+            print(f"stopped by a health rule at rollout {rollout_index}; checkpoint {path} (resumable)", file=sys.stderr)
+            progress.close()
+            tracker.finish()
+            return HEALTH_STOP_STATUS
+        if save_or_stop(checkpoints, rollout_index, total_rollouts, config.save_every_steps, weights, states, extra):
             tracker.finish()
             return REQUEUE_STATUS
     progress.close()
@@ -233,13 +260,23 @@ def sample_prompts(experiment: Experiment, records: list[dict], actor, reward: Y
     labels = [r["label"] for r in records for _ in range(group)]
     stops = models.stop_token_ids(tokenizer, actor.generation_config)
     truncated = [not stopped(r, stops) for r in responses]
-    prompt_texts = [tokenizer.decode(p) for p in prompts]
-    queries = [text + tokenizer.decode(r) for text, r in zip(prompt_texts, responses)]
-    scored = reward(queries, prompt_texts, labels, truncated=truncated)
+    scored, health = score_responses(tokenizer, reward, prompts, responses, labels, truncated)
     rewards = length_rules(torch.tensor(scored["rewards"]), torch.tensor([float(len(r)) for r in responses]),
                            torch.tensor(truncated), config)
     return {"prompts": prompts, "responses": responses, "truncated": truncated, "rewards": rewards.tolist(),
-            "scores": scored["scores"], "logs": scored["extra_logs"]}
+            "scores": scored["scores"], "logs": scored["extra_logs"], "health": health}
+
+
+def score_responses(tokenizer, reward: YulanReward, prompts: list[list[int]], responses: list[list[int]],
+                    labels: list[str], truncated: list[bool]) -> tuple[dict, list[HealthSample]]:
+    """The reward function's output for token-id samples, decoded as OpenRLHF decodes them (special tokens kept),
+    and the samples' health."""
+    prompt_texts = [tokenizer.decode(p, skip_special_tokens=False) for p in prompts]
+    queries = [tokenizer.decode(p + r, skip_special_tokens=False) for p, r in zip(prompts, responses)]
+    scored = reward(queries, prompt_texts, labels, truncated=truncated)
+    health = health_samples(prompt_texts, [reward.response_of(q, p) for q, p in zip(queries, prompt_texts)],
+                            [len(r) for r in responses], truncated, scored, reward.config.penalties)
+    return scored, health
 
 
 def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference, critic, reward: YulanReward,
@@ -250,7 +287,7 @@ def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference,
     config = experiment.ppo
     group, wanted = config.samples_per_prompt, config.rollout_batch_size
     started = time.perf_counter()
-    generated: dict[str, list] = {key: [] for key in ("prompts", "responses", "truncated", "rewards", "scores")}
+    generated: dict[str, list] = {key: [] for key in ("prompts", "responses", "truncated", "rewards", "scores", "health")}
     logs: dict[str, list] = {}
     kept: list[int] = []  # sample indices into `generated`
     drawn = 0
@@ -274,12 +311,11 @@ def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference,
     metrics = {
         "ppo/reward": sum(generated["rewards"]) / len(responses),
         "ppo/score": sum(generated["scores"]) / len(responses),
-        "ppo/response_length": sum(map(len, responses)) / len(responses),
-        "ppo/truncated": sum(generated["truncated"]) / len(responses),
         "ppo/generation_time_s": generated_at - started,
         "ppo/generated_tokens_per_s": sum(map(len, responses)) / max(generated_at - started, 1e-9),
         **{f"ppo/{key}": sum(values_) / len(values_) for key, values_ in logs.items()},
     }
+    metrics |= sample_statistics(generated["health"])  # every sample generated, as OpenRLHF's reward function sees them
     if config.dynamic_filtering.enabled:
         metrics["ppo/filter_pass_rate"] = len(kept) / group / drawn
         metrics["ppo/prompts_drawn"] = drawn

@@ -8,6 +8,8 @@ from pathlib import Path
 
 # Exit status of a stage that saved a checkpoint and stopped because it was asked to (preemption, time limit).
 REQUEUE_STATUS = 75
+# Exit status of a stage that a health rule stopped (ppo.health): it saved a checkpoint and wrote alerts.jsonl.
+HEALTH_STOP_STATUS = 3
 _stop = {"requested": False}
 
 
@@ -27,3 +29,16 @@ def done_marker(job_dir: str | Path, part: str | None = None, shard: int | None 
     if part is None:
         return Path(job_dir) / "DONE"
     return Path(job_dir) / "parts" / (f"{part}.{shard}.DONE" if shard is not None else f"{part}.DONE")
+
+
+def started_marker(job_dir: str | Path) -> Path:
+    """Written when a stage's job (its last attempt; a stage split into parts: its first part) starts."""
+    return Path(job_dir) / "STARTED"
+
+
+def stage_state(job_dir: str | Path) -> str:
+    """done (its DONE marker), started (its directory exists) or not started."""
+    job_dir = Path(job_dir)
+    if done_marker(job_dir).exists():
+        return "done"
+    return "started" if job_dir.is_dir() else "not started"

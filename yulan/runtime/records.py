@@ -68,3 +68,18 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     finally:
         building.unlink(missing_ok=True)
     return count
+
+
+def read_log(path: str | Path) -> list[dict]:
+    """A JSONL log another process appends to (metrics, alerts): a missing file is empty, and a line still being
+    written is left for the next read."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
