@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -48,7 +50,40 @@ def resolved(experiment: Experiment) -> dict[str, Any]:
     return experiment.model_dump(mode="json")
 
 
+LOCK = ".launch.lock"
+
+
+class RunDirTaken(Exception):
+    """Another launch owns the run directory."""
+
+
+def claim(run_dir: Path, refuse_existing: bool):
+    """The run directory for this launch, atomically: created exclusively when an existing one is refused, and
+    locked (an open file with an exclusive lock, released when this process ends) so that of two launches at once
+    exactly one goes on. Returns the lock's file, to be kept open for as long as the launch runs."""
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(exist_ok=not refuse_existing)
+    except FileExistsError:
+        raise RunDirTaken(f"{run_dir} was created by another launch a moment ago") from None
+    handle = (run_dir / LOCK).open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise RunDirTaken(f"{run_dir} is in use by another launch ({owner})") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {platform.node()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    handle.flush()
+    return handle
+
+
 def write(experiment: Experiment, run: Run, git: dict[str, Any]) -> Path:
+    """The run directory's record of this launch: config, plan, code state; `manifest.json` describes the latest
+    launch and `launches.jsonl` keeps one line per launch (a resume appends, never erases the first)."""
     run_dir = Path(run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(plain(experiment), indent=2))  # what jobs load
@@ -69,4 +104,6 @@ def write(experiment: Experiment, run: Run, git: dict[str, Any]) -> Path:
         "jobs": {job.stage: {"command": job.command, "engine_command": job.engine_command} for job in run.jobs},
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    with (run_dir / "launches.jsonl").open("a") as history:
+        history.write(json.dumps(manifest) + "\n")
     return run_dir

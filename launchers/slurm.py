@@ -161,18 +161,22 @@ class Array:
 
 
 def submit_group(group: list[tuple[int, Job, Experiment]], dependency: str | None, folder: Path,
-                 code: Path) -> dict[int, str]:
-    """One job, or one array when the group has several points (they share their sbatch parameters)."""
+                 code: Path, queued: list[str]) -> dict[int, str]:
+    """One job, or one array when the group has several points (they share their sbatch parameters); `queued`
+    collects every job id as soon as the scheduler gives it."""
     executor = executor_for(folder)
     _, job, experiment = group[0]
     executor.update_parameters(**parameters(job, experiment, dependency))
     workdir = os.getcwd()
     with executor.batch() if len(group) > 1 else nullcontext():
         submitted = [(i, executor.submit(StageJob(e.output_dir, j.stage, str(code), workdir))) for i, j, e in group]
-    return {i: handle.job_id for i, handle in submitted}
+    ids = {i: handle.job_id for i, handle in submitted}
+    queued += ids.values()
+    return ids
 
 
-def submit_part(job: Job, experiment: Experiment, dependency: str | None, folder: Path, code: Path) -> str:
+def submit_part(job: Job, experiment: Experiment, dependency: str | None, folder: Path, code: Path,
+                queued: list[str]) -> str:
     """One part of a stage split into jobs: a single job, or a job array with one task per shard."""
     executor = executor_for(folder)
     executor.update_parameters(**parameters(job, experiment, dependency))
@@ -180,11 +184,12 @@ def submit_part(job: Job, experiment: Experiment, dependency: str | None, folder
     with executor.batch() if job.array_size else nullcontext():
         handles = [executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir, job.part, shard))
                    for shard in job.shards]
-    return handles[0].job_id.split("_")[0]  # the array's id: afterok on it waits for every task
+    queued.append(handles[0].job_id.split("_")[0])
+    return queued[-1]  # the array's id: afterok on it waits for every task
 
 
 def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, str], folder: Path, code: Path,
-                 previous_array: Array | None) -> tuple[dict[int, str], Array | None]:
+                 previous_array: Array | None, queued: list[str]) -> tuple[dict[int, str], Array | None]:
     """One stage for the given points: the job id per point, and the array when the whole stage became one.
 
     Points with identical sbatch parameters form an array. An array waits on the previous stage's array task by
@@ -202,7 +207,8 @@ def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, st
         aligned = previous_array is not None and previous_array.points == points
         if len(group) > 1 and waits and not aligned:  # one array cannot wait per task on separate jobs
             for item in group:
-                ids |= submit_group([item], f"afterok:{previous[item[0]]}" if item[0] in previous else None, folder, code)
+                ids |= submit_group([item], f"afterok:{previous[item[0]]}" if item[0] in previous else None, folder, code,
+                                    queued)
             continue
         if not waits:
             dependency = None
@@ -210,7 +216,7 @@ def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, st
             dependency = f"aftercorr:{previous_array.job_id}"
         else:
             dependency = f"afterok:{previous[points[0]]}"
-        submitted = submit_group(group, dependency, folder, code)
+        submitted = submit_group(group, dependency, folder, code, queued)
         if len(group) > 1 and len(groups) == 1:
             array = Array(next(iter(submitted.values())).split("_")[0], points)
         ids |= submitted
@@ -231,26 +237,23 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         raise ConfigError("cannot submit", [Problem(
             "launcher.kind", "launcher=slurm needs SLURM's sbatch on this machine", "slurm",
             "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start")])
-    ledger_dir.mkdir(parents=True, exist_ok=True)
+    refuse = experiments[0].launcher.on_existing_run == "refuse"
+    try:  # the locks are held while this function submits: the submission is this launch's alone
+        locks = [manifest.claim(ledger_dir, refuse_existing=False)] if len(runs) > 1 else []
+        locks += [manifest.claim(Path(run.run_dir), refuse) for run in runs]
+    except manifest.RunDirTaken as error:
+        raise ConfigError("cannot submit; nothing was queued", [Problem(
+            "run_dir", "one launch at a time per run directory", str(ledger_dir),
+            f"{error}: wait for it, or choose another name=/run_root=")]) from None
     code = snapshot(ledger_dir / "code")
     for experiment, run in zip(experiments, runs):
         manifest.write(experiment, run, git)
     points = [{"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)]
-    previous: dict[int, str] = {}
-    previous_array: Array | None = None
-    for stage in STAGES:
-        jobs = [(i, job, experiments[i]) for i, run in enumerate(runs) for job in run.jobs if job.stage == stage]
-        for i, job, experiment in [item for item in jobs if item[1].part]:  # a stage split into parts: chained per point
-            job_id = submit_part(job, experiment, f"afterok:{previous[i]}" if i in previous else None, ledger_dir / "slurm", code)
-            points[i]["jobs"][job.key] = previous[i] = job_id
-            previous_array = None
-        jobs = [item for item in jobs if not item[1].part]
-        if not jobs:
-            continue
-        ids, previous_array = submit_stage(jobs, previous, ledger_dir / "slurm", code, previous_array)
-        for i, job_id in ids.items():
-            points[i]["jobs"][stage] = job_id
-            previous[i] = job_id
+    queued: list[str] = []
+    try:
+        submit_chains(experiments, runs, points, ledger_dir, code, queued)
+    except Exception as error:  # the scheduler refused a job: nothing this launch queued may stay behind
+        return undo_submission(error, experiments[0], points, queued, ledger_dir, code, git)
     for point in points:  # each run's manifest records its own jobs too
         path = Path(point["run_dir"]) / "manifest.json"
         record = json.loads(path.read_text())
@@ -262,7 +265,48 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
     for point in points:
         print(f"point {point['index']}: {point['run_dir']}  " + "  ".join(f"{s}={j}" for s, j in point["jobs"].items()))
     print(f"submitted; ledger: {ledger_dir / LEDGER}  (yulan status {ledger_dir})", file=sys.stderr)
+    for lock in locks:
+        lock.close()
     return 0
+
+
+def submit_chains(experiments: list[Experiment], runs: list[Run], points: list[dict], ledger_dir: Path, code: Path,
+                  queued: list[str]) -> None:
+    """Every stage of every point, in pipeline order, each job chained to the ones it reads from."""
+    previous: dict[int, str] = {}
+    previous_array: Array | None = None
+    for stage in STAGES:
+        jobs = [(i, job, experiments[i]) for i, run in enumerate(runs) for job in run.jobs if job.stage == stage]
+        for i, job, experiment in [item for item in jobs if item[1].part]:  # a stage split into parts: chained per point
+            job_id = submit_part(job, experiment, f"afterok:{previous[i]}" if i in previous else None,
+                                 ledger_dir / "slurm", code, queued)
+            points[i]["jobs"][job.key] = previous[i] = job_id
+            previous_array = None
+        jobs = [item for item in jobs if not item[1].part]
+        if not jobs:
+            continue
+        ids, previous_array = submit_stage(jobs, previous, ledger_dir / "slurm", code, previous_array, queued)
+        for i, job_id in ids.items():
+            points[i]["jobs"][stage] = job_id
+            previous[i] = job_id
+
+
+def undo_submission(error: Exception, experiment: Experiment, points: list[dict], queued: list[str], ledger_dir: Path,
+                    code: Path, git: dict) -> int:
+    """Cancels what a failed launch had queued and writes a ledger that says so; returns launch.py's exit status."""
+    cancelled = subprocess.run(["scancel", *queued], capture_output=True, text=True) if queued else None
+    message = (str(error).strip() or type(error).__name__).splitlines()[-1]
+    ledger = {"submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiment": experiment.name,
+              "code": str(code), "git_commit": git["commit"], "points": points,
+              "failed_submission": {"error": message, "cancelled": queued,
+                                    "scancel_ok": cancelled is None or cancelled.returncode == 0}}
+    (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
+    print(f"error: the scheduler refused a job: {message}\n"
+          f"  cancelled what this launch had queued ({len(queued)} job(s): {' '.join(queued) or 'none'}); "
+          f"the ledger {ledger_dir / LEDGER} records it\n"
+          "  fix: check the partition, account and QOS of the cluster profile (cluster=...) against `sinfo`",
+          file=sys.stderr)
+    return 1
 
 
 # -- the ledger: status, cancel, resubmit -------------------------------------------------------------------
@@ -359,9 +403,9 @@ def resubmit_failed(directory: Path) -> list[int]:
                 continue
             if job.part:
                 dependency = f"afterok:{previous[point['index']]}" if previous else None
-                ids = {point["index"]: submit_part(job, experiment, dependency, ledger_dir / "slurm", code)}
+                ids = {point["index"]: submit_part(job, experiment, dependency, ledger_dir / "slurm", code, [])}
             else:
-                ids, _ = submit_stage([(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None)
+                ids, _ = submit_stage([(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None, [])
             previous = ids
             jobs_record[job.key] = ids[point["index"]]
     ledger.setdefault("resubmitted", []).append(

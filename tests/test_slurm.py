@@ -199,3 +199,22 @@ def test_the_ppo_ray_bootstrap_waits_for_every_gpu_then_runs_the_driver_and_stop
     assert "GPUS 3.0" in done.stdout and "STATUS 0" in done.stdout, done.stderr[-2000:]  # 4 GPUs, 1 kept for the reward server
     assert list(tmp_path.glob("ray.done.*"))  # workers would leave on this
     assert subprocess.run(["pgrep", "-f", "raylet"], capture_output=True).returncode == 1  # Ray is down
+
+
+@pytest.mark.parametrize(("refused", "queued_before"), [("curation.model_resources", 0), ("dpo.resources", 3),
+                                                        ("eval.resources", 5)])
+def test_a_refused_job_cancels_what_the_launch_had_queued(tmp_path, refused, queued_before):
+    """The k-th job of the chain (first, middle, last) names a partition the scheduler does not have."""
+    result = run("launch.py", *FAST, f"run_root={tmp_path}", "cluster.partitions.gpu=nosuch",
+                 f"{refused}.partition=gpu")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "the scheduler refused a job" in result.stderr and "invalid partition" in result.stderr.lower()
+    record = ledger(tmp_path / "smoke")["failed_submission"]
+    assert len(record["cancelled"]) == queued_before and record["scancel_ok"]
+    assert f"cancelled what this launch had queued ({queued_before} job(s)" in result.stderr
+    if queued_before:
+        queue = subprocess.run(["squeue", "-h", "-o", "%i", "-j", ",".join(record["cancelled"])],
+                               capture_output=True, text=True).stdout.split()
+        assert queue == []  # nothing of this launch is left waiting
+        cancel = run("-m", "yulan.cli", "cancel", str(tmp_path / "smoke"))
+        assert cancel.returncode == 0 and "nothing left to cancel" in cancel.stdout, cancel.stdout + cancel.stderr
