@@ -318,7 +318,14 @@ def read_ledger(directory: Path) -> dict:
     path = directory / LEDGER if directory.is_dir() else directory
     if not path.exists():
         raise FileNotFoundError(f"no {LEDGER} in {directory}: pass the directory launch.py printed")
-    return json.loads(path.read_text())
+    try:
+        ledger = json.loads(path.read_text())
+        if not isinstance(ledger, dict) or not isinstance(ledger.get("points"), list):
+            raise ValueError("no list of points")
+        return ledger
+    except (ValueError, UnicodeDecodeError) as error:
+        raise FileNotFoundError(f"{path} is not a readable ledger ({error}); the job ids are also in each run "
+                                "directory's manifest.json") from None
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:

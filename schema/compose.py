@@ -137,11 +137,39 @@ def _check_key(parts: list[str], line: str, deleting: bool) -> Problem | None:
 
 
 def sweep_points(overrides: list[str]) -> list[list[str]]:
-    """Hydra's own sweep expansion (cartesian product; choice, range, glob) into one override list per point."""
+    """Hydra's own sweep expansion (cartesian product; choice, range) into one override list per point; `glob` picks
+    among a group's options (experiment=glob(smoke*)). An empty sweep or an `interval` is refused."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.types import ValueType
 
-    batches = BasicSweeper.split_arguments(parse_overrides(overrides), max_batch_size=None)
-    return [list(point) for batch in batches for point in batch]
+    parsed = parse_overrides(overrides)
+    expanded = []
+    for override in parsed:
+        line = override.input_line
+        if override.value_type == ValueType.INTERVAL_SWEEP:
+            raise ConfigError("cannot sweep an interval", [Problem(
+                "overrides", "interval() asks an optimiser to choose values; this launcher runs a grid", line,
+                "list the values (key=a,b,c) or use range(start,stop,step)")])
+        if override.value_type == ValueType.GLOB_CHOICE_SWEEP:
+            group = override.key_or_group
+            if group not in GROUPS:
+                raise ConfigError("cannot glob this key", [Problem(
+                    "overrides", f"glob() picks among a group's options ({', '.join(GROUPS)})", line,
+                    "list the values (key=a,b,c)")])
+            names = override.value().filter(options(group))
+            if not names:
+                raise ConfigError("the glob matches nothing", [Problem(
+                    "overrides", f"no {group} option matches", line, f"options: {', '.join(options(group))}")])
+            line = f"{group}={','.join(names)}"
+        expanded.append(line)
+    batches = BasicSweeper.split_arguments(parse_overrides(expanded), max_batch_size=None)
+    points = [list(point) for batch in batches for point in batch]
+    if not points:
+        empty = [o.input_line for o in parsed if o.is_sweep_override()]
+        raise ConfigError("the sweep has no points", [Problem(
+            "overrides", "a sweep over no values runs nothing", empty, "check range(start,stop): stop must exceed start "
+            "for a positive step, e.g. range(0,5)")])
+    return points
 
 
 def sweeping(overrides: list[str]) -> list[str]:

@@ -106,6 +106,13 @@ class Experiment(Section):
 
     # -- rules that relate stages ---------------------------------------------------------------------
     @model_validator(mode="after")
+    def _name_is_one_directory(self) -> Experiment:
+        if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
+            raise rule_error("name", self.name, "names one directory under run_root: not empty, no '/', not '.' or '..'",
+                             "choose a plain name such as name=ppo_kl_sweep (or set run_dir to a path you choose)")
+        return self
+
+    @model_validator(mode="after")
     def _pipeline(self) -> Experiment:
         order = [STAGES.index(stage) for stage in self.stages]
         if not self.stages or order != sorted(set(order)):

@@ -18,9 +18,9 @@ CHOSEN = "not in the report"
 
 
 class Section(BaseModel):
-    """A frozen block of settings that rejects unknown keys."""
+    """A frozen block of settings that rejects unknown keys and non-finite numbers (1e400 is not a learning rate)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
 
 
 def report(default: Any = ..., *, where: str, description: str, unit: str | None = None, **kwargs: Any) -> Any:

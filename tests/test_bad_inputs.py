@@ -12,6 +12,10 @@ from schema.compose import ConfigError, load
 
 BAD = [
     # (overrides, field path in the message, words the message must contain)
+    (["name=../../../tmp/x"], "name", ["one directory under run_root", "no '/'"]),
+    (["name="], "name", ["not empty"]),
+    (["ppo.actor.learning_rate=1e400"], "ppo.actor.learning_rate", ["finite number"]),
+    (["ppo.kl.target=nan"], "ppo.kl.target", ["finite number"]),
     (["ppo.actr.learning_rate=1"], "ppo.actr", ["unknown key", "did you mean 'ppo.actor'"]),
     (["ppo.actor.learnig_rate=1"], "ppo.actor.learnig_rate", ["did you mean 'ppo.actor.learning_rate'"]),
     (["+ppo.foo=1"], "ppo.foo", ["unknown key"]),
@@ -200,3 +204,28 @@ def test_resume_refuses_a_changed_config(tmp_path):
     changed = experiment.model_copy(update={"seed": 7})
     problems = preflight(changed, plan(changed, []), {"dirty": False})
     assert any("resumes only with the config it started with" in p.rule for p in problems)
+
+
+@pytest.mark.parametrize(("sweep", "words"), [
+    ("seed=range(5,0)", ["the sweep has no points", "range(0,5)"]),
+    ("ppo.kl.target=interval(0.01,0.1)", ["cannot sweep an interval", "key=a,b,c"]),
+    ("seed=glob(4*)", ["glob() picks among a group's options"]),
+    ("experiment=glob(nothing*)", ["the glob matches nothing", "smoke_grpo"]),
+])
+def test_sweeps_that_cannot_run_are_refused(tmp_path, sweep, words):
+    result = run("launch.py", "-m", "experiment=smoke", sweep, f"run_root={tmp_path}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert all(word in result.stderr for word in words), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_glob_sweeps_over_a_groups_options(tmp_path):
+    result = run("launch.py", "-m", "experiment=glob(smoke*)", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    assert [r["experiment"] for r in json.loads(result.stdout)["runs"]] == ["smoke", "smoke_grpo"]
+
+
+def test_a_corrupt_ledger_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "ledger.json").write_text('{"points": [')
+    result = run("-m", "yulan.cli", "status", str(tmp_path))
+    assert result.returncode == 1 and "is not a readable ledger" in result.stderr and "Traceback" not in result.stderr
