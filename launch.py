@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 
 from schema.compose import ConfigError, compose_sweep, experiment_names, sweep_points, sweeping, validate
@@ -21,6 +22,8 @@ def usage() -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if argv is None:
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # `launch.py dry_run=true | head` ends quietly
     if {"-h", "--help"} & set(args):
         print(usage())
         return 0
@@ -58,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
-    from pathlib import Path
+    from importlib import import_module
 
     from launchers.plan import plan
 
@@ -67,22 +70,11 @@ def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
     if len(kinds) > 1:
         raise ConfigError("one launcher per sweep", [Problem("launcher.kind", "every sweep point must use the same launcher",
                                                             sorted(kinds), "do not sweep over launcher")])
+    launcher = import_module(f"launchers.{kinds.pop()}")  # launchers.local or launchers.slurm: dry_run and launch
     if any(experiment.dry_run for experiment in experiments):
-        if kinds == {"slurm"}:
-            from launchers.slurm import sbatch_script
-
-            for experiment, run in zip(experiments, runs):
-                run.jobs[:] = [job.with_sbatch(sbatch_script(job, experiment)) for job in run.jobs]
-        print(json.dumps({"runs": [run.to_json() for run in runs]}, indent=2))
+        print(json.dumps({"runs": launcher.dry_run(experiments, runs)}, indent=2))
         return 0
-    if kinds == {"slurm"}:
-        from launchers.slurm import submit
-
-        ledger_dir = Path(runs[0].run_dir).parent if multirun else Path(runs[0].run_dir)
-        return submit(experiments, runs, ledger_dir)
-    from launchers.local import execute
-
-    return execute(experiments, runs)
+    return launcher.launch(experiments, runs, multirun)
 
 
 if __name__ == "__main__":

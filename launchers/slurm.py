@@ -12,7 +12,9 @@ their PYTHONPATH. The ledger (`ledger.json`) maps each point to its overrides, r
 from __future__ import annotations
 
 import json
+import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -25,14 +27,13 @@ from pathlib import Path
 from typing import Any
 
 from launchers import manifest
+from launchers.ledger import LEDGER, PointState, read_ledger, status
 from launchers.plan import Job, Run
+from launchers.preflight import preflight
 from schema.common import STAGES
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment
 from yulan.runtime.lifecycle import REQUEUE_STATUS
-
-LEDGER = "ledger.json"
-
 
 class StageJob:
     """What a SLURM task runs: `python -m yulan.run` from the snapshot, in the launch directory.
@@ -108,7 +109,7 @@ def parameters(job: Job, experiment: Experiment, dependency: str | None) -> dict
         "time": resources["time_limit_minutes"],
         "job_name": job.name,
         "array_parallelism": experiment.launcher.array_parallelism,
-        "setup": list(cluster.setup) + [f"export {k}={v}" for k, v in cluster.env.items()],
+        "setup": list(cluster.setup) + [f"export {k}={shlex.quote(v)}" for k, v in cluster.env.items()],  # values stay values
         "signal_delay_s": 120,  # SIGUSR2 this long before the time limit: the stage saves and is requeued
         "additional_parameters": {},
     }
@@ -126,19 +127,23 @@ def parameters(job: Job, experiment: Experiment, dependency: str | None) -> dict
 
 
 def sbatch_script(job: Job, experiment: Experiment, dependency: str | None = None) -> str:
-    """The sbatch script submitit writes for this job (shown by dry_run=true)."""
-    executor = executor_for(Path(experiment.output_dir) / "slurm")
-    executor.update_parameters(**parameters(job, experiment, dependency))
+    """The sbatch script submitit writes for this job (shown by dry_run=true), made without an executor: that one
+    insists on finding srun, and a dry run may be made on a laptop."""
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    params = parameters(job, experiment, dependency)
     if job.array_size:
-        executor.parameters["map_count"] = job.array_size  # what submitit sets for a batch: the --array line
-    return executor._make_submission_file_text("python -u -m submitit.core._submit <folder>", "<uid>")
+        params["map_count"] = job.array_size  # what submitit sets for a batch: the --array line
+    return _make_sbatch_string(command="python -u -m submitit.core._submit <folder>",
+                               folder=Path(experiment.output_dir) / "slurm" / "%j", **params)
 
 
-def snapshot(target: Path) -> Path:
-    """The checkout's files (tracked and untracked, not ignored) copied once per submission."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=manifest.REPO_ROOT,
+def snapshot(target: Path, include: tuple[str, ...] = ()) -> Path:
+    """The files git tracks (as they are in the working tree) and `include`, copied once per submission: an
+    untracked `.env` or key file never travels into the run directory."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=manifest.REPO_ROOT,
                             capture_output=True, text=True, check=True).stdout.split("\0")
-    for name in filter(None, listed):
+    for name in [*filter(None, listed), *include]:
         source = manifest.REPO_ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
@@ -223,20 +228,119 @@ def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, st
     return ids, array
 
 
-def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> int:
-    from launchers.local import preflight
+@dataclass(frozen=True)
+class PartitionInfo:
+    max_minutes: float  # math.inf when the partition has no limit
+    nodes: int
+    gpus_per_node: int
 
+
+def slurm_minutes(text: str) -> float:
+    """sinfo's time limit (`infinite`, `MM`, `MM:SS`, `HH:MM:SS`, `D-HH`, `D-HH:MM`, `D-HH:MM:SS`) in minutes."""
+    if text.strip().lower() in ("infinite", "unlimited", "n/a"):
+        return math.inf
+    days, _, rest = text.strip().rpartition("-")
+    parts = [int(p) for p in rest.split(":")]
+    if days:
+        hours, minutes, seconds = (parts + [0, 0])[:3]
+    else:
+        hours, minutes, seconds = {1: (0, parts[0], 0), 2: (0, *parts), 3: tuple(parts)}[len(parts)]
+    return int(days or 0) * 1440 + hours * 60 + minutes + seconds / 60
+
+
+def gres_gpus(text: str) -> int:
+    """GPUs per node from sinfo's GRES column: `gpu:8`, `gpu:a100:4(S:0-1)`, `(null)`."""
+    total = 0
+    for item in text.split(","):
+        fields = item.split("(")[0].split(":")
+        if fields[0] == "gpu" and fields[-1].isdigit():
+            total += int(fields[-1])
+    return total
+
+
+def partitions_now() -> dict[str, PartitionInfo] | None:
+    """What the live scheduler offers, from one sinfo call; None when it cannot be asked from this machine."""
+    if not shutil.which("sinfo"):
+        return None
+    done = subprocess.run(["sinfo", "-h", "-o", "%R|%l|%D|%G"], capture_output=True, text=True)
+    if done.returncode:
+        return None
+    found: dict[str, PartitionInfo] = {}
+    for line in done.stdout.splitlines():
+        name, limit, nodes, gres = line.split("|")
+        known = found.get(name)
+        info = PartitionInfo(slurm_minutes(limit), int(nodes), gres_gpus(gres))
+        found[name] = info if known is None else PartitionInfo(  # one line per node state: add them up
+            max(known.max_minutes, info.max_minutes), known.nodes + info.nodes, max(known.gpus_per_node, info.gpus_per_node))
+    return found
+
+
+def cluster_problems(experiments: list[Experiment], runs: list[Run]) -> tuple[list[Problem], str | None]:
+    """Every job's partition, time, nodes and GPUs against the live scheduler (asked once for the whole sweep);
+    (problems, a note when the scheduler could not be asked)."""
+    offered = partitions_now()
+    if offered is None:
+        return [], "the cluster was not checked: SLURM's sinfo cannot be reached from this machine"
+    problems: dict[str, Problem] = {}
+    for experiment, run in zip(experiments, runs):
+        for job in run.jobs:
+            role, res = job.resources["partition"], job.resources
+            where = next((field for field, resources in experiment.stage_resources(job.stage)
+                          if resources.model_dump() == res), f"{job.stage}.resources")
+            info = offered.get(job.partition)
+            if info is None:
+                problems[f"partition:{role}"] = Problem(
+                    f"cluster.partitions.{role}", f"SLURM has no partition '{job.partition}' (sinfo lists: "
+                    f"{', '.join(sorted(offered))})", job.partition,
+                    f"set cluster.partitions.{role} to one of those, or choose the cluster profile of this site (cluster=...)")
+                continue
+            limits = [
+                ("time_limit_minutes", res["time_limit_minutes"], info.max_minutes, "its time limit"),
+                ("nodes", res["nodes"], info.nodes, "its nodes"),
+                ("gpus_per_node", res["gpus_per_node"], info.gpus_per_node, "GPUs per node (GRES)"),
+            ]
+            for name, asked, limit, what in limits:
+                if asked > limit:
+                    problems[f"{where}.{name}"] = Problem(
+                        f"{where}.{name}", f"partition '{job.partition}' offers {what} = {limit:g}", asked,
+                        f"lower {where}.{name} to at most {limit:g}, or use another partition")
+    return list(problems.values()), None
+
+
+def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:
+    """The plan with each job's sbatch script, once the live cluster (where it can be asked) agrees to it."""
+    problems, note = cluster_problems(experiments, runs)
+    if problems:
+        raise ConfigError("the cluster cannot run this plan", problems)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    for experiment, run in zip(experiments, runs):
+        run.jobs[:] = [job.with_sbatch(sbatch_script(job, experiment)) for job in run.jobs]
+    return [run.to_json() for run in runs]
+
+
+def launch(experiments: list[Experiment], runs: list[Run], multirun: bool) -> int:
+    """Submits every job; the ledger sits in the run directory, or for a sweep in the directory of its points."""
+    return submit(experiments, runs, Path(runs[0].run_dir).parent if multirun else Path(runs[0].run_dir))
+
+
+def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> int:
     git = manifest.git_state()
     problems = [p for e, r in zip(experiments, runs) for p in preflight(e, r, git, local=False)]
     if ledger_dir.joinpath(LEDGER).exists() and experiments[0].launcher.on_existing_run == "refuse":
         problems.append(Problem("run_dir", "a sweep ledger exists here; nothing is overwritten", str(ledger_dir),
                                 "choose another name=/run_root=, or `yulan resubmit --failed` it"))
+    if not shutil.which("sbatch"):
+        problems.append(Problem(
+            "launcher.kind", "launcher=slurm needs SLURM's sbatch on this machine", "slurm",
+            "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start"))
+    else:
+        found, note = cluster_problems(experiments, runs)
+        problems += found
+        if note:
+            print(f"note: {note}", file=sys.stderr)
     if problems:
         raise ConfigError("cannot submit; nothing was written or queued", problems)
-    if not shutil.which("sbatch"):
-        raise ConfigError("cannot submit", [Problem(
-            "launcher.kind", "launcher=slurm needs SLURM's sbatch on this machine", "slurm",
-            "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start")])
     refuse = experiments[0].launcher.on_existing_run == "refuse"
     try:  # the locks are held while this function submits: the submission is this launch's alone
         locks = [manifest.claim(ledger_dir, refuse_existing=False)] if len(runs) > 1 else []
@@ -245,7 +349,7 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         raise ConfigError("cannot submit; nothing was queued", [Problem(
             "run_dir", "one launch at a time per run directory", str(ledger_dir),
             f"{error}: wait for it, or choose another name=/run_root=")]) from None
-    code = snapshot(ledger_dir / "code")
+    code = snapshot(ledger_dir / "code", experiments[0].launcher.snapshot_include)
     for experiment, run in zip(experiments, runs):
         manifest.write(experiment, run, git)
     points = [{"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)]
@@ -309,93 +413,13 @@ def undo_submission(error: Exception, experiment: Experiment, points: list[dict]
     return 1
 
 
-# -- the ledger: status, cancel, resubmit -------------------------------------------------------------------
-FINISHED = {"COMPLETED"}
-FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
-
-
-def read_ledger(directory: Path) -> dict:
-    path = directory / LEDGER if directory.is_dir() else directory
-    if not path.exists():
-        raise FileNotFoundError(f"no {LEDGER} in {directory}: pass the directory launch.py printed")
-    try:
-        ledger = json.loads(path.read_text())
-        if not isinstance(ledger, dict) or not isinstance(ledger.get("points"), list):
-            raise ValueError("no list of points")
-        return ledger
-    except (ValueError, UnicodeDecodeError) as error:
-        raise FileNotFoundError(f"{path} is not a readable ledger ({error}); the job ids are also in each run "
-                                "directory's manifest.json") from None
-
-
-def job_states(job_ids: list[str]) -> dict[str, str]:
-    """One sacct call for every job; pending array tasks are listed by sacct as 'ID_[range]'."""
-    if not job_ids:
-        return {}
-    bases = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)],
-                         capture_output=True, text=True, check=True).stdout
-    rows = [line.split("|") for line in out.splitlines() if "|" in line]
-    found = {job: state.split()[0] for job, state in rows}
-    states = {}
-    for job_id in job_ids:
-        state = found.get(job_id)
-        if state is None and "_" not in job_id:  # a whole array: its tasks' states summed up
-            tasks = [s for j, s in found.items() if j.startswith(job_id + "_")]
-            state = array_state(tasks) if tasks else None
-        if state is None:
-            base = job_id.split("_")[0]
-            state = next((s for j, s in found.items() if j.startswith(base + "_[")), "UNKNOWN")
-        states[job_id] = state
-    return states
-
-
-def array_state(tasks: list[str]) -> str:
-    failed = [state for state in tasks if state in FAILED]
-    if failed:
-        return failed[0]
-    if all(state in FINISHED for state in tasks):
-        return "COMPLETED"
-    return "RUNNING" if any(state not in ("PENDING",) for state in tasks) else "PENDING"
-
-
-def point_state(stages: dict[str, str]) -> str:
-    """queued / running / done / failed, from the states of a point's jobs in pipeline order."""
-    values = list(stages.values())
-    if any(state in FAILED for state in values):
-        return "failed"
-    if all(state in FINISHED for state in values):
-        return "done"
-    if any(state in ("RUNNING", "COMPLETING", "REQUEUED", "RESIZING") for state in values) or any(
-            state in FINISHED for state in values):
-        return "running"
-    return "queued"
-
-
-def status(directory: Path) -> list[dict]:
-    ledger = read_ledger(directory)
-    states = job_states([job for point in ledger["points"] for job in point["jobs"].values()])
-    return [{"index": p["index"], "state": point_state({s: states[j] for s, j in p["jobs"].items()}),
-             "stages": {s: f"{j} {states[j]}" for s, j in p["jobs"].items()}, "overrides": p["overrides"],
-             "run_dir": p["run_dir"]} for p in ledger["points"]]
-
-
-def cancel(directory: Path) -> list[str]:
-    ledger = read_ledger(directory)
-    jobs = [job for point in ledger["points"] for job in point["jobs"].values()]
-    states = job_states(jobs)
-    open_jobs = [job for job in jobs if states[job] not in FINISHED | FAILED]
-    if open_jobs:
-        subprocess.run(["scancel", *open_jobs], check=True)
-    return open_jobs
-
-
+# -- resubmitting what failed ----------------------------------------------------------------------------
 def resubmit_failed(directory: Path) -> list[int]:
     """Failed points again, into the same run directories: finished stages are skipped (their DONE marker),
     an interrupted stage resumes from its checkpoint. The ledger records the new job ids."""
     ledger_dir = directory if directory.is_dir() else directory.parent
     ledger = read_ledger(directory)
-    failed = [p for p in status(ledger_dir) if p["state"] == "failed"]
+    failed = [p for p in status(ledger_dir) if p["state"] == PointState.FAILED]
     code = Path(ledger["code"])
     by_index = {p["index"]: p for p in ledger["points"]}
     for point in failed:
@@ -419,13 +443,3 @@ def resubmit_failed(directory: Path) -> list[int]:
         {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "points": [p["index"] for p in failed]})
     (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
     return [p["index"] for p in failed]
-
-
-def wait(directory: Path, timeout_s: float, poll_s: float = 1.0) -> list[dict]:
-    """Until no point is queued or running (scripts and tests; launch.py itself never waits)."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        points = status(directory)
-        if all(p["state"] in ("done", "failed") for p in points) or time.monotonic() > deadline:
-            return points
-        time.sleep(poll_s)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import typing
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -197,6 +198,8 @@ def compose(overrides: list[str]) -> Composed:
     The result is cached under a hash of everything composition reads (the overrides, every file in experiments/,
     the schema's fields and defaults), so repeated compositions skip Hydra; validation always runs afresh.
     """
+    if _environment_lookups(overrides):  # their values can change between launches: never cached
+        return _compose_with_hydra(overrides)
     key = _cache_key(overrides)
     cached = _cache_read(key)
     if cached is not None:
@@ -204,6 +207,23 @@ def compose(overrides: list[str]) -> Composed:
     composed = _compose_with_hydra(overrides)
     _cache_write(key, composed)
     return composed
+
+
+ENV_LOOKUP = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _environment_lookups(overrides: list[str]) -> list[str]:
+    """Variables `${oc.env:NAME}` reads in the overrides or config files. A secret's value would land in config.json,
+    the sbatch script and the compose cache: those are refused."""
+    texts = [*overrides, *(path.read_text() for path in EXPERIMENTS_DIR.rglob("*.yaml"))]
+    names = sorted({name for text in texts for name in ENV_LOOKUP.findall(text)})
+    secrets = [name for name in names if SECRET_NAME.search(name)]
+    if secrets:
+        raise ConfigError("a secret read into the config", [Problem(
+            "overrides", "a config value is written to config.json, resolved.yaml and sbatch scripts; a secret never is",
+            [f"${{oc.env:{name}}}" for name in secrets], "export the variable where the job runs; jobs inherit the "
+            "environment and the code reads it there (as WANDB_API_KEY is)")])
+    return names
 
 
 def _cache_dir() -> Path | None:
@@ -258,6 +278,7 @@ def _hydra_config(overrides: list[str]) -> tuple[Any, dict[str, str]]:
         with initialize_config_dir(config_dir=str(EXPERIMENTS_DIR), version_base="1.3"):
             cfg = hydra_compose(config_name="config", overrides=_hydra_form(overrides), return_hydra_config=True)
         choices = {group: str(cfg.hydra.runtime.choices[group]) for group in GROUPS}
+        check_package_header(choices["experiment"])
         with open_dict(cfg):
             del cfg["hydra"]
     return cfg, choices
@@ -283,10 +304,26 @@ def _hydra_errors(overrides: list[str]):
 
     try:
         yield
+    except yaml.MarkedYAMLError as error:  # a config file that is no YAML (syntax, duplicate keys): its file and line
+        mark = error.problem_mark or error.context_mark
+        where = f"{mark.name}:{mark.line + 1}" if mark else "config"
+        raise ConfigError("a config file is not valid YAML", [Problem(
+            where, f"{error.context + ', ' if error.context else ''}{error.problem}", None,
+            "fix the YAML at that line (each key once per mapping)", has_value=False)]) from None
     except (HydraException, OmegaConfBaseException) as error:
         message = str(error).strip().splitlines()
         raise ConfigError("cannot compose the experiment", [Problem("config", " ".join(message), overrides,
                           "check the override or YAML file named above", has_value=False)]) from None
+
+
+def check_package_header(choice: str) -> None:
+    """An experiment file sets top-level keys: without `# @package _global_` Hydra nests it under `experiment`."""
+    path = EXPERIMENTS_DIR / "experiment" / f"{choice}.yaml"
+    lines = [line.strip() for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
+    if lines and lines[0] != "# @package _global_":
+        raise ConfigError("an experiment file lacks its package line", [Problem(
+            f"{path}:1", "an experiment file must start with '# @package _global_'", lines[0],
+            "add '# @package _global_' as its first line")])
 
 
 def compose_sweep(points: list[list[str]]) -> list[Composed | ConfigError]:

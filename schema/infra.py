@@ -10,6 +10,7 @@ from pydantic import model_validator
 from schema.fields import Section, chosen, report, rule_error
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 class ClusterProfile(Section):
@@ -32,6 +33,9 @@ class ClusterProfile(Section):
     @model_validator(mode="after")
     def _no_secrets(self) -> ClusterProfile:
         for name in self.env:
+            if not ENV_NAME.fullmatch(name):
+                raise rule_error(f"env.{name}", name, "an environment variable's name is letters, digits and _, not "
+                                 "starting with a digit", "rename it, e.g. MY_SETTING")
             if SECRET_NAME.search(name):
                 raise rule_error(
                     f"env.{name}", "<redacted>",
@@ -47,6 +51,10 @@ class LauncherConfig(Section):
     refuse_dirty_tree: bool = chosen(False, description="Refuse to launch from a git tree with uncommitted changes.")
     on_existing_run: Literal["refuse", "resume"] = chosen(
         "refuse", description="What re-launching into an existing run directory does; never overwrite."
+    )
+    snapshot_include: tuple[str, ...] = chosen(
+        (), description="Untracked files (paths relative to the checkout) that SLURM jobs need: the code snapshot "
+        "holds what git tracks and these, never other untracked files such as .env.",
     )
 
 

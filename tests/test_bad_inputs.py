@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import shutil
 
 import pytest
@@ -193,7 +194,7 @@ def test_validate_reports_each_invalid_experiment():
 
 def test_resume_refuses_a_changed_config(tmp_path):
     from launchers import manifest
-    from launchers.local import preflight
+    from launchers.preflight import preflight
     from launchers.plan import plan
 
     experiment = load(["experiment=smoke", f"run_root={tmp_path}", "launcher.on_existing_run=resume"])
@@ -229,3 +230,54 @@ def test_a_corrupt_ledger_is_named_without_a_traceback(tmp_path):
     (tmp_path / "ledger.json").write_text('{"points": [')
     result = run("-m", "yulan.cli", "status", str(tmp_path))
     assert result.returncode == 1 and "is not a readable ledger" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def broken_experiments():
+    """Experiment files broken in the ways a hand-edited YAML breaks, present only for the test."""
+    files = {"zz_duplicate": "# @package _global_\nseed: 1\nseed: 2\n", "zz_syntax": "# @package _global_\nseed: [1\n",
+             "zz_no_package": "seed: 3\n"}
+    paths = [REPO / "experiments" / "experiment" / f"{name}.yaml" for name in files]
+    for path, text in zip(paths, files.values()):
+        path.write_text(text)
+    try:
+        yield paths
+    finally:
+        for path in paths:
+            path.unlink()
+
+
+def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_validate(broken_experiments):
+    result = run("-m", "yulan.cli", "validate", "--all")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "3 of 13 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 10
+    duplicate, syntax, no_package = broken_experiments
+    assert f"{duplicate}:3" in result.stderr and "found duplicate key seed" in result.stderr
+    assert f"{syntax}:3" in result.stderr and "while parsing a flow sequence" in result.stderr
+    assert f"{no_package}:1" in result.stderr and "must start with '# @package _global_'" in result.stderr
+
+
+def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_that_choose_it(tmp_path):
+    result = run("-m", "yulan.cli", "validate", "experiments/model/tiny.yaml", "experiments/cluster/local.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "model=tiny", "ok", "experiment=smoke", "ok", "cluster=local"]
+    bad = REPO / "experiments" / "cluster" / "zz_bad.yaml"
+    bad.write_text("name: zz_bad\nnodes: 0\n")
+    try:
+        refused = run("-m", "yulan.cli", "validate", str(bad))
+    finally:
+        bad.unlink()
+    assert refused.returncode == 1 and "invalid cluster=zz_bad" in refused.stderr and "cluster.nodes" in refused.stderr
+
+
+def test_environment_lookups_are_never_cached_and_secrets_never_read(tmp_path):
+    first = run("launch.py", "experiment=smoke", "run_root=${oc.env:YULAN_TEST_ROOT}", "dry_run=true",
+                env=dict(os.environ, YULAN_TEST_ROOT=str(tmp_path / "a")))
+    second = run("launch.py", "experiment=smoke", "run_root=${oc.env:YULAN_TEST_ROOT}", "dry_run=true",
+                 env=dict(os.environ, YULAN_TEST_ROOT=str(tmp_path / "b")))
+    assert [json.loads(r.stdout)["runs"][0]["run_dir"] for r in (first, second)] == [f"{tmp_path}/a/smoke",
+                                                                                      f"{tmp_path}/b/smoke"]
+    secret = run("launch.py", "experiment=smoke", "tracking.group=${oc.env:HF_TOKEN}", "dry_run=true",
+                 env=dict(os.environ, HF_TOKEN="hf_do_not_print"))
+    assert secret.returncode == 1 and "a secret read into the config" in secret.stderr
+    assert "hf_do_not_print" not in secret.stderr + secret.stdout

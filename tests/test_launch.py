@@ -1,7 +1,7 @@
 """The launch contract: dry-run JSON on stdout only, nothing written; run_root; light login-node path."""
 
 import json
-import sys
+import os
 
 from tests.conftest import REPO, run
 from launchers.plan import plan
@@ -125,7 +125,7 @@ def test_precommit_hook_validates_changed_experiment_files():
     assert hook["entry"] == "yulan validate" and hook["files"].startswith("^experiments/")
     result = run("-m", "yulan.cli", "validate", "experiments/experiment/ppo_yulan.yaml")
     assert result.returncode == 0 and result.stdout.strip() == "ok      experiment=ppo_yulan"
-    everything = run("-m", "yulan.cli", "validate", "experiments/cluster/local.yaml")
+    everything = run("-m", "yulan.cli", "validate", "experiments/config.yaml")  # the primary config: all of them
     assert everything.stdout.count("ok ") == len(list((REPO / "experiments" / "experiment").glob("*.yaml")))
 
 
@@ -150,3 +150,10 @@ def test_sweep_composition_reports_each_bad_point():
     assert isinstance(results[0], ConfigError) and "did you mean" in str(results[0])
     assert not isinstance(results[1], ConfigError)
     assert isinstance(results[2], ConfigError)
+
+
+def test_a_slurm_dry_run_where_the_scheduler_cannot_be_asked_says_so():
+    result = run("launch.py", "experiment=smoke", "launcher=slurm", "cluster=local", "dry_run=true",
+                 env=dict(os.environ, PATH="/nonexistent"))
+    assert result.returncode == 0 and "note: the cluster was not checked" in result.stderr, result.stderr
+    assert json.loads(result.stdout)["runs"][0]["jobs"][0]["sbatch"].startswith("#!/bin/bash")

@@ -1,5 +1,5 @@
-"""The local launcher as transactions: one launch per run directory, a record per launch, and a SIGTERM that reaches
-the stage (which checkpoints) instead of orphaning it."""
+"""Launching as transactions: one launch per run directory, a record per launch, a SIGTERM that reaches the stage
+(which checkpoints) instead of orphaning it, and a code snapshot that carries no untracked secret."""
 
 import json
 import os
@@ -74,3 +74,29 @@ def test_sigterm_to_a_local_launch_reaches_the_stage_which_checkpoints(tmp_path)
     assert steps and steps[-1] < 400 and not (tmp_path / "smoke" / "sft" / "DONE").exists()
     stage = subprocess.run(["pgrep", "-f", "--", f"--run-dir {tmp_path}/smoke"], capture_output=True)
     assert stage.returncode == 1  # the stage ended with its launcher: nothing writes DONE later
+
+
+def test_the_code_snapshot_holds_what_git_tracks_and_what_is_named_never_an_untracked_secret(tmp_path):
+    from launchers import slurm
+
+    secret, named = REPO / ".env.snapshot-test", REPO / "extra-snapshot-test.txt"
+    secret.write_text("HF_TOKEN=hf_not_for_the_cluster\n")
+    named.write_text("a file the jobs need\n")
+    try:
+        code = slurm.snapshot(tmp_path / "code", (named.name,))
+    finally:
+        secret.unlink()
+        named.unlink()
+    assert (code / "yulan" / "run.py").exists() and (code / named.name).exists()
+    assert not (code / secret.name).exists()
+
+
+def test_a_stage_marked_done_whose_output_is_gone_runs_again(tmp_path):
+    assert run(*QUICK, f"run_root={tmp_path}").returncode == 0
+    output = tmp_path / "smoke" / "curation" / "data" / "sft.jsonl"
+    expected = output.read_text()
+    output.unlink()
+    (tmp_path / "smoke" / "config.json").unlink()  # as a half-deleted run directory leaves it
+    again = run(*QUICK, f"run_root={tmp_path}", "launcher.on_existing_run=resume")
+    assert again.returncode == 0 and "marked done, but its output" in again.stderr, again.stderr[-2000:]
+    assert output.read_text() == expected

@@ -23,9 +23,9 @@ def ledger(directory: Path) -> dict:
 
 
 def wait(directory: Path, timeout_s: float = 240) -> list[dict]:
-    from launchers import slurm
+    from launchers import ledger
 
-    return slurm.wait(directory, timeout_s)
+    return ledger.wait(directory, timeout_s)
 
 
 def test_a_single_job_is_submitted_without_waiting_and_runs(tmp_path):
@@ -204,11 +204,10 @@ def test_the_ppo_ray_bootstrap_waits_for_every_gpu_then_runs_the_driver_and_stop
 @pytest.mark.parametrize(("refused", "queued_before"), [("curation.model_resources", 0), ("dpo.resources", 3),
                                                         ("eval.resources", 5)])
 def test_a_refused_job_cancels_what_the_launch_had_queued(tmp_path, refused, queued_before):
-    """The k-th job of the chain (first, middle, last) names a partition the scheduler does not have."""
-    result = run("launch.py", *FAST, f"run_root={tmp_path}", "cluster.partitions.gpu=nosuch",
-                 f"{refused}.partition=gpu")
+    """The k-th job of the chain (first, middle, last) asks for more memory than any node has: only sbatch knows."""
+    result = run("launch.py", *FAST, f"run_root={tmp_path}", f"{refused}.mem_gb_per_node=99999")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "the scheduler refused a job" in result.stderr and "invalid partition" in result.stderr.lower()
+    assert "the scheduler refused a job" in result.stderr and "node configuration is not available" in result.stderr
     record = ledger(tmp_path / "smoke")["failed_submission"]
     assert len(record["cancelled"]) == queued_before and record["scancel_ok"]
     assert f"cancelled what this launch had queued ({queued_before} job(s)" in result.stderr
@@ -218,3 +217,34 @@ def test_a_refused_job_cancels_what_the_launch_had_queued(tmp_path, refused, que
         assert queue == []  # nothing of this launch is left waiting
         cancel = run("-m", "yulan.cli", "cancel", str(tmp_path / "smoke"))
         assert cancel.returncode == 0 and "nothing left to cancel" in cancel.stdout, cancel.stdout + cancel.stderr
+
+
+@pytest.mark.parametrize(("overrides", "field", "rule"), [
+    (["cluster.partitions.gpu=nosuch", "eval.resources.partition=gpu"], "cluster.partitions.gpu",
+     "SLURM has no partition 'nosuch' (sinfo lists: cpu, gpu)"),
+    (["stages=[curation]", "curation.steps=[dedup]", "cluster.nodes=4", "curation.resources.nodes=2"],
+     "curation.resources.nodes", "partition 'cpu' offers its nodes = 1"),
+])
+def test_the_live_cluster_is_checked_before_anything_is_queued(tmp_path, overrides, field, rule):
+    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    for extra in ([], ["dry_run=true"]):
+        result = run("launch.py", *FAST, f"run_root={tmp_path}", *overrides, *extra)
+        assert result.returncode == 1 and f"  {field} = " in result.stderr and rule in result.stderr, result.stderr
+        assert "Traceback" not in result.stderr
+    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_job_the_scheduler_does_not_know_is_shown_as_unknown_not_queued(tmp_path):
+    (tmp_path / "ledger.json").write_text(json.dumps({"points": [
+        {"index": 0, "overrides": [], "run_dir": str(tmp_path), "jobs": {"sft": "987654321"}}]}))
+    status = run("-m", "yulan.cli", "status", str(tmp_path))
+    assert status.returncode == 0 and "unknown" in status.stdout.split("\n")[0] and "queued: 0" in status.stdout, status.stdout
+
+
+def test_a_fresh_submission_shows_queued_or_running_not_unknown(tmp_path):
+    result = run("launch.py", "-m", *FAST, "stages=[curation,sft]", "seed=1,2", f"run_root={tmp_path}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    status = run("-m", "yulan.cli", "status", str(tmp_path / "smoke"))  # before accounting has heard of the jobs
+    assert status.returncode == 0 and "UNKNOWN" not in status.stdout and "unknown: 0" in status.stdout, status.stdout
+    assert [p["state"] for p in wait(tmp_path / "smoke")] == ["done", "done"]

@@ -23,6 +23,7 @@ from typing import Any
 
 from schema.compose import (
     EXPERIMENTS_DIR,
+    GROUPS,
     ConfigError,
     compose,
     default_at,
@@ -82,17 +83,28 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def targets_for_files(files: list[str]) -> list[list[str]]:
-    """A changed experiment file validates that experiment; any other changed config file validates them all."""
-    names = set(experiment_names())
-    chosen: list[str] = []
+    """What changed files can break: an experiment file, that experiment; a group file (cluster/, model/, ...), the
+    file alone as its group's choice and every experiment whose defaults choose it; any other file, everything."""
+    names = experiment_names()
+    targets: list[list[str]] = []
     for file in files:
         path = Path(file).resolve()
-        if path.parent == EXPERIMENTS_DIR / "experiment" and path.stem in names:
-            chosen.append(path.stem)
+        group = path.parent.name if path.parent.parent == EXPERIMENTS_DIR else None
+        if group == "experiment" and path.stem in names:
+            targets.append([f"experiment={path.stem}"])
+        elif group in GROUPS:
+            targets.append([f"{group}={path.stem}"])
+            targets += [[f"experiment={name}"] for name in names if chooses(name, group, path.stem)]
         else:
-            chosen = sorted(names)
-            break
-    return [[f"experiment={name}"] for name in dict.fromkeys(chosen)]
+            return [[f"experiment={name}"] for name in names]
+    return list({tuple(t): t for t in targets}.values())
+
+
+def chooses(experiment: str, group: str, option: str) -> bool:
+    """The experiment's defaults list picks this option of the group (`- override /model: tiny`)."""
+    text = (EXPERIMENTS_DIR / "experiment" / f"{experiment}.yaml").read_text()
+    return any(line.strip().lstrip("- ").replace("override ", "").strip() == f"/{group}: {option}"
+               for line in text.splitlines())
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
@@ -367,12 +379,12 @@ def with_alerts(points: list[dict]) -> list[dict]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """status / cancel / resubmit of what launch.py submitted to SLURM (its ledger); status also of run
     directories run on this machine."""
-    from launchers import slurm
+    from launchers import ledger as ledgers
 
     try:
         if args.command == "status":
-            ledger = (args.directory / slurm.LEDGER).is_file() or args.directory.name == slurm.LEDGER
-            points = with_alerts(slurm.status(args.directory) if ledger else run_dir_status(args.directory))
+            ledger = (args.directory / ledgers.LEDGER).is_file() or args.directory.name == ledgers.LEDGER
+            points = with_alerts(ledgers.status(args.directory) if ledger else run_dir_status(args.directory))
             if args.json:
                 print(json.dumps(points, indent=2))
             else:
@@ -383,15 +395,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                     for stage, alerts in point["alerts"].items():
                         for alert in alerts:
                             print(f"        {stage:10} {alert['action'].upper():4}  {alert['message']}")
-                states = ("queued", "running", "done", "failed") if ledger else ("not started", "started", "done")
+                states = [s.value for s in ledgers.PointState] if ledger else ["not started", "started", "done"]
                 counts = {s: sum(p["state"] == s for p in points) for s in states}
                 alerts = [a for p in points for stage_alerts in p["alerts"].values() for a in stage_alerts]
                 print("  ".join(f"{k}: {v}" for k, v in counts.items())
                       + (f"  health alerts: {len(alerts)} ({sum(a['action'] == 'stop' for a in alerts)} stop)" if alerts else ""))
         elif args.command == "cancel":
-            cancelled = slurm.cancel(args.directory)
+            cancelled = ledgers.cancel(args.directory)
             print(f"cancelled {len(cancelled)} jobs: {' '.join(cancelled)}" if cancelled else "nothing left to cancel")
         else:
+            from launchers import slurm
+
             indices = slurm.resubmit_failed(args.directory)
             print(f"resubmitted points {indices}" if indices else "no failed point")
     except (FileNotFoundError, subprocess.CalledProcessError) as error:

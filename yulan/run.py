@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 from schema.errors import ConfigError
-from schema.experiment import Experiment
+from schema.experiment import Experiment, stage_output
 from yulan import distributed
 from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
@@ -198,7 +199,12 @@ def main(argv: list[str] | None = None) -> int:
     Path(job_dir).mkdir(parents=True, exist_ok=True)
     install_stop_handler()
     done = done_marker(job_dir, args.part, args.shard)
-    if done.exists() or done_marker(job_dir).exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
+    output = Path(stage_output(experiment.output_dir, args.stage))
+    if done_marker(job_dir).exists() and not output.exists():  # a stale marker: what it vouches for is gone
+        print(f"[{args.stage}] marked done, but its output {output} is missing: running the stage again", file=sys.stderr)
+        done_marker(job_dir).unlink()
+        shutil.rmtree(Path(job_dir) / "parts", ignore_errors=True)
+    elif done.exists() or done_marker(job_dir).exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
         print(f"[{args.stage}{':' + args.part if args.part else ''}] already done ({done})", file=sys.stderr)
         return 0
     started = started_marker(job_dir)
