@@ -11,6 +11,7 @@ their PYTHONPATH. The ledger (`ledger.json`) maps each point to its overrides, r
 
 from __future__ import annotations
 
+import getpass
 import json
 import math
 import os
@@ -304,7 +305,32 @@ def cluster_problems(experiments: list[Experiment], runs: list[Run]) -> tuple[li
                     problems[f"{where}.{name}"] = Problem(
                         f"{where}.{name}", f"partition '{job.partition}' offers {what} = {limit:g}", asked,
                         f"lower {where}.{name} to at most {limit:g}, or use another partition")
+    problems |= {problem.path: problem for problem in association_problems(experiments[0])}
     return list(problems.values()), None
+
+
+def association_problems(experiment: Experiment) -> list[Problem]:
+    """cluster.account and cluster.qos against what SLURM's accounting lets this user use (when it can be asked)."""
+    cluster = experiment.cluster
+    if not (cluster.account or cluster.qos) or not shutil.which("sacctmgr"):
+        return []
+    user = os.environ.get("USER") or getpass.getuser()
+    done = subprocess.run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}", "format=account,qos"],
+                          capture_output=True, text=True)
+    rows = [line.split("|") for line in done.stdout.splitlines() if "|" in line]
+    if done.returncode or not rows:
+        return []
+    accounts = sorted({account for account, _ in rows})
+    qos = sorted({name for _, names in rows for name in names.split(",") if name})
+    problems = []
+    if cluster.account and cluster.account not in accounts:
+        problems.append(Problem("cluster.account", f"user {user} has no SLURM association with this account "
+                                f"(sacctmgr lists: {', '.join(accounts)})", cluster.account,
+                                "set cluster.account to one of those, or leave it unset for your default account"))
+    if cluster.qos and cluster.qos not in qos:
+        problems.append(Problem("cluster.qos", f"user {user} may not use this QOS (sacctmgr lists: {', '.join(qos)})",
+                                cluster.qos, "set cluster.qos to one of those, or leave it unset"))
+    return problems
 
 
 def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:

@@ -224,6 +224,8 @@ def test_a_refused_job_cancels_what_the_launch_had_queued(tmp_path, refused, que
      "SLURM has no partition 'nosuch' (sinfo lists: cpu, gpu)"),
     (["stages=[curation]", "curation.steps=[dedup]", "cluster.nodes=4", "curation.resources.nodes=2"],
      "curation.resources.nodes", "partition 'cpu' offers its nodes = 1"),
+    (["cluster.account=nosuch"], "cluster.account", "has no SLURM association with this account"),
+    (["cluster.qos=gold"], "cluster.qos", "may not use this QOS (sacctmgr lists: normal)"),
 ])
 def test_the_live_cluster_is_checked_before_anything_is_queued(tmp_path, overrides, field, rule):
     before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
