@@ -38,6 +38,7 @@ def test_targets_are_met_reproducibly(tmp_path):
     assert {c: row["selected"] for c, row in report["by_category"].items()} == COUNTS
     assert report["kept"] == 100 and report["short"] == [] and report["not_in_mix"] == {"poetry": 5}
     again = mix(tmp_path, *counts(), name="again.jsonl")
+    assert again.returncode == 0, again.stderr
     assert kept_ids(tmp_path / "out.jsonl") == kept_ids(tmp_path / "again.jsonl")
     other_seed = mix(tmp_path, *counts(), seed="7", name="other.jsonl")
     assert other_seed.returncode == 0 and kept_ids(tmp_path / "other.jsonl") != kept_ids(tmp_path / "out.jsonl")

@@ -2,7 +2,6 @@
 same on a real SLURM is in test_slurm.py."""
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -39,7 +38,7 @@ def test_sharded_curation_with_a_judge_decides_what_one_job_decides(tmp_path):
     pytest.importorskip("torch")
     steps = "curation.steps=[dedup,heuristics,judge,mix]"
     with json_server(judge_reply) as url:
-        judge = [f"curation.judge.backend=openai", f"curation.judge.endpoint={url}", "curation.judge.discard_lower_percentile=30"]
+        judge = ["curation.judge.backend=openai", f"curation.judge.endpoint={url}", "curation.judge.discard_lower_percentile=30"]
         CALLS.clear()
         one = run("launch.py", "experiment=smoke", "stages=[curation]", steps, *judge, f"run_root={tmp_path}/one")
         assert one.returncode == 0, one.stderr
