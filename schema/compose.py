@@ -198,9 +198,10 @@ def compose(overrides: list[str]) -> Composed:
     The result is cached under a hash of everything composition reads (the overrides, every file in experiments/,
     the schema's fields and defaults), so repeated compositions skip Hydra; validation always runs afresh.
     """
-    if _environment_lookups(overrides):  # their values can change between launches: never cached
+    files = _config_files()
+    if _environment_lookups(overrides, files):  # their values can change between launches: never cached
         return _compose_with_hydra(overrides)
-    key = _cache_key(overrides)
+    key = _cache_key(overrides, files)
     cached = _cache_read(key)
     if cached is not None:
         return cached
@@ -209,13 +210,19 @@ def compose(overrides: list[str]) -> Composed:
     return composed
 
 
-ENV_LOOKUP = re.compile(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)")
+# Hydra's sweep expansion hands each point the lookup escaped (`$\{oc.env\:NAME\}`); it still resolves.
+ENV_LOOKUP = re.compile(r"\$\\?\{oc\.env\\?:([A-Za-z_][A-Za-z0-9_]*)")
 
 
-def _environment_lookups(overrides: list[str]) -> list[str]:
+def _config_files() -> dict[str, bytes]:
+    """Every file of experiments/, read once per composition (or sweep): {path inside experiments/: contents}."""
+    return {str(path.relative_to(EXPERIMENTS_DIR)): path.read_bytes() for path in sorted(EXPERIMENTS_DIR.rglob("*.yaml"))}
+
+
+def _environment_lookups(overrides: list[str], files: dict[str, bytes]) -> list[str]:
     """Variables `${oc.env:NAME}` reads in the overrides or config files. A secret's value would land in config.json,
     the sbatch script and the compose cache: those are refused."""
-    texts = [*overrides, *(path.read_text() for path in EXPERIMENTS_DIR.rglob("*.yaml"))]
+    texts = [*overrides, *(data.decode(errors="replace") for data in files.values())]
     names = sorted({name for text in texts for name in ENV_LOOKUP.findall(text)})
     secrets = [name for name in names if SECRET_NAME.search(name)]
     if secrets:
@@ -233,10 +240,10 @@ def _cache_dir() -> Path | None:
     return Path(base) / "yulan" / "compose"
 
 
-def _cache_key(overrides: list[str]) -> str:
+def _cache_key(overrides: list[str], files: dict[str, bytes]) -> str:
     digest = hashlib.sha256(json.dumps([overrides, schema_defaults()], sort_keys=True).encode())
-    for path in sorted(EXPERIMENTS_DIR.rglob("*.yaml")):
-        digest.update(str(path.relative_to(EXPERIMENTS_DIR)).encode() + b"\0" + path.read_bytes() + b"\0")
+    for name, data in files.items():
+        digest.update(name.encode() + b"\0" + data + b"\0")
     return digest.hexdigest()
 
 
@@ -341,8 +348,10 @@ def compose_sweep(points: list[list[str]]) -> list[Composed | ConfigError]:
             return [error]
     bases: dict[tuple[str, ...], tuple[Any, dict[str, str], str | None]] = {}
     results: list[Composed | ConfigError] = []
+    files = _config_files()
     for point in points:
         try:
+            _environment_lookups(point, files)  # a secret is refused in a sweep as in a single run
             check_overrides(point)
             parsed = parse_overrides(point)
             plain = all(o.key_or_group in GROUPS or (not o.input_line.startswith(("+", "~")) and _in_defaults(o.key_or_group))

@@ -281,3 +281,7 @@ def test_environment_lookups_are_never_cached_and_secrets_never_read(tmp_path):
                  env=dict(os.environ, HF_TOKEN="hf_do_not_print"))
     assert secret.returncode == 1 and "a secret read into the config" in secret.stderr
     assert "hf_do_not_print" not in secret.stderr + secret.stdout
+    sweep = run("launch.py", "-m", "experiment=smoke", "seed=1,2", "tracking.group=${oc.env:HF_TOKEN}",
+                f"run_root={tmp_path}/sweep", env=dict(os.environ, HF_TOKEN="hf_do_not_print"))
+    assert sweep.returncode == 1 and "a secret read into the config" in sweep.stderr  # a sweep as a single run
+    assert not (tmp_path / "sweep").exists()
