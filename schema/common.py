@@ -11,6 +11,7 @@ from schema.fields import Section, rule_error
 STAGES = ("curation", "sft", "preference", "dpo", "ppo", "eval")
 StageName = Literal["curation", "sft", "preference", "dpo", "ppo", "eval"]
 Engine = Literal["openrlhf", "native"]
+BadRecordPolicy = Literal["stop", "skip"]
 ParamDtype = Literal["bf16", "fp16", "fp32"]
 Attention = Literal["flash_attention_2", "sdpa", "eager"]
 ATTENTION_DESCRIPTION = "Attention kernel; packing on OpenRLHF needs flash_attention_2 (a CUDA GPU and the flash-attn package)."

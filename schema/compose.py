@@ -29,6 +29,7 @@ from schema.errors import (
     unknown_key_hint,
     unwrap,
 )
+from schema.common import STAGES
 from schema.experiment import Experiment, stage_output
 from schema.fields import REPORT, default_tree
 from schema.infra import SECRET_NAME
@@ -186,10 +187,19 @@ def _register() -> None:
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(name=SCHEMA_DEFAULTS, node=default_tree(Experiment))
-    OmegaConf.register_new_resolver(
-        "stage_output",
-        lambda experiment, stage, *, _root_: stage_output(f"{_root_.run_root}/{experiment}", stage),
-    )
+    OmegaConf.register_new_resolver("stage_output", _stage_output)
+
+
+def _stage_output(experiment: str, stage: str, *, _root_: Any) -> str:
+    """${stage_output:EXPERIMENT,STAGE}: where another experiment's stage leaves its output."""
+    known = experiment_names()
+    if experiment not in known:
+        close = suggest(experiment, known)
+        raise ValueError(f"${{stage_output:{experiment},{stage}}} names no experiment of experiments/experiment "
+                         f"({f'did you mean {close!r}?' if close else 'known: ' + ', '.join(known)})")
+    if stage not in STAGES:
+        raise ValueError(f"${{stage_output:{experiment},{stage}}}: stages are {', '.join(STAGES)}")
+    return stage_output(f"{_root_.run_root}/{experiment}", stage)
 
 
 def compose(overrides: list[str]) -> Composed:

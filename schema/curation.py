@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import computed_field, model_validator
 
 from schema.common import (
+    BadRecordPolicy,
     CONTINUATION_WORDS,
     CONTINUATION_WORDS_DESCRIPTION,
     SENTENCE_END_MARKS,
@@ -19,10 +21,9 @@ from schema.common import (
     cpu_job,
 )
 from schema.fields import Section, chosen, report, rule_error
+from schema.ppo import PromptSet
 
 SynthesisJob = Literal["math", "science", "chinese_commonsense"]
-CurationStep = Literal["dedup", "heuristics", "judge", "complexity", "mix"]
-CURATION_STEPS: tuple[CurationStep, ...] = ("dedup", "heuristics", "judge", "complexity", "mix")
 HeuristicRule = Literal[
     "punctuation_run",
     "repeated_span",
@@ -155,7 +156,17 @@ class Sources(Section):
     )
 
 
-class DedupConfig(Section):
+class StepSettings(Section):
+    """What every curation step has."""
+
+    on_bad_record: BadRecordPolicy | None = chosen(
+        None,
+        description="A record that cannot be used: stop the step naming FILE:LINE (nothing is written), or skip it "
+        "into the step's .bad.jsonl with its line and reason; None = curation.on_bad_record (stop outside a pipeline).",
+    )
+
+
+class DedupConfig(StepSettings):
     method: Literal["minhash_lsh"] = report(
         "minhash_lsh", where="§3 data filtering, De-duplication", description="Near-duplicate detection algorithm."
     )
@@ -175,7 +186,7 @@ class DedupConfig(Section):
         True, description="Ignore system prompts shared by many samples; otherwise unrelated samples look alike."
     )
     keep: Literal["earliest"] = chosen("earliest", description="Which sample of a duplicate cluster survives.")
-    workers: int = chosen(0, ge=0, description="Processes to hash with (0 = one per CPU core).")
+    workers: int = chosen(0, ge=0, description="Processes to hash with (0 = one per CPU this process may use).")
 
     @computed_field(description="Jaccard at which a pair becomes an LSH candidate with probability ~1/2: (1/b)^(1/r).")
     @property
@@ -194,7 +205,7 @@ class DedupConfig(Section):
         return self
 
 
-class HeuristicsConfig(Section):
+class HeuristicsConfig(StepSettings):
     """Rule-based filters (report: 'repeated punctuation or excessive garbled text'), mostly on responses."""
 
     max_punctuation_run: int = chosen(4, ge=2, description="Drop when one punctuation mark repeats this many times in a row.")
@@ -250,7 +261,7 @@ class HeuristicsConfig(Section):
         return self
 
 
-class JudgeConfig(Section):
+class JudgeConfig(StepSettings):
     model: str = report("Qwen/Qwen2.5-32B-Instruct", where="§3 quality-based scoring", description="Judge model.")
     dimensions: tuple[str, ...] = report(
         ("instruction_following", "informativeness", "truthfulness"),
@@ -279,7 +290,7 @@ class JudgeConfig(Section):
         return self
 
 
-class ComplexityConfig(Section):
+class ComplexityConfig(StepSettings):
     """Comp(x, y) = λ1·L_length + λ2·Loss_it(x, y); the hardest fraction is dropped."""
 
     length_weight: float = chosen(
@@ -296,7 +307,7 @@ class ComplexityConfig(Section):
     batch_tokens: int = chosen(16_384, ge=256, description="Tokens per scoring batch.", unit="tokens")
 
 
-class MixConfig(Section):
+class MixConfig(StepSettings):
     categories: dict[str, Share] = report(
         default_factory=lambda: {
             "general_en": Share(count=3_200_000, ratio=0.39),
@@ -322,13 +333,70 @@ class MixConfig(Section):
         return self
 
 
+class DecontaminationConfig(StepSettings):
+    """Samples sharing long n-grams with an evaluation item are removed (not in the report; GPT-3 and Tülu 3 do this)."""
+
+    ngram: int = chosen(13, ge=4, description="N-gram length (GPT-3's and Tülu 3's 13 words; characters for Chinese).",
+                        unit="words")
+    threshold: float = chosen(
+        0.5, gt=0.0, le=1.0,
+        description="A sample matches an item's question or answer when it contains at least this share of its "
+        "n-grams (an item shorter than ngram matches when it appears whole).",
+    )
+    benchmarks: Literal["eval_table", "none"] = chosen(
+        "eval_table", description="Check against every row of the evaluation table whose data is available locally.")
+    files: tuple[str, ...] = chosen(
+        (), description="Further JSONL/Parquet files of items to check against (every string field is an item text).")
+    action: Literal["drop", "flag"] = chosen(
+        "drop", description="drop contaminated samples, or keep them with a `contamination` field naming the matches.")
+    examples: int = chosen(3, ge=0, description="Matches quoted per benchmark in the report.")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One curation step: everything the stage, `yulan curate` and validation need to know about it. Its module
+    has `run(input_path, output_path, settings, seed, **needs) -> report`, and, if it shards, `map_shard` and
+    `merge_shards`."""
+
+    name: str
+    settings: type[Section]
+    section: str  # where its settings live in an experiment
+    module: str
+    pipeline: bool = True  # False: only standalone (`yulan curate`)
+    sharded: bool = False  # its per-sample work splits over array tasks (curation.shards > 1)
+    model: Literal["base", "served"] | None = None  # scores with the base model, or asks a served one
+    reads_eval_table: bool = False
+
+
+STEPS: dict[str, Step] = {step.name: step for step in (
+    Step("dedup", DedupConfig, "curation.dedup", "yulan.curation.dedup", sharded=True),
+    Step("decontaminate", DecontaminationConfig, "curation.decontaminate", "yulan.curation.decontaminate",
+         reads_eval_table=True),
+    Step("heuristics", HeuristicsConfig, "curation.heuristics", "yulan.curation.heuristics", sharded=True),
+    Step("judge", JudgeConfig, "curation.judge", "yulan.curation.judge", sharded=True, model="served"),
+    Step("complexity", ComplexityConfig, "curation.complexity", "yulan.curation.complexity", sharded=True, model="base"),
+    Step("mix", MixConfig, "curation.mix", "yulan.curation.mix"),
+    # In a pipeline the PPO job selects its prompts itself.
+    Step("ppo_prompts", PromptSet, "ppo.prompts", "yulan.curation.ppo_prompts", pipeline=False, reads_eval_table=True),
+)}
+PIPELINE_STEPS = tuple(name for name, step in STEPS.items() if step.pipeline)  # in the order they run
+CurationStep = Literal[PIPELINE_STEPS]
+
+
 class CurationConfig(Section):
     inputs: tuple[str, ...] = chosen((), description="Raw sample files (JSONL or Parquet) to curate, besides synthesis output.")
-    steps: tuple[CurationStep, ...] = report(
-        CURATION_STEPS, where="§3 data filtering and data mix", description="Steps to run, in the report's order."
+    steps: tuple[CurationStep, ...] = chosen(
+        PIPELINE_STEPS,
+        description="Steps to run, in this order: the report's (§3 data filtering and data mix), with decontamination "
+        "against the evaluation table (ours) after de-duplication.",
     )
+    on_bad_record: BadRecordPolicy = chosen(
+        "stop", description="A record that cannot be used stops the step naming FILE:LINE, or (skip) is set aside "
+        "with its reason into the step's .bad.jsonl; each step's on_bad_record overrides this.")
     sources: Sources = report(default_factory=Sources, where="§3 data source", description="Where SFT data comes from.")
     dedup: DedupConfig = report(default_factory=DedupConfig, where="§3", description="MinHash + LSH de-duplication.")
+    decontaminate: DecontaminationConfig = chosen(
+        default_factory=DecontaminationConfig, description="N-gram decontamination against the evaluation table.")
     heuristics: HeuristicsConfig = report(default_factory=HeuristicsConfig, where="§3", description="Heuristic filters.")
     judge: JudgeConfig = report(default_factory=JudgeConfig, where="§3", description="LLM-as-a-judge scoring.")
     complexity: ComplexityConfig = report(default_factory=ComplexityConfig, where="§3", description="Complexity selection.")
@@ -346,12 +414,12 @@ class CurationConfig(Section):
 
     @model_validator(mode="after")
     def _steps_in_order(self) -> CurationConfig:
-        order = [CURATION_STEPS.index(step) for step in self.steps]
+        order = [PIPELINE_STEPS.index(step) for step in self.steps]
         if order != sorted(set(order)):
             raise rule_error(
                 "steps",
                 list(self.steps),
-                f"steps run once each, in the order {list(CURATION_STEPS)}",
+                f"steps run once each, in the order {list(PIPELINE_STEPS)}",
                 "list each step once, in that order",
             )
         if self.shards > 1 and "judge" in self.steps and not self.judge.cache:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 from pydantic import computed_field, model_validator
 
 from schema.common import STAGES, Resources, StageName, StageRef
-from schema.curation import CurationConfig
+from schema.curation import STEPS, CurationConfig
 from schema.evaluation import EvalConfig
 from schema.fields import Section, chosen, report, rule_error
 from schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
@@ -75,7 +75,7 @@ class Experiment(Section):
 
     def stage_resources(self, stage: str) -> list[tuple[str, Resources]]:
         if stage == "curation":
-            runs_models = bool(self.curation.sources.synthesis) or {"judge", "complexity"} & set(self.curation.steps)
+            runs_models = bool(self.curation.sources.synthesis) or any(STEPS[s].model for s in self.curation.steps)
             jobs = [("curation.resources", self.curation.resources)]
             return jobs + ([("curation.model_resources", self.curation.model_resources)] if runs_models else [])
         return [(f"{stage}.resources", getattr(self, stage).resources)]

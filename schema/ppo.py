@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import computed_field, model_validator
 
 from schema.common import (
+    BadRecordPolicy,
     ATTENTION_DESCRIPTION,
     CONTINUATION_WORDS,
     CONTINUATION_WORDS_DESCRIPTION,
@@ -46,6 +47,10 @@ class PromptSet(Section):
         "lowest_mean_reward",
         description="'Challenging' is not defined in the report: prompts whose sampled completions scored lowest.",
     )
+    decontaminate: bool = chosen(
+        True, description="Leave out prompts that match the evaluation table (settings: curation.decontaminate).")
+    on_bad_record: BadRecordPolicy = chosen(
+        "stop", description="A prompt record that cannot be used stops the job naming FILE:LINE, or (skip) is left out.")
 
 
 class ActorConfig(Section):

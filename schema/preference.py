@@ -27,6 +27,8 @@ class PreferenceConfig(Section):
         (), description="Public preference datasets (paths or hub ids); the report names none."
     )
     prompts: tuple[str, ...] = chosen((), description="Instruction files for on-policy sampling (JSONL).")
+    decontaminate: bool = chosen(
+        True, description="Remove pairs that match the evaluation table (settings: curation.decontaminate).")
     on_policy_domains: tuple[str, ...] = report(
         ("science", "math", "code", "chinese_commonsense", "hallucination", "self_awareness"),
         where="§4 on-policy data",

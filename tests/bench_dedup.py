@@ -1,12 +1,14 @@
 """Benchmark: near-duplicate removal next to datasketch and rensa, on one core, in the same run.
 
-    python tests/bench_dedup.py [--docs 20000] [--seed 0]
+    taskset -c 0 python tests/bench_dedup.py [--docs 20000] [--seed 0] [--no-datasketch]
 
-The corpus (English word texts and Chinese character texts) has planted variants at exactly known Jaccard
-similarity of their shingle sets (0.5 .. 0.98), exact copies, hard negatives sharing a long prefix, and a long
-system prompt shared by a fifth of the samples. Truth: a variant is a duplicate iff its Jaccard with its
-original is >= 0.8. Prints docs/s, precision and recall of the removals for each method.
-Needs `pip install datasketch rensa` for the comparison columns (skipped when missing).
+The corpus (English word texts and Chinese character texts, ~1.8 KB per sample as JSON) has planted variants
+at exactly known Jaccard similarity of their shingle sets (0.5 .. 0.98), exact copies, hard negatives sharing a
+long prefix, and a long system prompt shared by a fifth of the samples. Truth: a variant is a duplicate iff its
+Jaccard with its original is >= 0.8. Prints docs/s, precision and recall of the removals for each method: in
+memory (texts given), where datasketch and rensa get the same exact-Jaccard verification of their candidates as
+ours; and end to end on a JSONL file (reading, JSON, writing), `yulan curate dedup` next to rensa's own pipeline.
+Needs `pip install datasketch rensa` for the comparison rows (skipped when missing).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import time
 import numpy as np
 
 from schema.curation import DedupConfig
+from yulan.curation import dedup
 from yulan.curation.dedup import duplicate_of
 
 WORDS = [f"w{i:04d}" for i in range(5000)]
@@ -65,7 +68,8 @@ def corpus(count: int, seed: int) -> tuple[list[str], list[str], set[int]]:
         else:
             is_chinese = rng.random() < 0.4
             vocab = HANZI if is_chinese else WORDS
-            docs.append([rng.choice(vocab) for _ in range(rng.randint(150, 300))]), chinese.append(is_chinese)
+            length = rng.randint(300, 500) if is_chinese else rng.randint(220, 380)
+            docs.append([rng.choice(vocab) for _ in range(length)]), chinese.append(is_chinese)
             family.append(len(docs) - 1)
     # Truth: a document duplicates when any earlier relative reaches the threshold (exact Jaccard).
     relatives: dict[int, list[int]] = {}
@@ -98,32 +102,44 @@ def run_ours(texts: list[str], config: DedupConfig) -> set[int]:
     return {i for i, root in enumerate(roots) if root != i}
 
 
-def run_datasketch(texts: list[str], config: DedupConfig) -> set[int]:
+def verified_duplicate(shingles: list[str], candidates, kept: dict[int, set[str]], threshold: float) -> bool:
+    """The same check ours makes: an LSH candidate counts only when the exact Jaccard of shingle sets reaches it."""
+    mine = set(shingles)
+    return any(len(mine & kept[c]) / len(mine | kept[c]) >= threshold for c in candidates)
+
+
+def run_datasketch(texts: list[str], config: DedupConfig, verify: bool = True) -> set[int]:
     from datasketch import MinHash, MinHashLSH
 
-    lsh, removed = MinHashLSH(threshold=config.threshold, num_perm=config.num_permutations), set()
+    lsh, removed, kept = MinHashLSH(threshold=config.threshold, num_perm=config.num_permutations), set(), {}
     template = MinHash(num_perm=config.num_permutations, seed=1)
     for index, text in enumerate(texts):
+        shingles = shingle_strings(text)
         sig = MinHash(num_perm=config.num_permutations, seed=1, permutations=template.permutations, scheme=template.scheme)
-        sig.update_batch([s.encode() for s in shingle_strings(text)])
-        if lsh.query(sig):
+        sig.update_batch([s.encode() for s in shingles])
+        found = [int(c) for c in lsh.query(sig)]
+        if found and (not verify or verified_duplicate(shingles, found, kept, config.threshold)):
             removed.add(index)
         else:
             lsh.insert(str(index), sig)
+            kept[index] = set(shingles)
     return removed
 
 
-def run_rensa(texts: list[str], config: DedupConfig) -> set[int]:
+def run_rensa(texts: list[str], config: DedupConfig, verify: bool = True) -> set[int]:
     from rensa import RMinHash, RMinHashLSH
 
-    lsh, removed = RMinHashLSH(threshold=config.threshold, num_perm=config.num_permutations, num_bands=16), set()
+    lsh, removed, kept = RMinHashLSH(threshold=config.threshold, num_perm=config.num_permutations, num_bands=16), set(), {}
     for index, text in enumerate(texts):
+        shingles = shingle_strings(text)
         sig = RMinHash(num_perm=config.num_permutations, seed=1)
-        sig.update(shingle_strings(text))
-        if lsh.query(sig):
+        sig.update(shingles)
+        found = lsh.query(sig)
+        if found and (not verify or verified_duplicate(shingles, found, kept, config.threshold)):
             removed.add(index)
         else:
             lsh.insert(index, sig)
+            kept[index] = set(shingles)
     return removed
 
 
@@ -131,13 +147,15 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-datasketch", action="store_true", help="leave out datasketch (slow at 80k docs)")
     args = parser.parse_args()
     texts, with_system, truth = corpus(args.docs, args.seed)
     config = DedupConfig()
     print(f"{len(texts)} docs, {len(truth)} true duplicates (Jaccard >= {config.threshold} or exact); one core")
     print(f"{'method':<34}{'docs/s':>10}{'precision':>11}{'recall':>9}")
-    methods = [("yulan (numpy, verified)", run_ours), ("datasketch 2 (update_batch)", run_datasketch),
-               ("rensa (RMinHash + RMinHashLSH)", run_rensa)]
+    methods = [("yulan (numpy, verified)", run_ours), ("rensa, verified", run_rensa)]
+    if not args.no_datasketch:
+        methods.insert(1, ("datasketch 2 (update_batch), verified", run_datasketch))
     for name, method in methods:
         try:
             start = time.perf_counter()
@@ -153,49 +171,64 @@ def main() -> None:
     precision, recall = score(removed, truth)
     print(f"{'yulan, system prompt NOT stripped':<34}{'':>10}{precision:>11.3f}{recall:>9.3f}")
     file_step(texts, truth, args.seed)
-    print(np.__name__, np.__version__)
+    print(np.__name__, np.__version__, "usable CPUs:", dedup.usable_cpus())
 
 
-FILE_RUN = """
-import json, resource, sys, time
-from pathlib import Path
-from schema.curation import DedupConfig
-from yulan.curation import dedup
-start = time.perf_counter()
-report = dedup.run(Path(sys.argv[1]), Path(sys.argv[2]), DedupConfig(workers=int(sys.argv[3])))
-elapsed = time.perf_counter() - start
-# VmHWM, not ru_maxrss: ru_maxrss survives exec and would count the benchmark's own memory at fork
-own = int(next(l for l in open("/proc/self/status") if l.startswith("VmHWM")).split()[1])
-peak = max(own, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)  # the worker processes (KiB)
-print(json.dumps({"seconds": elapsed, "peak_mb": peak / 1024, "kept": report["kept"]}))
+RENSA_RUN = """
+import json, sys
+from rensa import RMinHash, RMinHashLSH
+sys.path.insert(0, sys.argv[3])
+from tests.bench_dedup import shingle_strings
+lsh = RMinHashLSH(threshold=0.8, num_perm=128, num_bands=16)
+with open(sys.argv[1]) as source, open(sys.argv[2], "w") as sink:
+    for index, line in enumerate(source):
+        sample = json.loads(line)
+        sig = RMinHash(num_perm=128, seed=1)
+        sig.update(shingle_strings("\\n".join(m["content"] for m in sample["messages"])))
+        if not lsh.query(sig):
+            lsh.insert(index, sig)
+            sink.write(line)
 """
 
 
 def file_step(texts: list[str], truth: set[int], seed: int) -> None:
-    """`yulan curate dedup` on JSONL files: 1 and 2 processes, and peak memory as the corpus grows 4x."""
+    """End to end on a JSONL file, each run a fresh process timed from start to exit: `yulan curate dedup`
+    (workers=1 and workers=0, i.e. one per usable CPU) next to rensa's own pipeline (Python shingles, no
+    verification), interleaved, two rounds."""
     import json
     import subprocess
     import sys
     import tempfile
     from pathlib import Path
 
-    print("\nthe dedup step on a JSONL file (fingerprints in memory maps, texts re-read only to verify)")
-    print(f"{'docs':>8}{'file MB':>9}{'processes':>11}{'docs/s':>10}{'peak RSS MB':>13}{'precision':>11}{'recall':>8}")
+    root = str(Path(__file__).resolve().parent.parent)
+    print("\nend to end on a JSONL file (process start to exit; A/B interleaved, 2 rounds)")
+    print(f"{'method':<34}{'docs/s':>10}{'precision':>11}{'recall':>9}{'peak RSS MB':>13}")
     with tempfile.TemporaryDirectory() as tmp:
-        for scale in (1, 4):
-            many, many_truth = (texts, truth) if scale == 1 else corpus(len(texts) * scale, seed)[::2]
-            source = Path(tmp) / f"in{scale}.jsonl"
-            source.write_text("".join(json.dumps({"id": str(i), "messages": [{"role": "user", "content": t}]},
-                                                 ensure_ascii=False) + "\n" for i, t in enumerate(many)))
-            for workers in (1, 2):
-                out = Path(tmp) / f"out{scale}-{workers}.jsonl"
-                done = subprocess.run([sys.executable, "-c", FILE_RUN, str(source), str(out), str(workers)],
-                                      capture_output=True, text=True, check=True)
-                result = json.loads(done.stdout)
-                kept = {int(json.loads(line)["id"]) for line in out.read_text().splitlines()}
-                precision, recall = score(set(range(len(many))) - kept, many_truth)
-                print(f"{len(many):>8}{source.stat().st_size / 2**20:>9.1f}{workers:>11}"
-                      f"{len(many) / result['seconds']:>10,.0f}{result['peak_mb']:>13.0f}{precision:>11.3f}{recall:>8.3f}")
+        source = Path(tmp) / "in.jsonl"
+        source.write_text("".join(json.dumps({"id": str(i), "messages": [{"role": "user", "content": t}]},
+                                             ensure_ascii=False) + "\n" for i, t in enumerate(texts)))
+        print(f"{len(texts)} samples, {source.stat().st_size / len(texts) / 1024:.2f} KB per sample")
+        commands = {
+            "yulan curate dedup, workers=1": [sys.executable, "-m", "yulan.cli", "curate", "dedup", "--input", str(source),
+                                              "--output", f"{tmp}/ours1.jsonl", "workers=1"],
+            "yulan curate dedup, workers=0": [sys.executable, "-m", "yulan.cli", "curate", "dedup", "--input", str(source),
+                                              "--output", f"{tmp}/ours0.jsonl", "workers=0"],
+            "rensa pipeline (no verification)": [sys.executable, "-c", RENSA_RUN, str(source), f"{tmp}/rensa.jsonl", root],
+        }
+        for _ in range(2):
+            for name, command in commands.items():
+                output = Path(f"{tmp}/rensa.jsonl") if "rensa" in name else Path(command[command.index("--output") + 1])
+                start = time.perf_counter()
+                done = subprocess.run(["/usr/bin/time", "-f", "%M", *command], capture_output=True, text=True, cwd=root)
+                elapsed = time.perf_counter() - start
+                if done.returncode:
+                    print(f"{name:<34}  failed: {done.stderr[-300:]}")
+                    continue
+                peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
+                kept = {int(json.loads(line)["id"]) for line in output.read_text().splitlines()}
+                precision, recall = score(set(range(len(texts))) - kept, truth)
+                print(f"{name:<34}{len(texts) / elapsed:>10,.0f}{precision:>11.3f}{recall:>9.3f}{peak_mb:>13.0f}")
 
 
 if __name__ == "__main__":

@@ -188,5 +188,5 @@ def test_the_file_step_gives_the_same_result_with_several_processes(tmp_path):
     assert outputs[1] == outputs[2]
     assert sum(outputs[1][2]["dropped"].values()) == 20  # 5 exact copies and 15 one-word edits
     # chunks of lines give the same decisions as one chunk, and as the in-memory path
-    _, chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7)
+    chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7).roots
     assert chunked.tolist() == duplicate_of(texts, DedupConfig()).tolist()

@@ -49,7 +49,7 @@ def test_curation_matches_report():
     assert curation.sources.math.teacher == "Qwen/Qwen2.5-Math-7B-Instruct"
     assert curation.sources.math.seed_dataset == "nvidia/OpenMathInstruct-2"
     assert curation.sources.science.generator == "Qwen/Qwen2.5-32B-Instruct"
-    assert curation.steps == ("dedup", "heuristics", "judge", "complexity", "mix")
+    assert curation.steps == ("dedup", "decontaminate", "heuristics", "judge", "complexity", "mix")
 
 
 def test_preference_and_dpo_match_report():

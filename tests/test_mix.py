@@ -12,7 +12,7 @@ COUNTS = {"general_en": 39, "general_zh": 36, "math": 22, "code": 3}
 def corpus(path, available):
     lines = []
     for category, count in available.items():
-        lines += [{"id": f"{category}-{i}", "category": category, "messages": []} for i in range(count)]
+        lines += [{"id": f"{category}-{i}", "category": category, "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(count)]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
 
 

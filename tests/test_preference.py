@@ -72,7 +72,7 @@ def test_complexity_drops_the_hardest_fraction(tmp_path):
     source.write_text("".join(json.dumps(s) + "\n" for s in samples))
     report = complexity.run(source, tmp_path / "out.jsonl", ComplexityConfig(discard_hardest_fraction=0.1), 0, model)
     assert report == {"input": 10, "kept": 9, "dropped": {"hardest_fraction": 1}, "threshold": report["threshold"],
-                      "scored": 2}  # nine identical samples are scored once
+                      "scored": 2, "bad_records": 0}  # nine identical samples are scored once
     dropped = [json.loads(l) for l in (tmp_path / "out.dropped.jsonl").read_text().splitlines()]
     assert [d["id"] for d in dropped] == ["9"]  # the long response has by far the largest summed NLL
     kept = [json.loads(l) for l in (tmp_path / "out.jsonl").read_text().splitlines()]

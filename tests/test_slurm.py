@@ -76,8 +76,9 @@ def test_each_point_of_a_sweep_waits_only_for_its_own_previous_stage(tmp_path):
 
 
 def test_a_failed_stage_cancels_its_dependents(tmp_path):
+    (tmp_path / "broken.jsonl").write_text('{"id": "a", "messages": [\n')  # found by the job, not at submission
     result = run("launch.py", *FAST, "stages=[curation,sft]", f"run_root={tmp_path}",
-                 f"curation.inputs=[{tmp_path}/missing.jsonl]")
+                 f"curation.inputs=[{tmp_path}/broken.jsonl]")
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "smoke"
     [point] = wait(run_dir)
@@ -88,9 +89,11 @@ def test_a_failed_stage_cancels_its_dependents(tmp_path):
         time.sleep(1)
         [point] = wait(run_dir)
     assert "CANCELLED" in point["stages"]["sft"]
-    assert not (run_dir / "sft").exists()  # never ran on missing inputs
+    assert not (run_dir / "sft").exists()  # never ran on broken inputs
+    logs = "".join(p.read_text(errors="replace") for p in (run_dir / "slurm").rglob("*.err"))
+    assert f"{tmp_path}/broken.jsonl:1: not valid JSON" in logs and "RecordError" not in logs  # the message, not a traceback
 
-    (tmp_path / "missing.jsonl").write_text(Path("yulan/data/sft_samples.jsonl").read_text())
+    (tmp_path / "broken.jsonl").write_text(Path("yulan/data/sft_samples.jsonl").read_text())
     again = run("-m", "yulan.cli", "resubmit", "--failed", str(run_dir))
     assert again.returncode == 0 and "resubmitted points [0]" in again.stdout
     assert [p["state"] for p in wait(run_dir)] == ["done"]
@@ -102,7 +105,7 @@ def test_sharded_curation_runs_as_arrays_and_curates_what_one_job_does(tmp_path)
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "sharded" / "smoke"
     jobs = ledger(run_dir)["points"][0]["jobs"]
-    assert list(jobs) == ["curation:prepare", "curation:dedup-map", "curation:dedup", "curation:heuristics-map",
+    assert list(jobs) == ["curation:prepare", "curation:dedup-map", "curation:dedup", "curation:decontaminate", "curation:heuristics-map",
                           "curation:heuristics", "curation:complexity-map", "curation:complexity", "curation:mix", "sft"]
     scripts = {path.read_text() for path in (run_dir / "slurm").glob("*/*_submission.sh")}
     maps = [text for text in scripts if "--job-name=smoke-curation-dedup-map" in text]

@@ -7,8 +7,8 @@
     yulan schema [--output FILE]                           JSON Schema of experiment YAML files
     yulan status DIR                                       stages and health alerts of a run, sweep or submission
     yulan report DIR                                       DIR/report.html: one page with curves, funnels, tables
-    yulan curate STEP --input IN --output OUT [key=value]   one curation step (dedup, heuristics, judge, complexity,
-                                                         mix, ppo_prompts) on a JSONL or Parquet file
+    yulan curate STEP --input IN --output OUT [key=value]   one curation step (dedup, decontaminate, heuristics,
+                                                         judge, complexity, mix, ppo_prompts) on a JSONL or Parquet file
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from schema.compose import (
     validate,
 )
 from schema.experiment import Experiment
-from yulan.curation import STANDALONE, STEPS
+from schema.curation import STEPS
 
 SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "experiment.schema.json"
 
@@ -164,50 +164,46 @@ def cmd_curate(args: argparse.Namespace) -> int:
     import yaml
     from pydantic import ValidationError
 
-    import schema.curation
     from schema.errors import from_validation_error
     from schema.fields import default_tree
+    from yulan.runtime.records import RecordError
 
-    module_name, config_name, _ = (STEPS | STANDALONE)[args.step]
-    schema_module, _, class_name = config_name.rpartition(".")
-    config_class = getattr(import_module(f"schema.{schema_module}") if schema_module else schema.curation, class_name)
-    section = "ppo.prompts" if args.step == "ppo_prompts" else f"curation.{args.step}"
+    step = STEPS[args.step]
     malformed = [item for item in args.settings if "=" not in item]
     if malformed:
-        print(f"error: settings are key=value (got {malformed}); keys are {section} fields", file=sys.stderr)
+        print(f"error: settings are key=value (got {malformed}); keys are {step.section} fields", file=sys.stderr)
         return 1
     # Settings start from the schema's defaults; values are typed as in YAML and Hydra overrides.
-    settings = default_tree(config_class)
+    settings = default_tree(step.settings)
     for key, value in (item.split("=", 1) for item in args.settings):
         set_path(settings, key, yaml.safe_load(value))
     try:
-        config = config_class.model_validate(settings)
+        config = step.settings.model_validate(settings)
     except ValidationError as error:
-        problems = [dataclasses.replace(problem, path=f"{section}.{problem.path}")
-                    for problem in from_validation_error(config_class, error, lambda path: None, lambda path: None)]
-        print(ConfigError(f"invalid {section} settings", problems), file=sys.stderr)
+        problems = [dataclasses.replace(problem, path=f"{step.section}.{problem.path}")
+                    for problem in from_validation_error(step.settings, error, lambda path: None, lambda path: None)]
+        print(ConfigError(f"invalid {step.section} settings", problems), file=sys.stderr)
         return 1
-    if not args.input.is_file():
-        print(f"error: --input {args.input} is not a file", file=sys.stderr)
+    if not args.input.exists():
+        print(f"error: --input {args.input}: no such file; expected a JSONL or Parquet file of samples", file=sys.stderr)
         return 1
-    if args.output.resolve() == args.input.resolve():
-        print("error: --output must differ from --input (the input is never overwritten)", file=sys.stderr)
-        return 1
-    if args.step == "complexity" and not args.model:
-        print("error: complexity scores responses with a base model: pass --model PATH (a local directory or hub id)",
-              file=sys.stderr)
-        return 1
-    extra = {"model": args.model} if args.step == "complexity" else {}
-    if args.input.suffix == ".parquet":  # steps stream JSONL: convert once, beside the output
-        from yulan.curation.io import copy_as_jsonl
+    needs: dict[str, Any] = {}
+    if step.model == "base":
+        if not args.model:
+            print(f"error: {args.step} scores responses with a base model: pass --model PATH (a local directory or hub id)",
+                  file=sys.stderr)
+            return 1
+        needs["model"] = args.model
+    if step.reads_eval_table:
+        from schema.evaluation import EvalConfig
 
-        converted = args.output.with_name(args.output.stem + ".input.jsonl")
-        converted.parent.mkdir(parents=True, exist_ok=True)
-        with converted.open("w") as sink:
-            copy_as_jsonl(args.input, sink)
-        args.input = converted
-    report = import_module(module_name).run(args.input, args.output, config, args.seed, **extra)
-    print(json.dumps(report, indent=2))
+        needs["benchmarks"] = EvalConfig().benchmarks
+    try:
+        report = import_module(step.module).run(args.input, args.output, config, args.seed, **needs)
+    except RecordError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(report, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -439,7 +435,7 @@ def main(argv: list[str] | None = None) -> int:
     schema = sub.add_parser("schema", help="JSON Schema of experiment files")
     schema.add_argument("--output")
     curate = sub.add_parser("curate", help="run one curation step on a JSONL file")
-    curate.add_argument("step", choices=sorted(STEPS | STANDALONE))
+    curate.add_argument("step", choices=list(STEPS))
     curate.add_argument("--input", type=Path, required=True, help="JSONL or Parquet samples")
     curate.add_argument("--output", type=Path, required=True)
     curate.add_argument("--seed", type=int, default=42)

@@ -23,7 +23,7 @@ from schema.experiment import Experiment
 from schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, HealthRule, key
 from schema.ppo import Penalties
 from yulan.penalties import has_generic_phrase
-from yulan.runtime.records import read_log
+from yulan.runtime.records import read_log, write_text
 
 ALERTS = "alerts.jsonl"
 COUNT_WIDTH = 12
@@ -253,15 +253,11 @@ class SharedWatch:
             with (self.job_dir / "metrics.jsonl").open("a") as sink:
                 sink.write(json.dumps({"step": rollout, **stats, **derived}) + "\n")
             record(self.job_dir, alerts)
-        replace(state_path, json.dumps({"rollouts": rollout, "monitor": monitor.state()}))
-        replace(pending_path, "".join(line + "\n" for line in lines))
+        write_text(state_path, json.dumps({"rollouts": rollout, "monitor": monitor.state()}))
+        write_text(pending_path, "".join(line + "\n" for line in lines))
         return len(lines)
 
 
-def replace(path: Path, text: str) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def watch_settings(experiment: Experiment, job_dir: str) -> dict | None:

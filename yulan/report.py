@@ -21,7 +21,7 @@ from schema.experiment import Experiment
 from schema.health import PENALTY_RULES, key
 from yulan.health import read_alerts
 from yulan.runtime.lifecycle import done_marker, stage_state, started_marker
-from yulan.runtime.records import read_log
+from yulan.runtime.records import read_log, write_text
 
 PAGE = "report.html"
 # Per stage: (chart title, metrics drawn on it); a chart is drawn when one of its metrics was logged.
@@ -414,7 +414,5 @@ def write(directory: Path, output: Path | None = None) -> Path:
     """The page, written under a temporary name and renamed into place."""
     output = output or directory / PAGE
     page = render(directory)
-    partial = output.with_name(output.name + ".partial")
-    partial.write_text(page)
-    partial.replace(output)
+    write_text(output, page)
     return output

@@ -1,21 +1,8 @@
-"""Curation steps. Each is a module with `run(input_path, output_path, config, seed, **extra) -> report`, usable
-standalone (`yulan curate STEP`) and chained by the curation stage (yulan.curation.stage)."""
+"""Curation steps (schema.curation.STEPS lists them). Each is a module with `run(input_path, output_path, settings,
+seed, **needs) -> report`, usable standalone (`yulan curate STEP`) and chained by the curation stage
+(yulan.curation.stage); a sharded step's module also has `map_shard` and `merge_shards` (yulan.curation.sharding)."""
 
-# step -> (module, settings class as "schema module.Class" or a class of schema.curation, field of CurationConfig
-# holding its settings in the curation stage)
-STEPS = {
-    "dedup": ("yulan.curation.dedup", "DedupConfig", "dedup"),
-    "heuristics": ("yulan.curation.heuristics", "HeuristicsConfig", "heuristics"),
-    "judge": ("yulan.curation.judge", "JudgeConfig", "judge"),
-    "complexity": ("yulan.curation.complexity", "ComplexityConfig", "complexity"),
-    "mix": ("yulan.curation.mix", "MixConfig", "mix"),
-}
-# Standalone only (`yulan curate`): in a pipeline, the PPO job selects its prompts itself.
-STANDALONE = {"ppo_prompts": ("yulan.curation.ppo_prompts", "ppo.PromptSet", None)}
-
-# Steps whose per-sample work splits over array tasks (`curation.shards` > 1); `mix` samples globally.
-SHARDED_STEPS = ("dedup", "heuristics", "judge", "complexity")
-MODEL_STEPS = ("judge", "complexity")
+from schema.curation import STEPS
 
 
 def parts(config) -> list[tuple[str, bool, bool]]:
@@ -23,8 +10,8 @@ def parts(config) -> list[tuple[str, bool, bool]]:
     runs a model?). `prepare` runs the synthesis jobs and joins the inputs; `STEP-map` does a step's per-sample
     work on one shard; `STEP` merges the shards and decides what is kept."""
     out = [("prepare", False, bool(config.sources.synthesis))]
-    for step in config.steps:
-        if step in SHARDED_STEPS:
-            out.append((f"{step}-map", True, step in MODEL_STEPS))
-        out.append((step, False, False))
+    for name in config.steps:
+        if STEPS[name].sharded:
+            out.append((f"{name}-map", True, STEPS[name].model is not None))
+        out.append((name, False, False))
     return out

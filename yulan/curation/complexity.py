@@ -16,8 +16,8 @@ import numpy as np
 
 from schema.curation import ComplexityConfig
 from yulan.curation.cache import ResultCache, cache_path
-from yulan.curation.io import chunks
-from yulan.runtime.records import iter_records
+from yulan.curation.io import StepFiles, chunks
+from yulan.curation.sharding import rerun_from_caches, run_on_shard
 
 
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
@@ -64,8 +64,9 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
     comp = array("d")  # 8 bytes per sample
     scored = 0  # distinct samples the model scored in this run
     loaded = None  # (model, tokenizer), loaded for the first sample the cache lacks
-    with ResultCache(cache_path(output_path)) as cache:
-        for chunk in chunks(iter_records(input_path), chunk_records):
+    with StepFiles(input_path, output_path, config.on_bad_record) as files, \
+            ResultCache(cache_path(output_path)) as cache:
+        for chunk in chunks((sample for _, sample in files.samples()), chunk_records):
             keys = [content_key(record, model, config) for record in chunk]
             known = cache.get(keys)
             todo = list({key: record for key, record in zip(keys, chunk) if key not in known}.items())
@@ -79,19 +80,18 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
                 cache.put(new)
                 known |= new
             comp.extend(known[key] for key in keys)
-    dropped_count = int(len(comp) * config.discard_hardest_fraction)
-    hardest = set(np.argsort(-np.frombuffer(comp, dtype=np.float64), kind="stable")[:dropped_count].tolist())
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
-    with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for i, record in enumerate(iter_records(input_path)):
+        dropped_count = int(len(comp) * config.discard_hardest_fraction)
+        hardest = set(np.argsort(-np.frombuffer(comp, dtype=np.float64), kind="stable")[:dropped_count].tolist())
+        for i, (_, record) in enumerate(files.samples()):
             record = {**record, "complexity": round(comp[i], 4)}
             if i in hardest:
-                record["dropped"] = {"step": "complexity", "reason": "hardest_fraction"}
-                dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+                files.drop(record, "complexity", "hardest_fraction")
             else:
-                kept.write(json.dumps(record, ensure_ascii=False) + "\n")
-    report = {"input": len(comp), "kept": len(comp) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
-              "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4), "scored": scored}
-    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
-    return report
+                files.keep(record)
+        report = {"input": len(comp), "kept": len(comp) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
+                  "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4), "scored": scored}
+        return files.finish(report)
+
+
+map_shard = run_on_shard(run)
+merge_shards = rerun_from_caches(run)

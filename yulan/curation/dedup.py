@@ -1,8 +1,8 @@
 """Exact and near-duplicate removal: MinHash signatures, LSH banding, candidate verification.
 
 Fast because no Python object is made per token: text becomes an array of code points, shingles are rolling
-polynomial hashes computed with numpy (uint64 arithmetic wraps mod 2^64), MinHash is one multiply-shift per
-permutation over a whole batch of documents, and LSH buckets are found by sorting band keys.
+polynomial hashes computed with numpy (uint64 arithmetic wraps mod 2^64), MinHash hashes each shingle once
+(one-permutation hashing over a whole batch of documents), and LSH buckets are found by sorting band keys.
 """
 
 from __future__ import annotations
@@ -16,14 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import orjson
 
 from schema.curation import DedupConfig
+from yulan.curation.io import StepFiles, join_inputs, sample_problem
+from yulan.runtime.records import RecordError, SetAside, parse_line
 
 P = np.uint64(1_099_511_628_211)  # odd, so invertible mod 2^64
 P_INV = np.uint64(pow(int(P), -1, 2**64))
-EMPTY = np.array([np.uint64(0x9E3779B97F4A7C15)], dtype=np.uint64)  # stands for a document with no text
-BATCH_DOCS = 512
-PERM_CHUNK = 16
+EMPTY = np.array([np.uint64(0x9E3779B97F4A7C15)], dtype=np.uint64)  # the shingle set of a text with none
+EMPTY_BIN = np.uint32(0xFFFFFFFF)
+EMPTY_TEXT = np.uint32(0x9E3779B9)
+BATCH_DOCS = 2048
 MAX_GROUP_PAIRS = 64  # larger LSH buckets pair each member with the first 64 only (they are verified anyway)
 
 
@@ -41,10 +45,17 @@ def _window_hash(values: np.ndarray, n: int) -> np.ndarray:
     return out
 
 
+_POWERS: dict[int, np.ndarray] = {}
+
+
 def _powers(base: np.uint64, count: int) -> np.ndarray:
-    """base^0 .. base^(count-1) mod 2^64."""
-    with np.errstate(over="ignore"):
-        return np.concatenate(([np.uint64(1)], np.cumprod(np.full(max(count - 1, 0), base, dtype=np.uint64))))[:count]
+    """base^0 .. base^(count-1) mod 2^64 (computed once for the longest batch seen, then sliced)."""
+    known = _POWERS.get(int(base))
+    if known is None or len(known) < count:
+        with np.errstate(over="ignore"):
+            known = np.concatenate(([np.uint64(1)], np.cumprod(np.full(max(2 * count, 1 << 20) - 1, base, dtype=np.uint64))))
+        _POWERS[int(base)] = known
+    return known[:count]
 
 
 def _stream_windows(tokens: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,24 +80,31 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     Character n-grams for mostly-Chinese texts, word n-grams otherwise. Duplicates are kept: MinHash does not
     need sets. Texts are joined with NUL, which is never part of a word.
     """
-    joined = "\0".join(text.lower().replace("\0", " ") for text in texts)
-    codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    doc = np.cumsum(codes == 0)
+    if not texts:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    lowered = [text.lower().replace("\0", " ") for text in texts]
+    lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(texts)) + 1  # each text and its NUL
+    codes = np.frombuffer(("\0".join(lowered) + "\0").encode("utf-32-le"), dtype=np.uint32)  # uint32: masks are cheap
+    text_starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+    doc = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
     cjk = _cjk(codes)
     letters = cjk | ((codes >= 48) & (codes <= 57)) | ((codes >= 97) & (codes <= 122)) | (codes >= 0xC0)
-    chinese = np.bincount(doc, weights=cjk, minlength=len(texts)) * 2 > np.bincount(doc, weights=letters, minlength=len(texts))
+    chinese = (np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2
+               > np.add.reduceat(letters, text_starts, dtype=np.int32))
     # Chinese texts: every letter is a token.
     zh_chars = letters & chinese[doc]
-    zh_hashes, zh_docs = _stream_windows(codes[zh_chars], doc[zh_chars], char_ngram)
-    # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) by one segmented sum.
+    zh_hashes, zh_docs = _stream_windows(codes[zh_chars].astype(np.uint64), doc[zh_chars], char_ngram)
+    # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) by one segmented sum over the
+    # letters alone (a run stays contiguous when the other characters are taken out).
     en_letters = letters & ~chinese[doc]
-    edges = np.flatnonzero(np.diff(np.concatenate(([0], en_letters.view(np.int8), [0]))))
-    starts = edges[0::2]
+    word_start = en_letters & ~np.concatenate(([False], en_letters[:-1]))
+    letter_codes = codes[en_letters].astype(np.uint64)
+    starts = np.flatnonzero(word_start[en_letters])
     if len(starts):
         with np.errstate(over="ignore"):
-            weighted = np.where(en_letters, codes, np.uint64(0)) * _powers(P, len(codes))
-            words = np.add.reduceat(weighted, starts) * _powers(P_INV, len(codes))[starts]
-        en_hashes, en_docs = _stream_windows(words, doc[starts], word_ngram)
+            weighted = letter_codes * _powers(P, len(letter_codes))
+            words = np.add.reduceat(weighted, starts) * _powers(P_INV, len(letter_codes))[starts]
+        en_hashes, en_docs = _stream_windows(words, doc[word_start], word_ngram)
     else:
         en_hashes, en_docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     hashes, owners = np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
@@ -95,41 +113,54 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
 
 
 @dataclass(frozen=True)
-class Permutations:
-    a: np.ndarray
-    b: np.ndarray
+class Hashing:
+    """One-permutation MinHash: each shingle is hashed once, into one of `bins` bins by one multiply-shift and to
+    a 32-bit value by another; a signature is the minimum per bin, empty bins filled from the next full one."""
+
+    bin_multiplier: np.uint64
+    multiplier: np.uint64
+    offset: np.uint64
+    bins: int
 
     @classmethod
-    def make(cls, count: int, seed: int) -> Permutations:
+    def make(cls, bins: int, seed: int) -> Hashing:
         rng = np.random.default_rng(seed)
-        a = rng.integers(1, 2**63, size=count, dtype=np.uint64) * np.uint64(2) + np.uint64(1)  # odd multipliers
-        return cls(a=a, b=rng.integers(0, 2**63, size=count, dtype=np.uint64))
+        odd = rng.integers(1, 2**63, size=2, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        return cls(bin_multiplier=odd[0], multiplier=odd[1], offset=rng.integers(0, 2**63, dtype=np.uint64), bins=bins)
 
 
-def signatures(texts: list[str], config: DedupConfig, perms: Permutations) -> np.ndarray:
-    """MinHash signatures (texts x permutations): multiply-shift hashing of every shingle, a batch at a time."""
-    out = np.empty((len(texts), len(perms.a)), dtype=np.uint32)
+def signatures(texts: list[str], config: DedupConfig, hashing: Hashing) -> np.ndarray:
+    """MinHash signatures (texts x bins), a batch of texts at a time."""
+    out = np.empty((len(texts), hashing.bins), dtype=np.uint32)
     for start in range(0, len(texts), BATCH_DOCS):
         batch = texts[start : start + BATCH_DOCS]
         hashes, owners = batch_shingles(batch, config.word_ngram, config.char_ngram)
-        # A text without shingles gets one fixed stand-in, so it matches only other empty texts.
-        missing = np.setdiff1d(np.arange(len(batch)), owners)
-        if len(missing):
-            hashes = np.concatenate([hashes, np.repeat(EMPTY, len(missing))])
-            owners = np.concatenate([owners, missing])
-            order = np.argsort(owners, kind="stable")
-            hashes, owners = hashes[order], owners[order]
-        offsets = np.searchsorted(owners, np.arange(len(batch)))
-        buffer = np.empty((PERM_CHUNK, len(hashes)), dtype=np.uint64)
-        for p in range(0, len(perms.a), PERM_CHUNK):
-            a, b = perms.a[p : p + PERM_CHUNK, None], perms.b[p : p + PERM_CHUNK, None]
-            rows = buffer[: len(a)]
-            with np.errstate(over="ignore"):
-                np.multiply(hashes[None, :], a, out=rows)
-                rows += b
-            rows >>= np.uint64(32)
-            out[start : start + len(batch), p : p + len(a)] = np.minimum.reduceat(rows, offsets, axis=1).T
+        out[start : start + len(batch)] = one_permutation(hashes, owners, len(batch), hashing)
     return out
+
+
+def one_permutation(hashes: np.ndarray, owners: np.ndarray, count: int, hashing: Hashing) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        mixed = hashes * hashing.bin_multiplier
+        values = ((hashes * hashing.multiplier + hashing.offset) >> np.uint64(32)).astype(np.uint32)
+    bins = ((mixed >> np.uint64(32)) * np.uint64(hashing.bins)) >> np.uint64(32)  # uniform over 0 .. bins-1
+    sig = np.full(count * hashing.bins, EMPTY_BIN, dtype=np.uint32)
+    np.minimum.at(sig, owners.astype(np.int64) * hashing.bins + bins.astype(np.int64), values)
+    sig = sig.reshape(count, hashing.bins)
+    empty = sig == EMPTY_BIN
+    rows = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
+    if len(rows):  # densification by rotation: an empty bin takes the next full bin's value, shifted per step
+        part, holes = sig[rows], empty[rows]
+        for step in range(1, hashing.bins):
+            if not holes.any():
+                break
+            rotated, rotated_holes = np.roll(part, -step, axis=1), np.roll(empty[rows], -step, axis=1)
+            fill = holes & ~rotated_holes
+            part[fill] = rotated[fill] ^ np.uint32((step * 0x9E3779B1) & 0xFFFFFFFF)
+            holes &= ~fill
+        sig[rows] = part
+    sig[empty.all(axis=1)] = EMPTY_TEXT  # a text without shingles matches only other empty texts
+    return sig
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -186,7 +217,7 @@ def clusters(count: int, pairs: np.ndarray) -> np.ndarray:
         ri, rj = _root(parent, int(i)), _root(parent, int(j))
         if ri != rj:
             parent[max(ri, rj)] = min(ri, rj)
-    return np.array([_root(parent, i) for i in range(count)])
+    return np.array([_root(parent, i) for i in range(count)], dtype=np.int64)
 
 
 def normalised(text: str) -> bytes:
@@ -211,10 +242,10 @@ def verified(pairs: np.ndarray, read: Callable[[np.ndarray], list[str]], config:
     return pairs[keep]
 
 
-def fingerprints(texts: list[str], config: DedupConfig, perms: Permutations) -> tuple[np.ndarray, np.ndarray]:
+def fingerprints(texts: list[str], config: DedupConfig, hashing: Hashing) -> tuple[np.ndarray, np.ndarray]:
     """Per text: a digest of its normalised form (exact duplicates) and its LSH band keys (bands x texts)."""
     digests = np.frombuffer(b"".join(normalised(t) for t in texts), dtype="V16") if texts else np.zeros(0, "V16")
-    return digests, band_keys(signatures(texts, config, perms), config.bands, config.rows_per_band)
+    return digests, band_keys(signatures(texts, config, hashing), config.bands, config.rows_per_band)
 
 
 def resolve(digests: np.ndarray, keys: np.ndarray, read: Callable[[np.ndarray], list[str]],
@@ -238,7 +269,7 @@ def resolve(digests: np.ndarray, keys: np.ndarray, read: Callable[[np.ndarray], 
 def duplicate_of(texts: Iterable[str], config: DedupConfig, seed: int = 0) -> np.ndarray:
     """In memory: for each text, the index of the earliest text it duplicates (its own index when kept)."""
     texts = list(texts)
-    digests, keys = fingerprints(texts, config, Permutations.make(config.num_permutations, seed))
+    digests, keys = fingerprints(texts, config, Hashing.make(config.num_permutations, seed))
     return resolve(digests, keys, lambda indices: [texts[i] for i in indices], config)
 
 
@@ -251,119 +282,194 @@ def sample_text(sample: dict, strip_system: bool) -> str:
 
 
 # -- a file: parallel fingerprints, memory that does not grow with the text -----------------------------------
-def line_offsets(path: Path) -> np.ndarray:
-    """Byte offset of every non-empty line."""
-    offsets, position = [], 0
+def line_index(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(byte offset, line number) of every non-blank line."""
+    offsets, numbers, position = [], [], 0
     with path.open("rb") as source:
-        for line in source:
+        for number, line in enumerate(source, 1):
             if line.strip():
                 offsets.append(position)
+                numbers.append(number)
             position += len(line)
-    return np.array(offsets, dtype=np.int64)
+    return np.array(offsets, dtype=np.int64), np.array(numbers, dtype=np.int64)
 
 
-def read_samples(path: Path, offsets: np.ndarray) -> list[dict]:
+def read_lines(path: Path, offsets: np.ndarray) -> list[bytes]:
     with path.open("rb") as source:
         out = []
         for offset in offsets:
             source.seek(int(offset))
-            out.append(json.loads(source.readline()))
+            out.append(source.readline())
         return out
 
 
-def _fingerprint_chunk(job: tuple[str, np.ndarray, DedupConfig, int]) -> tuple[np.ndarray, np.ndarray]:
+def read_consecutive(path: Path, offsets: np.ndarray) -> list[bytes]:
+    """The lines at sorted offsets, read as one block (a chunk of the file, not one seek per line)."""
+    if not len(offsets):
+        return []
+    with path.open("rb") as source:
+        source.seek(int(offsets[0]))
+        block = source.read(int(offsets[-1] - offsets[0])) + source.readline()
+    out = []
+    for start in (offsets - offsets[0]).tolist():
+        end = block.find(b"\n", start)
+        out.append(block[start : end + 1 if end >= 0 else len(block)])
+    return out
+
+
+@dataclass
+class Chunk:
+    """What the fingerprint pass learns about a run of lines."""
+
+    digests: np.ndarray
+    keys: np.ndarray
+    categories: list[str]
+    bad: list[tuple[int, str, str]]  # (position in the chunk, reason, line text)
+
+
+def _fingerprint_chunk(job: tuple[str, np.ndarray, DedupConfig, int]) -> Chunk:
     path, offsets, config, seed = job
-    texts = [sample_text(s, config.strip_shared_prompts) for s in read_samples(Path(path), offsets)]
-    return fingerprints(texts, config, Permutations.make(config.num_permutations, seed))
+    texts, categories, bad = [], [], []
+    for position, raw in enumerate(read_consecutive(Path(path), offsets)):
+        sample = parse_line(raw)
+        problem = sample if isinstance(sample, str) else sample_problem(sample)
+        if problem:
+            bad.append((position, problem, raw.decode("utf-8", "replace").rstrip("\n")))
+            texts.append(""), categories.append("")
+            continue
+        texts.append(sample_text(sample, config.strip_shared_prompts))
+        categories.append(sample.get("category", "unknown"))
+    digests, keys = fingerprints(texts, config, Hashing.make(config.num_permutations, seed))
+    return Chunk(digests, keys, categories, bad)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity, which SLURM and taskset set), not the machine's."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path, chunk_docs: int = 20_000) -> int:
     """Fingerprints of every sample of one shard file (an array task's part), saved for `file_duplicates`."""
-    offsets = line_offsets(path)
+    offsets, numbers = line_index(path)
     digests, keys = np.empty(len(offsets), dtype="V16"), np.empty((config.bands, len(offsets)), dtype=np.uint64)
-    compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
-    np.savez(target, digests=digests, keys=keys)
+    categories, bad = compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+    if bad:
+        position, reason, _ = bad[0]
+        raise RecordError(f"{path}:{numbers[position]}: {reason}")
+    np.savez(target, digests=digests, keys=keys, categories=np.array(categories, dtype=str))
     return len(offsets)
 
 
-def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path,
-                    chunk_docs: int = 20_000, computed: list[Path] = ()) -> tuple[np.ndarray, np.ndarray]:
-    """(line offsets, duplicate-of index per sample) for a JSONL file. Fingerprints are computed by
-    `config.workers` processes (0 = one per core) over chunks of lines and kept in memory maps in `work_dir`
-    (16 + 8 x bands bytes per sample); texts are read back only to verify candidate pairs. `computed`: the
-    fingerprints of the file's consecutive shards, already computed by array tasks (`shard_fingerprints`)."""
-    offsets = line_offsets(path)
+def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path, chunk_docs: int = 20_000,
+                    computed: list[Path] = (), set_aside: SetAside | None = None) -> Scan:
+    """Which sample of a JSONL file duplicates which. Fingerprints are computed by `config.workers` processes
+    (0 = one per usable CPU) over chunks of lines and kept in memory maps in `work_dir` (16 + 8 x bands bytes per
+    sample); texts are read back only to verify candidate pairs. `computed`: the fingerprints of the file's
+    consecutive shards, already computed by array tasks (`shard_fingerprints`). A bad record raises RecordError
+    naming its line, or with `set_aside` is recorded there and left out."""
+    offsets, numbers = line_index(path)
     count = len(offsets)
     work_dir.mkdir(parents=True, exist_ok=True)
     digests = np.lib.format.open_memmap(work_dir / "digests.npy", mode="w+", dtype="V16", shape=(count,))
     keys = np.lib.format.open_memmap(work_dir / "band_keys.npy", mode="w+", dtype=np.uint64,
                                      shape=(config.bands, count))
     if computed:
-        start = 0
+        start, categories, bad = 0, [], []
         for part in computed:
             with np.load(part) as saved:
                 end = start + len(saved["digests"])
                 digests[start:end], keys[:, start:end] = saved["digests"], saved["keys"]
+                categories += saved["categories"].tolist()
             start = end
         if start != count:
             raise ValueError(f"the shards' fingerprints cover {start} samples, {path} has {count}")
     else:
-        compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+        categories, bad = compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+    valid = np.ones(count, dtype=bool)
+    for position, reason, text in bad:
+        if set_aside is None:
+            raise RecordError(f"{path}:{numbers[position]}: {reason}")
+        set_aside.add(path, int(numbers[position]), reason, text)
+        valid[position] = False
+    if bad:  # only the usable samples take part
+        offsets, numbers, categories = offsets[valid], numbers[valid], [c for c, ok in zip(categories, valid) if ok]
+        digests, keys = np.asarray(digests)[valid], np.asarray(keys)[:, valid]
 
     def read(indices: np.ndarray) -> list[str]:
-        return [sample_text(s, config.strip_shared_prompts) for s in read_samples(path, offsets[indices])]
+        return [sample_text(orjson.loads(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])]
 
-    return offsets, resolve(digests, keys, read, config)
+    return Scan(offsets, categories, np.asarray(digests), resolve(digests, keys, read, config))
+
+
+@dataclass
+class Scan:
+    offsets: np.ndarray  # of the usable samples' lines
+    categories: list[str]
+    digests: np.ndarray
+    roots: np.ndarray  # per sample, the index of the sample it duplicates (its own when kept)
 
 
 def compute_fingerprints(path: Path, offsets: np.ndarray, config: DedupConfig, seed: int, digests: np.ndarray,
-                         keys: np.ndarray, chunk_docs: int) -> None:
+                         keys: np.ndarray, chunk_docs: int) -> tuple[list[str], list[tuple[int, str, str]]]:
+    """Fills `digests` and `keys`; returns every sample's category and the bad lines (position, reason, text)."""
     count = len(offsets)
     starts = range(0, count, chunk_docs)
     jobs = [(str(path), offsets[i : i + chunk_docs], config, seed) for i in starts]
-    workers = min(config.workers or os.cpu_count() or 1, len(jobs)) or 1
+    workers = min(config.workers or usable_cpus(), usable_cpus(), len(jobs)) or 1  # more than the CPUs only slows
+    categories: list[str] = []
+    bad: list[tuple[int, str, str]] = []
+
+    def store(start: int, chunk: Chunk) -> None:
+        digests[start : start + len(chunk.digests)] = chunk.digests
+        keys[:, start : start + len(chunk.digests)] = chunk.keys
+        categories.extend(chunk.categories)
+        bad.extend((start + position, reason, text) for position, reason, text in chunk.bad)
+
     if workers > 1:
         import multiprocessing
 
         with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            results = pool.imap(_fingerprint_chunk, jobs)
-            for start, (chunk_digests, chunk_keys) in zip(starts, results):
-                digests[start : start + len(chunk_digests)] = chunk_digests
-                keys[:, start : start + len(chunk_digests)] = chunk_keys
+            for start, chunk in zip(starts, pool.imap(_fingerprint_chunk, jobs)):
+                store(start, chunk)
     else:
         for start, job in zip(starts, jobs):
-            chunk_digests, chunk_keys = _fingerprint_chunk(job)
-            digests[start : start + len(chunk_digests)] = chunk_digests
-            keys[:, start : start + len(chunk_digests)] = chunk_keys
+            store(start, _fingerprint_chunk(job))
+    return categories, bad
 
 
 def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0, computed: list[Path] = ()) -> dict:
-    """The dedup step on a JSONL file: kept samples, dropped ones with their reason, and a report."""
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".dedup-", dir=output_path.parent) as work:
-        offsets, roots = file_duplicates(input_path, config, seed, Path(work), computed=computed)
-        digests = np.load(Path(work) / "digests.npy", mmap_mode="r")
-        report: dict = {"input": len(offsets), "kept": 0, "dropped": {}, "by_category": {}}
-        dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
-        with input_path.open() as source, output_path.open("w") as kept, dropped_path.open("w") as dropped:
-            index = 0
-            for line in source:
-                if not line.strip():
-                    continue
-                sample, root = json.loads(line), int(roots[index])
-                category = report["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
-                category["in"] += 1
-                if root == index:
-                    kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
-                    report["kept"] += 1
-                    category["out"] += 1
-                else:
-                    reason = "exact_duplicate" if config.exact and digests[index] == digests[root] else "near_duplicate"
-                    report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
-                    original = read_samples(input_path, offsets[[root]])[0]
-                    record = {**sample, "dropped": {"step": "dedup", "reason": reason,
-                                                    "duplicate_of": original.get("id", root)}}
-                    dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
-                index += 1
-    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
-    return report
+    """The dedup step on a JSONL file: kept samples (their lines copied as they are), dropped ones with their
+    reason and the sample they duplicate, and a report."""
+    with StepFiles(input_path, output_path, config.on_bad_record) as files, \
+            tempfile.TemporaryDirectory(prefix=".dedup-", dir=output_path.parent) as work:
+        if input_path.suffix != ".jsonl":  # Parquet, a `datasets` folder: read as JSONL lines (bad rows named here)
+            input_path = Path(work) / "input.jsonl"
+            join_inputs([files.input], input_path, files.set_aside)
+        scan = file_duplicates(input_path, config, seed, Path(work), computed=computed, set_aside=files.set_aside)
+        report: dict = {"input": len(scan.offsets), "kept": 0, "dropped": {}, "by_category": {}}
+        for category in scan.categories:
+            report["by_category"].setdefault(category, {"in": 0, "out": 0})["in"] += 1
+        lines = (line for start in range(0, len(scan.offsets), 20_000)
+                 for line in read_consecutive(input_path, scan.offsets[start : start + 20_000]))
+        for index, line in enumerate(lines):
+            root = int(scan.roots[index])
+            if root == index:
+                files.keep_line(line)
+                report["kept"] += 1
+                report["by_category"][scan.categories[index]]["out"] += 1
+                continue
+            reason = "exact_duplicate" if config.exact and scan.digests[index] == scan.digests[root] else "near_duplicate"
+            report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
+            original = json.loads(read_lines(input_path, scan.offsets[[root]])[0])
+            files.drop(json.loads(line), "dedup", reason, duplicate_of=original.get("id", root))
+        return files.finish(report)
+
+
+def map_shard(shard_input: Path, shards_dir: Path, shard: int, config: DedupConfig, seed: int) -> None:
+    shard_fingerprints(shard_input, config, seed, shards_dir / f"{shard}.fingerprints.npz")
+
+
+def merge_shards(input_path: Path, output_path: Path, shards_dir: Path, shards: int, config: DedupConfig,
+                 seed: int) -> dict:
+    """Duplicates resolved across shards from their fingerprints."""
+    return run(input_path, output_path, config, seed, computed=[shards_dir / f"{s}.fingerprints.npz" for s in range(shards)])

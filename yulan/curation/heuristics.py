@@ -8,12 +8,13 @@ file. Every dropped sample carries the first rule it broke and what was measured
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from pathlib import Path
 
 from schema.curation import HeuristicsConfig
+from yulan.curation.io import StepFiles
+from yulan.curation.sharding import concatenated, run_on_shard
 from yulan.penalties import CJK, is_incomplete, prose
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -163,25 +164,22 @@ def check(sample: dict, config: HeuristicsConfig) -> tuple[str, str] | None:
 
 def run(input_path: Path, output_path: Path, config: HeuristicsConfig, seed: int = 0) -> dict:
     report: dict = {"input": 0, "kept": 0, "dropped": {}, "by_category": {}}
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
-    with input_path.open() as source, output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for line in source:
-            if not line.strip():
-                continue
-            sample = json.loads(line)
+    with StepFiles(input_path, output_path, config.on_bad_record) as files:
+        for _, sample in files.samples():
             report["input"] += 1
             category = report["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
             category["in"] += 1
             verdict = check(sample, config)
             if verdict is None:
-                kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
+                files.keep(sample)
                 report["kept"] += 1
                 category["out"] += 1
             else:
                 rule, detail = verdict
                 report["dropped"][rule] = report["dropped"].get(rule, 0) + 1
-                record = {**sample, "dropped": {"step": "heuristics", "reason": rule, "detail": detail}}
-                dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
-    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
-    return report
+                files.drop(sample, "heuristics", rule, detail=detail)
+        return files.finish(report)
+
+
+map_shard = run_on_shard(run)
+merge_shards = concatenated

@@ -1,30 +1,148 @@
-"""Sample files: JSONL (what every step reads and writes) and Parquet (read in record batches, never whole)."""
+"""Sample files and a step's outputs.
+
+A step reads one sample file and writes its kept samples (the output), the dropped ones with their reason
+(`.dropped.jsonl`), bad records set aside (`.bad.jsonl`, with on_bad_record=skip) and a report
+(`.report.json`). All of them are built under temporary names and renamed into place only when the step
+succeeds; none of them may be the input, under any name."""
 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from itertools import islice
 from pathlib import Path
 from typing import IO, Iterable, Iterator
 
-from yulan.runtime.records import iter_records
+from yulan.runtime.records import (
+    RecordError,
+    SetAside,
+    numbered_records,
+    partial_path,
+    same_file,
+    writable,
+    write_jsonl,
+)
+
+SIDE_FILES = ("dropped.jsonl", "bad.jsonl", "report.json")
 
 
-def copy_as_jsonl(path: str | Path, sink: IO[str], batch_rows: int = 10_000) -> int:
-    """Appends the samples of a JSONL or Parquet file to `sink` as JSONL; returns how many."""
-    path = Path(path)
-    count = 0
-    if path.suffix == ".parquet":
-        for record in iter_records(path, batch_rows):
-            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-        return count
-    with path.open() as source:  # JSONL lines are copied as they are
-        for line in source:
-            if line.strip():
-                sink.write(line if line.endswith("\n") else line + "\n")
-                count += 1
+def sample_problem(record: dict) -> str | None:
+    """What is wrong with a curation sample (and what was expected), or None."""
+    messages = record.get("messages")
+    if "messages" not in record:
+        return f"no `messages` (fields: {sorted(record)[:8]}); expected `messages`: a list of {{role, content}} objects"
+    if not isinstance(messages, list) or not messages:
+        return f"`messages` is {json.dumps(messages)[:80]}; expected a non-empty list of {{role, content}} objects"
+    for index, message in enumerate(messages):
+        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
+                and isinstance(message.get("content"), str)):
+            return f"messages[{index}] is {json.dumps(message, ensure_ascii=False)[:80]}; expected {{role: string, content: string}}"
+    if "category" in record and not isinstance(record["category"], str):
+        return f"`category` is {json.dumps(record['category'])[:40]}; expected a string"
+    return None
+
+
+def side_file(output: Path, suffix: str) -> Path:
+    return output.with_name(f"{output.stem}.{suffix}")
+
+
+def refuse_overwriting(inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
+    """RecordError when an output (or side file) is an input under any name: the input would be destroyed."""
+    outputs = list(outputs)
+    for source in inputs:
+        for target in outputs:
+            if Path(target).exists() and same_file(source, target) or Path(source).resolve() == Path(target).resolve():
+                raise RecordError(f"{target} is the input {source}; the input is never overwritten: "
+                                  "choose an output whose name and side files (.dropped/.bad/.report) differ from it")
+
+
+class StepFiles:
+    """A step's input read under its bad-record policy, and its outputs written together when it succeeds:
+
+        with StepFiles(input_path, output_path, config.on_bad_record) as files:
+            for number, sample in files.samples():
+                files.keep(sample)  or  files.drop(sample, "step", "reason")
+            return files.finish(report)
+    """
+
+    def __init__(self, input_path: Path, output_path: Path, on_bad_record: str | None, check=sample_problem):
+        self.input, self.output, self.check = Path(input_path), Path(output_path), check
+        self.set_aside = SetAside() if on_bad_record == "skip" else None
+        self.targets = {"kept": self.output, **{suffix: side_file(self.output, suffix) for suffix in SIDE_FILES}}
+        refuse_overwriting([self.input], self.targets.values())
+        writable(self.output)
+        if not self.input.exists():
+            raise RecordError(f"{self.input}: no such file; expected a JSONL or Parquet file of samples")
+        self.partials = {name: partial_path(self.targets[name]) for name in ("kept", "dropped.jsonl", "report.json")}
+        self._stack = ExitStack()
+
+    def __enter__(self) -> StepFiles:
+        self.kept: IO[str] = self._stack.enter_context(self.partials["kept"].open("w", encoding="utf-8"))
+        self.dropped: IO[str] = self._stack.enter_context(self.partials["dropped.jsonl"].open("w", encoding="utf-8"))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+        for partial in self.partials.values():  # after a failure nothing is left; after finish() nothing remains
+            partial.unlink(missing_ok=True)
+
+    def samples(self) -> Iterator[tuple[int, dict]]:
+        """(line, sample) of the input; may be read more than once (a bad record is set aside once)."""
+        return numbered_records(self.input, check=self.check, set_aside=self.set_aside)
+
+    def keep(self, sample: dict) -> None:
+        self.kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
+
+    def keep_line(self, line: bytes | str) -> None:
+        """A kept sample copied as its input line was written."""
+        text = line.decode("utf-8") if isinstance(line, bytes) else line
+        self.kept.write(text if text.endswith("\n") else text + "\n")
+
+    def drop(self, sample: dict, step: str, reason: str, **detail) -> None:
+        record = {**sample, "dropped": {"step": step, "reason": reason, **detail}}
+        self.dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def finish(self, report: dict) -> dict:
+        """Counts the bad records into the report and moves every file into place (the output last)."""
+        report["bad_records"] = len(self.set_aside.rows) if self.set_aside else 0
+        if report["bad_records"]:
+            report["bad_by_reason"] = self.set_aside.counts()
+        self.partials["report.json"].write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        self._stack.close()
+        write_set_aside(self.set_aside, self.output)  # or, when none, no stale list of an earlier run's
+        for name in ("dropped.jsonl", "report.json", "kept"):
+            self.partials[name].replace(self.targets[name])
+        return report
+
+
+def join_inputs(paths: Iterable[str | Path], target: Path, set_aside: SetAside | None) -> int:
+    """Every input's samples, checked, as one JSONL file (in order: the earliest sample of a duplicate wins); returns
+    how many. A bad record stops the join naming its file and line, or is recorded in `set_aside`."""
+    paths = [Path(p) for p in paths]
+    refuse_overwriting(paths, [target])
+    writable(target)
+    building, count = partial_path(target), 0
+    try:
+        with building.open("w", encoding="utf-8") as sink:
+            for path in paths:
+                for _, sample in numbered_records(path, check=sample_problem, set_aside=set_aside):
+                    sink.write(json.dumps(sample, ensure_ascii=False) + "\n")
+                    count += 1
+        building.replace(target)
+    finally:
+        building.unlink(missing_ok=True)
     return count
+
+
+def write_set_aside(set_aside: SetAside | None, target: Path) -> int:
+    """The bad records beside `target` (`.bad.jsonl`), or no such file when there are none; returns how many."""
+    rows = list(set_aside.rows.values()) if set_aside else []
+    path = side_file(target, "bad.jsonl")
+    if rows:
+        write_jsonl(path, rows)
+    else:
+        path.unlink(missing_ok=True)
+    return len(rows)
 
 
 def chunks(records: Iterable[dict], size: int) -> Iterator[list[dict]]:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import math
 import re
+import tempfile
 import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
@@ -25,8 +26,8 @@ import numpy as np
 
 from schema.curation import JudgeConfig
 from yulan.curation.cache import ResultCache, cache_path
-from yulan.curation.io import chunks
-from yulan.runtime.records import iter_records
+from yulan.curation.io import StepFiles, chunks
+from yulan.curation.sharding import rerun_from_caches, run_on_shard
 from yulan.curation.client import ServerError, chat
 from yulan.curation.server import endpoint_for, visible_gpus
 
@@ -112,14 +113,13 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
 
     Two passes over the file, a chunk of samples at a time: judge what the cache lacks and set each sample's
     judgement aside with it; then keep or drop against the percentile of all the means."""
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    judged_path = output_path.with_name(output_path.stem + ".judged.tmp.jsonl")
     means = array("d")  # 8 bytes per sample
     calls = 0
-    with ResultCache(cache_path(output_path) if config.cache else None) as cache, ExitStack() as server, \
-            judged_path.open("w") as judged_sink:
+    with StepFiles(input_path, output_path, config.on_bad_record) as files, \
+            ResultCache(cache_path(output_path) if config.cache else None) as cache, ExitStack() as server, \
+            tempfile.TemporaryFile("w+", encoding="utf-8", dir=output_path.parent) as judged_sink:
         served: JudgeConfig | None = None
-        for chunk in chunks(iter_records(input_path), chunk_records):
+        for chunk in chunks((sample for _, sample in files.samples()), chunk_records):
             keys = [content_key(s, config) for s in chunk]
             known = cache.get(keys)
             todo = sorted({k: s for k, s in zip(keys, chunk) if k not in known}.items())
@@ -139,23 +139,24 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
             for key, sample in zip(keys, chunk):
                 means.append(known[key].get("mean", math.nan))
                 judged_sink.write(json.dumps({**sample, "judge": known[key]}, ensure_ascii=False) + "\n")
-    scored = np.frombuffer(means, dtype=np.float64)
-    scored = scored[~np.isnan(scored)]
-    threshold = percentile(scored, config.discard_lower_percentile) if len(scored) else None
-    report = {"input": len(means), "kept": 0, "dropped": {}, "judge_calls": calls, "cached": len(means) - calls,
-              "unjudged": 0, "threshold": threshold}
-    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
-    with output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for record in iter_records(judged_path):
+        scored = np.frombuffer(means, dtype=np.float64)
+        scored = scored[~np.isnan(scored)]
+        threshold = percentile(scored, config.discard_lower_percentile) if len(scored) else None
+        report = {"input": len(means), "kept": 0, "dropped": {}, "judge_calls": calls, "cached": len(means) - calls,
+                  "unjudged": 0, "threshold": threshold}
+        judged_sink.seek(0)
+        for line in judged_sink:
+            record = json.loads(line)
             judgement = record["judge"]
             if "mean" in judgement and judgement["mean"] < threshold:
-                record["dropped"] = {"step": "judge", "reason": "below_percentile", "detail": f"{judgement['mean']:.2f} < {threshold:.2f}"}
-                dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
+                files.drop(record, "judge", "below_percentile", detail=f"{judgement['mean']:.2f} < {threshold:.2f}")
                 report["dropped"]["below_percentile"] = report["dropped"].get("below_percentile", 0) + 1
                 continue
             report["unjudged"] += "error" in judgement
-            kept.write(json.dumps(record, ensure_ascii=False) + "\n")
+            files.keep(record)
             report["kept"] += 1
-    judged_path.unlink()
-    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
-    return report
+        return files.finish(report)
+
+
+map_shard = run_on_shard(run)
+merge_shards = rerun_from_caches(run, ask=False)  # the shards asked the model

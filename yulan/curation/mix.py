@@ -7,11 +7,11 @@ reported as short; categories outside the mix are dropped with that reason.
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
 from schema.curation import MixConfig
+from yulan.curation.io import StepFiles
 
 
 def choose(positions: dict[str, list[int]], config: MixConfig, seed: int) -> dict[str, set[int]]:
@@ -25,24 +25,21 @@ def choose(positions: dict[str, list[int]], config: MixConfig, seed: int) -> dic
 
 def run(input_path: Path, output_path: Path, config: MixConfig, seed: int = 0) -> dict:
     positions: dict[str, list[int]] = {}
-    with input_path.open() as source:
-        for index, line in enumerate(source):
-            if line.strip():
-                positions.setdefault(json.loads(line).get("category", "unknown"), []).append(index)
-    chosen = choose(positions, config, seed)
-    selected = set().union(*chosen.values()) if chosen else set()
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    dropped_path = output_path.with_name(output_path.stem + ".dropped.jsonl")
-    with input_path.open() as source, output_path.open("w") as kept, dropped_path.open("w") as dropped:
-        for index, line in enumerate(source):
-            if not line.strip():
-                continue
-            if index in selected:
-                kept.write(line if line.endswith("\n") else line + "\n")
-                continue
-            sample = json.loads(line)
-            reason = "over_target" if sample.get("category", "unknown") in config.categories else "category_not_in_mix"
-            dropped.write(json.dumps({**sample, "dropped": {"step": "mix", "reason": reason}}, ensure_ascii=False) + "\n")
+    with StepFiles(input_path, output_path, config.on_bad_record) as files:
+        for number, sample in files.samples():
+            positions.setdefault(sample.get("category", "unknown"), []).append(number)
+        chosen = choose(positions, config, seed)
+        selected = set().union(*chosen.values()) if chosen else set()
+        for number, sample in files.samples():
+            if number in selected:
+                files.keep(sample)
+            else:
+                reason = "over_target" if sample.get("category", "unknown") in config.categories else "category_not_in_mix"
+                files.drop(sample, "mix", reason)
+        return files.finish(mix_report(positions, chosen, config))
+
+
+def mix_report(positions: dict[str, list[int]], chosen: dict[str, set[int]], config: MixConfig) -> dict:
     total = sum(len(c) for c in chosen.values())
     report = {
         "input": sum(len(p) for p in positions.values()),
@@ -61,5 +58,4 @@ def run(input_path: Path, output_path: Path, config: MixConfig, seed: int = 0) -
         "not_in_mix": {c: len(p) for c, p in positions.items() if c not in config.categories},
     }
     report["short"] = sorted(c for c, row in report["by_category"].items() if row["short_by"])
-    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
     return report

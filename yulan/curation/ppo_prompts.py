@@ -5,21 +5,60 @@ and as `label` the conversation with its reference answer or tests, which the re
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 
 from schema.experiment import Experiment, stage_output
 from schema.ppo import PromptSet
+from yulan.curation.io import refuse_overwriting, side_file, write_set_aside
 from yulan.curation.preference import PROMPT_STATS, messages_of
+from yulan.runtime.records import SetAside, read_jsonl, write_jsonl, write_text
 
 
-def candidates(experiment: Experiment) -> list[dict]:
-    """The preference stage's per-prompt statistics, or a user's JSONL file of prompts (with optional statistics)."""
+def prompt_problem(record: dict) -> str | None:
+    """What is wrong with a prompt record (and what was expected), or None."""
+    prompt = record.get("prompt")
+    if prompt is None:
+        return f"no `prompt` (fields: {sorted(record)[:8]}); expected `prompt`: a string or a list of {{role, content}} messages"
+    if not isinstance(prompt, str) and not (
+            isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str)
+                                                        and isinstance(m.get("role"), str) for m in prompt)):
+        return f"`prompt` is {json.dumps(prompt, ensure_ascii=False)[:80]}; expected a string or a list of {{role, content}} messages"
+    for key, low, high in (("pass_rate", 0.0, 1.0), ("mean_reward", -math.inf, math.inf)):
+        if key in record and (key == "mean_reward" or record[key] is not None):
+            value = record[key]
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+                expected = "a number from 0 to 1 (or null)" if key == "pass_rate" else "a number"
+                return f"`{key}` is {json.dumps(value)[:40]}; expected {expected}"
+    return None
+
+
+def read_prompts(path: str | Path, config: PromptSet, set_aside: SetAside | None) -> list[dict]:
+    return read_jsonl(path, check=prompt_problem, set_aside=set_aside)
+
+
+def candidates(experiment: Experiment, set_aside: SetAside | None) -> tuple[list[dict], dict]:
+    """The preference stage's per-prompt statistics, or a user's JSONL file of prompts (with optional statistics),
+    less those that match the evaluation table (ppo.prompts.decontaminate)."""
     source = experiment.resolve(experiment.ppo.prompts.source)
     if experiment.ppo.prompts.source == "preference":
         source = str(Path(stage_output(experiment.output_dir, "preference")).with_name(PROMPT_STATS))
-    with open(source) as lines:
-        return [json.loads(line) for line in lines if line.strip()]
+    records = read_prompts(source, experiment.ppo.prompts, set_aside)
+    return decontaminated(records, experiment.ppo.prompts, experiment.curation.decontaminate, experiment.eval.benchmarks)
+
+
+def decontaminated(records: list[dict], config: PromptSet, settings, benchmarks) -> tuple[list[dict], dict]:
+    """The records less those matching the evaluation table, and the decontamination rows per benchmark."""
+    if not config.decontaminate:
+        return records, {}
+    from yulan.curation.decontaminate import clean
+
+    return clean(records, prompt_texts, settings, benchmarks, "ppo prompts")
+
+
+def prompt_texts(record: dict) -> list[str]:
+    return [m["content"] for m in messages_of(record["prompt"])] + [str(record[k]) for k in ("answer",) if record.get(k)]
 
 
 def difficulty(record: dict, signal: str) -> tuple[float, float]:
@@ -33,7 +72,11 @@ def difficulty(record: dict, signal: str) -> tuple[float, float]:
 
 def select(experiment: Experiment, job_dir: str) -> Path:
     path = Path(job_dir) / "data" / "prompts.jsonl"
-    write(path, hardest(candidates(experiment), experiment.ppo.prompts))
+    set_aside = SetAside() if experiment.ppo.prompts.on_bad_record == "skip" else None
+    records, rows = candidates(experiment, set_aside)
+    write(path, hardest(records, experiment.ppo.prompts))
+    report = {"input": len(records), "bad_records": write_set_aside(set_aside, path), "decontamination": rows}
+    write_text(side_file(path, "report.json"), json.dumps(report, indent=2))
     return path
 
 
@@ -46,11 +89,8 @@ def hardest(records: list[dict], config: PromptSet) -> list[dict]:
 
 
 def write(path: Path, ranked: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w") as sink:
-        for record in ranked:
-            sink.write(json.dumps({"id": record.get("id"), "prompt": messages_of(record["prompt"]),
-                                   "label": label(record)}, ensure_ascii=False) + "\n")
+    write_jsonl(path, ({"id": record.get("id"), "prompt": messages_of(record["prompt"]), "label": label(record)}
+                       for record in ranked))
 
 
 def label(record: dict) -> str:
@@ -60,11 +100,18 @@ def label(record: dict) -> str:
     return json.dumps({"messages": messages_of(record["prompt"]), **references}, ensure_ascii=False)
 
 
-def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0) -> dict:
+def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0, benchmarks: dict | None = None) -> dict:
     """Standalone (`yulan curate ppo_prompts`): prompts with statistics (the preference stage's
     prompt_stats.jsonl) in, OpenRLHF's prompt file out."""
-    with input_path.open() as lines:
-        records = [json.loads(line) for line in lines if line.strip()]
+    refuse_overwriting([input_path], [output_path, side_file(output_path, "bad.jsonl"), side_file(output_path, "report.json")])
+    set_aside = SetAside() if config.on_bad_record == "skip" else None
+    records = read_prompts(input_path, config, set_aside)
+    from schema.curation import DecontaminationConfig
+
+    records, rows = decontaminated(records, config, DecontaminationConfig(), benchmarks or {})
     ranked = hardest(records, config)
     write(output_path, ranked)
-    return {"input": len(records), "kept": len(ranked), "difficulty": config.difficulty}
+    report = {"input": len(records), "kept": len(ranked), "difficulty": config.difficulty,
+              "bad_records": write_set_aside(set_aside, output_path), "decontamination": rows}
+    write_text(side_file(output_path, "report.json"), json.dumps(report, indent=2))
+    return report

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from schema.experiment import Experiment, stage_output
 from yulan.answers import is_correct
-from yulan.runtime.records import read_jsonl, write_jsonl
+from yulan.runtime.records import read_jsonl, write_jsonl, write_text
 
 PROMPT_STATS = "prompt_stats.jsonl"
 
@@ -49,6 +49,10 @@ def pair_for(record: dict, completions: list[str], scores: list[float], min_marg
     prompt = messages_of(record["prompt"])
     return {"id": record.get("id"), "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
             "rejected": [{"role": "assistant", "content": rejected}], "source": f"on_policy/{kind}"}, stats
+
+
+def pair_texts(pair: dict) -> list[str]:
+    return [str(m.get("content", "")) for key in ("prompt", "chosen", "rejected") for m in messages_of(pair.get(key) or [])]
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
@@ -92,12 +96,19 @@ def run(experiment: Experiment, job_dir: str) -> int:
     off_policy = rng.sample(off_policy, off_target) if len(off_policy) > off_target else off_policy
     combined = [dict(p, source=p.get("source", "off_policy")) for p in off_policy] + on_policy
     rng.shuffle(combined)
+    before, decontamination = len(combined), {}
+    if config.decontaminate:
+        from yulan.curation.decontaminate import clean
+
+        combined, decontamination = clean(combined, pair_texts, experiment.curation.decontaminate,
+                                          experiment.eval.benchmarks, "preference pairs")
     output = Path(stage_output(experiment.output_dir, "preference"))
     write_jsonl(output, combined)
     write_jsonl(output.with_name(PROMPT_STATS), stats)
     report = {
         "prompts": len(records),
         "pairs": len(combined),
+        "decontaminated": before - len(combined),
         "parts": {
             "on_policy": {"target": on_target, "made": len(on_policy), "short_by": max(on_target - len(on_policy), 0),
                           "verified": sum(p["source"] == "on_policy/verified" for p in on_policy),
@@ -105,7 +116,8 @@ def run(experiment: Experiment, job_dir: str) -> int:
             "off_policy": {"target": off_target, "made": len(off_policy), "short_by": max(off_target - len(off_policy), 0)},
         },
     }
-    (Path(job_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    report["decontamination"] = decontamination
+    write_text(Path(job_dir) / "report.json", json.dumps(report, indent=2))
     print(f"[preference] {json.dumps(report)}", file=sys.stderr)
     if not combined:
         print("error: no preference pair could be made (see report.json)", file=sys.stderr)

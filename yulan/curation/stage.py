@@ -11,18 +11,19 @@ import sys
 from importlib import import_module
 from pathlib import Path
 
+from schema.curation import STEPS, Step
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
-from yulan.curation import SHARDED_STEPS, STEPS, parts, synthesis
-from yulan.curation.cache import ResultCache, cache_path
-from yulan.curation.io import copy_as_jsonl, copy_shard
+from yulan.curation import parts, synthesis
+from yulan.curation.io import copy_shard, join_inputs, side_file, write_set_aside
 from yulan.curation.server import endpoint_for
+from yulan.runtime.records import SetAside, partial_path, write_text
 
 
 def missing_steps(experiment: Experiment, here: bool = True) -> list[Problem]:
     """What cannot run (checked before anything is written); `here`: also what this machine lacks."""
-    problems = [Problem("curation.steps", "this step is not built in this version", step, "remove it from curation.steps")
-                for step in experiment.curation.steps if step not in STEPS]
+    problems = [Problem("curation.inputs", "every input must exist", path, "check the path (JSONL, Parquet or a datasets folder)")
+                for path in experiment.curation.inputs if not Path(path).exists()]
     sources = experiment.curation.sources
     for job in ("science", "chinese_commonsense"):
         if job in sources.synthesis and not getattr(sources, job).documents:
@@ -67,7 +68,7 @@ def step_files(experiment: Experiment, job_dir: str) -> list[tuple[str, Path, Pa
 
 
 def prepare(experiment: Experiment, job_dir: str) -> None:
-    """The synthesis jobs, then every input joined into steps/0-inputs.jsonl."""
+    """The synthesis jobs, then every input checked and joined into steps/0-inputs.jsonl."""
     config = experiment.curation
     steps_dir = Path(job_dir) / "steps"
     steps_dir.mkdir(parents=True, exist_ok=True)
@@ -79,17 +80,39 @@ def prepare(experiment: Experiment, job_dir: str) -> None:
         with endpoint_for(getattr(settings, model_field), settings.endpoint, gpus, steps_dir) as endpoint:
             runner(settings, synthesized, endpoint)
         inputs.append(str(synthesized))
-    with (steps_dir / "0-inputs.jsonl").open("w") as sink:  # in order: the earliest sample of a duplicate wins
-        for path in inputs:
-            copy_as_jsonl(path, sink)
+    set_aside = SetAside() if config.on_bad_record == "skip" else None
+    joined = steps_dir / "0-inputs.jsonl"
+    count = join_inputs(inputs, joined, set_aside)
+    report = {"input": count + (len(set_aside.rows) if set_aside else 0), "kept": count,
+              "bad_records": write_set_aside(set_aside, joined)}
+    write_text(side_file(joined, "report.json"), json.dumps(report, indent=2))
 
 
-def run_step(experiment: Experiment, step: str, input_path: Path, output_path: Path, **extra) -> dict:
-    module, _, field = STEPS[step]
-    if step == "complexity":
+def settings_of(experiment: Experiment, step: Step):
+    """A step's settings in this experiment, the stage's on_bad_record filled in where the step leaves it open."""
+    settings = experiment
+    for part in step.section.split("."):
+        settings = getattr(settings, part)
+    if settings.on_bad_record is None:
+        settings = settings.model_copy(update={"on_bad_record": experiment.curation.on_bad_record})
+    return settings
+
+
+def needs(experiment: Experiment, step: Step) -> dict:
+    """What the step's run takes besides its files and settings."""
+    extra = {}
+    if step.model == "base":
         extra["model"] = _base_model(experiment)
-    report = import_module(module).run(input_path, output_path, getattr(experiment.curation, field), experiment.seed, **extra)
-    print(f"[curation] {step}: {report['input']} in, {report['kept']} kept", file=sys.stderr)
+    if step.reads_eval_table:
+        extra["benchmarks"] = experiment.eval.benchmarks
+    return extra
+
+
+def run_step(experiment: Experiment, name: str, input_path: Path, output_path: Path) -> dict:
+    step = STEPS[name]
+    settings = settings_of(experiment, step)
+    report = import_module(step.module).run(input_path, output_path, settings, experiment.seed, **needs(experiment, step))
+    print(f"[curation] {name}: {report['input']} in, {report['kept']} kept", file=sys.stderr)
     return report
 
 
@@ -99,11 +122,14 @@ def finish(experiment: Experiment, job_dir: str) -> None:
     files = step_files(experiment, job_dir)
     reports = {f"synthesis/{job}": json.loads((steps_dir / f"0-synthesis-{job}.report.json").read_text())
                for job in experiment.curation.sources.synthesis}
-    reports |= {step: json.loads(output.with_name(output.stem + ".report.json").read_text()) for step, _, output in files}
+    reports["inputs"] = json.loads((steps_dir / "0-inputs.report.json").read_text())
+    reports |= {step: json.loads(side_file(output, "report.json").read_text()) for step, _, output in files}
     final = Path(stage_output(experiment.output_dir, "curation"))
     final.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(files[-1][2] if files else steps_dir / "0-inputs.jsonl", final)
-    (Path(job_dir) / "report.json").write_text(json.dumps({"steps": reports, "output": str(final)}, indent=2))
+    building = partial_path(final)
+    shutil.copyfile(files[-1][2] if files else steps_dir / "0-inputs.jsonl", building)
+    building.replace(final)
+    write_text(Path(job_dir) / "report.json", json.dumps({"steps": reports, "output": str(final)}, indent=2))
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
@@ -132,7 +158,7 @@ def run_part(experiment: Experiment, job_dir: str, part: str, shard: int | None)
     if part.endswith("-map"):
         map_shard(experiment, step, input_path, shards_dir, shard, shards)
     else:
-        if step in SHARDED_STEPS:
+        if STEPS[step].sharded:
             merge_shards(experiment, step, input_path, output_path, shards_dir, shards)
         else:
             run_step(experiment, step, input_path, output_path)
@@ -141,52 +167,24 @@ def run_part(experiment: Experiment, job_dir: str, part: str, shard: int | None)
     return 0
 
 
-def map_shard(experiment: Experiment, step: str, input_path: Path, shards_dir: Path, shard: int, shards: int) -> None:
-    """A step's per-sample work on one shard: dedup's fingerprints; heuristics' decisions; the judge's
-    judgements and complexity's scores, which land in the shard's cache."""
+def map_shard(experiment: Experiment, name: str, input_path: Path, shards_dir: Path, shard: int, shards: int) -> None:
+    """A step's per-sample work on one shard (its module's map_shard)."""
     shard_input = shards_dir / f"input-{shard}.jsonl"
     copy_shard(input_path, shard, shards, shard_input)
-    if step == "dedup":
-        from yulan.curation.dedup import shard_fingerprints
-
-        shard_fingerprints(shard_input, experiment.curation.dedup, experiment.seed, shards_dir / f"{shard}.fingerprints.npz")
-    else:
-        run_step(experiment, step, shard_input, shards_dir / f"{shard}.jsonl")
+    step = STEPS[name]
+    import_module(step.module).map_shard(shard_input, shards_dir, shard, settings_of(experiment, step), experiment.seed,
+                                         **needs(experiment, step))
     shard_input.unlink()
 
 
-def merge_shards(experiment: Experiment, step: str, input_path: Path, output_path: Path, shards_dir: Path, shards: int) -> None:
-    """What is kept, decided over the whole file from the shards' work: heuristics concatenates the shards;
-    dedup resolves duplicates across shards from their fingerprints; judge and complexity rerun over the file
-    from the shards' caches (no model call), so their percentile and fraction are global."""
-    if step == "heuristics":
-        with output_path.open("w") as kept, output_path.with_name(output_path.stem + ".dropped.jsonl").open("w") as dropped:
-            for shard in range(shards):
-                kept.write((shards_dir / f"{shard}.jsonl").read_text())
-                dropped.write((shards_dir / f"{shard}.dropped.jsonl").read_text())
-        report = summed([json.loads((shards_dir / f"{shard}.report.json").read_text()) for shard in range(shards)])
-        output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2))
-    elif step == "dedup":
-        run_step(experiment, step, input_path, output_path,
-                 computed=[shards_dir / f"{shard}.fingerprints.npz" for shard in range(shards)])
-    else:
-        with ResultCache(cache_path(output_path)) as cache:
-            for shard in range(shards):
-                if cache_path(shards_dir / f"{shard}.jsonl").exists():
-                    cache.merge(cache_path(shards_dir / f"{shard}.jsonl"))
-        run_step(experiment, step, input_path, output_path, **({"ask": False} if step == "judge" else {}))
-
-
-def summed(reports: list[dict]) -> dict:
-    """Counts of several shards' reports added up (nested by category and reason)."""
-    total: dict = {}
-    for report in reports:
-        for key, value in report.items():
-            if isinstance(value, dict):
-                total[key] = summed([total.get(key, {}), value])
-            elif isinstance(value, (int, float)):
-                total[key] = total.get(key, 0) + value
-    return total
+def merge_shards(experiment: Experiment, name: str, input_path: Path, output_path: Path, shards_dir: Path,
+                 shards: int) -> None:
+    """What is kept, decided over the whole file from the shards' work (its module's merge_shards)."""
+    step = STEPS[name]
+    report = import_module(step.module).merge_shards(input_path, output_path, shards_dir, shards,
+                                                     settings_of(experiment, step), experiment.seed,
+                                                     **needs(experiment, step))
+    print(f"[curation] {name}: {report['input']} in, {report['kept']} kept", file=sys.stderr)
 
 
 def _base_model(experiment: Experiment) -> str:

@@ -199,10 +199,35 @@ def run(experiment: Experiment, job_dir: str) -> int:
     for ref in experiment.eval.checkpoints:
         label = ref if ref in experiment.stages else Path(ref).name
         results[label] = evaluate(experiment, model_path(experiment, experiment.resolve(ref)), output / label)
-    paths = table.write(experiment.eval, results, output)
+    paths = table.write(experiment.eval, results, output, decontamination(experiment))
     print((paths["markdown"]).read_text(), file=sys.stderr)
     log_table(experiment, job_dir, paths)
     return 0
+
+
+# Where each training-data stage of a run leaves its decontamination rows (per benchmark: checked, matched_samples).
+DECONTAMINATION_REPORTS = {
+    "sft data": ("curation/report.json", ("steps", "decontaminate", "benchmarks")),
+    "preference pairs": ("preference/report.json", ("decontamination",)),
+    "ppo prompts": ("ppo/data/prompts.report.json", ("decontamination",)),
+}
+
+
+def decontamination(experiment: Experiment) -> dict[str, str]:
+    """Per benchmark row: which of this run's training data was decontaminated against it, with how many
+    samples were removed ("no" when none was)."""
+    found: dict[str, list[str]] = {}
+    for what, (relative, keys) in DECONTAMINATION_REPORTS.items():
+        path = Path(experiment.output_dir) / relative
+        if not path.is_file():
+            continue
+        rows = json.loads(path.read_text())
+        for key in keys:
+            rows = rows.get(key, {}) if isinstance(rows, dict) else {}
+        for name, row in rows.items():
+            if row.get("checked"):
+                found.setdefault(name, []).append(f"{what} ({row.get('matched_samples', 0)} matched)")
+    return {name: "; ".join(parts) for name, parts in found.items()}
 
 
 def log_table(experiment: Experiment, job_dir: str, paths: dict[str, Path]) -> None:

@@ -15,7 +15,11 @@ def headline(benchmark, metrics: dict) -> float | None:
     return round(100 * metrics[key], 2) if key in metrics else None
 
 
-def rows(config: EvalConfig, results: dict[str, dict[str, dict]]) -> list[dict]:
+DECONTAMINATED = "training data decontaminated"  # a text column: which training data was checked against the row
+TEXT_COLUMNS = ("benchmark", "title", "skill", DECONTAMINATED)
+
+
+def rows(config: EvalConfig, results: dict[str, dict[str, dict]], decontaminated: dict[str, str] | None = None) -> list[dict]:
     out = []
     for name in config.selected:
         benchmark = config.benchmarks[name]
@@ -24,6 +28,8 @@ def rows(config: EvalConfig, results: dict[str, dict[str, dict]]) -> list[dict]:
             row[checkpoint] = headline(benchmark, by_benchmark[name]) if name in by_benchmark else None
         for model in (YULAN, LLAMA, QWEN):
             row[model] = benchmark.published.get(model)
+        if decontaminated is not None:
+            row[DECONTAMINATED] = decontaminated.get(name, "no")
         out.append(row)
     return out
 
@@ -45,7 +51,7 @@ def chart(table: list[dict], path: Path) -> Path | None:
         import matplotlib.pyplot as plt
     except ImportError:
         return None
-    series = [c for c in table[0] if c not in ("benchmark", "title", "skill")]
+    series = [c for c in table[0] if c not in TEXT_COLUMNS]
     width = 0.8 / len(series)
     figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(table)), 4))
     for i, name in enumerate(series):
@@ -59,8 +65,8 @@ def chart(table: list[dict], path: Path) -> Path | None:
     return path
 
 
-def write(config: EvalConfig, results: dict, directory: Path) -> dict[str, Path]:
-    table = rows(config, results)
+def write(config: EvalConfig, results: dict, directory: Path, decontaminated: dict[str, str] | None = None) -> dict[str, Path]:
+    table = rows(config, results, decontaminated)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "table.json", "markdown": directory / "table.md"}
     paths["json"].write_text(json.dumps({"rows": table, "results": results}, indent=2))
@@ -74,7 +80,7 @@ def write(config: EvalConfig, results: dict, directory: Path) -> dict[str, Path]
 def compare(a: Path, b: Path) -> str:
     """Two runs' tables side by side: every checkpoint column of each, with the difference of the last ones."""
     left, right = (json.loads((p / "table.json" if p.is_dir() else p).read_text())["rows"] for p in (a, b))
-    published = {"benchmark", "title", "skill", YULAN, LLAMA, QWEN}
+    published = {*TEXT_COLUMNS, YULAN, LLAMA, QWEN}
     merged = []
     for l_row, r_row in zip(left, right):
         row = {"title": l_row["title"]}

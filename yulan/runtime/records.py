@@ -1,63 +1,179 @@
-"""Record files: JSONL (what every stage reads and writes) and Parquet (read in record batches, never whole).
+"""Record files: JSONL (what every stage reads and writes), Parquet (read in record batches, never whole) and
+`datasets` folders (`save_to_disk`). One reader for all of them, with one policy for a record that cannot be used:
+stop, naming FILE:LINE, what is wrong and what was expected; or set it aside with its line and reason.
 Writes go to a temporary file renamed into place, so a failed write never leaves a partial file behind."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
+
+import orjson
 
 
 class RecordError(ValueError):
-    """A record file that cannot be read: the message names the file and line."""
+    """A record file that cannot be read or written: the message names the file (and line) and the fix."""
 
 
-def iter_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[dict]:
-    """The records of a JSONL or Parquet file, one at a time."""
-    for _, record in numbered_records(path, batch_rows):
-        yield record
+Check = Callable[[dict], "str | None"]  # what is wrong with a record (and what was expected), or None
 
 
-def numbered_records(path: str | Path, batch_rows: int = 10_000) -> Iterator[tuple[int, dict]]:
-    """(line or row number from 1, record) of a JSONL or Parquet file; a line that is not UTF-8 JSON holding one
-    object raises RecordError naming the file and line."""
+class SetAside:
+    """Bad records under on_bad_record=skip: file, line, reason and the line's text, once each."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, int], dict] = {}
+
+    def add(self, path: Path, number: int, reason: str, text: str | None) -> None:
+        self.rows.setdefault((str(path), number), {"file": str(path), "line": number, "reason": reason, "text": text})
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for row in self.rows.values():
+            kind = row["reason"].split(":")[0].split("(")[0].strip()
+            out[kind] = out.get(kind, 0) + 1
+        return out
+
+
+def parse_line(raw: bytes) -> dict | str:
+    """One JSONL line as an object, or what is wrong with it."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        record, problem = _parse_slowly(raw)  # what orjson refuses but JSON allows (integers beyond 64 bits), or why not
+        if problem:
+            return problem
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, expected a JSON object per line"
+    return record
+
+
+def _parse_slowly(raw: bytes) -> tuple[object, str | None]:
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        return None, f"not valid UTF-8 (byte {error.start}); expected UTF-8 text"
+    try:
+        return json.loads(line.rstrip("\r\n")), None
+    except json.JSONDecodeError as error:
+        cut = "" if raw.endswith(b"\n") else " (the file ends inside this record: truncated?)"
+        return None, f"not valid JSON ({error.msg}, column {error.colno}){cut}; expected one JSON object per line"
+
+
+def numbered_records(path: str | Path, batch_rows: int = 10_000, check: Check | None = None,
+                     set_aside: SetAside | None = None) -> Iterator[tuple[int, dict]]:
+    """(line or row number from 1, record) of a JSONL file, a Parquet file or a `datasets` folder. A record that
+    is not an object, or that `check` finds wrong, raises RecordError naming FILE:LINE; with `set_aside` it is
+    recorded there and skipped."""
     path = Path(path)
-    if path.suffix == ".parquet":
-        import pyarrow.parquet as pq
+    if not path.exists():
+        raise RecordError(f"{path}: no such file; expected a JSONL or Parquet file (or a `datasets` folder)")
 
-        number = 0
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-            for record in batch.to_pylist():
-                number += 1
+    def rejected(number: int, reason: str, text: str | None) -> None:
+        if set_aside is None:
+            raise RecordError(f"{path}:{number}: {reason}")
+        set_aside.add(path, number, reason, text)
+
+    if path.is_dir() or path.suffix == ".parquet":
+        for number, record in _table_rows(path, batch_rows):
+            problem = check(record) if check else None
+            if problem:
+                rejected(number, problem, None)
+            else:
                 yield number, record
         return
-    with path.open("rb") as source:
+    try:
+        source = path.open("rb")
+    except OSError as error:
+        raise RecordError(f"{path}: cannot be read ({error.strerror})") from None
+    with source:
         for number, raw in enumerate(source, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise RecordError(f"{path}:{number}: not valid UTF-8 (byte {error.start}); expected UTF-8 text") from None
-            if not line.strip():
+            if not raw.strip():
                 continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise RecordError(f"{path}:{number}: not valid JSON ({error.msg}); expected one JSON object per line") from None
-            if not isinstance(record, dict):
-                raise RecordError(f"{path}:{number}: a {type(record).__name__}, expected a JSON object per line")
+            record = parse_line(raw)
+            problem = record if isinstance(record, str) else (check(record) if check else None)
+            if problem:
+                rejected(number, problem, raw.decode("utf-8", "replace").rstrip("\n"))
+            else:
+                yield number, record
+
+
+def _table_rows(path: Path, batch_rows: int) -> Iterator[tuple[int, dict]]:
+    if path.is_dir():
+        if not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
+            raise RecordError(f"{path}: a directory, expected a JSONL or Parquet file or a `datasets.save_to_disk` folder")
+        import datasets
+
+        dataset = datasets.load_from_disk(str(path))
+        if isinstance(dataset, datasets.DatasetDict):
+            raise RecordError(f"{path}: a DatasetDict with splits {list(dataset)}; name one split's folder, "
+                              f"e.g. {path / next(iter(dataset))}")
+        for number, record in enumerate(dataset, 1):
+            yield number, dict(record)
+        return
+    import pyarrow
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.ParquetFile(path)
+    except (pyarrow.ArrowInvalid, OSError) as error:
+        raise RecordError(f"{path}: not a Parquet file ({error}); expected Parquet, or name a JSONL file .jsonl") from None
+    number = 0
+    for batch in table.iter_batches(batch_size=batch_rows):
+        for record in batch.to_pylist():
+            number += 1
             yield number, record
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    return list(iter_records(path))
+def iter_records(path: str | Path, batch_rows: int = 10_000, check: Check | None = None,
+                 set_aside: SetAside | None = None) -> Iterator[dict]:
+    """The records of a JSONL or Parquet file, one at a time."""
+    for _, record in numbered_records(path, batch_rows, check, set_aside):
+        yield record
+
+
+def read_jsonl(path: str | Path, check: Check | None = None, set_aside: SetAside | None = None) -> list[dict]:
+    return list(iter_records(path, check=check, set_aside=set_aside))
+
+
+def partial_path(path: Path) -> Path:
+    """Where `path` is built before it is renamed into place (same directory, so the rename is atomic)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.partial")
+
+
+def writable(path: str | Path) -> Path:
+    """`path` ready to be written: its directory made; RecordError naming it when it cannot be."""
+    path = Path(path)
+    if path.is_dir():
+        raise RecordError(f"{path}: is a directory; name a file to write")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RecordError(f"{path}: {parent} is a file, not a directory; choose another output path")
+            break
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RecordError(f"{path}: its directory cannot be made ({error.strerror}); choose another output path") from None
+    if not os.access(path.parent, os.W_OK):
+        raise RecordError(f"{path}: the directory {path.parent} is not writable; choose another output path")
+    return path
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths are one file: the same inode (hard links, symbolic links) or the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
 
 
 def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     """Writes the records, then renames the file into place; returns how many."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    building = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    path = writable(path)
+    building = partial_path(path)
     count = 0
     try:
         with building.open("w", encoding="utf-8") as sink:
@@ -68,6 +184,17 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     finally:
         building.unlink(missing_ok=True)
     return count
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Writes the text to a partial file, then renames it into place."""
+    path = writable(path)
+    building = partial_path(path)
+    try:
+        building.write_text(text, encoding="utf-8")
+        building.replace(path)
+    finally:
+        building.unlink(missing_ok=True)
 
 
 def read_log(path: str | Path) -> list[dict]:

@@ -29,9 +29,28 @@ def available(stage: str, engine: str | None) -> bool:
     return engine == "openrlhf" or (stage, engine) in RUNNERS
 
 
+def missing_inputs(experiment, stage: str) -> list:
+    """Data files a stage reads that do not exist (another stage's output is made by the run, and is not checked)."""
+    from pathlib import Path
+
+    from schema.common import STAGES
+    from schema.errors import Problem
+
+    files = {"preference": [("preference.prompts", p) for p in experiment.preference.prompts]
+             + [("preference.off_policy_sources", p) for p in experiment.preference.off_policy_sources],
+             "ppo": [] if experiment.ppo.prompts.source in STAGES else [("ppo.prompts.source", experiment.ppo.prompts.source)]}
+    made_by_runs = Path(experiment.run_root).resolve()
+    return [Problem(field, "the file must exist", path, "check the path (a JSONL file)")
+            for field, path in files.get(stage, [])
+            if not Path(path).exists() and made_by_runs not in Path(path).resolve().parents]
+
+
 def missing(experiment, stage: str, here: bool = True) -> list:
     """Settings of a stage that cannot be carried out, found before anything runs; `here`: also what this
     machine lacks (packages), when the stage will run on it."""
+    problems = missing_inputs(experiment, stage)
+    if problems:
+        return problems
     if stage == "curation":
         from yulan.curation.stage import missing_steps
 
