@@ -118,7 +118,7 @@ def run(experiment: Experiment, job_dir: str) -> int:
     }
     report["decontamination"] = decontamination
     write_text(Path(job_dir) / "report.json", json.dumps(report, indent=2))
-    print(f"[preference] {json.dumps(report)}", file=sys.stderr)
+    print(f"[preference] {json.dumps({k: v for k, v in report.items() if k != 'decontamination'})}", file=sys.stderr)
     if not combined:
         print("error: no preference pair could be made (see report.json)", file=sys.stderr)
         return 1
