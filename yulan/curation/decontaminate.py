@@ -143,8 +143,7 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
         except RecordError as error:
             raise RecordError(f"curation.decontaminate.files: {error}") from None
         rows[source] = {"checked": True, "items": count, "data": path, "source": source}
-    hashes, owners = batch_shingles([u.text for u in units], config.ngram, config.ngram) if units else (
-        np.zeros(0, np.uint64), np.zeros(0, np.int64))
+    hashes, owners = batch_shingles([u.text for u in units], config.ngram, config.ngram)
     long_enough = token_counts([u.text for u in units], config.ngram) >= config.ngram
     keep = long_enough[owners] if len(owners) else np.zeros(0, bool)
     pairs = np.unique(np.stack([hashes[keep].view(np.int64), owners[keep]], axis=1), axis=0) if keep.any() else \
@@ -156,7 +155,7 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
 
 def token_counts(texts: list[str], n: int) -> np.ndarray:
     """Tokens per text as the shingling sees them (a text shorter than n has one n-gram of all of them)."""
-    hashes, owners = batch_shingles(texts, 1, 1) if texts else (np.zeros(0), np.zeros(0, np.int64))
+    _, owners = batch_shingles(texts, 1, 1)
     return np.bincount(owners, minlength=len(texts))
 
 

@@ -51,7 +51,7 @@ def refuse_overwriting(inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
     outputs = list(outputs)
     for source in inputs:
         for target in outputs:
-            if Path(target).exists() and same_file(source, target) or Path(source).resolve() == Path(target).resolve():
+            if same_file(source, target):
                 raise RecordError(f"{target} is the input {source}; the input is never overwritten: "
                                   "choose an output whose name and side files (.dropped/.bad/.report) differ from it")
 
@@ -67,7 +67,7 @@ class StepFiles:
 
     def __init__(self, input_path: Path, output_path: Path, on_bad_record: str | None, check=sample_problem):
         self.input, self.output, self.check = Path(input_path), Path(output_path), check
-        self.set_aside = SetAside() if on_bad_record == "skip" else None
+        self.set_aside = SetAside.under(on_bad_record)
         self.targets = {"kept": self.output, **{suffix: side_file(self.output, suffix) for suffix in SIDE_FILES}}
         refuse_overwriting([self.input], self.targets.values())
         writable(self.output)
@@ -120,18 +120,8 @@ def join_inputs(paths: Iterable[str | Path], target: Path, set_aside: SetAside |
     how many. A bad record stops the join naming its file and line, or is recorded in `set_aside`."""
     paths = [Path(p) for p in paths]
     refuse_overwriting(paths, [target])
-    writable(target)
-    building, count = partial_path(target), 0
-    try:
-        with building.open("w", encoding="utf-8") as sink:
-            for path in paths:
-                for _, sample in numbered_records(path, check=sample_problem, set_aside=set_aside):
-                    sink.write(json.dumps(sample, ensure_ascii=False) + "\n")
-                    count += 1
-        building.replace(target)
-    finally:
-        building.unlink(missing_ok=True)
-    return count
+    return write_jsonl(target, (sample for path in paths
+                                for _, sample in numbered_records(path, check=sample_problem, set_aside=set_aside)))
 
 
 def write_set_aside(set_aside: SetAside | None, target: Path) -> int:

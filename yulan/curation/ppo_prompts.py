@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+from schema.curation import DecontaminationConfig
 from schema.experiment import Experiment, stage_output
 from schema.ppo import PromptSet
 from yulan.curation.io import refuse_overwriting, side_file, write_set_aside
@@ -34,17 +35,13 @@ def prompt_problem(record: dict) -> str | None:
     return None
 
 
-def read_prompts(path: str | Path, config: PromptSet, set_aside: SetAside | None) -> list[dict]:
-    return read_jsonl(path, check=prompt_problem, set_aside=set_aside)
-
-
 def candidates(experiment: Experiment, set_aside: SetAside | None) -> tuple[list[dict], dict]:
     """The preference stage's per-prompt statistics, or a user's JSONL file of prompts (with optional statistics),
     less those that match the evaluation table (ppo.prompts.decontaminate)."""
     source = experiment.resolve(experiment.ppo.prompts.source)
     if experiment.ppo.prompts.source == "preference":
         source = str(Path(stage_output(experiment.output_dir, "preference")).with_name(PROMPT_STATS))
-    records = read_prompts(source, experiment.ppo.prompts, set_aside)
+    records = read_jsonl(source, check=prompt_problem, set_aside=set_aside)
     return decontaminated(records, experiment.ppo.prompts, experiment.curation.decontaminate, experiment.eval.benchmarks)
 
 
@@ -72,7 +69,7 @@ def difficulty(record: dict, signal: str) -> tuple[float, float]:
 
 def select(experiment: Experiment, job_dir: str) -> Path:
     path = Path(job_dir) / "data" / "prompts.jsonl"
-    set_aside = SetAside() if experiment.ppo.prompts.on_bad_record == "skip" else None
+    set_aside = SetAside.under(experiment.ppo.prompts.on_bad_record)
     records, rows = candidates(experiment, set_aside)
     write(path, hardest(records, experiment.ppo.prompts))
     report = {"input": len(records), "bad_records": write_set_aside(set_aside, path), "decontamination": rows}
@@ -104,10 +101,8 @@ def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0, b
     """Standalone (`yulan curate ppo_prompts`): prompts with statistics (the preference stage's
     prompt_stats.jsonl) in, OpenRLHF's prompt file out."""
     refuse_overwriting([input_path], [output_path, side_file(output_path, "bad.jsonl"), side_file(output_path, "report.json")])
-    set_aside = SetAside() if config.on_bad_record == "skip" else None
-    records = read_prompts(input_path, config, set_aside)
-    from schema.curation import DecontaminationConfig
-
+    set_aside = SetAside.under(config.on_bad_record)
+    records = read_jsonl(input_path, check=prompt_problem, set_aside=set_aside)
     records, rows = decontaminated(records, config, DecontaminationConfig(), benchmarks or {})
     ranked = hardest(records, config)
     write(output_path, ranked)

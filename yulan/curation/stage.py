@@ -80,7 +80,7 @@ def prepare(experiment: Experiment, job_dir: str) -> None:
         with endpoint_for(getattr(settings, model_field), settings.endpoint, gpus, steps_dir) as endpoint:
             runner(settings, synthesized, endpoint)
         inputs.append(str(synthesized))
-    set_aside = SetAside() if config.on_bad_record == "skip" else None
+    set_aside = SetAside.under(config.on_bad_record)
     joined = steps_dir / "0-inputs.jsonl"
     count = join_inputs(inputs, joined, set_aside)
     report = {"input": count + (len(set_aside.rows) if set_aside else 0), "kept": count,

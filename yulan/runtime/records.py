@@ -26,6 +26,11 @@ class SetAside:
     def __init__(self) -> None:
         self.rows: dict[tuple[str, int], dict] = {}
 
+    @classmethod
+    def under(cls, on_bad_record: str | None) -> SetAside | None:
+        """Where bad records go under a policy: set aside (skip), or nowhere, so that the first one stops (stop)."""
+        return cls() if on_bad_record == "skip" else None
+
     def add(self, path: Path, number: int, reason: str, text: str | None) -> None:
         self.rows.setdefault((str(path), number), {"file": str(path), "line": number, "reason": reason, "text": text})
 
