@@ -39,8 +39,9 @@ def read_ledger(directory: Path) -> dict:
             raise ValueError("no list of points")
         return ledger
     except (ValueError, UnicodeDecodeError) as error:
-        raise FileNotFoundError(f"{path} is not a readable ledger ({error}); the job ids are also in each run "
-                                "directory's manifest.json") from None
+        raise FileNotFoundError(
+            f"{path} is not a readable ledger ({error}); the job ids are also in each run directory's manifest.json"
+        ) from None
 
 
 def job_states(job_ids: list[str]) -> dict[str, str]:
@@ -48,15 +49,23 @@ def job_states(job_ids: list[str]) -> dict[str, str]:
     if not job_ids:
         return {}
     bases = sorted({job_id.split("_")[0] for job_id in job_ids})
-    out = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ",".join(bases)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rows = [line.split("|") for line in out.splitlines() if "|" in line]
     found = {job: state.split()[0] for job, state in rows}
     if any(job_id not in found for job_id in job_ids):  # accounting lags behind a fresh submission: ask the queue
-        queue = subprocess.run(["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(bases)], capture_output=True,
-                               text=True).stdout
-        found |= {job: state for job, state in (line.split("|") for line in queue.splitlines() if "|" in line)
-                  if job not in found}
+        queue = subprocess.run(
+            ["squeue", "-h", "-r", "-o", "%i|%T", "-j", ",".join(bases)], capture_output=True, text=True
+        ).stdout
+        found |= {
+            job: state
+            for job, state in (line.split("|") for line in queue.splitlines() if "|" in line)
+            if job not in found
+        }
     states = {}
     for job_id in job_ids:
         state = found.get(job_id)
@@ -89,7 +98,8 @@ def point_state(stages: dict[str, str]) -> PointState:
     if all(state in FINISHED for state in values):
         return PointState.DONE
     if any(state in ("RUNNING", "COMPLETING", "REQUEUED", "RESIZING") for state in values) or any(
-            state in FINISHED for state in values):
+        state in FINISHED for state in values
+    ):
         return PointState.RUNNING
     return PointState.QUEUED
 
@@ -97,9 +107,16 @@ def point_state(stages: dict[str, str]) -> PointState:
 def status(directory: Path) -> list[dict]:
     ledger = read_ledger(directory)
     states = job_states([job for point in ledger["points"] for job in point["jobs"].values()])
-    return [{"index": p["index"], "state": point_state({s: states[j] for s, j in p["jobs"].items()}),
-             "stages": {s: f"{j} {states[j]}" for s, j in p["jobs"].items()}, "overrides": p["overrides"],
-             "run_dir": p["run_dir"]} for p in ledger["points"]]
+    return [
+        {
+            "index": p["index"],
+            "state": point_state({s: states[j] for s, j in p["jobs"].items()}),
+            "stages": {s: f"{j} {states[j]}" for s, j in p["jobs"].items()},
+            "overrides": p["overrides"],
+            "run_dir": p["run_dir"],
+        }
+        for p in ledger["points"]
+    ]
 
 
 def cancel(directory: Path) -> list[str]:

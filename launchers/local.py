@@ -27,14 +27,24 @@ def launch(experiments: list[Experiment], runs: list[Run], multirun: bool) -> in
     problems = [p for experiment, run in zip(experiments, runs) for p in preflight(experiment, run, git)]
     if problems:
         raise ConfigError("cannot run on this machine; nothing was written", problems)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(manifest.REPO_ROOT), os.environ.get("PYTHONPATH")])))
+    env = dict(
+        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(manifest.REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    )
     for experiment, run in zip(experiments, runs):
         try:
             lock = manifest.claim(Path(run.run_dir), experiment.launcher.on_existing_run == "refuse")
         except manifest.RunDirTaken as error:
-            raise ConfigError("cannot run; nothing was written", [Problem(
-                "run_dir", "one launch at a time per run directory", run.run_dir,
-                f"{error}: wait for it, or choose another name=/run_root=")]) from None
+            raise ConfigError(
+                "cannot run; nothing was written",
+                [
+                    Problem(
+                        "run_dir",
+                        "one launch at a time per run directory",
+                        run.run_dir,
+                        f"{error}: wait for it, or choose another name=/run_root=",
+                    )
+                ],
+            ) from None
         with lock:
             run_dir = manifest.write(experiment, run, git)
             print(f"run directory: {run_dir}", file=sys.stderr)
@@ -44,11 +54,16 @@ def launch(experiments: list[Experiment], runs: list[Run], multirun: bool) -> in
                     print(f"[{job.name}] {' '.join(command)}", file=sys.stderr)
                     status = run_forwarding_stop([sys.executable, *command[1:]], env)  # this interpreter, not PATH's
                     if status == REQUEUE_STATUS:
-                        print(f"[{job.name}] stopped at a checkpoint as asked; later stages were not run; relaunch "
-                              "with launcher.on_existing_run=resume to continue", file=sys.stderr)
+                        print(
+                            f"[{job.name}] stopped at a checkpoint as asked; later stages were not run; relaunch "
+                            "with launcher.on_existing_run=resume to continue",
+                            file=sys.stderr,
+                        )
                         return status
                     if status:
-                        print(f"[{job.name}] failed with exit status {status}; later stages were not run", file=sys.stderr)
+                        print(
+                            f"[{job.name}] failed with exit status {status}; later stages were not run", file=sys.stderr
+                        )
                         return status
     return 0
 

@@ -1,4 +1,5 @@
-"""A real single-node SLURM on this machine, for development and CI: `python -m launchers.local_slurm start|stop|status`.
+"""A real single-node SLURM on this machine, for development and CI:
+`python -m launchers.local_slurm start|stop|status`.
 
 `start` installs Debian's SLURM, munge, slurmdbd and MariaDB (root, apt) when missing, writes the configuration
 (partitions `cpu` and `gpu`, 8 fake GPUs, accounting, no cgroups), starts the daemons as plain background
@@ -121,13 +122,18 @@ def alive(pid_file: Path) -> int | None:
 
 
 def install() -> None:
-    missing = [p for p, binary in zip(PACKAGES, ["slurmctld", "slurmd", "sbatch", "munged", "slurmdbd", "mariadbd"])
-               if not shutil.which(binary) and not Path(f"/usr/sbin/{binary}").exists()]
+    missing = [
+        p
+        for p, binary in zip(PACKAGES, ["slurmctld", "slurmd", "sbatch", "munged", "slurmdbd", "mariadbd"])
+        if not shutil.which(binary) and not Path(f"/usr/sbin/{binary}").exists()
+    ]
     if not missing:
         return
     if os.geteuid() != 0:
-        raise RuntimeError(f"packages {missing} are missing and installing them needs root: "
-                           f"sudo apt-get install -y --no-install-recommends {' '.join(PACKAGES)}")
+        raise RuntimeError(
+            f"packages {missing} are missing and installing them needs root: "
+            f"sudo apt-get install -y --no-install-recommends {' '.join(PACKAGES)}"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     command = ["apt-get", "install", "-y", "--no-install-recommends", *PACKAGES]
     if subprocess.run(command, env=env, capture_output=True).returncode:
@@ -144,8 +150,11 @@ def write_config() -> bool:
         if not device.exists():
             os.mknod(device, 0o666 | 0o020000, os.makedev(1, 3))
     changed = False
-    files = {"slurm.conf": slurm_conf(), "slurmdbd.conf": slurmdbd_conf(),
-             "gres.conf": f"AutoDetect=off\nName=gpu File={STATE}/gpus/gpu[0-{FAKE_GPUS - 1}]\n"}
+    files = {
+        "slurm.conf": slurm_conf(),
+        "slurmdbd.conf": slurmdbd_conf(),
+        "gres.conf": f"AutoDetect=off\nName=gpu File={STATE}/gpus/gpu[0-{FAKE_GPUS - 1}]\n",
+    }
     for name, text in files.items():
         path = Path("/etc/slurm") / name
         if not path.exists() or path.read_text() != text:
@@ -181,10 +190,27 @@ def start_mariadb(started: dict) -> None:
     Path("/run/mysqld").mkdir(parents=True, exist_ok=True)
     shutil.chown("/run/mysqld", "mysql", "mysql")
     log = (STATE / "mysqld.log").open("ab")
-    subprocess.Popen(["mariadbd", "--user=mysql", f"--datadir={datadir}", f"--pid-file={pid_file}",
-                      "--socket=/run/mysqld/mysqld.sock", "--bind-address=127.0.0.1", "--port=3306",
-                      "--innodb-buffer-pool-size=64M"], stdout=log, stderr=log, start_new_session=True)
-    wait_for("mariadb", lambda: answers("mariadb-admin", "--socket=/run/mysqld/mysqld.sock", "ping"), 60, STATE / "mysqld.log")
+    subprocess.Popen(
+        [
+            "mariadbd",
+            "--user=mysql",
+            f"--datadir={datadir}",
+            f"--pid-file={pid_file}",
+            "--socket=/run/mysqld/mysqld.sock",
+            "--bind-address=127.0.0.1",
+            "--port=3306",
+            "--innodb-buffer-pool-size=64M",
+        ],
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    wait_for(
+        "mariadb",
+        lambda: answers("mariadb-admin", "--socket=/run/mysqld/mysqld.sock", "ping"),
+        60,
+        STATE / "mysqld.log",
+    )
     started["mariadb"] = str(pid_file)
 
 
@@ -243,7 +269,8 @@ def status() -> int:
     up = True
     for name in ("munged", "mariadb", "slurmdbd", "slurmctld", "slurmd"):
         pid_file = started.get(name) or {"munged": "/run/munge/munged.pid", "mariadb": "/run/mysqld/mysqld.pid"}.get(
-            name, str(STATE / f"{name}.pid"))
+            name, str(STATE / f"{name}.pid")
+        )
         pid = alive(Path(pid_file))
         up &= pid is not None
         print(f"{name:10} {'running (pid %d)' % pid if pid else 'not running'}")
@@ -252,8 +279,11 @@ def status() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m launchers.local_slurm", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m launchers.local_slurm",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("action", choices=["start", "stop", "status"])
     args = parser.parse_args(argv)
     try:

@@ -21,7 +21,18 @@ from schema.experiment import Experiment
 from schema.fields import plain
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("pydantic", "hydra-core", "omegaconf", "submitit", "torch", "transformers", "openrlhf", "vllm", "deepspeed", "wandb")
+PACKAGES = (
+    "pydantic",
+    "hydra-core",
+    "omegaconf",
+    "submitit",
+    "torch",
+    "transformers",
+    "openrlhf",
+    "vllm",
+    "deepspeed",
+    "wandb",
+)
 
 
 def git_state() -> dict[str, Any]:
@@ -76,7 +87,9 @@ def claim(run_dir: Path, refuse_existing: bool):
         raise RunDirTaken(f"{run_dir} is in use by another launch ({owner})") from None
     handle.seek(0)
     handle.truncate()
-    handle.write(f"pid {os.getpid()} on {platform.node()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+    handle.write(
+        f"pid {os.getpid()} on {platform.node()} since {datetime.now(timezone.utc).isoformat(timespec='seconds')}"
+    )
     handle.flush()
     return handle
 
@@ -88,7 +101,9 @@ def write(experiment: Experiment, run: Run, git: dict[str, Any]) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "config.json").write_text(json.dumps(plain(experiment), indent=2))  # what jobs load
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: sweeps write hundreds of these
-    (run_dir / "resolved.yaml").write_text(yaml.dump(resolved(experiment), Dumper=dumper, sort_keys=False, allow_unicode=True))
+    (run_dir / "resolved.yaml").write_text(
+        yaml.dump(resolved(experiment), Dumper=dumper, sort_keys=False, allow_unicode=True)
+    )
     (run_dir / "plan.json").write_text(json.dumps(run.to_json(), indent=2))
     if git["dirty"] and git["diff"]:
         (run_dir / "code.diff").write_text(git["diff"])

@@ -93,7 +93,8 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
                 command=["python", "-m", "yulan.run", "--run-dir", experiment.output_dir, "--stage", stage],
                 engine_command=openrlhf.command(experiment, stage, job_dir) if engine == "openrlhf" else None,
                 reward_server_command=openrlhf.reward_server_command(experiment)
-                if stage == "ppo" and engine == "openrlhf" else None,
+                if stage == "ppo" and engine == "openrlhf"
+                else None,
             )
         )
     return run
@@ -116,14 +117,33 @@ def curation_parts(experiment: Experiment, inputs: dict[str, str], depends_on: l
     chain = parts(config)
     for index, (part, sharded, runs_model) in enumerate(chain):
         resources = config.model_resources if runs_model else config.resources
-        jobs.append(Job(
-            name=f"{experiment.name}-curation-{part}", stage="curation", engine=None,
-            partition=experiment.cluster.partitions.get(resources.partition, resources.partition),
-            resources=resources.model_dump(), run_dir=job_dir, depends_on=previous,
-            inputs=inputs if index == 0 else {},
-            outputs={"curation": stage_output(experiment.output_dir, "curation")} if index == len(chain) - 1 else {},
-            command=["python", "-m", "yulan.run", "--run-dir", experiment.output_dir, "--stage", "curation", "--part", part],
-            part=part, array_size=config.shards if sharded else None,
-        ))
+        jobs.append(
+            Job(
+                name=f"{experiment.name}-curation-{part}",
+                stage="curation",
+                engine=None,
+                partition=experiment.cluster.partitions.get(resources.partition, resources.partition),
+                resources=resources.model_dump(),
+                run_dir=job_dir,
+                depends_on=previous,
+                inputs=inputs if index == 0 else {},
+                outputs={"curation": stage_output(experiment.output_dir, "curation")}
+                if index == len(chain) - 1
+                else {},
+                command=[
+                    "python",
+                    "-m",
+                    "yulan.run",
+                    "--run-dir",
+                    experiment.output_dir,
+                    "--stage",
+                    "curation",
+                    "--part",
+                    part,
+                ],
+                part=part,
+                array_size=config.shards if sharded else None,
+            )
+        )
         previous = [f"curation:{part}"]
     return jobs

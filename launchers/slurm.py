@@ -36,6 +36,7 @@ from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment
 from yulan.runtime.lifecycle import REQUEUE_STATUS
 
+
 class StageJob:
     """What a SLURM task runs: `python -m yulan.run` from the snapshot, in the launch directory.
 
@@ -43,8 +44,9 @@ class StageJob:
     time to finish writing, and the same job (same run directory) is requeued; it resumes from its checkpoint.
     """
 
-    def __init__(self, run_dir: str, stage: str, snapshot: str, workdir: str, part: str | None = None,
-                 shard: int | None = None):
+    def __init__(
+        self, run_dir: str, stage: str, snapshot: str, workdir: str, part: str | None = None, shard: int | None = None
+    ):
         self.run_dir, self.stage, self.snapshot, self.workdir = run_dir, stage, snapshot, workdir
         self.part, self.shard = part, shard
         self.child: subprocess.Popen | None = None
@@ -52,7 +54,9 @@ class StageJob:
     def __call__(self) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [self.snapshot, os.environ.get("PYTHONPATH")])))
         command = [sys.executable, "-m", "yulan.run", "--run-dir", self.run_dir, "--stage", self.stage]
-        command += (["--part", self.part] if self.part else []) + (["--shard", str(self.shard)] if self.shard is not None else [])
+        command += (["--part", self.part] if self.part else []) + (
+            ["--shard", str(self.shard)] if self.shard is not None else []
+        )
         self.child = subprocess.Popen(command, cwd=self.workdir, env=env)
         status = self.child.wait()
         if status == REQUEUE_STATUS:
@@ -82,7 +86,8 @@ class StageJob:
             else:
                 self.child.kill()
         return submitit.helpers.DelayedSubmission(
-            StageJob(self.run_dir, self.stage, self.snapshot, self.workdir, self.part, self.shard))
+            StageJob(self.run_dir, self.stage, self.snapshot, self.workdir, self.part, self.shard)
+        )
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "child"}
@@ -110,7 +115,8 @@ def parameters(job: Job, experiment: Experiment, dependency: str | None) -> dict
         "time": resources["time_limit_minutes"],
         "job_name": job.name,
         "array_parallelism": experiment.launcher.array_parallelism,
-        "setup": list(cluster.setup) + [f"export {k}={shlex.quote(v)}" for k, v in cluster.env.items()],  # values stay values
+        "setup": list(cluster.setup)
+        + [f"export {k}={shlex.quote(v)}" for k, v in cluster.env.items()],  # values stay values
         "signal_delay_s": 120,  # SIGUSR2 this long before the time limit: the stage saves and is requeued
         "additional_parameters": {},
     }
@@ -135,15 +141,19 @@ def sbatch_script(job: Job, experiment: Experiment, dependency: str | None = Non
     params = parameters(job, experiment, dependency)
     if job.array_size:
         params["map_count"] = job.array_size  # what submitit sets for a batch: the --array line
-    return _make_sbatch_string(command="python -u -m submitit.core._submit <folder>",
-                               folder=Path(experiment.output_dir) / "slurm" / "%j", **params)
+    return _make_sbatch_string(
+        command="python -u -m submitit.core._submit <folder>",
+        folder=Path(experiment.output_dir) / "slurm" / "%j",
+        **params,
+    )
 
 
 def snapshot(target: Path, include: tuple[str, ...] = ()) -> Path:
     """The files git tracks (as they are in the working tree) and `include`, copied once per submission: an
     untracked `.env` or key file never travels into the run directory."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=manifest.REPO_ROOT,
-                            capture_output=True, text=True, check=True).stdout.split("\0")
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=manifest.REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split("\0")
     for name in [*filter(None, listed), *include]:
         source = manifest.REPO_ROOT / name
         if source.is_file():
@@ -166,8 +176,9 @@ class Array:
     points: tuple[int, ...]
 
 
-def submit_group(group: list[tuple[int, Job, Experiment]], dependency: str | None, folder: Path,
-                 code: Path, queued: list[str]) -> dict[int, str]:
+def submit_group(
+    group: list[tuple[int, Job, Experiment]], dependency: str | None, folder: Path, code: Path, queued: list[str]
+) -> dict[int, str]:
     """One job, or one array when the group has several points (they share their sbatch parameters); `queued`
     collects every job id as soon as the scheduler gives it."""
     executor = executor_for(folder)
@@ -181,21 +192,30 @@ def submit_group(group: list[tuple[int, Job, Experiment]], dependency: str | Non
     return ids
 
 
-def submit_part(job: Job, experiment: Experiment, dependency: str | None, folder: Path, code: Path,
-                queued: list[str]) -> str:
+def submit_part(
+    job: Job, experiment: Experiment, dependency: str | None, folder: Path, code: Path, queued: list[str]
+) -> str:
     """One part of a stage split into jobs: a single job, or a job array with one task per shard."""
     executor = executor_for(folder)
     executor.update_parameters(**parameters(job, experiment, dependency))
     workdir = os.getcwd()
     with executor.batch() if job.array_size else nullcontext():
-        handles = [executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir, job.part, shard))
-                   for shard in job.shards]
+        handles = [
+            executor.submit(StageJob(experiment.output_dir, job.stage, str(code), workdir, job.part, shard))
+            for shard in job.shards
+        ]
     queued.append(handles[0].job_id.split("_")[0])
     return queued[-1]  # the array's id: afterok on it waits for every task
 
 
-def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, str], folder: Path, code: Path,
-                 previous_array: Array | None, queued: list[str]) -> tuple[dict[int, str], Array | None]:
+def submit_stage(
+    jobs: list[tuple[int, Job, Experiment]],
+    previous: dict[int, str],
+    folder: Path,
+    code: Path,
+    previous_array: Array | None,
+    queued: list[str],
+) -> tuple[dict[int, str], Array | None]:
     """One stage for the given points: the job id per point, and the array when the whole stage became one.
 
     Points with identical sbatch parameters form an array. An array waits on the previous stage's array task by
@@ -213,8 +233,9 @@ def submit_stage(jobs: list[tuple[int, Job, Experiment]], previous: dict[int, st
         aligned = previous_array is not None and previous_array.points == points
         if len(group) > 1 and waits and not aligned:  # one array cannot wait per task on separate jobs
             for item in group:
-                ids |= submit_group([item], f"afterok:{previous[item[0]]}" if item[0] in previous else None, folder, code,
-                                    queued)
+                ids |= submit_group(
+                    [item], f"afterok:{previous[item[0]]}" if item[0] in previous else None, folder, code, queued
+                )
             continue
         if not waits:
             dependency = None
@@ -271,8 +292,15 @@ def partitions_now() -> dict[str, PartitionInfo] | None:
         name, limit, nodes, gres = line.split("|")
         known = found.get(name)
         info = PartitionInfo(slurm_minutes(limit), int(nodes), gres_gpus(gres))
-        found[name] = info if known is None else PartitionInfo(  # one line per node state: add them up
-            max(known.max_minutes, info.max_minutes), known.nodes + info.nodes, max(known.gpus_per_node, info.gpus_per_node))
+        found[name] = (
+            info
+            if known is None
+            else PartitionInfo(  # one line per node state: add them up
+                max(known.max_minutes, info.max_minutes),
+                known.nodes + info.nodes,
+                max(known.gpus_per_node, info.gpus_per_node),
+            )
+        )
     return found
 
 
@@ -286,14 +314,21 @@ def cluster_problems(experiments: list[Experiment], runs: list[Run]) -> tuple[li
     for experiment, run in zip(experiments, runs):
         for job in run.jobs:
             role, res = job.resources["partition"], job.resources
-            where = next((field for field, resources in experiment.stage_resources(job.stage)
-                          if resources.model_dump() == res), f"{job.stage}.resources")
+            where = next(
+                (field for field, resources in experiment.stage_resources(job.stage) if resources.model_dump() == res),
+                f"{job.stage}.resources",
+            )
             info = offered.get(job.partition)
             if info is None:
                 problems[f"partition:{role}"] = Problem(
-                    f"cluster.partitions.{role}", f"SLURM has no partition '{job.partition}' (sinfo lists: "
-                    f"{', '.join(sorted(offered))})", job.partition,
-                    f"set cluster.partitions.{role} to one of those, or choose the cluster profile of this site (cluster=...)")
+                    f"cluster.partitions.{role}",
+                    f"SLURM has no partition '{job.partition}' (sinfo lists: {', '.join(sorted(offered))})",
+                    job.partition,
+                    (
+                        f"set cluster.partitions.{role} to one of those, or choose the cluster profile of this site "
+                        "(cluster=...)"
+                    ),
+                )
                 continue
             limits = [
                 ("time_limit_minutes", res["time_limit_minutes"], info.max_minutes, "its time limit"),
@@ -303,8 +338,11 @@ def cluster_problems(experiments: list[Experiment], runs: list[Run]) -> tuple[li
             for name, asked, limit, what in limits:
                 if asked > limit:
                     problems[f"{where}.{name}"] = Problem(
-                        f"{where}.{name}", f"partition '{job.partition}' offers {what} = {limit:g}", asked,
-                        f"lower {where}.{name} to at most {limit:g}, or use another partition")
+                        f"{where}.{name}",
+                        f"partition '{job.partition}' offers {what} = {limit:g}",
+                        asked,
+                        f"lower {where}.{name} to at most {limit:g}, or use another partition",
+                    )
     problems |= {problem.path: problem for problem in association_problems(experiments[0])}
     return list(problems.values()), None
 
@@ -315,8 +353,11 @@ def association_problems(experiment: Experiment) -> list[Problem]:
     if not (cluster.account or cluster.qos) or not shutil.which("sacctmgr"):
         return []
     user = os.environ.get("USER") or getpass.getuser()
-    done = subprocess.run(["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}", "format=account,qos"],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["sacctmgr", "-n", "-P", "show", "assoc", "where", f"user={user}", "format=account,qos"],
+        capture_output=True,
+        text=True,
+    )
     rows = [line.split("|") for line in done.stdout.splitlines() if "|" in line]
     if done.returncode or not rows:
         return []
@@ -324,12 +365,23 @@ def association_problems(experiment: Experiment) -> list[Problem]:
     qos = sorted({name for _, names in rows for name in names.split(",") if name})
     problems = []
     if cluster.account and cluster.account not in accounts:
-        problems.append(Problem("cluster.account", f"user {user} has no SLURM association with this account "
-                                f"(sacctmgr lists: {', '.join(accounts)})", cluster.account,
-                                "set cluster.account to one of those, or leave it unset for your default account"))
+        problems.append(
+            Problem(
+                "cluster.account",
+                f"user {user} has no SLURM association with this account (sacctmgr lists: {', '.join(accounts)})",
+                cluster.account,
+                "set cluster.account to one of those, or leave it unset for your default account",
+            )
+        )
     if cluster.qos and cluster.qos not in qos:
-        problems.append(Problem("cluster.qos", f"user {user} may not use this QOS (sacctmgr lists: {', '.join(qos)})",
-                                cluster.qos, "set cluster.qos to one of those, or leave it unset"))
+        problems.append(
+            Problem(
+                "cluster.qos",
+                f"user {user} may not use this QOS (sacctmgr lists: {', '.join(qos)})",
+                cluster.qos,
+                "set cluster.qos to one of those, or leave it unset",
+            )
+        )
     return problems
 
 
@@ -354,12 +406,23 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
     git = manifest.git_state()
     problems = [p for e, r in zip(experiments, runs) for p in preflight(e, r, git, local=False)]
     if ledger_dir.joinpath(LEDGER).exists() and experiments[0].launcher.on_existing_run == "refuse":
-        problems.append(Problem("run_dir", "a sweep ledger exists here; nothing is overwritten", str(ledger_dir),
-                                "choose another name=/run_root=, or `yulan resubmit --failed` it"))
+        problems.append(
+            Problem(
+                "run_dir",
+                "a sweep ledger exists here; nothing is overwritten",
+                str(ledger_dir),
+                "choose another name=/run_root=, or `yulan resubmit --failed` it",
+            )
+        )
     if not shutil.which("sbatch"):
-        problems.append(Problem(
-            "launcher.kind", "launcher=slurm needs SLURM's sbatch on this machine", "slurm",
-            "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start"))
+        problems.append(
+            Problem(
+                "launcher.kind",
+                "launcher=slurm needs SLURM's sbatch on this machine",
+                "slurm",
+                "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start",
+            )
+        )
     else:
         found, note = cluster_problems(experiments, runs)
         problems += found
@@ -372,13 +435,23 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         locks = [manifest.claim(ledger_dir, refuse_existing=False)] if len(runs) > 1 else []
         locks += [manifest.claim(Path(run.run_dir), refuse) for run in runs]
     except manifest.RunDirTaken as error:
-        raise ConfigError("cannot submit; nothing was queued", [Problem(
-            "run_dir", "one launch at a time per run directory", str(ledger_dir),
-            f"{error}: wait for it, or choose another name=/run_root=")]) from None
+        raise ConfigError(
+            "cannot submit; nothing was queued",
+            [
+                Problem(
+                    "run_dir",
+                    "one launch at a time per run directory",
+                    str(ledger_dir),
+                    f"{error}: wait for it, or choose another name=/run_root=",
+                )
+            ],
+        ) from None
     code = snapshot(ledger_dir / "code", experiments[0].launcher.snapshot_include)
     for experiment, run in zip(experiments, runs):
         manifest.write(experiment, run, git)
-    points = [{"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)]
+    points = [
+        {"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)
+    ]
     queued: list[str] = []
     try:
         submit_chains(experiments, runs, points, ledger_dir, code, queued)
@@ -389,8 +462,13 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         record = json.loads(path.read_text())
         record["slurm"] = {"jobs": point["jobs"], "ledger": str(ledger_dir / LEDGER), "code": str(code)}
         path.write_text(json.dumps(record, indent=2))
-    ledger = {"submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiment": experiments[0].name,
-              "code": str(code), "git_commit": git["commit"], "points": points}
+    ledger = {
+        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "experiment": experiments[0].name,
+        "code": str(code),
+        "git_commit": git["commit"],
+        "points": points,
+    }
     (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
     for point in points:
         print(f"point {point['index']}: {point['run_dir']}  " + "  ".join(f"{s}={j}" for s, j in point["jobs"].items()))
@@ -400,16 +478,20 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
     return 0
 
 
-def submit_chains(experiments: list[Experiment], runs: list[Run], points: list[dict], ledger_dir: Path, code: Path,
-                  queued: list[str]) -> None:
+def submit_chains(
+    experiments: list[Experiment], runs: list[Run], points: list[dict], ledger_dir: Path, code: Path, queued: list[str]
+) -> None:
     """Every stage of every point, in pipeline order, each job chained to the ones it reads from."""
     previous: dict[int, str] = {}
     previous_array: Array | None = None
     for stage in STAGES:
         jobs = [(i, job, experiments[i]) for i, run in enumerate(runs) for job in run.jobs if job.stage == stage]
-        for i, job, experiment in [item for item in jobs if item[1].part]:  # a stage split into parts: chained per point
-            job_id = submit_part(job, experiment, f"afterok:{previous[i]}" if i in previous else None,
-                                 ledger_dir / "slurm", code, queued)
+        for i, job, experiment in [
+            item for item in jobs if item[1].part
+        ]:  # a stage split into parts: chained per point
+            job_id = submit_part(
+                job, experiment, f"afterok:{previous[i]}" if i in previous else None, ledger_dir / "slurm", code, queued
+            )
             points[i]["jobs"][job.key] = previous[i] = job_id
             previous_array = None
         jobs = [item for item in jobs if not item[1].part]
@@ -421,21 +503,38 @@ def submit_chains(experiments: list[Experiment], runs: list[Run], points: list[d
             previous[i] = job_id
 
 
-def undo_submission(error: Exception, experiment: Experiment, points: list[dict], queued: list[str], ledger_dir: Path,
-                    code: Path, git: dict) -> int:
+def undo_submission(
+    error: Exception,
+    experiment: Experiment,
+    points: list[dict],
+    queued: list[str],
+    ledger_dir: Path,
+    code: Path,
+    git: dict,
+) -> int:
     """Cancels what a failed launch had queued and writes a ledger that says so; returns launch.py's exit status."""
     cancelled = subprocess.run(["scancel", *queued], capture_output=True, text=True) if queued else None
     message = (str(error).strip() or type(error).__name__).splitlines()[-1]
-    ledger = {"submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"), "experiment": experiment.name,
-              "code": str(code), "git_commit": git["commit"], "points": points,
-              "failed_submission": {"error": message, "cancelled": queued,
-                                    "scancel_ok": cancelled is None or cancelled.returncode == 0}}
+    ledger = {
+        "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "experiment": experiment.name,
+        "code": str(code),
+        "git_commit": git["commit"],
+        "points": points,
+        "failed_submission": {
+            "error": message,
+            "cancelled": queued,
+            "scancel_ok": cancelled is None or cancelled.returncode == 0,
+        },
+    }
     (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
-    print(f"error: the scheduler refused a job: {message}\n"
-          f"  cancelled what this launch had queued ({len(queued)} job(s): {' '.join(queued) or 'none'}); "
-          f"the ledger {ledger_dir / LEDGER} records it\n"
-          "  fix: check the partition, account and QOS of the cluster profile (cluster=...) against `sinfo`",
-          file=sys.stderr)
+    print(
+        f"error: the scheduler refused a job: {message}\n"
+        f"  cancelled what this launch had queued ({len(queued)} job(s): {' '.join(queued) or 'none'}); "
+        f"the ledger {ledger_dir / LEDGER} records it\n"
+        "  fix: check the partition, account and QOS of the cluster profile (cluster=...) against `sinfo`",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -462,10 +561,13 @@ def resubmit_failed(directory: Path) -> list[int]:
                 dependency = f"afterok:{previous[point['index']]}" if previous else None
                 ids = {point["index"]: submit_part(job, experiment, dependency, ledger_dir / "slurm", code, [])}
             else:
-                ids, _ = submit_stage([(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None, [])
+                ids, _ = submit_stage(
+                    [(point["index"], job, experiment)], previous, ledger_dir / "slurm", code, None, []
+                )
             previous = ids
             jobs_record[job.key] = ids[point["index"]]
     ledger.setdefault("resubmitted", []).append(
-        {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "points": [p["index"] for p in failed]})
+        {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "points": [p["index"] for p in failed]}
+    )
     (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
     return [p["index"] for p in failed]

@@ -14,7 +14,9 @@ Engine = Literal["openrlhf", "native"]
 BadRecordPolicy = Literal["stop", "skip"]
 ParamDtype = Literal["bf16", "fp16", "fp32"]
 Attention = Literal["flash_attention_2", "sdpa", "eager"]
-ATTENTION_DESCRIPTION = "Attention kernel; packing on OpenRLHF needs flash_attention_2 (a CUDA GPU and the flash-attn package)."
+ATTENTION_DESCRIPTION = (
+    "Attention kernel; packing on OpenRLHF needs flash_attention_2 (a CUDA GPU and the flash-attn package)."
+)
 PARAM_DTYPE_DESCRIPTION = (
     "Compute precision of the trained models (on CPU too). Weights and optimizer state stay fp32 (master weights), "
     "as DeepSpeed keeps them, so small updates are not rounded away; fp16 adds dynamic loss scaling."
@@ -32,7 +34,9 @@ class Resources(Section):
     nodes: int = Field(ge=1, description="Nodes per job.")
     gpus_per_node: int = Field(ge=0, description="GPUs per node (0 = CPU job).")
     cpus_per_node: int = Field(default=16, ge=1, description="CPU cores per node.")
-    mem_gb_per_node: int | None = Field(default=None, ge=1, description="Memory per node (GiB); None = scheduler default.")
+    mem_gb_per_node: int | None = Field(
+        default=None, ge=1, description="Memory per node (GiB); None = scheduler default."
+    )
     time_limit_minutes: int = Field(default=24 * 60, ge=1, description="Wall-clock limit of one job (minutes).")
 
     @property
@@ -44,12 +48,16 @@ def engine_rules(engine: str, attention: str, resources: Resources, max_steps: i
     """Rules every trained stage shares (SFT, DPO, PPO): what its engine and machine can carry out."""
     if attention == "flash_attention_2" and resources.gpus_per_node == 0:
         raise rule_error(
-            "attention", attention, "flash-attention runs only on CUDA GPUs and this job has none (resources.gpus_per_node = 0)",
+            "attention",
+            attention,
+            "flash-attention runs only on CUDA GPUs and this job has none (resources.gpus_per_node = 0)",
             "set attention=sdpa (or eager) for a CPU job, or give the job a GPU",
         )
     if max_steps is not None and engine == "openrlhf":
         raise rule_error(
-            "max_steps", max_steps, "OpenRLHF 0.11.2 has no step limit; only the native engine stops after max_steps",
+            "max_steps",
+            max_steps,
+            "OpenRLHF 0.11.2 has no step limit; only the native engine stops after max_steps",
             "remove max_steps (bound the data or the epochs instead), or set engine=native",
         )
 
@@ -71,7 +79,9 @@ def cpu_job(cpus: int, hours: int) -> Resources:
 class Share(Section):
     """One part of a data mixture: a target count and its share of the whole."""
 
-    count: int = Field(ge=0, description="Samples in this part (0 leaves it out).", json_schema_extra={"unit": "samples"})
+    count: int = Field(
+        ge=0, description="Samples in this part (0 leaves it out).", json_schema_extra={"unit": "samples"}
+    )
     ratio: float = Field(ge=0.0, le=1.0, description="This part's share of the total.")
 
 
@@ -111,12 +121,93 @@ SENTENCE_END_MARKS_DESCRIPTION = (
     "opened, a code fence when it closes the last block."
 )
 CONTINUATION_WORDS = (
-    "a", "an", "the", "of", "to", "in", "on", "at", "by", "for", "with", "from", "into", "and", "or", "but", "nor",
-    "so", "because", "if", "than", "that", "which", "who", "whose", "is", "are", "was", "were", "be", "been", "has",
-    "have", "had", "can", "could", "will", "would", "should", "must", "may", "might", "do", "does", "not", "very",
-    "such", "as", "its", "their", "our", "your", "my", "his", "her", "this", "these",
-    "的", "地", "得", "和", "与", "及", "以及", "或", "或者", "并", "并且", "而", "而且", "但", "但是", "因为", "所以",
-    "如果", "虽然", "在", "从", "对", "把", "被", "将", "向", "是", "不断", "一个", "一些",
+    "a",
+    "an",
+    "the",
+    "of",
+    "to",
+    "in",
+    "on",
+    "at",
+    "by",
+    "for",
+    "with",
+    "from",
+    "into",
+    "and",
+    "or",
+    "but",
+    "nor",
+    "so",
+    "because",
+    "if",
+    "than",
+    "that",
+    "which",
+    "who",
+    "whose",
+    "is",
+    "are",
+    "was",
+    "were",
+    "be",
+    "been",
+    "has",
+    "have",
+    "had",
+    "can",
+    "could",
+    "will",
+    "would",
+    "should",
+    "must",
+    "may",
+    "might",
+    "do",
+    "does",
+    "not",
+    "very",
+    "such",
+    "as",
+    "its",
+    "their",
+    "our",
+    "your",
+    "my",
+    "his",
+    "her",
+    "this",
+    "these",
+    "的",
+    "地",
+    "得",
+    "和",
+    "与",
+    "及",
+    "以及",
+    "或",
+    "或者",
+    "并",
+    "并且",
+    "而",
+    "而且",
+    "但",
+    "但是",
+    "因为",
+    "所以",
+    "如果",
+    "虽然",
+    "在",
+    "从",
+    "对",
+    "把",
+    "被",
+    "将",
+    "向",
+    "是",
+    "不断",
+    "一个",
+    "一些",
 )
 CONTINUATION_WORDS_DESCRIPTION = (
     "A last line ending in one of these words (or in a comma, a dash, an opening bracket) stops mid-sentence; a line "

@@ -8,13 +8,13 @@ from typing import Literal
 from pydantic import computed_field, model_validator
 
 from schema.common import (
-    BadRecordPolicy,
     CONTINUATION_WORDS,
     CONTINUATION_WORDS_DESCRIPTION,
     SENTENCE_END_MARKS,
     SENTENCE_END_MARKS_DESCRIPTION,
     UNFINISHED_MIN_WORDS,
     UNFINISHED_MIN_WORDS_DESCRIPTION,
+    BadRecordPolicy,
     Resources,
     Share,
     check_shares,
@@ -38,20 +38,48 @@ HeuristicRule = Literal[
 ]
 
 
-class ServedModelJob(Section):
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class ServerClient(Section):
+    """How a job talks to an OpenAI-compatible server (a hosted API, or `vllm serve`)."""
+
+    api_key_env: str | None = chosen(
+        None,
+        pattern=ENV_NAME,
+        description="Name of the environment variable holding the API key, sent as a bearer token (e.g. "
+        "OPENAI_API_KEY); "
+        "the key itself never enters a config. None = no Authorization header (a vLLM server started in the job).",
+    )
+    concurrency: int = chosen(16, ge=1, description="Requests in flight at once (and connections kept open).")
+    max_retries: int = chosen(
+        3,
+        ge=0,
+        description="Retries of a failed request (connection errors, timeouts, 408/409/429/5xx), after "
+        "the server's Retry-After or an exponential backoff with jitter.",
+    )
+    timeout_s: float = chosen(300.0, gt=0.0, unit="seconds", description="Time limit of one request.")
+
+
+class ServedModelJob(ServerClient):
     """A job asking a model through an OpenAI-compatible server: the configured one, or vLLM started in the job."""
 
     endpoint: str | None = chosen(
-        None, description="Base URL of a running OpenAI-compatible server; None = start vLLM with the model inside the job."
+        None,
+        description="Base URL of a running OpenAI-compatible server; None = start vLLM with the model inside the job.",
     )
-    max_seeds: int | None = chosen(None, ge=1, description="Use only the first N seed questions or documents (None = all).")
+    max_seeds: int | None = chosen(
+        None, ge=1, description="Use only the first N seed questions or documents (None = all)."
+    )
     temperature: float = chosen(0.7, ge=0.0, description="Sampling temperature (diverse but mostly correct).")
     max_new_tokens: int = chosen(2048, ge=1, description="Longest model reply.", unit="tokens")
 
 
 class MathSynthesis(ServedModelJob):
     teacher: str = report(
-        "Qwen/Qwen2.5-Math-7B-Instruct", where="§3 synthetic data, Mathematics", description="Teacher model distilled from."
+        "Qwen/Qwen2.5-Math-7B-Instruct",
+        where="§3 synthetic data, Mathematics",
+        description="Teacher model distilled from.",
     )
     seed_dataset: str = report(
         "nvidia/OpenMathInstruct-2", where="§3 synthetic data, Mathematics", description="Questions distilled from."
@@ -66,15 +94,21 @@ class MathSynthesis(ServedModelJob):
         where="§3 synthetic data, Mathematics: 'each distilled response is matched to the ground truth'",
         description="Keep a distilled response only when its final answer equals the dataset's answer.",
     )
-    samples_per_question: int = chosen(4, ge=1, description="Teacher samples per question; more samples rescue hard questions.")
+    samples_per_question: int = chosen(
+        4, ge=1, description="Teacher samples per question; more samples rescue hard questions."
+    )
 
 
 class ScienceSynthesis(ServedModelJob):
     generator: str = report(
-        "Qwen/Qwen2.5-32B-Instruct", where="§3 synthetic data, Science", description="Model extracting questions and writing answers."
+        "Qwen/Qwen2.5-32B-Instruct",
+        where="§3 synthetic data, Science",
+        description="Model extracting questions and writing answers.",
     )
     corpora: tuple[str, ...] = report(
-        ("wiki", "reddit", "arxiv"), where="§3 synthetic data, Science", description="Text sources questions are extracted from."
+        ("wiki", "reddit", "arxiv"),
+        where="§3 synthetic data, Science",
+        description="Text sources questions are extracted from.",
     )
     documents: tuple[str, ...] = chosen(
         (), description="Local JSONL/Parquet files of those texts (`text`, optional `source`); required to run."
@@ -85,7 +119,9 @@ class ScienceSynthesis(ServedModelJob):
         description="Scientific fields kept after topic classification.",
     )
     reclassify_with_topic_classifier: bool = report(
-        True, where="§3 synthetic data, Science", description="Re-assign each pair to a field and drop those outside `fields`."
+        True,
+        where="§3 synthetic data, Science",
+        description="Re-assign each pair to a field and drop those outside `fields`.",
     )
     topic_classifier: str = chosen(
         "Qwen/Qwen2.5-32B-Instruct",
@@ -101,7 +137,11 @@ class ChineseCommonsenseSynthesis(ServedModelJob):
         description="Encyclopedia and real-user sources.",
     )
     documents: tuple[str, ...] = chosen(
-        (), description="Local JSONL/Parquet files of those documents (`text`, optional `title` = the entry's entity); required to run."
+        (),
+        description=(
+            "Local JSONL/Parquet files of those documents (`text`, optional `title` = the entry's "
+            "entity); required to run."
+        ),
     )
     generator: str = chosen(
         "Qwen/Qwen2.5-32B-Instruct", description="The report does not name it; the model it uses for the other jobs."
@@ -112,7 +152,23 @@ class ChineseCommonsenseSynthesis(ServedModelJob):
         description="How relevant content is identified; a document must pass every listed filter.",
     )
     keywords: tuple[str, ...] = chosen(
-        ("历史", "地理", "文化", "传统", "节日", "习俗", "成语", "诗", "朝代", "民俗", "饮食", "中医", "汉字", "节气", "名胜"),
+        (
+            "历史",
+            "地理",
+            "文化",
+            "传统",
+            "节日",
+            "习俗",
+            "成语",
+            "诗",
+            "朝代",
+            "民俗",
+            "饮食",
+            "中医",
+            "汉字",
+            "节气",
+            "名胜",
+        ),
         description="Commonsense topics a relevant document mentions (the report does not list its keywords).",
     )
     min_tfidf_score: float = chosen(
@@ -122,11 +178,16 @@ class ChineseCommonsenseSynthesis(ServedModelJob):
         3, ge=1, description="'multiple question-answer pairs for knowledge-dense documents': how many."
     )
     topic_classifier: str = report(
-        "cmmlu", where="§3: 'we employ the CMMLU classifier for topic categorization'",
+        "cmmlu",
+        where="§3: 'we employ the CMMLU classifier for topic categorization'",
         description="Topic labels: CMMLU's five categories, assigned zero-shot by the generator.",
     )
-    llm_quality_check: bool = report(True, where="§3: 'LLM-based evaluation to assess response quality'", description="Judge each answer.")
-    min_quality: int = chosen(3, ge=1, le=5, description="Answers the quality check scores below this (1–5) are dropped.")
+    llm_quality_check: bool = report(
+        True, where="§3: 'LLM-based evaluation to assess response quality'", description="Judge each answer."
+    )
+    min_quality: int = chosen(
+        3, ge=1, le=5, description="Answers the quality check scores below this (1–5) are dropped."
+    )
     entity_cross_reference: bool = report(
         True,
         where="§3: 'cross-reference entity-based queries with encyclopedia entries'",
@@ -150,7 +211,9 @@ class Sources(Section):
         description="Synthetic-data jobs to run before filtering.",
     )
     math: MathSynthesis = report(default_factory=MathSynthesis, where="§3", description="Math distillation.")
-    science: ScienceSynthesis = report(default_factory=ScienceSynthesis, where="§3", description="Science QA extraction.")
+    science: ScienceSynthesis = report(
+        default_factory=ScienceSynthesis, where="§3", description="Science QA extraction."
+    )
     chinese_commonsense: ChineseCommonsenseSynthesis = report(
         default_factory=ChineseCommonsenseSynthesis, where="§3", description="Chinese commonsense QA."
     )
@@ -170,7 +233,9 @@ class DedupConfig(StepSettings):
     method: Literal["minhash_lsh"] = report(
         "minhash_lsh", where="§3 data filtering, De-duplication", description="Near-duplicate detection algorithm."
     )
-    exact: bool = chosen(True, description="Also drop identical samples (after whitespace normalisation); cheap and exact.")
+    exact: bool = chosen(
+        True, description="Also drop identical samples (after whitespace normalisation); cheap and exact."
+    )
     threshold: float = chosen(
         0.8, gt=0.0, le=1.0, description="Jaccard similarity at or above which two samples are duplicates."
     )
@@ -199,7 +264,10 @@ class DedupConfig(StepSettings):
             raise rule_error(
                 "bands",
                 self.bands,
-                f"bands x rows_per_band = {self.bands * self.rows_per_band} exceeds num_permutations = {self.num_permutations}",
+                (
+                    f"bands x rows_per_band = {self.bands * self.rows_per_band} exceeds num_permutations = "
+                    f"{self.num_permutations}"
+                ),
                 "lower bands or rows_per_band, or raise num_permutations",
             )
         return self
@@ -208,7 +276,9 @@ class DedupConfig(StepSettings):
 class HeuristicsConfig(StepSettings):
     """Rule-based filters (report: 'repeated punctuation or excessive garbled text'), mostly on responses."""
 
-    max_punctuation_run: int = chosen(4, ge=2, description="Drop when one punctuation mark repeats this many times in a row.")
+    max_punctuation_run: int = chosen(
+        4, ge=2, description="Drop when one punctuation mark repeats this many times in a row."
+    )
     punctuation_run_exempt: str = chosen(
         "-=*#_~`|.·", description="Marks that legitimately repeat (Markdown rules, tables, ellipses)."
     )
@@ -217,11 +287,19 @@ class HeuristicsConfig(StepSettings):
     max_replacement_chars: int = chosen(0, ge=0, description="U+FFFD characters allowed (garbled decoding).")
     max_control_chars: int = chosen(0, ge=0, description="Control characters allowed (other than tab/newline).")
     drop_mojibake: bool = chosen(True, description="Drop UTF-8-read-as-Latin-1 sequences such as 'Ã©' or 'â€™'.")
-    max_word_chars: int = chosen(200, ge=10, description="Longest non-CJK 'word' (base64 blobs, minified code).", unit="characters")
-    max_non_alnum_fraction: float = chosen(0.5, gt=0.0, le=1.0, description="Highest share of non-alphanumeric characters.")
+    max_word_chars: int = chosen(
+        200, ge=10, description="Longest non-CJK 'word' (base64 blobs, minified code).", unit="characters"
+    )
+    max_non_alnum_fraction: float = chosen(
+        0.5, gt=0.0, le=1.0, description="Highest share of non-alphanumeric characters."
+    )
     max_dup_line_fraction: float = chosen(0.30, gt=0.0, le=1.0, description="Gopher: duplicated lines / lines.")
-    max_dup_line_char_fraction: float = chosen(0.20, gt=0.0, le=1.0, description="Gopher: chars in duplicated lines / chars.")
-    max_dup_paragraph_fraction: float = chosen(0.30, gt=0.0, le=1.0, description="Gopher: duplicated paragraphs / paragraphs.")
+    max_dup_line_char_fraction: float = chosen(
+        0.20, gt=0.0, le=1.0, description="Gopher: chars in duplicated lines / chars."
+    )
+    max_dup_paragraph_fraction: float = chosen(
+        0.30, gt=0.0, le=1.0, description="Gopher: duplicated paragraphs / paragraphs."
+    )
     max_dup_paragraph_char_fraction: float = chosen(
         0.20, gt=0.0, le=1.0, description="Gopher: chars in duplicated paragraphs / chars."
     )
@@ -231,7 +309,9 @@ class HeuristicsConfig(StepSettings):
     max_dup_ngram_char_fraction: tuple[float, float, float, float, float, float] = chosen(
         (0.15, 0.14, 0.13, 0.12, 0.11, 0.10), description="Gopher: share of chars in duplicated 5- ... 10-grams."
     )
-    min_response_chars: int = chosen(1, ge=0, description="Shortest response kept (short answers are fine).", unit="characters")
+    min_response_chars: int = chosen(
+        1, ge=0, description="Shortest response kept (short answers are fine).", unit="characters"
+    )
     max_response_chars: int = chosen(100_000, ge=1, description="Longest response kept.", unit="characters")
     max_instruction_chars: int = chosen(50_000, ge=1, description="Longest instruction kept.", unit="characters")
     sentence_end_marks: str = chosen(SENTENCE_END_MARKS, description=SENTENCE_END_MARKS_DESCRIPTION)
@@ -261,16 +341,24 @@ class HeuristicsConfig(StepSettings):
         return self
 
 
-class JudgeConfig(StepSettings):
+class JudgeConfig(StepSettings, ServerClient):
     model: str = report("Qwen/Qwen2.5-32B-Instruct", where="§3 quality-based scoring", description="Judge model.")
     dimensions: tuple[str, ...] = report(
         ("instruction_following", "informativeness", "truthfulness"),
         where="§3 quality-based scoring",
         description="Dimensions scored separately.",
     )
-    score_min: int = report(1, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Lowest score.")
-    score_max: int = report(5, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Highest score.")
-    aggregate: Literal["mean"] = report("mean", where="§3: 'the average score across these three dimensions'", description="How dimension scores combine.")
+    score_min: int = report(
+        1, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Lowest score."
+    )
+    score_max: int = report(
+        5, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Highest score."
+    )
+    aggregate: Literal["mean"] = report(
+        "mean",
+        where="§3: 'the average score across these three dimensions'",
+        description="How dimension scores combine.",
+    )
     discard_lower_percentile: float = chosen(
         10.0, ge=0.0, lt=100.0, unit="percent", description="Samples below this percentile of the average are dropped."
     )
@@ -278,15 +366,26 @@ class JudgeConfig(StepSettings):
     endpoint: str | None = chosen(None, description="Base URL of the OpenAI-compatible server (backend=openai).")
     temperature: float = chosen(0.0, ge=0.0, description="Greedy judging is reproducible.")
     max_new_tokens: int = chosen(512, ge=1, description="Judge output budget.", unit="tokens")
-    max_retries: int = chosen(3, ge=0, description="Retries for a failed call or unparsable judgement.")
+    structured_output: bool = chosen(
+        True,
+        description="Ask the server for a JSON object of the dimensions' integer scores (response_format "
+        "json_schema, which vLLM and hosted APIs honour); replies are parsed leniently either way.",
+    )
     cache: bool = chosen(True, description="Cache judgements by content hash so reruns cost nothing.")
 
     @model_validator(mode="after")
     def _score_range(self) -> JudgeConfig:
         if self.score_min >= self.score_max:
-            raise rule_error("score_min", self.score_min, f"must be below score_max = {self.score_max}", "set score_min < score_max")
+            raise rule_error(
+                "score_min", self.score_min, f"must be below score_max = {self.score_max}", "set score_min < score_max"
+            )
         if self.backend == "openai" and not self.endpoint:
-            raise rule_error("endpoint", None, "backend=openai needs the server's URL", "set curation.judge.endpoint=http://HOST:PORT/v1")
+            raise rule_error(
+                "endpoint",
+                None,
+                "backend=openai needs the server's URL",
+                "set curation.judge.endpoint=http://HOST:PORT/v1",
+            )
         return self
 
 
@@ -296,13 +395,19 @@ class ComplexityConfig(StepSettings):
     length_weight: float = chosen(
         0.01, ge=0.0, unit="per instruction token", description="λ1: weight of the instruction length."
     )
-    loss_weight: float = chosen(1.0, ge=0.0, unit="per nat", description="λ2: weight of the response loss under the base model.")
+    loss_weight: float = chosen(
+        1.0, ge=0.0, unit="per nat", description="λ2: weight of the response loss under the base model."
+    )
     loss_reduction: Literal["sum", "mean"] = report(
         "sum",
         where="§3 complexity: Loss_it sums over the response tokens",
-        description="How token losses combine (the report's formula sums log-probabilities; we use their negation, the NLL).",
+        description=(
+            "How token losses combine (the report's formula sums log-probabilities; we use their negation, the NLL)."
+        ),
     )
-    discard_hardest_fraction: float = chosen(0.05, ge=0.0, lt=1.0, description="Share of the most complex samples dropped.")
+    discard_hardest_fraction: float = chosen(
+        0.05, ge=0.0, lt=1.0, description="Share of the most complex samples dropped."
+    )
     max_length: int = chosen(4096, ge=16, description="Sequences are truncated to this for scoring.", unit="tokens")
     batch_tokens: int = chosen(16_384, ge=256, description="Tokens per scoring batch.", unit="tokens")
 
@@ -319,7 +424,10 @@ class MixConfig(StepSettings):
         description="Target samples per category and their share of the SFT data.",
     )
     ratio_tolerance: float = chosen(
-        0.01, ge=0.0, le=0.1, description="The report rounds ratios to whole percents (0.2M/8.2M = 2.4% is listed as 3%)."
+        0.01,
+        ge=0.0,
+        le=0.1,
+        description="The report rounds ratios to whole percents (0.2M/8.2M = 2.4% is listed as 3%).",
     )
 
     @computed_field(description="Samples in the SFT mix (report: 8.2M).")
@@ -334,21 +442,27 @@ class MixConfig(StepSettings):
 
 
 class DecontaminationConfig(StepSettings):
-    """Samples sharing long n-grams with an evaluation item are removed (not in the report; GPT-3 and Tülu 3 do this)."""
+    """Samples sharing long n-grams with an evaluation item are removed (as GPT-3 and Tülu 3 do; not in the report)."""
 
-    ngram: int = chosen(13, ge=4, description="N-gram length (GPT-3's and Tülu 3's 13 words; characters for Chinese).",
-                        unit="words")
+    ngram: int = chosen(
+        13, ge=4, description="N-gram length (GPT-3's and Tülu 3's 13 words; characters for Chinese).", unit="words"
+    )
     threshold: float = chosen(
-        0.5, gt=0.0, le=1.0,
+        0.5,
+        gt=0.0,
+        le=1.0,
         description="A sample matches an item's question or answer when it contains at least this share of its "
         "n-grams (an item shorter than ngram matches when it appears whole).",
     )
     benchmarks: Literal["eval_table", "none"] = chosen(
-        "eval_table", description="Check against every row of the evaluation table whose data is available locally.")
+        "eval_table", description="Check against every row of the evaluation table whose data is available locally."
+    )
     files: tuple[str, ...] = chosen(
-        (), description="Further JSONL/Parquet files of items to check against (every string field is an item text).")
+        (), description="Further JSONL/Parquet files of items to check against (every string field is an item text)."
+    )
     action: Literal["drop", "flag"] = chosen(
-        "drop", description="drop contaminated samples, or keep them with a `contamination` field naming the matches.")
+        "drop", description="drop contaminated samples, or keep them with a `contamination` field naming the matches."
+    )
     examples: int = chosen(3, ge=0, description="Matches quoted per benchmark in the report.")
 
 
@@ -368,47 +482,77 @@ class Step:
     reads_eval_table: bool = False
 
 
-STEPS: dict[str, Step] = {step.name: step for step in (
-    Step("dedup", DedupConfig, "curation.dedup", "yulan.curation.dedup", sharded=True),
-    Step("decontaminate", DecontaminationConfig, "curation.decontaminate", "yulan.curation.decontaminate",
-         reads_eval_table=True),
-    Step("heuristics", HeuristicsConfig, "curation.heuristics", "yulan.curation.heuristics", sharded=True),
-    Step("judge", JudgeConfig, "curation.judge", "yulan.curation.judge", sharded=True, model="served"),
-    Step("complexity", ComplexityConfig, "curation.complexity", "yulan.curation.complexity", sharded=True, model="base"),
-    Step("mix", MixConfig, "curation.mix", "yulan.curation.mix"),
-    # In a pipeline the PPO job selects its prompts itself.
-    Step("ppo_prompts", PromptSet, "ppo.prompts", "yulan.curation.ppo_prompts", pipeline=False, reads_eval_table=True),
-)}
+STEPS: dict[str, Step] = {
+    step.name: step
+    for step in (
+        Step("dedup", DedupConfig, "curation.dedup", "yulan.curation.dedup", sharded=True),
+        Step(
+            "decontaminate",
+            DecontaminationConfig,
+            "curation.decontaminate",
+            "yulan.curation.decontaminate",
+            reads_eval_table=True,
+        ),
+        Step("heuristics", HeuristicsConfig, "curation.heuristics", "yulan.curation.heuristics", sharded=True),
+        Step("judge", JudgeConfig, "curation.judge", "yulan.curation.judge", sharded=True, model="served"),
+        Step(
+            "complexity",
+            ComplexityConfig,
+            "curation.complexity",
+            "yulan.curation.complexity",
+            sharded=True,
+            model="base",
+        ),
+        Step("mix", MixConfig, "curation.mix", "yulan.curation.mix"),
+        # In a pipeline the PPO job selects its prompts itself.
+        Step(
+            "ppo_prompts", PromptSet, "ppo.prompts", "yulan.curation.ppo_prompts", pipeline=False, reads_eval_table=True
+        ),
+    )
+}
 PIPELINE_STEPS = tuple(name for name, step in STEPS.items() if step.pipeline)  # in the order they run
 CurationStep = Literal[PIPELINE_STEPS]
 
 
 class CurationConfig(Section):
-    inputs: tuple[str, ...] = chosen((), description="Raw sample files (JSONL or Parquet) to curate, besides synthesis output.")
+    inputs: tuple[str, ...] = chosen(
+        (), description="Raw sample files (JSONL or Parquet) to curate, besides synthesis output."
+    )
     steps: tuple[CurationStep, ...] = chosen(
         PIPELINE_STEPS,
         description="Steps to run, in this order: the report's (§3 data filtering and data mix), with decontamination "
         "against the evaluation table (ours) after de-duplication.",
     )
     on_bad_record: BadRecordPolicy = chosen(
-        "stop", description="A record that cannot be used stops the step naming FILE:LINE, or (skip) is set aside "
-        "with its reason into the step's .bad.jsonl; each step's on_bad_record overrides this.")
+        "stop",
+        description="A record that cannot be used stops the step naming FILE:LINE, or (skip) is set aside "
+        "with its reason into the step's .bad.jsonl; each step's on_bad_record overrides this.",
+    )
     sources: Sources = report(default_factory=Sources, where="§3 data source", description="Where SFT data comes from.")
     dedup: DedupConfig = report(default_factory=DedupConfig, where="§3", description="MinHash + LSH de-duplication.")
     decontaminate: DecontaminationConfig = chosen(
-        default_factory=DecontaminationConfig, description="N-gram decontamination against the evaluation table.")
-    heuristics: HeuristicsConfig = report(default_factory=HeuristicsConfig, where="§3", description="Heuristic filters.")
+        default_factory=DecontaminationConfig, description="N-gram decontamination against the evaluation table."
+    )
+    heuristics: HeuristicsConfig = report(
+        default_factory=HeuristicsConfig, where="§3", description="Heuristic filters."
+    )
     judge: JudgeConfig = report(default_factory=JudgeConfig, where="§3", description="LLM-as-a-judge scoring.")
-    complexity: ComplexityConfig = report(default_factory=ComplexityConfig, where="§3", description="Complexity selection.")
+    complexity: ComplexityConfig = report(
+        default_factory=ComplexityConfig, where="§3", description="Complexity selection."
+    )
     mix: MixConfig = report(default_factory=MixConfig, where="§3", description="Category mix.")
     shards: int = chosen(
-        1, ge=1, le=10_000,
+        1,
+        ge=1,
+        le=10_000,
         description="Array tasks each step's per-sample work is split over (dedup fingerprints, heuristics, judge, "
         "complexity); 1 = the whole stage in one job. The judge's shards run on model_resources, each with its server.",
     )
     resources: Resources = chosen(default_factory=lambda: cpu_job(cpus=16, hours=12), description="CPU steps' job.")
     model_resources: Resources = chosen(
-        default_factory=lambda: Resources(partition="gpu", nodes=1, gpus_per_node=8, cpus_per_node=64, time_limit_minutes=24 * 60),
+        default_factory=lambda: Resources(
+            partition="gpu", nodes=1, gpus_per_node=8, cpus_per_node=64, time_limit_minutes=24 * 60
+        ),
         description="Jobs that run models: judge, complexity and synthesis (GPU on clusters).",
     )
 
@@ -424,7 +568,9 @@ class CurationConfig(Section):
             )
         if self.shards > 1 and "judge" in self.steps and not self.judge.cache:
             raise rule_error(
-                "shards", self.shards, "sharded judging hands its judgements to the merge through the cache",
+                "shards",
+                self.shards,
+                "sharded judging hands its judgements to the merge through the cache",
                 "set curation.judge.cache=true, or curation.shards=1",
             )
         return self

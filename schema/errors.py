@@ -149,27 +149,46 @@ def from_validation_error(
             ctx = item["ctx"]
             path = ".".join([*loc, ctx["field"]])
             problems.append(
-                Problem(path, ctx["rule"], ctx["value"], ctx["fix"], source_of_path(path), report_note(root, path, default_of))
+                Problem(
+                    path,
+                    ctx["rule"],
+                    ctx["value"],
+                    ctx["fix"],
+                    source_of_path(path),
+                    report_note(root, path, default_of),
+                )
             )
         elif item["type"] == "literal_error" and isinstance(item.get("input"), str):
             path = ".".join(loc)
             choices = re.findall(r"'([^']*)'", item["ctx"]["expected"])
             close = suggest(item["input"], choices)
-            problems.append(Problem(
-                path, f"must be one of: {', '.join(choices)}", item["input"],
-                f"did you mean '{close}'?" if close else "choose one of those", source_of_path(path),
-                report_note(root, path, default_of)))
+            problems.append(
+                Problem(
+                    path,
+                    f"must be one of: {', '.join(choices)}",
+                    item["input"],
+                    f"did you mean '{close}'?" if close else "choose one of those",
+                    source_of_path(path),
+                    report_note(root, path, default_of),
+                )
+            )
         elif item["type"] == "extra_forbidden":
             path = ".".join(loc)
             problems.append(
-                Problem(path, "unknown key", item["input"], unknown_key_hint(root, loc[:-1], loc[-1]), source_of_path(path))
+                Problem(
+                    path, "unknown key", item["input"], unknown_key_hint(root, loc[:-1], loc[-1]), source_of_path(path)
+                )
             )
         else:
             path = ".".join(loc)
             problems.append(
                 Problem(
-                    path, item["msg"], item.get("input"), "set it to a value that satisfies the rule",
-                    source_of_path(path), report_note(root, path, default_of),
+                    path,
+                    item["msg"],
+                    item.get("input"),
+                    "set it to a value that satisfies the rule",
+                    source_of_path(path),
+                    report_note(root, path, default_of),
                 )
             )
     return problems
@@ -177,4 +196,6 @@ def from_validation_error(
 
 def _is_union_tag(part: Any) -> bool:
     # pydantic adds the member type to the location of errors inside `X | None` unions.
-    return isinstance(part, str) and (part in {"str", "int", "float", "bool", "none"} or part.startswith(("function-", "literal[")))
+    return isinstance(part, str) and (
+        part in {"str", "int", "float", "bool", "none"} or part.startswith(("function-", "literal["))
+    )

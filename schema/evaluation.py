@@ -17,7 +17,9 @@ YULAN, LLAMA, QWEN = "YuLan-Mini-Instruct", "Llama3.2-3B-Instruct", "Qwen-2.5-1.
 class Benchmark(Section):
     title: str = Field(description="Row title as in the report's table.")
     skill: Skill = Field(description="Core skill the row belongs to.")
-    harness: Literal["lm_eval", "evalplus", "native"] = Field(description="Who runs it (native = this project's own task).")
+    harness: Literal["lm_eval", "evalplus", "native"] = Field(
+        description="Who runs it (native = this project's own task)."
+    )
     task: str = Field(description="Task name in the harness.")
     num_fewshot: int = Field(ge=0, description="Examples shown before each question.")
     chain_of_thought: bool = Field(description="The answer is extracted from a reasoning chain.")
@@ -25,21 +27,31 @@ class Benchmark(Section):
     pass_k: int | None = Field(default=None, ge=1, description="k of pass@k (code benchmarks).")
     num_samples: int = Field(default=1, ge=1, description="Generations per problem.")
     temperature: float = Field(default=0.0, ge=0.0, description="Sampling temperature (0 = greedy).")
-    max_new_tokens: int = Field(default=1024, ge=1, description="Generation budget.", json_schema_extra={"unit": "tokens"})
-    data_path: str | None = Field(default=None, description="Local data files (machines without internet); None = the harness default.")
-    max_problems: int | None = Field(default=None, ge=1, description="Evaluate only the first N problems (smoke runs); None = all.")
+    max_new_tokens: int = Field(
+        default=1024, ge=1, description="Generation budget.", json_schema_extra={"unit": "tokens"}
+    )
+    data_path: str | None = Field(
+        default=None, description="Local data files (machines without internet); None = the harness default."
+    )
+    max_problems: int | None = Field(
+        default=None, ge=1, description="Evaluate only the first N problems (smoke runs); None = all."
+    )
     published: dict[str, float] = Field(default_factory=dict, description="Scores published in the report's table.")
 
     @model_validator(mode="after")
     def _sampling(self) -> Benchmark:
         if self.pass_k is not None and self.num_samples < self.pass_k:
             raise rule_error(
-                "num_samples", self.num_samples, f"pass@{self.pass_k} needs at least {self.pass_k} samples per problem",
+                "num_samples",
+                self.num_samples,
+                f"pass@{self.pass_k} needs at least {self.pass_k} samples per problem",
                 f"set num_samples >= {self.pass_k} (20 gives a low-variance estimate)",
             )
         if self.num_samples > 1 and self.temperature == 0.0:
             raise rule_error(
-                "temperature", self.temperature, "several samples per problem need temperature > 0 (greedy samples are identical)",
+                "temperature",
+                self.temperature,
+                "several samples per problem need temperature > 0 (greedy samples are identical)",
                 "set temperature to e.g. 0.8",
             )
         return self
@@ -49,48 +61,146 @@ def _report_benchmarks() -> dict[str, Benchmark]:
     def row(name: str, scores: tuple[float, float, float], **settings: object) -> tuple[str, Benchmark]:
         return name, Benchmark(published=dict(zip((YULAN, LLAMA, QWEN), scores)), **settings)
 
-    code = dict(skill="Code", metric="pass@k", pass_k=10, num_samples=20, temperature=0.8, max_new_tokens=768, num_fewshot=0, chain_of_thought=False)
+    code = dict(
+        skill="Code",
+        metric="pass@k",
+        pass_k=10,
+        num_samples=20,
+        temperature=0.8,
+        max_new_tokens=768,
+        num_fewshot=0,
+        chain_of_thought=False,
+    )
     return dict(
         [
-            row("mmlu_0shot_cot", (53.56, 60, 57.4), title="MMLU (0 shot, CoT)", skill="Knowledge", harness="lm_eval",
-                task="mmlu_flan_cot_zeroshot", num_fewshot=0, chain_of_thought=True, metric="exact_match"),
-            row("mmlu_5shot", (52.71, 63.4, 66.5), title="MMLU (5 shot)", skill="Knowledge", harness="lm_eval",
-                task="mmlu", num_fewshot=5, chain_of_thought=False, metric="acc"),
-            row("truthfulqa_0shot", (50.08, 49.7, 58.8), title="TruthfulQA (0 shot)", skill="Knowledge", harness="lm_eval",
-                task="truthfulqa_mc2", num_fewshot=0, chain_of_thought=False, metric="acc"),
-            row("arc_0shot", (51.79, 78.6, 47.8), title="ARC (0 shot)", skill="Reasoning", harness="lm_eval",
-                task="arc_challenge", num_fewshot=0, chain_of_thought=False, metric="acc_norm"),
+            row(
+                "mmlu_0shot_cot",
+                (53.56, 60, 57.4),
+                title="MMLU (0 shot, CoT)",
+                skill="Knowledge",
+                harness="lm_eval",
+                task="mmlu_flan_cot_zeroshot",
+                num_fewshot=0,
+                chain_of_thought=True,
+                metric="exact_match",
+            ),
+            row(
+                "mmlu_5shot",
+                (52.71, 63.4, 66.5),
+                title="MMLU (5 shot)",
+                skill="Knowledge",
+                harness="lm_eval",
+                task="mmlu",
+                num_fewshot=5,
+                chain_of_thought=False,
+                metric="acc",
+            ),
+            row(
+                "truthfulqa_0shot",
+                (50.08, 49.7, 58.8),
+                title="TruthfulQA (0 shot)",
+                skill="Knowledge",
+                harness="lm_eval",
+                task="truthfulqa_mc2",
+                num_fewshot=0,
+                chain_of_thought=False,
+                metric="acc",
+            ),
+            row(
+                "arc_0shot",
+                (51.79, 78.6, 47.8),
+                title="ARC (0 shot)",
+                skill="Reasoning",
+                harness="lm_eval",
+                task="arc_challenge",
+                num_fewshot=0,
+                chain_of_thought=False,
+                metric="acc_norm",
+            ),
             # natively: lm-eval's minerva_math asserts antlr4 4.11, which cannot share an environment with Hydra's 4.9
-            row("math_0shot_cot", (55.18, 48, 55.2), title="MATH (0 shot, CoT)", skill="Math", harness="native",
-                task="math", num_fewshot=0, chain_of_thought=True, metric="math_verify", max_new_tokens=2048),
-            row("gsm8k_8shot", (81.8, 43.4, 73.2), title="GSM8K (8 shot)", skill="Math", harness="lm_eval",
-                task="gsm8k_cot", num_fewshot=8, chain_of_thought=True, metric="exact_match"),
-            row("gsm8k_0shot_cot", (71.72, 66, 69.4), title="GSM8K (0 shot, CoT)", skill="Math", harness="lm_eval",
-                task="gsm8k_cot_zeroshot", num_fewshot=0, chain_of_thought=True, metric="exact_match"),
-            row("humaneval_pass10", (86.6, 78.7, 84.1), title="HumanEval (pass@10)", harness="native", task="humaneval", **code),
-            row("humaneval_plus_pass10", (80.5, 72, 78.0), title="HumanEval+ (pass@10)", harness="evalplus", task="humaneval", **code),
+            row(
+                "math_0shot_cot",
+                (55.18, 48, 55.2),
+                title="MATH (0 shot, CoT)",
+                skill="Math",
+                harness="native",
+                task="math",
+                num_fewshot=0,
+                chain_of_thought=True,
+                metric="math_verify",
+                max_new_tokens=2048,
+            ),
+            row(
+                "gsm8k_8shot",
+                (81.8, 43.4, 73.2),
+                title="GSM8K (8 shot)",
+                skill="Math",
+                harness="lm_eval",
+                task="gsm8k_cot",
+                num_fewshot=8,
+                chain_of_thought=True,
+                metric="exact_match",
+            ),
+            row(
+                "gsm8k_0shot_cot",
+                (71.72, 66, 69.4),
+                title="GSM8K (0 shot, CoT)",
+                skill="Math",
+                harness="lm_eval",
+                task="gsm8k_cot_zeroshot",
+                num_fewshot=0,
+                chain_of_thought=True,
+                metric="exact_match",
+            ),
+            row(
+                "humaneval_pass10",
+                (86.6, 78.7, 84.1),
+                title="HumanEval (pass@10)",
+                harness="native",
+                task="humaneval",
+                **code,
+            ),
+            row(
+                "humaneval_plus_pass10",
+                (80.5, 72, 78.0),
+                title="HumanEval+ (pass@10)",
+                harness="evalplus",
+                task="humaneval",
+                **code,
+            ),
             row("mbpp_pass10", (85.7, 80.4, 88.1), title="MBPP (pass@10)", harness="native", task="mbpp", **code),
-            row("mbpp_plus_pass10", (75.4, 71.2, 77.5), title="MBPP+ (pass@10)", harness="evalplus", task="mbpp", **code),
+            row(
+                "mbpp_plus_pass10", (75.4, 71.2, 77.5), title="MBPP+ (pass@10)", harness="evalplus", task="mbpp", **code
+            ),
         ]
     )
 
 
 class EvalConfig(Section):
     benchmarks: dict[str, Benchmark] = report(
-        default_factory=_report_benchmarks, where="§6 evaluation tables", description="Every benchmark row with its setting and published scores."
+        default_factory=_report_benchmarks,
+        where="§6 evaluation tables",
+        description="Every benchmark row with its setting and published scores.",
     )
     selected: tuple[str, ...] = chosen(
-        default_factory=lambda: tuple(_report_benchmarks()), description="Names of the benchmarks to run (default: the whole table)."
+        default_factory=lambda: tuple(_report_benchmarks()),
+        description="Names of the benchmarks to run (default: the whole table).",
     )
-    checkpoints: tuple[StageRef, ...] = chosen(("ppo",), description="What to evaluate: stages of this experiment or paths.")
+    checkpoints: tuple[StageRef, ...] = chosen(
+        ("ppo",), description="What to evaluate: stages of this experiment or paths."
+    )
     backend: Literal["vllm", "transformers"] = chosen("vllm", description="vLLM on GPUs; transformers on CPU.")
     sandbox_timeout_s: float = chosen(10.0, gt=0.0, description="Time limit per generated program.", unit="seconds")
     sandbox_memory_mb: int = chosen(1024, ge=64, description="Memory limit per generated program.", unit="MiB")
     allow_unisolated_code: bool = chosen(
-        False, description="Run generated code without bubblewrap where bubblewrap cannot start (a plain subprocess with "
-        "limits, no isolation from this machine). Off: such a machine refuses to run generated code. Results record it.",
+        False,
+        description="Run generated code without bubblewrap where bubblewrap cannot start (a plain subprocess with "
+        "limits, no isolation from this machine). Off: such a machine refuses to run generated code. Results "
+        "record it.",
     )
-    resources: Resources = chosen(default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=12), description="Evaluation job.")
+    resources: Resources = chosen(
+        default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=12), description="Evaluation job."
+    )
 
     @model_validator(mode="after")
     def _selected_exist(self) -> EvalConfig:

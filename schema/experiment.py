@@ -34,23 +34,33 @@ def stage_output(run_dir: str, stage: str) -> str:
 class Experiment(Section):
     name: str = chosen("experiment", description="Experiment name; launch.py sets it to the chosen experiment file.")
     stages: tuple[StageName, ...] = report(
-        STAGES, where="§3-§6: curation, SFT, preference data, DPO, PPO, evaluation", description="Stages to run, in pipeline order."
+        STAGES,
+        where="§3-§6: curation, SFT, preference data, DPO, PPO, evaluation",
+        description="Stages to run, in pipeline order.",
     )
     seed: int = chosen(42, ge=0, description="Seed for data order, sampling and initialisation.")
     run_root: str = chosen("runs", description="Directory that holds run directories.")
-    run_dir: str | None = chosen(None, description="This run's directory; None = {run_root}/{name} ({run_root}/{name}/{i} for sweep point i).")
+    run_dir: str | None = chosen(
+        None, description="This run's directory; None = {run_root}/{name} ({run_root}/{name}/{i} for sweep point i)."
+    )
     dry_run: bool = chosen(False, description="Print the plan as JSON instead of running or submitting anything.")
-    openrlhf_version: Literal["0.11.2"] = chosen("0.11.2", description="OpenRLHF release the command lines are written for.")
+    openrlhf_version: Literal["0.11.2"] = chosen(
+        "0.11.2", description="OpenRLHF release the command lines are written for."
+    )
     model: ModelSpec = POLICY_FIELD
     reward_model: ModelSpec = REWARD_FIELD
     curation: CurationConfig = report(default_factory=CurationConfig, where="§3 data", description="SFT data curation.")
     sft: SFTConfig = report(default_factory=SFTConfig, where="§3 recipe", description="Supervised fine-tuning.")
-    preference: PreferenceConfig = report(default_factory=PreferenceConfig, where="§4 preference data", description="Preference pairs.")
+    preference: PreferenceConfig = report(
+        default_factory=PreferenceConfig, where="§4 preference data", description="Preference pairs."
+    )
     dpo: DPOConfig = report(default_factory=DPOConfig, where="§4 recipe", description="Direct preference optimisation.")
     ppo: PPOConfig = report(default_factory=PPOConfig, where="§5", description="Proximal policy optimisation.")
     eval: EvalConfig = report(default_factory=EvalConfig, where="§6", description="Benchmarks.")
     cluster: ClusterProfile = chosen(default_factory=ClusterProfile, description="Where jobs run (group `cluster/`).")
-    launcher: LauncherConfig = chosen(default_factory=LauncherConfig, description="How jobs are started (group `launcher/`).")
+    launcher: LauncherConfig = chosen(
+        default_factory=LauncherConfig, description="How jobs are started (group `launcher/`)."
+    )
     tracking: TrackingConfig = chosen(default_factory=TrackingConfig, description="Experiment tracking.")
 
     # -- stage wiring ---------------------------------------------------------------------------------
@@ -108,8 +118,12 @@ class Experiment(Section):
     @model_validator(mode="after")
     def _name_is_one_directory(self) -> Experiment:
         if not self.name or self.name in (".", "..") or "/" in self.name or "\\" in self.name:
-            raise rule_error("name", self.name, "names one directory under run_root: not empty, no '/', not '.' or '..'",
-                             "choose a plain name such as name=ppo_kl_sweep (or set run_dir to a path you choose)")
+            raise rule_error(
+                "name",
+                self.name,
+                "names one directory under run_root: not empty, no '/', not '.' or '..'",
+                "choose a plain name such as name=ppo_kl_sweep (or set run_dir to a path you choose)",
+            )
         return self
 
     @model_validator(mode="after")
@@ -117,14 +131,17 @@ class Experiment(Section):
         order = [STAGES.index(stage) for stage in self.stages]
         if not self.stages or order != sorted(set(order)):
             raise rule_error(
-                "stages", list(self.stages), f"at least one stage, each once, in pipeline order {list(STAGES)}",
+                "stages",
+                list(self.stages),
+                f"at least one stage, each once, in pipeline order {list(STAGES)}",
                 "list the stages you want in that order",
             )
         for stage in self.stages:
             for field, ref in self.stage_inputs(stage).items():
                 if ref in STAGES and (ref not in self.stages or STAGES.index(ref) >= STAGES.index(stage)):
                     raise rule_error(
-                        field, ref,
+                        field,
+                        ref,
                         f"reads the output of stage '{ref}', which this experiment does not run before '{stage}'",
                         f"add '{ref}' to stages, or point {field} at an existing checkpoint or file "
                         f"(e.g. ${{stage_output:{ref}_yulan,{ref}}})",
@@ -138,17 +155,33 @@ class Experiment(Section):
         checks = [
             ("sft", "sft.max_length", self.sft.max_length, "sft.max_length", context, "model.context_length"),
             ("dpo", "dpo.max_length", self.dpo.max_length, "dpo.max_length", context, "model.context_length"),
-            ("ppo", "ppo.max_sequence_length", self.ppo.max_sequence_length, ppo_length, context, "model.context_length"),
-            ("ppo", "ppo.max_sequence_length", self.ppo.max_sequence_length, ppo_length,
-             self.reward_model.context_length, "reward_model.context_length"),
+            (
+                "ppo",
+                "ppo.max_sequence_length",
+                self.ppo.max_sequence_length,
+                ppo_length,
+                context,
+                "model.context_length",
+            ),
+            (
+                "ppo",
+                "ppo.max_sequence_length",
+                self.ppo.max_sequence_length,
+                ppo_length,
+                self.reward_model.context_length,
+                "reward_model.context_length",
+            ),
         ]
         for stage, field, value, settable, limit, limit_name in checks:
             if stage in self.stages and value > limit:
-                raise rule_error(field, value, f"exceeds {limit_name} = {limit}", f"lower {settable} to at most {limit}")
+                raise rule_error(
+                    field, value, f"exceeds {limit_name} = {limit}", f"lower {settable} to at most {limit}"
+                )
         reward = self.ppo.reward
         if "ppo" in self.stages and reward.server_max_length < self.ppo.max_sequence_length:
             raise rule_error(
-                "ppo.reward.server_max_length", reward.server_max_length,
+                "ppo.reward.server_max_length",
+                reward.server_max_length,
                 f"the reward server would truncate samples of up to {self.ppo.max_sequence_length} tokens",
                 f"set ppo.reward.server_max_length >= {self.ppo.max_sequence_length}",
             )
@@ -158,10 +191,14 @@ class Experiment(Section):
     def _tokenizers(self) -> Experiment:
         if "ppo" not in self.stages or self.reward_model.tokenizer == self.model.tokenizer:
             return self
-        mismatch = f"the reward model's tokenizer ({self.reward_model.tokenizer}) differs from the policy's ({self.model.tokenizer})"
+        mismatch = (
+            f"the reward model's tokenizer ({self.reward_model.tokenizer}) differs from the policy's "
+            f"({self.model.tokenizer})"
+        )
         if self.ppo.uses_critic and self.ppo.critic.init_from == "reward_model":
             raise rule_error(
-                "ppo.critic.init_from", "reward_model",
+                "ppo.critic.init_from",
+                "reward_model",
                 f"{mismatch}; OpenRLHF feeds the actor's token ids to the critic, so a critic built from the reward "
                 "model would read them with the wrong embeddings",
                 "decide explicitly: ppo.critic.init_from=policy (value head on the policy), or use a reward model that "
@@ -169,7 +206,8 @@ class Experiment(Section):
             )
         if self.ppo.reward.mode == "local_model":
             raise rule_error(
-                "ppo.reward.mode", "local_model",
+                "ppo.reward.mode",
+                "local_model",
                 f"{mismatch}; a local reward model would score the actor's token ids as its own",
                 "set ppo.reward.mode=remote_function (re-renders each sample in the reward model's chat template)",
             )
@@ -190,17 +228,26 @@ class Experiment(Section):
                     ("nodes", res.nodes, cluster.nodes, "cluster.nodes"),
                     ("gpus_per_node", res.gpus_per_node, cluster.gpus_per_node, "cluster.gpus_per_node"),
                     ("cpus_per_node", res.cpus_per_node, cluster.cpus_per_node, "cluster.cpus_per_node"),
-                    ("time_limit_minutes", res.time_limit_minutes, cluster.max_time_minutes, "cluster.max_time_minutes"),
+                    (
+                        "time_limit_minutes",
+                        res.time_limit_minutes,
+                        cluster.max_time_minutes,
+                        "cluster.max_time_minutes",
+                    ),
                 )
                 for name, asked, limit, limit_name in limits:
                     if asked > limit:
                         raise rule_error(
-                            f"{field}.{name}", asked, f"cluster '{cluster.name}' offers {limit_name} = {limit}",
+                            f"{field}.{name}",
+                            asked,
+                            f"cluster '{cluster.name}' offers {limit_name} = {limit}",
                             f"lower {field}.{name}, or choose a cluster profile that fits (cluster=...)",
                         )
                 if res.partition not in cluster.partitions:
                     raise rule_error(
-                        f"{field}.partition", res.partition, f"cluster '{cluster.name}' has no {res.partition} partition",
+                        f"{field}.partition",
+                        res.partition,
+                        f"cluster '{cluster.name}' has no {res.partition} partition",
                         f"add cluster.partitions.{res.partition}",
                     )
         return self
@@ -212,7 +259,8 @@ class Experiment(Section):
             if stage in self.stages and config.engine == "native":
                 if config.resources.nodes != 1 or config.resources.gpus_per_node > 1:
                     raise rule_error(
-                        f"{stage}.resources", f"{config.resources.nodes}x{config.resources.gpus_per_node}",
+                        f"{stage}.resources",
+                        f"{config.resources.nodes}x{config.resources.gpus_per_node}",
                         "the native engine runs one process on one machine (at most one GPU)",
                         f"set {stage}.resources.nodes=1 and gpus_per_node to 0 or 1, or engine=openrlhf",
                     )

@@ -20,7 +20,7 @@ CHOSEN = "not in the report"
 class Section(BaseModel):
     """A frozen block of settings that rejects unknown keys and non-finite numbers (1e400 is not a learning rate)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False, defer_build=True)
 
 
 def report(default: Any = ..., *, where: str, description: str, unit: str | None = None, **kwargs: Any) -> Any:
@@ -68,7 +68,4 @@ def plain(value: Any) -> Any:
 
 def default_tree(model_cls: type[BaseModel]) -> dict[str, Any]:
     """Every field of `model_cls` with its default, without running cross-field rules of the whole."""
-    return {
-        name: plain(field.get_default(call_default_factory=True))
-        for name, field in model_cls.model_fields.items()
-    }
+    return {name: plain(field.get_default(call_default_factory=True)) for name, field in model_cls.model_fields.items()}

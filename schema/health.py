@@ -33,23 +33,44 @@ STATISTICS: dict[str, Statistic] = {
     "response_length_p90": Statistic("90th percentile of response length.", "tokens"),
     "response_length_vs_early": Statistic(
         "Mean response length divided by its early level (the mean over the first `early_rollouts` rollouts); "
-        "absent during those.", "ratio"),
+        "absent during those.",
+        "ratio",
+    ),
     "truncation_rate": Statistic("Share of responses without an end-of-turn token within generate_max_length.", "rate"),
-    **{f"penalty_rate/{rule}": Statistic(f"Share of responses on which the '{rule}' rule fired (whether or not its "
-                                         "penalty is 0).", "rate") for rule in PENALTY_RULES},
-    "generic_phrase_rate": Statistic("Share of responses containing a generic phrase (ppo.reward.penalties."
-                                     "generic_phrases) anywhere, short or long.", "rate"),
-    "duplicate_share": Statistic("Share of responses identical (whitespace aside) to an earlier sample of the same "
-                                 "prompt in the rollout.", "rate"),
+    **{
+        f"penalty_rate/{rule}": Statistic(
+            f"Share of responses on which the '{rule}' rule fired (whether or not its penalty is 0).", "rate"
+        )
+        for rule in PENALTY_RULES
+    },
+    "generic_phrase_rate": Statistic(
+        "Share of responses containing a generic phrase (ppo.reward.penalties."
+        "generic_phrases) anywhere, short or long.",
+        "rate",
+    ),
+    "duplicate_share": Statistic(
+        "Share of responses identical (whitespace aside) to an earlier sample of the same prompt in the rollout.",
+        "rate",
+    ),
     "rm_score_mean": Statistic("Mean reward-model score, before clipping.", "score"),
-    "reward_mean": Statistic("Mean reward of the reward function (clipped score, verifier, penalties), before the "
-                             "length rules and KL.", "score"),
-    "reward_rm_gap": Statistic("reward_mean − rm_score_mean: what penalties and verifier add; a widening negative "
-                               "gap means the policy is being penalised more and more.", "score"),
-    "kl_vs_target": Statistic("The rollout's KL against the reference (ppo/kl) divided by ppo.kl.target.", "ratio",
-                              from_samples=False),
-    "entropy": Statistic("Mean negative log-probability of the sampled response tokens under the policy (a "
-                         "Monte-Carlo estimate of its per-token entropy).", "nats", from_samples=False),
+    "reward_mean": Statistic(
+        "Mean reward of the reward function (clipped score, verifier, penalties), before the length rules and KL.",
+        "score",
+    ),
+    "reward_rm_gap": Statistic(
+        "reward_mean − rm_score_mean: what penalties and verifier add; a widening negative "
+        "gap means the policy is being penalised more and more.",
+        "score",
+    ),
+    "kl_vs_target": Statistic(
+        "The rollout's KL against the reference (ppo/kl) divided by ppo.kl.target.", "ratio", from_samples=False
+    ),
+    "entropy": Statistic(
+        "Mean negative log-probability of the sampled response tokens under the policy (a "
+        "Monte-Carlo estimate of its per-token entropy).",
+        "nats",
+        from_samples=False,
+    ),
 }
 StatisticName = Literal[tuple(STATISTICS)]  # type: ignore[valid-type]
 SAMPLE_STATISTICS = tuple(name for name, statistic in STATISTICS.items() if statistic.from_samples)
@@ -69,21 +90,31 @@ class HealthRule(Section):
     above: float | None = chosen(None, description="Fires while the statistic is above this.")
     for_rollouts: int = chosen(1, ge=1, unit="rollouts", description="Consecutive rollouts the condition must hold.")
     action: Literal["warn", "stop"] = chosen(
-        "warn", description="warn: log it and continue; stop: checkpoint and end the stage with the rule as reason.")
+        "warn", description="warn: log it and continue; stop: checkpoint and end the stage with the rule as reason."
+    )
 
     @model_validator(mode="after")
     def _threshold(self) -> HealthRule:
         if (self.below is None) == (self.above is None):
-            raise rule_error("below", self.below, "a rule needs exactly one of below and above",
-                             "set either below=X or above=X")
+            raise rule_error(
+                "below", self.below, "a rule needs exactly one of below and above", "set either below=X or above=X"
+            )
         threshold, side = (self.below, "below") if self.below is not None else (self.above, "above")
         kind = STATISTICS[self.metric].kind
         if kind == "rate" and not (0 < threshold <= 1 if side == "below" else 0 <= threshold < 1):
-            raise rule_error(side, threshold, f"{self.metric} is a share in [0, 1]: {side} {threshold} never fires",
-                             f"give {side} as a share, e.g. {side}=0.5 for 50%")
+            raise rule_error(
+                side,
+                threshold,
+                f"{self.metric} is a share in [0, 1]: {side} {threshold} never fires",
+                f"give {side} as a share, e.g. {side}=0.5 for 50%",
+            )
         if kind in ("ratio", "tokens", "nats") and (threshold <= 0 if side == "below" else threshold < 0):
-            raise rule_error(side, threshold, f"{self.metric} is never negative: {side} {threshold} never fires",
-                             f"give a positive threshold, e.g. {side}=0.5")
+            raise rule_error(
+                side,
+                threshold,
+                f"{self.metric} is never negative: {side} {threshold} never fires",
+                f"give a positive threshold, e.g. {side}=0.5",
+            )
         return self
 
 
@@ -102,10 +133,17 @@ def default_rules() -> dict[str, HealthRule]:
 
 
 class HealthConfig(Section):
-    early_rollouts: int = chosen(3, ge=1, unit="rollouts",
-                                 description="Rollouts whose mean response length is the early level length is compared with.")
-    rules: dict[str, HealthRule] = chosen(default_factory=default_rules, description="Named rules ({} watches nothing); "
-                                          "a warn rule on a statistic the engine does not produce is not watched (the job says so).")
+    early_rollouts: int = chosen(
+        3,
+        ge=1,
+        unit="rollouts",
+        description="Rollouts whose mean response length is the early level length is compared with.",
+    )
+    rules: dict[str, HealthRule] = chosen(
+        default_factory=default_rules,
+        description="Named rules ({} watches nothing); "
+        "a warn rule on a statistic the engine does not produce is not watched (the job says so).",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -115,10 +153,14 @@ class HealthConfig(Section):
         for name, rule in (rules or {}).items():
             if name not in default_rules() and isinstance(rule, dict) and "metric" not in rule:
                 close = suggest(str(name), list(default_rules()))
-                raise rule_error(f"rules.{name}", rule, "a rule that is not one of the defaults is new and needs "
-                                 "metric, and below or above",
-                                 f"did you mean the rule '{close}'?" if close else
-                                 f"give ppo.health.rules.{name}.metric and below= or above=")
+                raise rule_error(
+                    f"rules.{name}",
+                    rule,
+                    "a rule that is not one of the defaults is new and needs metric, and below or above",
+                    f"did you mean the rule '{close}'?"
+                    if close
+                    else f"give ppo.health.rules.{name}.metric and below= or above=",
+                )
         return data
 
     def unwatched(self, produced: tuple[str, ...]) -> list[str]:
@@ -130,9 +172,17 @@ class HealthConfig(Section):
         for name in self.unwatched(produced):
             rule = self.rules[name]
             if rule.action == "stop":
-                what = f"produces only {', '.join(produced)}" if produced else \
-                    "produces none with reward.mode=local_model (this project's reward function computes them)"
+                what = (
+                    f"produces only {', '.join(produced)}"
+                    if produced
+                    else "produces none with reward.mode=local_model (this project's reward function computes them)"
+                )
                 raise rule_error(
-                    f"ppo.health.rules.{name}.metric", rule.metric, f"engine={engine} does not produce {rule.metric}: it {what}",
-                    f"watch a statistic this engine produces, set ppo.health.rules.{name}.action=warn, or use engine=native",
+                    f"ppo.health.rules.{name}.metric",
+                    rule.metric,
+                    f"engine={engine} does not produce {rule.metric}: it {what}",
+                    (
+                        f"watch a statistic this engine produces, set ppo.health.rules.{name}.action=warn, or use "
+                        "engine=native"
+                    ),
                 )

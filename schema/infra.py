@@ -27,18 +27,27 @@ class ClusterProfile(Section):
     gpu_type: str = report("H800", where="§3 training settings", description="GPU model.")
     cpus_per_node: int = chosen(128, ge=1, description="CPU cores per node.")
     max_time_minutes: int = chosen(7 * 24 * 60, ge=1, description="Partition time limit.", unit="minutes")
-    setup: tuple[str, ...] = chosen((), description="Shell lines run before every job (modules, environment activation).")
-    env: dict[str, str] = chosen(default_factory=dict, description="Environment variables for every job (never secrets).")
+    setup: tuple[str, ...] = chosen(
+        (), description="Shell lines run before every job (modules, environment activation)."
+    )
+    env: dict[str, str] = chosen(
+        default_factory=dict, description="Environment variables for every job (never secrets)."
+    )
 
     @model_validator(mode="after")
     def _no_secrets(self) -> ClusterProfile:
         for name in self.env:
             if not ENV_NAME.fullmatch(name):
-                raise rule_error(f"env.{name}", name, "an environment variable's name is letters, digits and _, not "
-                                 "starting with a digit", "rename it, e.g. MY_SETTING")
+                raise rule_error(
+                    f"env.{name}",
+                    name,
+                    "an environment variable's name is letters, digits and _, not starting with a digit",
+                    "rename it, e.g. MY_SETTING",
+                )
             if SECRET_NAME.search(name):
                 raise rule_error(
-                    f"env.{name}", "<redacted>",
+                    f"env.{name}",
+                    "<redacted>",
                     "secrets are never written into configs, manifests or scripts",
                     f"export {name} in the shell you launch from; jobs inherit it",
                 )
@@ -46,14 +55,19 @@ class ClusterProfile(Section):
 
 
 class LauncherConfig(Section):
-    kind: Literal["local", "slurm"] = chosen("local", description="local: run on this machine; slurm: submit with submitit.")
-    array_parallelism: int = chosen(16, ge=1, description="Sweep points of one stage running at once (%N of the job array).")
+    kind: Literal["local", "slurm"] = chosen(
+        "local", description="local: run on this machine; slurm: submit with submitit."
+    )
+    array_parallelism: int = chosen(
+        16, ge=1, description="Sweep points of one stage running at once (%N of the job array)."
+    )
     refuse_dirty_tree: bool = chosen(False, description="Refuse to launch from a git tree with uncommitted changes.")
     on_existing_run: Literal["refuse", "resume"] = chosen(
         "refuse", description="What re-launching into an existing run directory does; never overwrite."
     )
     snapshot_include: tuple[str, ...] = chosen(
-        (), description="Untracked files (paths relative to the checkout) that SLURM jobs need: the code snapshot "
+        (),
+        description="Untracked files (paths relative to the checkout) that SLURM jobs need: the code snapshot "
         "holds what git tracks and these, never other untracked files such as .env.",
     )
 

@@ -62,10 +62,22 @@ def mismatches(spec: ModelSpec, config: dict, spec_name: str, path: str) -> list
     problems = []
     vocab = config.get("vocab_size")
     if vocab is not None and vocab != spec.vocab_size:
-        problems.append(Problem(f"{spec_name}.vocab_size", f"the checkpoint at {path} has vocab_size {vocab}",
-                                spec.vocab_size, f"set {spec_name}.vocab_size={vocab}, or point at the checkpoint it describes"))
+        problems.append(
+            Problem(
+                f"{spec_name}.vocab_size",
+                f"the checkpoint at {path} has vocab_size {vocab}",
+                spec.vocab_size,
+                f"set {spec_name}.vocab_size={vocab}, or point at the checkpoint it describes",
+            )
+        )
     positions = config.get("max_position_embeddings")
     if positions is not None and spec.context_length > positions:
-        problems.append(Problem(f"{spec_name}.context_length", f"the checkpoint at {path} has max_position_embeddings {positions}",
-                                spec.context_length, f"set {spec_name}.context_length to at most {positions}"))
+        problems.append(
+            Problem(
+                f"{spec_name}.context_length",
+                f"the checkpoint at {path} has max_position_embeddings {positions}",
+                spec.context_length,
+                f"set {spec_name}.context_length to at most {positions}",
+            )
+        )
     return problems

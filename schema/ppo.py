@@ -7,17 +7,17 @@ from typing import Literal
 from pydantic import computed_field, model_validator
 
 from schema.common import (
-    BadRecordPolicy,
     ATTENTION_DESCRIPTION,
     CONTINUATION_WORDS,
     CONTINUATION_WORDS_DESCRIPTION,
+    MAX_STEPS_DESCRIPTION,
+    PARAM_DTYPE_DESCRIPTION,
     SENTENCE_END_MARKS,
     SENTENCE_END_MARKS_DESCRIPTION,
     UNFINISHED_MIN_WORDS,
     UNFINISHED_MIN_WORDS_DESCRIPTION,
-    MAX_STEPS_DESCRIPTION,
-    PARAM_DTYPE_DESCRIPTION,
     Attention,
+    BadRecordPolicy,
     Engine,
     ParamDtype,
     Resources,
@@ -35,11 +35,23 @@ Estimator = Literal["gae", "reinforce", "rloo", "reinforce_baseline", "group_nor
 CRITIC_ESTIMATORS = ("gae",)
 GROUP_ESTIMATORS = ("rloo", "reinforce_baseline", "group_norm", "dr_grpo")
 # Settings that describe the critic: they apply only to an estimator that has one.
-CRITIC_SETTINGS = ("ppo.critic", "ppo.actor.frozen_steps", "ppo.placement.critic_gpus", "ppo.value_clip", "ppo.gae_lambda")
+CRITIC_SETTINGS = (
+    "ppo.critic",
+    "ppo.actor.frozen_steps",
+    "ppo.placement.critic_gpus",
+    "ppo.value_clip",
+    "ppo.gae_lambda",
+)
 
 
 class PromptSet(Section):
-    count: int = report(10_000, ge=1, unit="prompts", where="§5 prompt data: '10,000 challenging prompts'", description="Prompts PPO trains on.")
+    count: int = report(
+        10_000,
+        ge=1,
+        unit="prompts",
+        where="§5 prompt data: '10,000 challenging prompts'",
+        description="Prompts PPO trains on.",
+    )
     source: StageRef = report(
         "preference", where="§5 prompt data: 'from the DPO dataset'", description="Where prompts are selected from."
     )
@@ -48,20 +60,26 @@ class PromptSet(Section):
         description="'Challenging' is not defined in the report: prompts whose sampled completions scored lowest.",
     )
     decontaminate: bool = chosen(
-        True, description="Leave out prompts that match the evaluation table (settings: curation.decontaminate).")
+        True, description="Leave out prompts that match the evaluation table (settings: curation.decontaminate)."
+    )
     on_bad_record: BadRecordPolicy = chosen(
-        "stop", description="A prompt record that cannot be used stops the job naming FILE:LINE, or (skip) is left out.")
+        "stop", description="A prompt record that cannot be used stops the job naming FILE:LINE, or (skip) is left out."
+    )
 
 
 class ActorConfig(Section):
-    init_from: StageRef = report("dpo", where="§5: 'Building upon the DPO model'", description="Actor (and reference) weights.")
+    init_from: StageRef = report(
+        "dpo", where="§5: 'Building upon the DPO model'", description="Actor (and reference) weights."
+    )
     learning_rate: float = report(1e-6, gt=0.0, where=PPO_TABLE, description="Actor learning rate.")
     frozen_steps: int = report(
         15,
         ge=0,
         unit="rollout iterations",
         where=f"{PPO_TABLE}: 'Freezing Actor Steps 15'",
-        description="The first N rollout iterations update only the critic (GAE only: without a critic nothing would learn).",
+        description=(
+            "The first N rollout iterations update only the critic (GAE only: without a critic nothing would learn)."
+        ),
     )
 
 
@@ -75,15 +93,24 @@ class CriticConfig(Section):
 
 
 class KLController(Section):
-    adaptive: bool = report(True, where="§5: 'Adaptive KL Controller'", description="Adjust the KL coefficient toward the target.")
+    adaptive: bool = report(
+        True, where="§5: 'Adaptive KL Controller'", description="Adjust the KL coefficient toward the target."
+    )
     init_coef: float = report(0.01, ge=0.0, where=PPO_TABLE, description="Initial KL coefficient (beta).")
     target: float = report(0.06, gt=0.0, where=PPO_TABLE, description="KL divergence target.")
     horizon: int = chosen(10_000, ge=1, unit="samples", description="Adaptive controller horizon (OpenRLHF's default).")
     use_loss: bool = chosen(
-        False, description="KL as a loss term of the actor (GRPO's way) instead of a per-token penalty in the reward (the report's PPO)."
+        False,
+        description=(
+            "KL as a loss term of the actor (GRPO's way) instead of a per-token penalty in the reward "
+            "(the report's PPO)."
+        ),
     )
     estimator: Literal["k1", "k2", "k3"] = chosen(
-        "k1", description="Per-token KL estimate (Schulman): k1 = log π/π_ref, k2 = (log π/π_ref)²/2, k3 = π_ref/π − 1 − log π_ref/π."
+        "k1",
+        description=(
+            "Per-token KL estimate (Schulman): k1 = log π/π_ref, k2 = (log π/π_ref)²/2, k3 = π_ref/π − 1 − log π_ref/π."
+        ),
     )
 
 
@@ -104,7 +131,9 @@ class Penalties(Section):
         -5.0,
         le=0.0,
         where="§5 rule-based penalties: mixed-language responses",
-        description="Added for Chinese characters in an answer to an English prompt, and the converse (size not in the report).",
+        description=(
+            "Added for Chinese characters in an answer to an English prompt, and the converse (size not in the report)."
+        ),
     )
     chinese_prompt_min_cjk_fraction: float = chosen(
         0.3, gt=0.0, le=1.0, description="A prompt is Chinese when at least this share of its letters are CJK."
@@ -113,7 +142,19 @@ class Penalties(Section):
         0.2, ge=0.0, le=1.0, description="An answer to a Chinese prompt needs at least this share of CJK letters."
     )
     language_exempt_words: tuple[str, ...] = chosen(
-        ("chinese", "mandarin", "english", "translate", "translation", "pinyin", "中文", "汉语", "英文", "英语", "翻译"),
+        (
+            "chinese",
+            "mandarin",
+            "english",
+            "translate",
+            "translation",
+            "pinyin",
+            "中文",
+            "汉语",
+            "英文",
+            "英语",
+            "翻译",
+        ),
         description="Prompts mentioning these may legitimately mix languages (translation, language questions).",
     )
     generic: float = report(
@@ -146,7 +187,9 @@ class Verifier(Section):
     """Verifiable rewards: prompts whose record carries a checkable reference get a checker's verdict as a reward
     component; prompts without one keep the reward model alone."""
 
-    enabled: bool = chosen(False, description="Mix the checker's verdict into the reward (the report's PPO uses the reward model alone).")
+    enabled: bool = chosen(
+        False, description="Mix the checker's verdict into the reward (the report's PPO uses the reward model alone)."
+    )
     weights: dict[Literal["math", "code"], ComponentWeights] = chosen(
         default_factory=lambda: {"math": ComponentWeights(), "code": ComponentWeights()},
         description="Per prompt kind: math (a reference `answer`, compared by the shared answer matcher) and code "
@@ -155,17 +198,20 @@ class Verifier(Section):
     code_timeout_s: float = chosen(10.0, gt=0.0, unit="seconds", description="Time limit of one code check.")
     code_memory_mb: int = chosen(1024, ge=64, unit="MiB", description="Address-space limit of one code check.")
     allow_unisolated_code: bool = chosen(
-        False, description="Run code checks in a plain subprocess where bubblewrap cannot start (a machine you can lose)."
+        False,
+        description="Run code checks in a plain subprocess where bubblewrap cannot start (a machine you can lose).",
     )
 
 
 class DynamicFiltering(Section):
     enabled: bool = chosen(
-        False, description="Drop prompts whose samples all succeed or all fail and draw the next prompts in their place "
+        False,
+        description="Drop prompts whose samples all succeed or all fail and draw the next prompts in their place "
         "(DAPO's dynamic sampling; the native engine draws for at most one pass over the prompts per rollout).",
     )
     range: tuple[float, float] = chosen(
-        (0.0, 1.0), description="A prompt is kept when its samples' mean verifier score lies strictly inside (low, high)."
+        (0.0, 1.0),
+        description="A prompt is kept when its samples' mean verifier score lies strictly inside (low, high).",
     )
 
     @property
@@ -176,7 +222,9 @@ class DynamicFiltering(Section):
     @model_validator(mode="after")
     def _range(self) -> DynamicFiltering:
         if self.range[0] >= self.range[1]:
-            raise rule_error("range", list(self.range), "low must be below high", "write it as [low, high], e.g. [0, 1]")
+            raise rule_error(
+                "range", list(self.range), "low must be below high", "write it as [low, high], e.g. [0, 1]"
+            )
         return self
 
 
@@ -188,17 +236,29 @@ class RewardConfig(Section):
 
     mode: Literal["remote_function", "local_model"] = chosen(
         "remote_function",
-        description="remote_function re-renders each sample in the reward model's own chat template (needed when tokenizers differ).",
+        description=(
+            "remote_function re-renders each sample in the reward model's own chat template (needed "
+            "when tokenizers differ)."
+        ),
     )
-    server_url: str | None = chosen(None, description="Reward-model server; None = the PPO job starts one on `reward_gpus`.")
+    server_url: str | None = chosen(
+        None, description="Reward-model server; None = the PPO job starts one on `reward_gpus`."
+    )
     server_port: int = chosen(5000, ge=1024, le=65535, description="Port of the reward server the PPO job starts.")
     server_max_length: int = chosen(
-        8192, ge=1, unit="tokens",
-        description="The server truncates at this many reward-model tokens (serve_rm's default, 2048, cuts PPO samples).",
+        8192,
+        ge=1,
+        unit="tokens",
+        description=(
+            "The server truncates at this many reward-model tokens (serve_rm's default, 2048, cuts PPO samples)."
+        ),
     )
-    server_start_timeout_s: float = chosen(1800.0, gt=0.0, description="How long the job waits for the server to load.", unit="seconds")
+    server_start_timeout_s: float = chosen(
+        1800.0, gt=0.0, description="How long the job waits for the server to load.", unit="seconds"
+    )
     rm_chat_begin: str = chosen(
-        "<|begin_of_text|>", description="Start of a conversation in the reward model's own chat format (Llama-3.1's for Skywork)."
+        "<|begin_of_text|>",
+        description="Start of a conversation in the reward model's own chat format (Llama-3.1's for Skywork).",
     )
     rm_chat_turn: str = chosen(
         "<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>",
@@ -208,36 +268,56 @@ class RewardConfig(Section):
         ("<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"),
         description="End-of-turn tokens of the actor's template, stripped from responses before scoring.",
     )
-    clip_range: tuple[float, float] = report((-20.0, 10.0), where=f"{PPO_TABLE}: 'Reward Clip Range (-20, 10)'", description="Rewards are clipped to [low, high].")
+    clip_range: tuple[float, float] = report(
+        (-20.0, 10.0),
+        where=f"{PPO_TABLE}: 'Reward Clip Range (-20, 10)'",
+        description="Rewards are clipped to [low, high].",
+    )
     penalties: Penalties = report(default_factory=Penalties, where="§5", description="Rule-based penalties.")
-    verifier: Verifier = chosen(default_factory=Verifier, description="Verifiable rewards from answer and test checkers.")
+    verifier: Verifier = chosen(
+        default_factory=Verifier, description="Verifiable rewards from answer and test checkers."
+    )
     overlong_buffer_len: int | None = chosen(
-        None, ge=1, unit="tokens",
+        None,
+        ge=1,
+        unit="tokens",
         description="DAPO's overlong penalty: a response longer than generate_max_length − this loses up to "
         "overlong_penalty_factor, linearly (None = off).",
     )
     overlong_penalty_factor: float = chosen(1.0, ge=0.0, description="The overlong penalty at the generation limit.")
     stop_properly_penalty_coef: float | None = chosen(
-        None, le=1.0,
+        None,
+        le=1.0,
         description="ProRL's rule for truncated samples: in [0, 1] their reward is scaled by it, below 0 it replaces "
         "their reward (None = off; the `incomplete` penalty already covers truncation).",
     )
     timeout_s: float = chosen(60.0, gt=0.0, description="Per-request timeout to the reward server.", unit="seconds")
     max_retries: int = chosen(3, ge=0, description="Retries before the fallback reward is used.")
-    fallback_reward: float = chosen(0.0, description="Reward for a sample the server could not score (counted in the logs).")
+    fallback_reward: float = chosen(
+        0.0, description="Reward for a sample the server could not score (counted in the logs)."
+    )
 
     @model_validator(mode="after")
     def _clip(self) -> RewardConfig:
         low, high = self.clip_range
         if low >= high:
-            raise rule_error("clip_range", list(self.clip_range), "low must be below high", "write it as [low, high], e.g. [-20, 10]")
+            raise rule_error(
+                "clip_range", list(self.clip_range), "low must be below high", "write it as [low, high], e.g. [-20, 10]"
+            )
         for name in ("{role}", "{content}"):
             if name not in self.rm_chat_turn:
-                raise rule_error("rm_chat_turn", self.rm_chat_turn, f"must contain {name}",
-                                 "write one turn of the reward model's chat format with {role} and {content}")
+                raise rule_error(
+                    "rm_chat_turn",
+                    self.rm_chat_turn,
+                    f"must contain {name}",
+                    "write one turn of the reward model's chat format with {role} and {content}",
+                )
         if not low <= self.fallback_reward <= high:
             raise rule_error(
-                "fallback_reward", self.fallback_reward, f"must lie inside clip_range [{low}, {high}]", "choose a value inside the clip range"
+                "fallback_reward",
+                self.fallback_reward,
+                f"must lie inside clip_range [{low}, {high}]",
+                "choose a value inside the clip range",
             )
         return self
 
@@ -245,14 +325,20 @@ class RewardConfig(Section):
 class Placement(Section):
     """How the PPO job's GPUs are shared between the actor, critic, reference, reward server and vLLM."""
 
-    colocate_all: bool = chosen(False, description="Run every model on every GPU in turn (needs actor GPUs = vLLM GPUs).")
+    colocate_all: bool = chosen(
+        False, description="Run every model on every GPU in turn (needs actor GPUs = vLLM GPUs)."
+    )
     actor_gpus: int = chosen(2, ge=1, description="GPUs training the actor.")
     critic_gpus: int = chosen(2, ge=1, description="GPUs training the critic.")
     ref_gpus: int = chosen(1, ge=1, description="GPUs for the frozen reference.")
-    reward_gpus: int = chosen(1, ge=0, description="GPUs for the reward-model server started by the job (0 with server_url).")
+    reward_gpus: int = chosen(
+        1, ge=0, description="GPUs for the reward-model server started by the job (0 with server_url)."
+    )
     vllm_engines: int = chosen(2, ge=1, description="vLLM generation engines (OpenRLHF always generates with vLLM).")
     vllm_tensor_parallel: int = chosen(1, ge=1, description="GPUs per vLLM engine.")
-    vllm_gpu_memory_utilization: float = chosen(0.9, gt=0.0, le=1.0, description="vLLM's share of GPU memory (~0.5 when colocated).")
+    vllm_gpu_memory_utilization: float = chosen(
+        0.9, gt=0.0, le=1.0, description="vLLM's share of GPU memory (~0.5 when colocated)."
+    )
 
     @property
     def vllm_gpus(self) -> int:
@@ -268,13 +354,15 @@ class Placement(Section):
     def _colocation(self) -> Placement:
         if self.colocate_all and self.actor_gpus != self.vllm_gpus:
             raise rule_error(
-                "actor_gpus", self.actor_gpus,
+                "actor_gpus",
+                self.actor_gpus,
                 f"colocate_all needs actor GPUs = vLLM engines x tensor parallel = {self.vllm_gpus}",
                 "make actor_gpus equal vllm_engines x vllm_tensor_parallel",
             )
         if self.colocate_all and self.vllm_gpu_memory_utilization > 0.6:
             raise rule_error(
-                "vllm_gpu_memory_utilization", self.vllm_gpu_memory_utilization,
+                "vllm_gpu_memory_utilization",
+                self.vllm_gpu_memory_utilization,
                 "with colocate_all, vLLM shares each GPU with training and must leave room (<= 0.6)",
                 "set vllm_gpu_memory_utilization=0.5",
             )
@@ -282,7 +370,9 @@ class Placement(Section):
 
 
 class PPOConfig(Section):
-    engine: Engine = chosen("openrlhf", description="openrlhf (report: 'carried out using the OpenRLHF framework') or native.")
+    engine: Engine = chosen(
+        "openrlhf", description="openrlhf (report: 'carried out using the OpenRLHF framework') or native."
+    )
     resources: Resources = report(
         default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=48),
         where="§5 training recipe: 'We used 8xH800 GPUs'",
@@ -292,43 +382,76 @@ class PPOConfig(Section):
     prompts: PromptSet = report(default_factory=PromptSet, where="§5 prompt data", description="PPO prompts.")
     actor: ActorConfig = report(default_factory=ActorConfig, where="§5", description="Policy being trained.")
     critic: CriticConfig = report(default_factory=CriticConfig, where="§5", description="Value model.")
-    train_batch_size: int = report(128, gt=0, unit="samples", where=PPO_TABLE, description="Samples per optimizer step.")
+    train_batch_size: int = report(
+        128, gt=0, unit="samples", where=PPO_TABLE, description="Samples per optimizer step."
+    )
     num_episodes: int = report(4, ge=1, where=PPO_TABLE, description="Passes over the prompt set.")
     samples_per_prompt: int = report(4, ge=1, where=PPO_TABLE, description="Responses generated per prompt.")
-    prompt_max_length: int = report(2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest prompt (longer ones are left-truncated).")
+    prompt_max_length: int = report(
+        2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest prompt (longer ones are left-truncated)."
+    )
     generate_max_length: int = report(2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest response.")
     estimator: Estimator = report(
-        "gae", where=f"{PPO_TABLE}: GAE λ and γ",
+        "gae",
+        where=f"{PPO_TABLE}: GAE λ and γ",
         description="Advantage estimator: gae (with a critic, the report's), reinforce (REINFORCE++), "
         "reinforce_baseline, rloo, group_norm (GRPO), dr_grpo, flash_reinforce; all but gae train no critic.",
     )
     policy_loss_aggregation: Literal["token-mean", "seq-mean-token-mean"] = chosen(
-        "token-mean", description="Policy loss over a batch: the mean over all its response tokens, or the mean over "
+        "token-mean",
+        description="Policy loss over a batch: the mean over all its response tokens, or the mean over "
         "samples of each sample's token mean (every sample weighs the same).",
     )
     kl: KLController = report(default_factory=KLController, where="§5", description="KL penalty against the reference.")
     gae_lambda: float = report(0.95, ge=0.0, le=1.0, where=PPO_TABLE, description="General Advantage Estimation λ.")
     gamma: float = report(1.0, ge=0.0, le=1.0, where=PPO_TABLE, description="Discount factor γ.")
     temperature: float = report(1.0, gt=0.0, where=PPO_TABLE, description="Generation temperature.")
-    lr_warmup_ratio: float = report(0.0, ge=0.0, lt=1.0, where=PPO_TABLE, description="Learning-rate warmup ratio (actor and critic).")
-    lr_scheduler: Literal["constant", "cosine_with_min_lr"] = report("constant", where=PPO_TABLE, description="LR schedule (actor and critic).")
-    min_lr_ratio: float = chosen(0.1, ge=0.0, le=1.0, description="Final LR as a share of the peak (cosine_with_min_lr; OpenRLHF's default).")
-    max_grad_norm: float = chosen(1.0, gt=0.0, description="Gradient clipping norm of actor and critic (OpenRLHF's default --max_norm).")
-    reward: RewardConfig = report(default_factory=RewardConfig, where="§5 reward model", description="Reward computation.")
+    lr_warmup_ratio: float = report(
+        0.0, ge=0.0, lt=1.0, where=PPO_TABLE, description="Learning-rate warmup ratio (actor and critic)."
+    )
+    lr_scheduler: Literal["constant", "cosine_with_min_lr"] = report(
+        "constant", where=PPO_TABLE, description="LR schedule (actor and critic)."
+    )
+    min_lr_ratio: float = chosen(
+        0.1, ge=0.0, le=1.0, description="Final LR as a share of the peak (cosine_with_min_lr; OpenRLHF's default)."
+    )
+    max_grad_norm: float = chosen(
+        1.0, gt=0.0, description="Gradient clipping norm of actor and critic (OpenRLHF's default --max_norm)."
+    )
+    reward: RewardConfig = report(
+        default_factory=RewardConfig, where="§5 reward model", description="Reward computation."
+    )
     rollout_batch_size: int = chosen(
-        128, ge=1, unit="prompts", description="Prompts per rollout iteration; 128 x 4 samples = 4 optimizer steps per rollout."
+        128,
+        ge=1,
+        unit="prompts",
+        description="Prompts per rollout iteration; 128 x 4 samples = 4 optimizer steps per rollout.",
     )
     ppo_epochs: int = chosen(1, ge=1, description="Passes over each rollout's samples.")
-    micro_train_batch_size: int = chosen(4, ge=1, description="Samples per GPU per training pass.", unit="samples per GPU")
-    micro_rollout_batch_size: int = chosen(8, ge=1, description="Samples per GPU per scoring pass.", unit="samples per GPU")
-    policy_clip: float = chosen(0.2, gt=0.0, description="PPO ratio clip ε (the lower side when policy_clip_high is set).")
-    policy_clip_high: float | None = chosen(
-        None, gt=0.0, description="Clip-higher (DAPO): the ratio is clipped to [1 − policy_clip, 1 + policy_clip_high]; None = symmetric."
+    micro_train_batch_size: int = chosen(
+        4, ge=1, description="Samples per GPU per training pass.", unit="samples per GPU"
     )
-    dynamic_filtering: DynamicFiltering = chosen(default_factory=DynamicFiltering, description="Keep only prompts the policy sometimes solves.")
+    micro_rollout_batch_size: int = chosen(
+        8, ge=1, description="Samples per GPU per scoring pass.", unit="samples per GPU"
+    )
+    policy_clip: float = chosen(
+        0.2, gt=0.0, description="PPO ratio clip ε (the lower side when policy_clip_high is set)."
+    )
+    policy_clip_high: float | None = chosen(
+        None,
+        gt=0.0,
+        description=(
+            "Clip-higher (DAPO): the ratio is clipped to [1 − policy_clip, 1 + policy_clip_high]; None = symmetric."
+        ),
+    )
+    dynamic_filtering: DynamicFiltering = chosen(
+        default_factory=DynamicFiltering, description="Keep only prompts the policy sometimes solves."
+    )
     health: HealthConfig = chosen(
-        default_factory=HealthConfig, description="Statistics of every rollout and the rules that warn or stop the run "
-        "(the report met reward hacking and output length collapse).")
+        default_factory=HealthConfig,
+        description="Statistics of every rollout and the rules that warn or stop the run "
+        "(the report met reward hacking and output length collapse).",
+    )
     value_clip: float = chosen(0.5, gt=0.0, description="Value-function clip.")
     zero_stage: Literal[0, 1, 2, 3] = chosen(2, description="DeepSpeed ZeRO stage for actor and critic.")
     param_dtype: ParamDtype = chosen("bf16", description=PARAM_DTYPE_DESCRIPTION)
@@ -364,7 +487,9 @@ class PPOConfig(Section):
     def samples_per_rollout(self) -> int:
         return self.rollout_batch_size * self.samples_per_prompt
 
-    @computed_field(description="Optimizer steps per rollout iteration: samples_per_rollout / train_batch_size x ppo_epochs.")
+    @computed_field(
+        description="Optimizer steps per rollout iteration: samples_per_rollout / train_batch_size x ppo_epochs."
+    )
     @property
     def optimizer_steps_per_rollout(self) -> int:
         return self.samples_per_rollout // self.train_batch_size * self.ppo_epochs
@@ -374,7 +499,9 @@ class PPOConfig(Section):
     def rollouts_per_episode(self) -> int:
         return self.prompts.count // self.rollout_batch_size
 
-    @computed_field(description="Rollout iterations in the whole run: max_steps, or rollouts_per_episode x num_episodes.")
+    @computed_field(
+        description="Rollout iterations in the whole run: max_steps, or rollouts_per_episode x num_episodes."
+    )
     @property
     def total_rollouts(self) -> int:
         return self.rollouts_for(self.prompts.count)
@@ -388,7 +515,9 @@ class PPOConfig(Section):
     def total_optimizer_steps(self) -> int:
         return self.total_rollouts * self.optimizer_steps_per_rollout
 
-    @computed_field(description="Longest sequence: prompt_max_length + generate_max_length.", json_schema_extra={"unit": "tokens"})
+    @computed_field(
+        description="Longest sequence: prompt_max_length + generate_max_length.", json_schema_extra={"unit": "tokens"}
+    )
     @property
     def max_sequence_length(self) -> int:
         return self.prompt_max_length + self.generate_max_length
@@ -398,22 +527,31 @@ class PPOConfig(Section):
         engine_rules(self.engine, self.attention, self.resources, self.max_steps)
         if self.samples_per_rollout % self.train_batch_size:
             raise rule_error(
-                "train_batch_size", self.train_batch_size,
+                "train_batch_size",
+                self.train_batch_size,
                 f"must divide the samples of one rollout: rollout_batch_size x samples_per_prompt = "
                 f"{self.rollout_batch_size} x {self.samples_per_prompt} = {self.samples_per_rollout}",
-                "change rollout_batch_size so that rollout_batch_size x samples_per_prompt is a multiple of train_batch_size",
+                (
+                    "change rollout_batch_size so that rollout_batch_size x samples_per_prompt is a multiple of "
+                    "train_batch_size"
+                ),
             )
         if self.rollout_batch_size > self.prompts.count:
             raise rule_error(
-                "rollout_batch_size", self.rollout_batch_size,
+                "rollout_batch_size",
+                self.rollout_batch_size,
                 f"cannot exceed the prompt set (prompts.count = {self.prompts.count}): no rollout would ever run",
                 "lower rollout_batch_size or raise prompts.count",
             )
         actor_ranks = self.placement.actor_gpus if self.engine == "openrlhf" else 1
         if self.train_batch_size % (self.micro_train_batch_size * actor_ranks):
             raise rule_error(
-                "train_batch_size", self.train_batch_size,
-                f"must be divisible by micro_train_batch_size x actor GPUs = {self.micro_train_batch_size} x {actor_ranks}",
+                "train_batch_size",
+                self.train_batch_size,
+                (
+                    f"must be divisible by micro_train_batch_size x actor GPUs = {self.micro_train_batch_size} x "
+                    f"{actor_ranks}"
+                ),
                 "change micro_train_batch_size or placement.actor_gpus",
             )
         self._estimator_rules()
@@ -421,19 +559,27 @@ class PPOConfig(Section):
             needed, have = self.placement.gpus_needed(self.uses_critic), self.resources.total_gpus
             if needed > have:
                 raise rule_error(
-                    "placement", needed,
+                    "placement",
+                    needed,
                     f"the roles need {needed} GPUs but the job has resources.nodes x gpus_per_node = {have}",
                     "give fewer GPUs to some roles, set colocate_all=true, or request more GPUs",
                 )
-        if self.reward.mode == "remote_function" and not self.reward.server_url and not self.placement.reward_gpus \
-                and self.engine == "openrlhf":
+        if (
+            self.reward.mode == "remote_function"
+            and not self.reward.server_url
+            and not self.placement.reward_gpus
+            and self.engine == "openrlhf"
+        ):
             raise rule_error(
-                "placement.reward_gpus", 0, "the job starts the reward server and needs at least one GPU for it",
+                "placement.reward_gpus",
+                0,
+                "the job starts the reward server and needs at least one GPU for it",
                 "set ppo.placement.reward_gpus=1, or point ppo.reward.server_url at a running server",
             )
         if self.reward.server_url and self.placement.reward_gpus and self.engine == "openrlhf":
             raise rule_error(
-                "placement.reward_gpus", self.placement.reward_gpus,
+                "placement.reward_gpus",
+                self.placement.reward_gpus,
                 "a reward server at reward.server_url is already running; the job should not start another",
                 "set placement.reward_gpus=0",
             )
@@ -443,37 +589,49 @@ class PPOConfig(Section):
         estimator = self.estimator
         if estimator in GROUP_ESTIMATORS and self.samples_per_prompt < 2:
             raise rule_error(
-                "samples_per_prompt", self.samples_per_prompt,
+                "samples_per_prompt",
+                self.samples_per_prompt,
                 f"estimator={estimator} compares each sample with the other samples of its prompt; with one sample "
                 "every advantage is 0 and nothing is learned",
                 "set ppo.samples_per_prompt to 2 or more, or use estimator=reinforce or flash_reinforce",
             )
         if self.gamma != 1.0 and estimator not in ("gae", "reinforce"):
             raise rule_error(
-                "gamma", self.gamma, f"estimator={estimator} uses undiscounted returns (OpenRLHF forces γ = 1)",
+                "gamma",
+                self.gamma,
+                f"estimator={estimator} uses undiscounted returns (OpenRLHF forces γ = 1)",
                 "set ppo.gamma=1.0, or use estimator=gae or reinforce",
             )
         filtering = self.dynamic_filtering
         if filtering.enabled and not self.reward.verifier.enabled:
             raise rule_error(
-                "dynamic_filtering.enabled", True,
+                "dynamic_filtering.enabled",
+                True,
                 "dynamic filtering keeps prompts by their samples' verifier scores, and no verifier is enabled",
                 "set ppo.reward.verifier.enabled=true (prompts need reference answers or tests), or disable filtering",
             )
         if filtering.enabled and self.samples_per_prompt < 2:
             raise rule_error(
-                "dynamic_filtering.enabled", True, "filtering judges a prompt by the spread of its samples' scores",
+                "dynamic_filtering.enabled",
+                True,
+                "filtering judges a prompt by the spread of its samples' scores",
                 "set ppo.samples_per_prompt to 2 or more",
             )
         if self.engine == "openrlhf" and self.reward.mode == "local_model" and self.reward.verifier.enabled:
             raise rule_error(
-                "reward.verifier.enabled", True,
-                "OpenRLHF scores with a local reward model alone; verifier rewards go through this project's reward function",
+                "reward.verifier.enabled",
+                True,
+                (
+                    "OpenRLHF scores with a local reward model alone; verifier rewards go through this project's "
+                    "reward function"
+                ),
                 "set ppo.reward.mode=remote_function",
             )
         buffer = self.reward.overlong_buffer_len
         if buffer is not None and buffer > self.generate_max_length:
             raise rule_error(
-                "reward.overlong_buffer_len", buffer, f"cannot exceed generate_max_length = {self.generate_max_length}",
+                "reward.overlong_buffer_len",
+                buffer,
+                f"cannot exceed generate_max_length = {self.generate_max_length}",
                 f"set ppo.reward.overlong_buffer_len to at most {self.generate_max_length}",
             )

@@ -12,7 +12,9 @@ from schema.fields import Section, chosen, report, rule_error
 
 class PreferenceConfig(Section):
     policy: StageRef = report(
-        "sft", where="§4: 'we sampled completions from the SFT model'", description="Model that samples on-policy completions."
+        "sft",
+        where="§4: 'we sampled completions from the SFT model'",
+        description="Model that samples on-policy completions.",
     )
     parts: dict[str, Share] = report(
         default_factory=lambda: {
@@ -22,26 +24,34 @@ class PreferenceConfig(Section):
         where="§4 preference data table",
         description="Off-policy (public) and on-policy (sampled) pairs.",
     )
-    ratio_tolerance: float = chosen(0.01, ge=0.0, le=0.1, description="Ratios in the report are rounded to whole percents.")
+    ratio_tolerance: float = chosen(
+        0.01, ge=0.0, le=0.1, description="Ratios in the report are rounded to whole percents."
+    )
     off_policy_sources: tuple[str, ...] = chosen(
         (), description="Public preference datasets (paths or hub ids); the report names none."
     )
     prompts: tuple[str, ...] = chosen((), description="Instruction files for on-policy sampling (JSONL).")
     decontaminate: bool = chosen(
-        True, description="Remove pairs that match the evaluation table (settings: curation.decontaminate).")
+        True, description="Remove pairs that match the evaluation table (settings: curation.decontaminate)."
+    )
     on_policy_domains: tuple[str, ...] = report(
         ("science", "math", "code", "chinese_commonsense", "hallucination", "self_awareness"),
         where="§4 on-policy data",
         description="Domains the on-policy instructions cover.",
     )
-    completions_per_prompt: int = chosen(8, ge=2, description="SFT samples per instruction (at least one chosen and one rejected).")
+    completions_per_prompt: int = chosen(
+        8, ge=2, description="SFT samples per instruction (at least one chosen and one rejected)."
+    )
     temperature: float = chosen(0.8, gt=0.0, description="Sampling temperature for on-policy completions.")
     max_new_tokens: int = chosen(2048, ge=1, description="Longest sampled completion.", unit="tokens")
     answer_extraction: Literal["llm", "rules"] = report(
-        "llm", where="§4: 'we extracted responses using an LLM'", description="How final answers of verifiable questions are read."
+        "llm",
+        where="§4: 'we extracted responses using an LLM'",
+        description="How final answers of verifiable questions are read.",
     )
     extractor_model: str = chosen(
-        "Qwen/Qwen2.5-32B-Instruct", description="The report does not name the extractor; the curation judge does the job."
+        "Qwen/Qwen2.5-32B-Instruct",
+        description="The report does not name the extractor; the curation judge does the job.",
     )
     verifiable_pairing: Literal["correct_vs_incorrect"] = report(
         "correct_vs_incorrect",
@@ -54,7 +64,9 @@ class PreferenceConfig(Section):
         description="Pairing for the other questions, by reward-model score.",
     )
     min_score_margin: float = chosen(1.0, ge=0.0, description="Smallest reward gap between chosen and rejected.")
-    resources: Resources = chosen(default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=12), description="Sampling and scoring job.")
+    resources: Resources = chosen(
+        default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=12), description="Sampling and scoring job."
+    )
 
     @computed_field(description="Preference pairs in total (report: 373K).")
     @property

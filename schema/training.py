@@ -27,7 +27,9 @@ LRScheduler = Literal["constant", "constant_with_warmup", "cosine_with_min_lr", 
 class Trainer(Section):
     """Settings every DeepSpeed-style trainer shares. Stages redeclare the fields whose defaults differ."""
 
-    engine: Engine = chosen("openrlhf", description="openrlhf on GPU clusters; native for one machine (CPU or one GPU).")
+    engine: Engine = chosen(
+        "openrlhf", description="openrlhf on GPU clusters; native for one machine (CPU or one GPU)."
+    )
     resources: Resources
     global_batch_size: int
     micro_batch_size: int = chosen(1, ge=1, description="Rows per GPU per forward pass.", unit="rows per GPU")
@@ -35,7 +37,9 @@ class Trainer(Section):
     learning_rate: float
     lr_scheduler: LRScheduler = chosen("cosine_with_min_lr", description="OpenRLHF's default schedule.")
     warmup_ratio: float = chosen(0.03, ge=0.0, lt=1.0, description="Share of optimizer steps spent warming up.")
-    min_lr_ratio: float = chosen(0.1, ge=0.0, le=1.0, description="Final LR as a share of the peak (cosine_with_min_lr).")
+    min_lr_ratio: float = chosen(
+        0.1, ge=0.0, le=1.0, description="Final LR as a share of the peak (cosine_with_min_lr)."
+    )
     weight_decay: float = chosen(0.0, ge=0.0, description="AdamW weight decay.")
     adam_betas: tuple[float, float] = chosen((0.9, 0.95), description="AdamW betas.")
     max_grad_norm: float = chosen(1.0, gt=0.0, description="Gradient clipping norm.")
@@ -71,13 +75,17 @@ class Trainer(Section):
             )
         if self.engine == "openrlhf" and self.resources.gpus_per_node == 0:
             raise rule_error(
-                "engine", self.engine, "the openrlhf engine needs GPUs (resources.gpus_per_node >= 1)",
+                "engine",
+                self.engine,
+                "the openrlhf engine needs GPUs (resources.gpus_per_node >= 1)",
                 "set engine=native for a CPU run, or give the job GPUs",
             )
         engine_rules(self.engine, self.attention, self.resources, self.max_steps)
         if self.engine == "openrlhf" and self.packing and self.attention != "flash_attention_2":
             raise rule_error(
-                "attention", self.attention, "OpenRLHF packs samples only with flash_attention_2",
+                "attention",
+                self.attention,
+                "OpenRLHF packs samples only with flash_attention_2",
                 "set attention=flash_attention_2 or packing=false",
             )
         return self
@@ -92,14 +100,28 @@ class SFTConfig(Trainer):
         description="Job layout.",
     )
     global_batch_size: int = report(
-        512, gt=0, unit="samples", where="§3 training settings: 'effective batch size of 512'", description="Samples per optimizer step."
+        512,
+        gt=0,
+        unit="samples",
+        where="§3 training settings: 'effective batch size of 512'",
+        description="Samples per optimizer step.",
     )
     max_length: int = report(
-        28_672, gt=0, unit="tokens", where="§3 training settings: 'maximum sequence length of 28K tokens'", description="Longest sample."
+        28_672,
+        gt=0,
+        unit="tokens",
+        where="§3 training settings: 'maximum sequence length of 28K tokens'",
+        description="Longest sample.",
     )
-    epochs: int = report(2, ge=1, where="§3 training settings: 'trained for 2 epochs'", description="Passes over the data.")
-    learning_rate: float = report(1e-5, gt=0.0, where="§3 training settings: 'learning rate of 1e-5'", description="Peak LR.")
-    loss_on: Literal["assistant", "all"] = chosen("assistant", description="Tokens that carry loss: assistant turns only.")
+    epochs: int = report(
+        2, ge=1, where="§3 training settings: 'trained for 2 epochs'", description="Passes over the data."
+    )
+    learning_rate: float = report(
+        1e-5, gt=0.0, where="§3 training settings: 'learning rate of 1e-5'", description="Peak LR."
+    )
+    loss_on: Literal["assistant", "all"] = chosen(
+        "assistant", description="Tokens that carry loss: assistant turns only."
+    )
 
     @computed_field(description="Upper bound of tokens per optimizer step: global batch x max length.")
     @property
@@ -114,16 +136,35 @@ class DPOConfig(Trainer):
         default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=24),
         description="The report does not give DPO's hardware; one 8-GPU node fits a 2.4B policy plus reference.",
     )
-    global_batch_size: int = report(128, gt=0, unit="pairs", where="§4 preference tuning recipe: 'batch size of 128'", description="Pairs per optimizer step.")
-    max_length: int = chosen(
-        4096, gt=0, unit="tokens", description="Prompt + response length. OpenRLHF's default of 512 would truncate most pairs."
+    global_batch_size: int = report(
+        128,
+        gt=0,
+        unit="pairs",
+        where="§4 preference tuning recipe: 'batch size of 128'",
+        description="Pairs per optimizer step.",
     )
-    epochs: int = report(2, ge=1, where="§4 preference tuning recipe: 'trained for 2 epochs'", description="Passes over the pairs.")
-    learning_rate: float = report(5e-7, gt=0.0, where="§4 preference tuning recipe: 'learning rate of 5e-7'", description="Peak LR.")
-    beta: float = report(0.1, gt=0.0, where="§4 preference tuning recipe: 'β set to 0.1'", description="DPO inverse temperature.")
+    max_length: int = chosen(
+        4096,
+        gt=0,
+        unit="tokens",
+        description="Prompt + response length. OpenRLHF's default of 512 would truncate most pairs.",
+    )
+    epochs: int = report(
+        2, ge=1, where="§4 preference tuning recipe: 'trained for 2 epochs'", description="Passes over the pairs."
+    )
+    learning_rate: float = report(
+        5e-7, gt=0.0, where="§4 preference tuning recipe: 'learning rate of 5e-7'", description="Peak LR."
+    )
+    beta: float = report(
+        0.1, gt=0.0, where="§4 preference tuning recipe: 'β set to 0.1'", description="DPO inverse temperature."
+    )
     warmup_ratio: float = chosen(0.1, ge=0.0, lt=1.0, description="Share of optimizer steps spent warming up.")
-    label_smoothing: float = chosen(0.0, ge=0.0, lt=0.5, description="Conservative-DPO label smoothing (0 = plain DPO).")
-    nll_loss_coef: float = chosen(0.0, ge=0.0, description="Weight of an added NLL loss on chosen responses (0 = none).")
+    label_smoothing: float = chosen(
+        0.0, ge=0.0, lt=0.5, description="Conservative-DPO label smoothing (0 = plain DPO)."
+    )
+    nll_loss_coef: float = chosen(
+        0.0, ge=0.0, description="Weight of an added NLL loss on chosen responses (0 = none)."
+    )
 
 
 def steps_per_epoch(samples: int, global_batch_size: int) -> int:

@@ -14,6 +14,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
+def pytest_collection_modifyitems(items):
+    """A test that needs the OpenRLHF wheel downloads it unless $OPENRLHF_WHEEL names a local copy."""
+    if not os.environ.get("OPENRLHF_WHEEL"):
+        for item in items:
+            if "openrlhf_wheel" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.network)
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_compose_cache(tmp_path_factory):
     """Tests never read or write the user's compose cache."""
@@ -27,8 +35,22 @@ def openrlhf_wheel(tmp_path_factory) -> Path:
         return Path(os.environ["OPENRLHF_WHEEL"])
     target = tmp_path_factory.mktemp("wheel")
     subprocess.run(
-        [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
-         "--platform", "manylinux1_x86_64", "openrlhf==0.11.2", "-d", str(target)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--python-version",
+            "3.11",
+            "--platform",
+            "manylinux1_x86_64",
+            "openrlhf==0.11.2",
+            "-d",
+            str(target),
+        ],
         check=True,
     )
     return next(target.glob("openrlhf-0.11.2-*.whl"))
@@ -81,16 +103,26 @@ def render_in_browser(page: Path, screenshot: Path, width: int = 1280) -> dict:
 
     options = webdriver.ChromeOptions()
     options.binary_location = str(CHROMIUM)
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 f"--user-data-dir={screenshot.parent / 'chromium-profile'}", f"--window-size={width},1000"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={screenshot.parent / 'chromium-profile'}",
+        f"--window-size={width},1000",
+    ):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(str(CHROMEDRIVER)))
     try:
         driver.get(page.resolve().as_uri())
         images = driver.execute_script(
-            "return Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))")
+            "return Array.from(document.images).map(i => ({alt: i.alt, complete: i.complete, width: i.naturalWidth}))"
+        )
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(width, min(height + 100, 16000))
         driver.save_screenshot(str(screenshot))

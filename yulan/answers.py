@@ -32,7 +32,7 @@ def boxed(text: str) -> str | None:
     for i in range(begin, len(text)):
         depth += {"{": 1, "}": -1}.get(text[i], 0)
         if depth == 0:
-            return text[begin + 1:i]
+            return text[begin + 1 : i]
     return None
 
 

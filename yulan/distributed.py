@@ -51,9 +51,22 @@ def ray_start(env: Mapping[str, str], hosts: list[str], gpus: int, reserved_on_h
     """('head' | 'worker', the `ray start` command of this task). The head keeps `reserved_on_head` GPUs out of
     Ray (the reward server's)."""
     if env["SLURM_NODEID"] == "0":
-        return "head", [ray_executable(), "start", "--head", f"--node-ip-address={hosts[0]}", f"--port={RAY_PORT}",
-                        f"--num-gpus={gpus - reserved_on_head}", "--disable-usage-stats"]
-    return "worker", [ray_executable(), "start", f"--address={hosts[0]}:{RAY_PORT}", f"--num-gpus={gpus}", "--disable-usage-stats"]
+        return "head", [
+            ray_executable(),
+            "start",
+            "--head",
+            f"--node-ip-address={hosts[0]}",
+            f"--port={RAY_PORT}",
+            f"--num-gpus={gpus - reserved_on_head}",
+            "--disable-usage-stats",
+        ]
+    return "worker", [
+        ray_executable(),
+        "start",
+        f"--address={hosts[0]}:{RAY_PORT}",
+        f"--num-gpus={gpus}",
+        "--disable-usage-stats",
+    ]
 
 
 def ray_gpus() -> float:
@@ -74,8 +87,14 @@ def wait_until(ready: Callable[[], bool], what: str, timeout_s: float, poll_s: f
         time.sleep(poll_s)
 
 
-def run_ray_job(env: Mapping[str, str], gpus_per_node: int, reserved_on_head: int, job_dir: str,
-                driver: Callable[[], int], timeout_s: float = 600.0) -> int:
+def run_ray_job(
+    env: Mapping[str, str],
+    gpus_per_node: int,
+    reserved_on_head: int,
+    job_dir: str,
+    driver: Callable[[], int],
+    timeout_s: float = 600.0,
+) -> int:
     """The Ray side of a multi-node PPO job. `driver` runs on the head once every GPU has joined."""
     hosts = hostnames(env["SLURM_JOB_NODELIST"])
     role, start = ray_start(env, hosts, gpus_per_node, reserved_on_head)
@@ -99,8 +118,10 @@ def task_environment() -> dict[str, str]:
     `srun -N2 --ntasks-per-node=8 --gpus-per-node=8 python -m yulan.distributed`)."""
     import os
 
-    return {**torch_env(os.environ, hostnames(os.environ["SLURM_JOB_NODELIST"])),
-            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+    return {
+        **torch_env(os.environ, hostnames(os.environ["SLURM_JOB_NODELIST"])),
+        "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+    }
 
 
 if __name__ == "__main__":

@@ -11,8 +11,8 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
-import sys
 import threading
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -24,6 +24,8 @@ from schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, Health
 from schema.ppo import Penalties
 from yulan.penalties import has_generic_phrase
 from yulan.runtime.records import read_log, write_text
+
+log = logging.getLogger(__name__)
 
 ALERTS = "alerts.jsonl"
 COUNT_WIDTH = 12
@@ -46,18 +48,30 @@ def digest(text: str) -> str:
     return hashlib.blake2b(text.encode(), digest_size=12).hexdigest()
 
 
-def health_samples(prompts: list[str], responses: list[str], lengths: list[int], truncated: list[bool],
-                   scored: dict, penalties: Penalties) -> list[HealthSample]:
+def health_samples(
+    prompts: list[str],
+    responses: list[str],
+    lengths: list[int],
+    truncated: list[bool],
+    scored: dict,
+    penalties: Penalties,
+) -> list[HealthSample]:
     """Samples from the reward function's output (YulanReward.__call__): its rewards and per-sample logs."""
     logs = scored["extra_logs"]
     count = len(prompts)
-    return [HealthSample(
-        prompt=digest(prompts[i]), response=digest(" ".join(responses[i].split())), length=int(lengths[i]),
-        truncated=bool(truncated[i]),
-        fired={rule: bool(logs.get(f"penalty_{rule}", [0.0] * count)[i]) for rule in PENALTY_RULES},
-        generic_phrase=has_generic_phrase(responses[i], penalties),
-        rm_score=float(logs.get("rm_score", scored["rewards"])[i]), reward=float(scored["rewards"][i]),
-    ) for i in range(count)]
+    return [
+        HealthSample(
+            prompt=digest(prompts[i]),
+            response=digest(" ".join(responses[i].split())),
+            length=int(lengths[i]),
+            truncated=bool(truncated[i]),
+            fired={rule: bool(logs.get(f"penalty_{rule}", [0.0] * count)[i]) for rule in PENALTY_RULES},
+            generic_phrase=has_generic_phrase(responses[i], penalties),
+            rm_score=float(logs.get("rm_score", scored["rewards"])[i]),
+            reward=float(scored["rewards"][i]),
+        )
+        for i in range(count)
+    ]
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -115,9 +129,11 @@ class Alert:
 
     @property
     def message(self) -> str:
-        return (f"health rule '{self.rule}': {self.metric} = {self.value:.4g}, {self.side} {self.threshold:g} for "
-                f"{self.for_rollouts} rollout(s) in a row at rollout {self.rollout}: "
-                + ("stopping" if self.action == "stop" else "warning"))
+        return (
+            f"health rule '{self.rule}': {self.metric} = {self.value:.4g}, {self.side} {self.threshold:g} for "
+            f"{self.for_rollouts} rollout(s) in a row at rollout {self.rollout}: "
+            + ("stopping" if self.action == "stop" else "warning")
+        )
 
 
 class Monitor:
@@ -155,8 +171,9 @@ class Monitor:
                 self.streaks[name] = self.streaks.get(name, 0) + 1
                 if self.streaks[name] == rule.for_rollouts:
                     side, threshold = ("below", rule.below) if rule.below is not None else ("above", rule.above)
-                    alerts.append(Alert(name, rule.metric, value, threshold, side, rule.for_rollouts, rollout,
-                                        rule.action))
+                    alerts.append(
+                        Alert(name, rule.metric, value, threshold, side, rule.for_rollouts, rollout, rule.action)
+                    )
                     self.streaks[name] = 0  # a resumed run that is still unhealthy is stopped again N rollouts on
             else:
                 self.streaks[name] = 0
@@ -171,8 +188,10 @@ def unwatched_notice(config: HealthConfig, engine: str, produced: tuple[str, ...
     names = config.unwatched(produced)
     if not names:
         return None
-    return (f"health: engine={engine} does not produce what these warn rules watch, so they are not watched: "
-            + ", ".join(f"{name} ({config.rules[name].metric})" for name in names))
+    return (
+        f"health: engine={engine} does not produce what these warn rules watch, so they are not watched: "
+        + ", ".join(f"{name} ({config.rules[name].metric})" for name in names)
+    )
 
 
 def record(job_dir: str | Path, alerts: list[Alert]) -> None:
@@ -182,7 +201,7 @@ def record(job_dir: str | Path, alerts: list[Alert]) -> None:
     path = Path(job_dir) / ALERTS
     with path.open("a") as sink:
         for alert in alerts:
-            print(alert.message, file=sys.stderr)
+            log.info("%s", alert.message)
             sink.write(json.dumps({**asdict(alert), "message": alert.message}) + "\n")
         sink.flush()
         os.fsync(sink.fileno())
@@ -246,7 +265,7 @@ class SharedWatch:
         monitor = Monitor(self.config, SAMPLE_STATISTICS, state.get("monitor"))
         rollout = state.get("rollouts", 0)
         while len(lines) >= self.size:
-            window, lines = [HealthSample(**json.loads(line)) for line in lines[:self.size]], lines[self.size:]
+            window, lines = [HealthSample(**json.loads(line)) for line in lines[: self.size]], lines[self.size :]
             rollout += 1
             stats = sample_statistics(window)
             derived, alerts = monitor.observe(rollout, stats)
@@ -258,8 +277,6 @@ class SharedWatch:
         return len(lines)
 
 
-
-
 def watch_settings(experiment: Experiment, job_dir: str) -> dict | None:
     """RewardFunctionWatch's settings (but the penalties, which the reward file has) for an OpenRLHF PPO job; None
     when nothing is watched."""
@@ -268,10 +285,14 @@ def watch_settings(experiment: Experiment, job_dir: str) -> dict | None:
         return None
     tokenizer = experiment.resolve(ppo.actor.init_from)
     # absolute: OpenRLHF's vLLM actors need not share the driver's working directory
-    return {"job_dir": os.path.abspath(job_dir), "config": ppo.health.model_dump(mode="json"),
-            "samples_per_rollout": ppo.samples_per_rollout, "generate_max_length": ppo.generate_max_length,
-            "tokenizer_path": os.path.abspath(tokenizer) if os.path.exists(tokenizer) else tokenizer,
-            "stop_strings": list(ppo.reward.actor_stop_strings)}
+    return {
+        "job_dir": os.path.abspath(job_dir),
+        "config": ppo.health.model_dump(mode="json"),
+        "samples_per_rollout": ppo.samples_per_rollout,
+        "generate_max_length": ppo.generate_max_length,
+        "tokenizer_path": os.path.abspath(tokenizer) if os.path.exists(tokenizer) else tokenizer,
+        "stop_strings": list(ppo.reward.actor_stop_strings),
+    }
 
 
 class RewardFunctionWatch:
@@ -279,8 +300,16 @@ class RewardFunctionWatch:
     text only: a response's length is counted with the actor's tokenizer, and it was truncated when it fills
     generate_max_length without ending in an end-of-turn string (OpenRLHF decodes with special tokens kept)."""
 
-    def __init__(self, job_dir: str, config: HealthConfig, penalties: Penalties, samples_per_rollout: int,
-                 generate_max_length: int, tokenizer_path: str, stop_strings: tuple[str, ...]):
+    def __init__(
+        self,
+        job_dir: str,
+        config: HealthConfig,
+        penalties: Penalties,
+        samples_per_rollout: int,
+        generate_max_length: int,
+        tokenizer_path: str,
+        stop_strings: tuple[str, ...],
+    ):
         self.shared = SharedWatch(job_dir, config, samples_per_rollout)
         self.penalties, self.max_length, self.stop_strings = penalties, generate_max_length, stop_strings
         self.tokenizer_path, self._tokenizer = tokenizer_path, None
@@ -296,11 +325,13 @@ class RewardFunctionWatch:
 
     def measure(self, queries: list[str], prompts: list[str]) -> tuple[list[int], list[bool]]:
         """Per sample its response's length and whether it was truncated (which the reward's penalty needs too)."""
-        raw = [query[len(prompt):] if query.startswith(prompt) else query for query, prompt in zip(queries, prompts)]
+        raw = [query[len(prompt) :] if query.startswith(prompt) else query for query, prompt in zip(queries, prompts)]
         lengths = [self.length(text) for text in raw]
-        return lengths, [n >= self.max_length and not text.rstrip().endswith(self.stop_strings)
-                         for n, text in zip(lengths, raw)]
+        return lengths, [
+            n >= self.max_length and not text.rstrip().endswith(self.stop_strings) for n, text in zip(lengths, raw)
+        ]
 
-    def add(self, prompts: list[str], responses: list[str], lengths: list[int], truncated: list[bool],
-            scored: dict) -> None:
+    def add(
+        self, prompts: list[str], responses: list[str], lengths: list[int], truncated: list[bool], scored: dict
+    ) -> None:
         self.shared.add(health_samples(prompts, responses, lengths, truncated, scored, self.penalties))

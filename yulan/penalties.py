@@ -136,8 +136,9 @@ def judge(prompt: str, response: str, rules: Penalties, truncated: bool | None =
     cost the `incomplete` penalty once."""
     reasons = {
         "truncated": bool(truncated),
-        "incomplete": is_incomplete(response, rules.sentence_end_marks, rules.continuation_words,
-                                    rules.unfinished_min_words),
+        "incomplete": is_incomplete(
+            response, rules.sentence_end_marks, rules.continuation_words, rules.unfinished_min_words
+        ),
         "mixed_language": is_mixed_language(prompt, response, rules),
         "generic": is_generic(response, rules),
     }

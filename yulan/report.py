@@ -26,19 +26,36 @@ from yulan.runtime.records import read_log, write_text
 PAGE = "report.html"
 # Per stage: (chart title, metrics drawn on it); a chart is drawn when one of its metrics was logged.
 CURVES: dict[str, list[tuple[str, list[str]]]] = {
-    "sft": [("loss", ["sft/loss"]), ("learning rate", ["sft/lr"]), ("gradient norm", ["sft/grad_norm"]),
-            ("tokens/s", ["sft/tokens_per_s"])],
-    "dpo": [("loss", ["dpo/loss"]), ("reward margin", ["dpo/reward_margin"]), ("accuracy", ["dpo/accuracy"]),
-            ("learning rate", ["dpo/lr"])],
-    "ppo": [("reward", ["ppo/reward", key("reward_mean"), key("rm_score_mean")]),
-            ("response length (tokens)", [key("response_length_mean"), key("response_length_p10"),
-                                          key("response_length_p90")]),
-            ("length against its early level", [key("response_length_vs_early")]),
-            ("penalty and hacking rates", [key(f"penalty_rate/{rule}") for rule in PENALTY_RULES]
-             + [key("generic_phrase_rate"), key("duplicate_share")]),
-            ("KL", ["ppo/kl"]), ("KL coefficient β", ["ppo/kl_coef"]),
-            ("losses", ["ppo/policy_loss", "ppo/value_loss", "ppo/kl_loss"]), ("entropy", [key("entropy")]),
-            ("learning rate", ["ppo/actor_lr", "ppo/critic_lr"])],
+    "sft": [
+        ("loss", ["sft/loss"]),
+        ("learning rate", ["sft/lr"]),
+        ("gradient norm", ["sft/grad_norm"]),
+        ("tokens/s", ["sft/tokens_per_s"]),
+    ],
+    "dpo": [
+        ("loss", ["dpo/loss"]),
+        ("reward margin", ["dpo/reward_margin"]),
+        ("accuracy", ["dpo/accuracy"]),
+        ("learning rate", ["dpo/lr"]),
+    ],
+    "ppo": [
+        ("reward", ["ppo/reward", key("reward_mean"), key("rm_score_mean")]),
+        (
+            "response length (tokens)",
+            [key("response_length_mean"), key("response_length_p10"), key("response_length_p90")],
+        ),
+        ("length against its early level", [key("response_length_vs_early")]),
+        (
+            "penalty and hacking rates",
+            [key(f"penalty_rate/{rule}") for rule in PENALTY_RULES]
+            + [key("generic_phrase_rate"), key("duplicate_share")],
+        ),
+        ("KL", ["ppo/kl"]),
+        ("KL coefficient β", ["ppo/kl_coef"]),
+        ("losses", ["ppo/policy_loss", "ppo/value_loss", "ppo/kl_loss"]),
+        ("entropy", [key("entropy")]),
+        ("learning rate", ["ppo/actor_lr", "ppo/critic_lr"]),
+    ],
 }
 THROUGHPUT = {"sft": "sft/tokens_per_s", "dpo": "dpo/tokens_per_s", "ppo": "ppo/tokens_per_s"}
 # What "best" means in a sweep without an evaluation table: the last stage's headline metric.
@@ -47,9 +64,11 @@ HEADLINE = {"ppo": ("ppo/reward", True), "dpo": ("dpo/loss", False), "sft": ("sf
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1180px; color: #222; padding: 0 1em; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 1.8em; }
-table { border-collapse: collapse; margin: .6em 0; } td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
+table { border-collapse: collapse; margin: .6em 0; }
+td, th { border: 1px solid #ddd; padding: .25em .6em; text-align: left; }
 th { background: #f4f4f4; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.done { color: #1a7f37; } .started { color: #9a6700; } .stop { color: #cf222e; font-weight: 600; } .warn { color: #9a6700; }
+.done { color: #1a7f37; } .started { color: #9a6700; } .stop { color: #cf222e; font-weight: 600; }
+.warn { color: #9a6700; }
 .best { background: #fff8c5; } img { max-width: 100%; display: block; margin: .5em 0; } .muted { color: #777; }
 code { background: #f4f4f4; padding: 0 .25em; }
 """
@@ -84,7 +103,9 @@ class RunView:
             self.experiment, self.invalid = None, str(error).splitlines()[0]
         self.manifest = read_json(directory / "manifest.json") or {}
         plan = read_json(directory / "plan.json") or {}
-        self.stages = list(dict.fromkeys(job["stage"] for job in plan.get("jobs", []))) or list(self.config.get("stages", []))
+        self.stages = list(dict.fromkeys(job["stage"] for job in plan.get("jobs", []))) or list(
+            self.config.get("stages", [])
+        )
         self.engines = {job["stage"]: job.get("engine") for job in plan.get("jobs", [])}
         self.metrics = {stage: read_log(directory / stage / "metrics.jsonl") for stage in self.stages}
         self.alerts = {stage: read_alerts(directory / stage) for stage in self.stages}
@@ -123,7 +144,14 @@ class RunView:
 
     def checkpoint_columns(self) -> list[str]:
         rows = self.eval_rows()
-        published = {"benchmark", "title", "skill", "YuLan-Mini-Instruct", "Llama3.2-3B-Instruct", "Qwen-2.5-1.5B-Instruct"}
+        published = {
+            "benchmark",
+            "title",
+            "skill",
+            "YuLan-Mini-Instruct",
+            "Llama3.2-3B-Instruct",
+            "Qwen-2.5-1.5B-Instruct",
+        }
         return [column for column in rows[0] if column not in published] if rows else []
 
     def headline(self) -> tuple[str, float, bool] | None:
@@ -180,8 +208,13 @@ def mark_alerts(axes, alerts: list[dict], labelled: bool = False) -> None:
     for alert in sorted(alerts, key=lambda a: a.get("action") == "stop"):  # stops drawn last, on top
         colour = "#cf222e" if alert.get("action") == "stop" else "#d4a72c"
         label = f"alert: {alert.get('rule')}"
-        axes.axvline(alert.get("rollout", 0), color=colour, linestyle="--", linewidth=1,
-                     label=None if labelled or label in named else label)
+        axes.axvline(
+            alert.get("rollout", 0),
+            color=colour,
+            linestyle="--",
+            linewidth=1,
+            label=None if labelled or label in named else label,
+        )
         named.add(label)
 
 
@@ -193,13 +226,18 @@ def stage_curves(stage: str, rows: list[dict], alerts: list[dict]) -> str | None
         return None
     plt = pyplot()
     columns = min(len(charts), 3)
-    figure, axes_grid = plt.subplots(math.ceil(len(charts) / columns), columns, squeeze=False,
-                                     figsize=(4.2 * columns, 2.9 * math.ceil(len(charts) / columns)))
+    figure, axes_grid = plt.subplots(
+        math.ceil(len(charts) / columns),
+        columns,
+        squeeze=False,
+        figsize=(4.2 * columns, 2.9 * math.ceil(len(charts) / columns)),
+    )
     for axes, (title, names) in zip(axes_grid.flat, charts):
         for name in names:
             points = [(row["step"], row[name]) for row in rows if name in row and row[name] is not None]
-            axes.plot(*zip(*points), marker="." if len(points) < 30 else None, linewidth=1.3,
-                      label=name.split("/", 1)[1])
+            axes.plot(
+                *zip(*points), marker="." if len(points) < 30 else None, linewidth=1.3, label=name.split("/", 1)[1]
+            )
         if stage == "ppo":
             mark_alerts(axes, alerts, labelled=axes is not axes_grid.flat[0])
         axes.set_title(title, fontsize=10)
@@ -208,7 +246,7 @@ def stage_curves(stage: str, rows: list[dict], alerts: list[dict]) -> str | None
         axes.grid(alpha=0.3)
         if len(names) > 1 or (stage == "ppo" and alerts and axes is axes_grid.flat[0]):
             axes.legend(fontsize=6)
-    for axes in list(axes_grid.flat)[len(charts):]:
+    for axes in list(axes_grid.flat)[len(charts) :]:
         axes.set_visible(False)
     figure.tight_layout()
     return png(figure)
@@ -232,8 +270,11 @@ def funnel_chart(steps: dict[str, dict]) -> str | None:
 
 def sweep_curves(views: list[RunView], best: int | None) -> str | None:
     """One chart per headline metric, a line per point."""
-    names = [name for name in ("sft/loss", "dpo/loss", "ppo/reward", key("response_length_mean"))
-             if any(name in row for view in views for rows in view.metrics.values() for row in rows)]
+    names = [
+        name
+        for name in ("sft/loss", "dpo/loss", "ppo/reward", key("response_length_mean"))
+        if any(name in row for view in views for rows in view.metrics.values() for row in rows)
+    ]
     if not names:
         return None
     plt = pyplot()
@@ -243,8 +284,11 @@ def sweep_curves(views: list[RunView], best: int | None) -> str | None:
         for index, view in enumerate(views):
             points = [(row["step"], row[name]) for row in view.metrics.get(stage, []) if name in row]
             if points:
-                axes.plot(*zip(*points), linewidth=2.6 if index == best else 1.1,
-                          label=f"point {view.directory.name}" + (" (best)" if index == best else ""))
+                axes.plot(
+                    *zip(*points),
+                    linewidth=2.6 if index == best else 1.1,
+                    label=f"point {view.directory.name}" + (" (best)" if index == best else ""),
+                )
         axes.set_title(name, fontsize=10)
         axes.tick_params(labelsize=7)
         axes.grid(alpha=0.3)
@@ -263,8 +307,10 @@ def table(header: list[str], rows: list[list[Any]], row_class: list[str] | None 
         return f"<td>{value if isinstance(value, Markup) else html.escape('' if value is None else str(value))}</td>"
 
     head = "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>" if header else ""
-    body = "".join(f'<tr class="{(row_class or [""] * len(rows))[i]}">' + "".join(map(cell, row)) + "</tr>"
-                   for i, row in enumerate(rows))
+    body = "".join(
+        f'<tr class="{(row_class or [""] * len(rows))[i]}">' + "".join(map(cell, row)) + "</tr>"
+        for i, row in enumerate(rows)
+    )
     return f"<table>{head}{body}</table>"
 
 
@@ -280,10 +326,13 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
     h = f"h{level}"
     parts = []
     git = view.manifest.get("git", {})
-    facts = [["run directory", str(view.directory)], ["created", view.manifest.get("created")],
-             ["overrides", " ".join(view.manifest.get("overrides", []))],
-             ["code", f"{git.get('commit') or 'unknown'}{' (uncommitted changes)' if git.get('dirty') else ''}"],
-             ["host", view.manifest.get("host")]]
+    facts = [
+        ["run directory", str(view.directory)],
+        ["created", view.manifest.get("created")],
+        ["overrides", " ".join(view.manifest.get("overrides", []))],
+        ["code", f"{git.get('commit') or 'unknown'}{' (uncommitted changes)' if git.get('dirty') else ''}"],
+        ["host", view.manifest.get("host")],
+    ]
     parts.append(table([], [row for row in facts if row[1]]))
     parts.append(f"<{h}>Stages</{h}>")
     rows = []
@@ -292,18 +341,39 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
         jobs = ", ".join(job for name, job in view.job_ids.items() if name.split(":")[0] == stage)
         alerts = view.alerts.get(stage, [])
         stops = sum(a.get("action") == "stop" for a in alerts)
-        rows.append([stage, view.engines.get(stage) or "", state_cell(view.state(stage)),
-                     "" if seconds is None else f"{seconds:,.0f} s", jobs, view.throughput(stage),
-                     Markup(f'<span class="{"stop" if stops else "warn" if alerts else ""}">{len(alerts)}'
-                            f'{f" ({stops} stop)" if stops else ""}</span>')])
+        rows.append(
+            [
+                stage,
+                view.engines.get(stage) or "",
+                state_cell(view.state(stage)),
+                "" if seconds is None else f"{seconds:,.0f} s",
+                jobs,
+                view.throughput(stage),
+                Markup(
+                    f'<span class="{"stop" if stops else "warn" if alerts else ""}">{len(alerts)}'
+                    f"{f' ({stops} stop)' if stops else ''}</span>"
+                ),
+            ]
+        )
     parts.append(table(["stage", "engine", "state", "time", "job ids", "throughput", "health alerts"], rows))
     for stage in view.stages:
         alerts = view.alerts.get(stage, [])
         if alerts:
             parts.append(f"<{h}>Health alerts: {stage}</{h}>")
-            parts.append(table(["rollout", "rule", "action", "message"],
-                               [[a.get("rollout"), a.get("rule"), Markup(f'<span class="{a.get("action")}">'
-                                 f'{html.escape(str(a.get("action")))}</span>'), a.get("message")] for a in alerts]))
+            parts.append(
+                table(
+                    ["rollout", "rule", "action", "message"],
+                    [
+                        [
+                            a.get("rollout"),
+                            a.get("rule"),
+                            Markup(f'<span class="{a.get("action")}">{html.escape(str(a.get("action")))}</span>'),
+                            a.get("message"),
+                        ]
+                        for a in alerts
+                    ],
+                )
+            )
     for stage in view.stages:
         curves = stage_curves(stage, view.metrics.get(stage, []), view.alerts.get(stage, []))
         if curves:
@@ -316,14 +386,20 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
 
 def paper_section(view: RunView, h: str) -> list[str]:
     if view.experiment is None:
-        return [f"<p class='muted'>config.json does not validate with this version ({html.escape(view.invalid)}): "
-                "its differences from the report are not shown.</p>"]
+        return [
+            f"<p class='muted'>config.json does not validate with this version ({html.escape(view.invalid)}): "
+            "its differences from the report are not shown.</p>"
+        ]
     differences = paper_differences(view.experiment)
-    rows = table(["setting", "report", "this run", "where the report states it"],
-                 [[d["path"], json.dumps(d["report"]), json.dumps(d["value"]), d["where"]] for d in differences])
+    rows = table(
+        ["setting", "report", "this run", "where the report states it"],
+        [[d["path"], json.dumps(d["report"]), json.dumps(d["value"]), d["where"]] for d in differences],
+    )
     opened = " open" if len(differences) <= 12 else ""
-    return [f"<details{opened}><summary><{h} style='display:inline'>Differences from the report's recipe "
-            f"({len(differences)})</{h}></summary>{rows if differences else ''}</details>"]
+    return [
+        f"<details{opened}><summary><{h} style='display:inline'>Differences from the report's recipe "
+        f"({len(differences)})</{h}></summary>{rows if differences else ''}</details>"
+    ]
 
 
 def curation_section(view: RunView, h: str) -> list[str]:
@@ -335,16 +411,40 @@ def curation_section(view: RunView, h: str) -> list[str]:
     funnel = funnel_chart(steps)
     if funnel:
         parts.append(image(funnel, "curation funnel: samples in and kept per step"))
-    parts.append(table(["step", "in", "kept", "dropped (reason: count)"], [
-        [name, step.get("input"), step.get("kept"),
-         ", ".join(f"{reason}: {count}" for reason, count in (step.get("dropped") or {}).items())]
-        for name, step in steps.items()]))
+    parts.append(
+        table(
+            ["step", "in", "kept", "dropped (reason: count)"],
+            [
+                [
+                    name,
+                    step.get("input"),
+                    step.get("kept"),
+                    ", ".join(f"{reason}: {count}" for reason, count in (step.get("dropped") or {}).items()),
+                ]
+                for name, step in steps.items()
+            ],
+        )
+    )
     mix = steps.get("mix", {}).get("by_category", {})
     if mix:
         parts.append("<p>Category mix against its targets</p>")
-        parts.append(table(["category", "target", "selected", "available", "target share", "share", "short by"], [
-            [name, c.get("target"), c.get("selected"), c.get("available"), c.get("target_ratio"), c.get("ratio"),
-             c.get("short_by")] for name, c in mix.items()]))
+        parts.append(
+            table(
+                ["category", "target", "selected", "available", "target share", "share", "short by"],
+                [
+                    [
+                        name,
+                        c.get("target"),
+                        c.get("selected"),
+                        c.get("available"),
+                        c.get("target_ratio"),
+                        c.get("ratio"),
+                        c.get("short_by"),
+                    ]
+                    for name, c in mix.items()
+                ],
+            )
+        )
     return parts
 
 
@@ -353,11 +453,15 @@ def eval_section(view: RunView, h: str) -> list[str]:
     if not rows:
         return []
     columns = [c for c in rows[0] if c not in ("benchmark", "skill")]
-    parts = [f"<{h}>Evaluation (beside the report's numbers)</{h}>",
-             table(columns, [[row.get(c) for c in columns] for row in rows])]
+    parts = [
+        f"<{h}>Evaluation (beside the report's numbers)</{h}>",
+        table(columns, [[row.get(c) for c in columns] for row in rows]),
+    ]
     chart = view.directory / "eval" / "results" / "table.png"
     if chart.is_file():
-        parts.append(image("data:image/png;base64," + base64.b64encode(chart.read_bytes()).decode(), "evaluation table"))
+        parts.append(
+            image("data:image/png;base64," + base64.b64encode(chart.read_bytes()).decode(), "evaluation table")
+        )
     return parts
 
 
@@ -367,8 +471,9 @@ def sweep_sections(directory: Path, views: list[RunView]) -> list[str]:
     best = None
     if scored:  # the points measured by the first point's headline compete
         name, _, higher = scored[0][1]
-        best = max((item for item in scored if item[1][0] == name),
-                   key=lambda item: item[1][1] if higher else -item[1][1])[0]
+        best = max(
+            (item for item in scored if item[1][0] == name), key=lambda item: item[1][1] if higher else -item[1][1]
+        )[0]
     overrides = [view.manifest.get("overrides", []) for view in views]
     shared = set.intersection(*(set(o) for o in overrides)) if overrides else set()
     rows, classes = [], []
@@ -376,14 +481,25 @@ def sweep_sections(directory: Path, views: list[RunView]) -> list[str]:
         headline = headlines[index]
         states = ", ".join(f"{stage}: {view.state(stage)}" for stage in view.stages)
         alerts = sum(len(a) for a in view.alerts.values())
-        rows.append([Markup(f'<a href="#point-{html.escape(view.directory.name)}">{html.escape(view.directory.name)}</a>'
-                            + (" ★" if index == best else "")),
-                     " ".join(o for o in overrides[index] if o not in shared), states, alerts,
-                     "" if headline is None else f"{headline[0]} = {headline[1]:.4g}"])
+        rows.append(
+            [
+                Markup(
+                    f'<a href="#point-{html.escape(view.directory.name)}">{html.escape(view.directory.name)}</a>'
+                    + (" ★" if index == best else "")
+                ),
+                " ".join(o for o in overrides[index] if o not in shared),
+                states,
+                alerts,
+                "" if headline is None else f"{headline[0]} = {headline[1]:.4g}",
+            ]
+        )
         classes.append("best" if index == best else "")
-    parts = [table(["point", "overrides", "stages", "health alerts", "headline"], rows, classes),
-             f"<p class='muted'>Shared by every point: <code>{html.escape(' '.join(sorted(shared)))}</code>"
-             + (" · ★ best by the headline" if best is not None else "") + "</p>"]
+    parts = [
+        table(["point", "overrides", "stages", "health alerts", "headline"], rows, classes),
+        f"<p class='muted'>Shared by every point: <code>{html.escape(' '.join(sorted(shared)))}</code>"
+        + (" · ★ best by the headline" if best is not None else "")
+        + "</p>",
+    ]
     curves = sweep_curves(views, best)
     if curves:
         parts.append("<h2>Curves side by side</h2>" + image(curves, "sweep curves, a line per point"))
@@ -402,12 +518,16 @@ def render(directory: Path) -> str:
     else:
         views = [RunView(point) for point in sweep_points(directory)]
         if not views:
-            raise FileNotFoundError(f"{directory} is neither a run directory (config.json) nor a sweep directory "
-                                    "(point directories with config.json)")
+            raise FileNotFoundError(
+                f"{directory} is neither a run directory (config.json) nor a sweep directory "
+                "(point directories with config.json)"
+            )
         title = f"{views[0].name}: sweep report ({len(views)} points)"
         body = sweep_sections(directory, views)
-    return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>\n"
+    )
 
 
 def write(directory: Path, output: Path | None = None) -> Path:

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import logging
-import time
-import urllib.request
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from schema.health import PENALTY_RULES, HealthConfig
 from schema.ppo import RewardConfig
 from yulan.health import RewardFunctionWatch
 from yulan.penalties import Verdict, judge
+from yulan.runtime.http import JsonClient, ServerError
 from yulan.sandbox import SandboxUnavailable
 from yulan.verifier import Check, Checker
 
@@ -35,18 +34,24 @@ class RewardServerError(Exception):
     pass
 
 
-def post_rewards(url: str, texts: list[str], timeout_s: float) -> list[float]:
-    """One `POST /get_reward` in openrlhf.cli.serve_rm's format; raises RewardServerError on any failure."""
-    request = urllib.request.Request(url, data=json.dumps({"query": texts}).encode(),
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=timeout_s) as reply:
-            rewards = json.loads(reply.read())["rewards"]
+def post_rewards(client: JsonClient, texts: list[str], retries: int | None = None) -> list[float]:
+    """`POST /get_reward` in openrlhf.cli.serve_rm's format (the client retries failed requests); raises
+    RewardServerError when no usable answer comes."""
+
+    def parse(reply: Any) -> list[float]:
+        rewards = reply["rewards"]
         if not isinstance(rewards, list) or len(rewards) != len(texts):
             raise ValueError(f"expected {len(texts)} rewards, got {rewards!r:.200}")
         return [float(value) for value in rewards]
-    except (OSError, ValueError, KeyError, TypeError) as error:  # URLError and timeouts are OSErrors
+
+    try:
+        return client.post("", {"query": texts}, retries, parse=parse)
+    except ServerError as error:
         raise RewardServerError(str(error)) from None
+
+
+def reward_client(server_url: str, timeout_s: float, max_retries: int) -> JsonClient:
+    return JsonClient(server_url.rstrip("/") + "/get_reward", timeout_s=timeout_s, max_retries=max_retries)
 
 
 def parse_label(label: str, prompt_text: str) -> dict:
@@ -90,16 +95,22 @@ class YulanReward:
     """`score_texts` (rendered texts -> reward-model scores) defaults to the reward server at `server_url`;
     the native engine passes its local reward model instead, so both engines share everything else."""
 
-    def __init__(self, config: RewardConfig, server_url: str = "",
-                 score_texts: Callable[[list[str]], list[float]] | None = None, unchecked_score: float = 0.5):
+    def __init__(
+        self,
+        config: RewardConfig,
+        server_url: str = "",
+        score_texts: Callable[[list[str]], list[float]] | None = None,
+        unchecked_score: float = 0.5,
+    ):
         self.config = config
-        self.url = server_url.rstrip("/") + "/get_reward"
+        self.server_url = server_url
+        self.client: JsonClient | None = None  # made on first use: a reward function is pickled into Ray actors
         self.score_texts = score_texts or self.scores
         self.checker = Checker(config.verifier) if config.verifier.enabled else None
         self.unchecked_score = unchecked_score  # where dynamic filtering always keeps a prompt without a checker
 
     def response_of(self, query: str, prompt: str) -> str:
-        response = query[len(prompt):] if query.startswith(prompt) else query
+        response = query[len(prompt) :] if query.startswith(prompt) else query
         for stop in self.config.actor_stop_strings:
             response = response.replace(stop, "")
         return response.strip()
@@ -115,15 +126,9 @@ class YulanReward:
 
     def scores(self, texts: list[str]) -> list[float]:
         """The reward server's scores, with retries; raises RewardServerError when it cannot give them."""
-        last_error: RewardServerError | None = None
-        for attempt in range(self.config.max_retries + 1):
-            if attempt:
-                time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
-            try:
-                return post_rewards(self.url, texts, self.config.timeout_s)
-            except RewardServerError as error:
-                last_error = error
-        raise RewardServerError(f"{self.url}: {last_error}")
+        if self.client is None:
+            self.client = reward_client(self.server_url, self.config.timeout_s, self.config.max_retries)
+        return post_rewards(self.client, texts)
 
     def check(self, sample: Sample) -> Check | None:
         if self.checker is None:
@@ -138,8 +143,9 @@ class YulanReward:
         """Per sample: the reward-model score clipped to the range and weighted, plus the verifier's reward where
         the prompt has a checker, plus the rule penalties, floored at the range's low end."""
         low, high = self.config.clip_range
-        verdicts = [judge(last_user_turn(s.conversation), s.response, self.config.penalties, s.truncated)
-                    for s in samples]
+        verdicts = [
+            judge(last_user_turn(s.conversation), s.response, self.config.penalties, s.truncated) for s in samples
+        ]
         checks = [self.check(s) for s in samples]
         failed = False
         try:
@@ -156,8 +162,9 @@ class YulanReward:
             out.append(Scored(reward, rm_score, rm_part, verifier_part, check, verdict, failed))
         return out
 
-    def __call__(self, queries: list[str], prompts: list[str], labels: list[str],
-                 truncated: list[bool | None] | None = None) -> dict[str, Any]:
+    def __call__(
+        self, queries: list[str], prompts: list[str], labels: list[str], truncated: list[bool | None] | None = None
+    ) -> dict[str, Any]:
         """OpenRLHF's reward-function contract: rewards, scores (what dynamic filtering reads: the verifier's 1/0
         where there is one, else the reward-model score) and per-sample logs."""
         low, high = self.config.clip_range
@@ -188,8 +195,11 @@ class YulanReward:
         except Exception as error:  # the contract: never raise inside OpenRLHF's actors
             log.exception("reward function failed; every sample gets fallback_reward: %s", error)
             fallback = min(max(self.config.fallback_reward, low), high)
-            return {"rewards": [fallback] * count, "scores": [fallback] * count,
-                    "extra_logs": {"rm_failed": [1.0] * count}}
+            return {
+                "rewards": [fallback] * count,
+                "scores": [fallback] * count,
+                "extra_logs": {"rm_failed": [1.0] * count},
+            }
 
 
 def for_openrlhf(reward: YulanReward, watch: RewardFunctionWatch | None = None):
@@ -221,8 +231,9 @@ def for_openrlhf(reward: YulanReward, watch: RewardFunctionWatch | None = None):
     return reward_func
 
 
-def write_reward_file(config: RewardConfig, server_url: str, job_dir: str, unchecked_score: float = 0.5,
-                      health: dict | None = None) -> Path:
+def write_reward_file(
+    config: RewardConfig, server_url: str, job_dir: str, unchecked_score: float = 0.5, health: dict | None = None
+) -> Path:
     """The file named by --reward.remote_url: it loads this module with the job's reward settings, and with `health`
     (RewardFunctionWatch's settings but the penalties) the health watch."""
     directory = Path(job_dir)
@@ -239,13 +250,20 @@ def write_reward_file(config: RewardConfig, server_url: str, job_dir: str, unche
         "from schema.ppo import RewardConfig\n"
         "from yulan.reward import YulanReward, for_openrlhf, watch_from\n"
         "_config = RewardConfig.model_validate_json((Path(__file__).parent / 'reward_config.json').read_text())\n"
-        f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}), {watch})\n"
+        f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}), "
+        f"{watch})\n"
     )
     return path
 
 
 def watch_from(path: Path, penalties) -> RewardFunctionWatch:
     settings = json.loads(Path(path).read_text())
-    return RewardFunctionWatch(settings["job_dir"], HealthConfig.model_validate(settings["config"]), penalties,
-                               settings["samples_per_rollout"], settings["generate_max_length"],
-                               settings["tokenizer_path"], tuple(settings["stop_strings"]))
+    return RewardFunctionWatch(
+        settings["job_dir"],
+        HealthConfig.model_validate(settings["config"]),
+        penalties,
+        settings["samples_per_rollout"],
+        settings["generate_max_length"],
+        settings["tokenizer_path"],
+        tuple(settings["stop_strings"]),
+    )

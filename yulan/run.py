@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import signal
@@ -20,9 +21,13 @@ from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
 from yulan.health import SharedWatch, read_alerts, unwatched_notice, watch_settings
 from yulan.reward import RewardServerError, post_rewards, write_reward_file
+from yulan.runtime import joblog
+from yulan.runtime.http import JsonClient
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, done_marker, install_stop_handler, started_marker
 from yulan.runtime.records import RecordError
-from yulan.stages import missing, runner
+from yulan.stages import missing, missing_packages, runner
+
+log = logging.getLogger("yulan.run")  # also when run as __main__ (python -m yulan.run)
 
 
 def engine_argv(command: list[str], tracking_mode: str) -> list[str]:
@@ -42,11 +47,13 @@ def split_gpus(visible: list[str], reward_gpus: int) -> tuple[list[str], list[st
 def wait_until_serving(url: str, server: subprocess.Popen, timeout_s: float, poll_s: float = 2.0) -> None:
     """Poll the server with a real request until it answers; fail as soon as it exits or the time is up."""
     deadline = time.monotonic() + timeout_s
+    client = JsonClient(url, timeout_s=min(poll_s * 5, 30.0), max_retries=0)
     while True:
         if server.poll() is not None:
             raise RuntimeError(f"the reward server exited with status {server.returncode} before serving")
         try:
-            post_rewards(url, ["ping"], timeout_s=min(poll_s * 5, 30.0))
+            post_rewards(client, ["ping"])
+            client.close()
             return
         except RewardServerError:
             if time.monotonic() > deadline:
@@ -66,8 +73,7 @@ def stop(server: subprocess.Popen) -> None:
 def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
     tracking = experiment.tracking
     if tracking.backend == "wandb" and tracking.mode == "online" and not os.environ.get("WANDB_API_KEY"):
-        print("error: tracking.mode=online needs WANDB_API_KEY in the job's environment (or tracking.mode=offline)",
-              file=sys.stderr)
+        log.error("tracking.mode=online needs WANDB_API_KEY in the job's environment (or tracking.mode=offline)")
         return 2
     command = engine_argv(openrlhf.command(experiment, stage, job_dir), tracking.mode)
     env = dict(os.environ, WANDB_MODE=tracking.mode)
@@ -78,39 +84,55 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
     if int(env.get("SLURM_JOB_NUM_NODES", "1")) > 1:
         resources = experiment.ppo.resources
         env["RAY_ADDRESS"] = "auto"  # the driver joins the cluster this job starts
-        return distributed.run_ray_job(env, resources.gpus_per_node, experiment.ppo.placement.reward_gpus, job_dir,
-                                       lambda: run_ppo_driver(experiment, job_dir, command, env))
+        return distributed.run_ray_job(
+            env,
+            resources.gpus_per_node,
+            experiment.ppo.placement.reward_gpus,
+            job_dir,
+            lambda: run_ppo_driver(experiment, job_dir, command, env),
+        )
     return run_ppo_driver(experiment, job_dir, command, env)
 
 
 def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str]) -> int:
     select_prompts(experiment, job_dir)  # the file the engine command names: job_dir/data/prompts.jsonl
-    reward, server, log = experiment.ppo.reward, None, None
+    reward, server, server_log = experiment.ppo.reward, None, None
     try:
         if reward.mode == "remote_function":
             url = reward.server_url
             server_command = openrlhf.reward_server_command(experiment)
             if server_command:
-                gpus = env.get("CUDA_VISIBLE_DEVICES", ",".join(map(str, range(experiment.ppo.resources.gpus_per_node))))
+                gpus = env.get(
+                    "CUDA_VISIBLE_DEVICES", ",".join(map(str, range(experiment.ppo.resources.gpus_per_node)))
+                )
                 ray_gpus, server_gpus = split_gpus(gpus.split(","), experiment.ppo.placement.reward_gpus)
                 host = "127.0.0.1" if experiment.ppo.resources.nodes == 1 else socket.gethostname()
                 url = f"http://{host}:{reward.server_port}"
-                log = open(Path(job_dir) / "reward_server.log", "ab")
-                server = subprocess.Popen(server_command, env=dict(env, CUDA_VISIBLE_DEVICES=",".join(server_gpus)),
-                                          stdout=log, stderr=subprocess.STDOUT)
+                server_log = open(Path(job_dir) / "reward_server.log", "ab")
+                server = subprocess.Popen(
+                    server_command,
+                    env=dict(env, CUDA_VISIBLE_DEVICES=",".join(server_gpus)),
+                    stdout=server_log,
+                    stderr=subprocess.STDOUT,
+                )
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(ray_gpus)
-                wait_until_serving(url, server, reward.server_start_timeout_s)
-            write_reward_file(reward, url, job_dir, unchecked_score=experiment.ppo.dynamic_filtering.neutral_score,
-                              health=watch_settings(experiment, job_dir))
+                wait_until_serving(url + "/get_reward", server, reward.server_start_timeout_s)
+            write_reward_file(
+                reward,
+                url,
+                job_dir,
+                unchecked_score=experiment.ppo.dynamic_filtering.neutral_score,
+                health=watch_settings(experiment, job_dir),
+            )
         return run_watched(experiment, job_dir, command, env)
     except (RuntimeError, TimeoutError) as error:
-        print(f"error: {error} (log: {job_dir}/reward_server.log)", file=sys.stderr)
+        log.error(f"{error} (log: {job_dir}/reward_server.log)")
         return 2
     finally:
         if server is not None:
             stop(server)
-        if log is not None:
-            log.close()
+        if server_log is not None:
+            server_log.close()
 
 
 def end_group(process: subprocess.Popen, grace_s: float = 60.0) -> None:
@@ -126,7 +148,9 @@ def end_group(process: subprocess.Popen, grace_s: float = 60.0) -> None:
         process.wait()
 
 
-def run_watched(experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str], poll_s: float = 5.0) -> int:
+def run_watched(
+    experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str], poll_s: float = 5.0
+) -> int:
     """The OpenRLHF PPO driver in its own process group, watched: between polls the health statistics its reward
     function appended to metrics.jsonl go to wandb (a `-health` run beside OpenRLHF's own), and a stop alert in
     alerts.jsonl ends the whole group. What survives such a stop: OpenRLHF's last DeepSpeed checkpoint in
@@ -135,7 +159,7 @@ def run_watched(experiment: Experiment, job_dir: str, command: list[str], env: d
     health = experiment.ppo.health
     notice = unwatched_notice(health, "openrlhf", experiment.ppo.health_statistics)
     if notice:
-        print(notice, file=sys.stderr)
+        log.warning("%s", notice)
     watched = watch_settings(experiment, job_dir) is not None
     if watched:
         SharedWatch(job_dir, health, experiment.ppo.samples_per_rollout).reset()
@@ -152,7 +176,7 @@ def run_watched(experiment: Experiment, job_dir: str, command: list[str], env: d
                 forwarded.poll()
             stops = [a for a in read_alerts(job_dir)[alerts_before:] if a.get("action") == "stop"]
             if stops:
-                print(f"{stops[0]['message']}; ending the OpenRLHF run (alerts: {job_dir}/alerts.jsonl)", file=sys.stderr)
+                log.info(f"{stops[0]['message']}; ending the OpenRLHF run (alerts: {job_dir}/alerts.jsonl)")
                 end_group(engine)
                 return HEALTH_STOP_STATUS
     finally:
@@ -196,16 +220,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     experiment = Experiment.model_validate_json((args.run_dir / "config.json").read_text())
     job_dir = f"{experiment.output_dir}/{args.stage}"
-    Path(job_dir).mkdir(parents=True, exist_ok=True)
+    part = "".join(f".{name}" for name in (args.part, args.shard) if name is not None)  # array tasks: a file each
+    joblog.start(Path(job_dir) / f"log{part}.txt")
+    log.info(
+        "%s%s starts on %s (pid %d)", args.stage, f" {part[1:]}" if part else "", socket.gethostname(), os.getpid()
+    )
+    problems = missing_packages(experiment, args.stage)  # before any step: not a ModuleNotFoundError hours in
+    if problems:
+        log.error("%s", ConfigError(f"the {args.stage} stage cannot run in this environment", problems))
+        return 2
     install_stop_handler()
     done = done_marker(job_dir, args.part, args.shard)
     output = Path(stage_output(experiment.output_dir, args.stage))
     if done_marker(job_dir).exists() and not output.exists():  # a stale marker: what it vouches for is gone
-        print(f"[{args.stage}] marked done, but its output {output} is missing: running the stage again", file=sys.stderr)
+        log.info(f"[{args.stage}] marked done, but its output {output} is missing: running the stage again")
         done_marker(job_dir).unlink()
         shutil.rmtree(Path(job_dir) / "parts", ignore_errors=True)
-    elif done.exists() or done_marker(job_dir).exists():  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
-        print(f"[{args.stage}{':' + args.part if args.part else ''}] already done ({done})", file=sys.stderr)
+    elif (
+        done.exists() or done_marker(job_dir).exists()
+    ):  # a resumed run skips what finished; an interrupted stage resumes from its checkpoint
+        log.info(f"[{args.stage}{':' + args.part if args.part else ''}] already done ({done})")
         return 0
     started = started_marker(job_dir)
     if args.part is None or not started.exists():
@@ -213,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = getattr(getattr(experiment, args.stage), "engine", None)
     if args.part:
         if args.stage != "curation":
-            print(f"error: stage '{args.stage}' is not split into parts", file=sys.stderr)
+            log.error(f"stage '{args.stage}' is not split into parts")
             return 2
         from yulan.curation import parts
         from yulan.curation.stage import run_part
@@ -226,20 +260,22 @@ def main(argv: list[str] | None = None) -> int:
     else:
         run_stage = runner(args.stage, engine)
         if run_stage is None:
-            print(f"error: stage '{args.stage}' (engine {engine}) has no implementation in this version", file=sys.stderr)
+            log.error(f"stage '{args.stage}' (engine {engine}) has no implementation in this version")
             return 2
         problems = missing(experiment, args.stage, here=True)  # a SLURM job checks what the login node could not
         if problems:
-            print(ConfigError(f"the {args.stage} stage cannot run on this machine", problems), file=sys.stderr)
+            log.error("%s", ConfigError(f"the {args.stage} stage cannot run on this machine", problems))
             return 2
         try:
             status = int(run_stage(experiment, job_dir) or 0)
         except (ConfigError, RecordError) as error:  # bad input found while running: the message, no traceback
-            print(f"error: {error}" if isinstance(error, RecordError) else error, file=sys.stderr)
+            log.error("%s", error)
             return 2
     if status == HEALTH_STOP_STATUS:
-        print(f"[{args.stage}] stopped by a health rule (ppo.health): see {job_dir}/alerts.jsonl; the last checkpoint "
-              "is kept, and nothing later in the pipeline ran", file=sys.stderr)
+        log.warning(
+            f"[{args.stage}] stopped by a health rule (ppo.health): see {job_dir}/alerts.jsonl; the last checkpoint "
+            "is kept, and nothing later in the pipeline ran"
+        )
     if status == 0:
         done.parent.mkdir(parents=True, exist_ok=True)
         done.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))

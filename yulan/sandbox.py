@@ -12,6 +12,7 @@ a plain subprocess with the same limits); every result records the isolation it 
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import re
 import secrets
@@ -25,6 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
+
 OUTPUT_LIMIT = 1 << 20  # bytes of stdout + stderr kept; more ends the program
 DISK_LIMIT = 64 << 20  # bytes of the scratch tmpfs
 MAX_PROCESSES = 32
@@ -33,8 +36,10 @@ UNISOLATED = "none (eval.allow_unisolated_code=true)"
 
 # The nonce is read before the completion runs and written only after the tests returned.
 HEAD = "import sys as _yulan_sys\n_yulan_nonce = _yulan_sys.stdin.readline().strip()\ndel _yulan_sys\n"
-TAIL = ("\nimport os as _yulan_os, sys as _yulan_sys\n_yulan_sys.stdout.flush()\n"
-        "_yulan_os.write(1, ('\\n' + _yulan_nonce + '\\n').encode())\n")
+TAIL = (
+    "\nimport os as _yulan_os, sys as _yulan_sys\n_yulan_sys.stdout.flush()\n"
+    "_yulan_os.write(1, ('\\n' + _yulan_nonce + '\\n').encode())\n"
+)
 
 
 class SandboxUnavailable(RuntimeError):
@@ -60,18 +65,49 @@ def interpreter() -> Path:
     return Path(os.path.realpath(sys.base_prefix)) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
-def bubblewrap(argv: list[str], read_only: tuple[str, ...] = (), writable: tuple[str, ...] = (),
-               env: dict[str, str] | None = None, disk: int = DISK_LIMIT) -> list[str]:
+def bubblewrap(
+    argv: list[str],
+    read_only: tuple[str, ...] = (),
+    writable: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    disk: int = DISK_LIMIT,
+) -> list[str]:
     """`argv` under bubblewrap: the system's and the interpreter's directories and `read_only` bound read-only,
     `writable` bound read-write, a `disk`-sized tmpfs at /tmp, nothing else of this machine."""
     system = [arg for path in ("/usr", "/lib", "/lib64", "/bin") for arg in ("--ro-bind-try", path, path)]
     ours = [arg for path in (os.path.realpath(sys.base_prefix), *read_only) for arg in ("--ro-bind", path, path)]
     rw = [arg for path in writable for arg in ("--bind", path, path)]
-    variables = [arg for key, value in {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})}.items()
-                 for arg in ("--setenv", key, value)]
-    return ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv", *variables,
-            "--uid", "65534", "--gid", "65534", *system, "--proc", "/proc", "--dev", "/dev",
-            "--size", str(disk), "--tmpfs", "/tmp", *ours, *rw, "--chdir", "/tmp", *argv]
+    variables = [
+        arg
+        for key, value in {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})}.items()
+        for arg in ("--setenv", key, value)
+    ]
+    return [
+        "bwrap",
+        "--unshare-all",
+        "--die-with-parent",
+        "--new-session",
+        "--clearenv",
+        *variables,
+        "--uid",
+        "65534",
+        "--gid",
+        "65534",
+        *system,
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--size",
+        str(disk),
+        "--tmpfs",
+        "/tmp",
+        *ours,
+        *rw,
+        "--chdir",
+        "/tmp",
+        *argv,
+    ]
 
 
 def program_in_bubblewrap(program: Path) -> list[str]:
@@ -104,10 +140,12 @@ def isolation(allow_unisolated: bool) -> str:
     if problem is None:
         return BUBBLEWRAP
     if allow_unisolated:
-        print(f"WARNING: running generated code WITHOUT isolation: {problem}", file=sys.stderr)
+        log.warning(f"running generated code WITHOUT isolation: {problem}")
         return UNISOLATED
-    raise SandboxUnavailable(f"{problem}; generated code is not run without isolation (set "
-                             "eval.allow_unisolated_code=true to run it in a plain subprocess on a machine you can lose)")
+    raise SandboxUnavailable(
+        f"{problem}; generated code is not run without isolation (set "
+        "eval.allow_unisolated_code=true to run it in a plain subprocess on a machine you can lose)"
+    )
 
 
 class ProcessLimit:
@@ -120,7 +158,8 @@ class ProcessLimit:
         for root in self.ROOTS:
             controllers = root / "cgroup.controllers"  # v2: the pids controller must be enabled there
             if not (root / "cgroup.procs").exists() or not (
-                    root.name == "pids" or controllers.exists() and "pids" in controllers.read_text().split()):
+                root.name == "pids" or controllers.exists() and "pids" in controllers.read_text().split()
+            ):
                 continue
             path = root / f"yulan-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
             try:
@@ -160,8 +199,16 @@ class ProcessLimit:
 def limited(command: list[str], timeout_s: float, memory_mb: int) -> list[str]:
     """rlimits by prlimit: CPU time, address space, file size, processes (counted where we are not root), no core."""
     memory = memory_mb << 20
-    return ["prlimit", f"--cpu={int(timeout_s) + 1}", f"--as={memory}", f"--fsize={DISK_LIMIT}",
-            f"--nproc={MAX_PROCESSES}", "--core=0", "--", *command]
+    return [
+        "prlimit",
+        f"--cpu={int(timeout_s) + 1}",
+        f"--as={memory}",
+        f"--fsize={DISK_LIMIT}",
+        f"--nproc={MAX_PROCESSES}",
+        "--core=0",
+        "--",
+        *command,
+    ]
 
 
 def run_program(program: str, timeout_s: float, memory_mb: int, isolation_level: str = BUBBLEWRAP) -> Outcome:
@@ -175,19 +222,31 @@ def run_program(program: str, timeout_s: float, memory_mb: int, isolation_level:
             command, env = [str(interpreter()), "-I", "-S", str(path)], {"PATH": "/usr/bin:/bin", "HOME": scratch}
         processes = ProcessLimit()
         try:
-            process = subprocess.Popen(processes.wrap(limited(command, timeout_s, memory_mb)), cwd=scratch, env=env,
-                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                       start_new_session=True)
+            process = subprocess.Popen(
+                processes.wrap(limited(command, timeout_s, memory_mb)),
+                cwd=scratch,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
             status, output = _collect(process, nonce, timeout_s)
         finally:
             processes.close()
     text = output.decode(errors="replace")
     if status != "finished":
-        return Outcome(False, status, f"exceeded {timeout_s} s" if status == "timeout" else f"more than {OUTPUT_LIMIT} bytes of output")
+        return Outcome(
+            False,
+            status,
+            f"exceeded {timeout_s} s" if status == "timeout" else f"more than {OUTPUT_LIMIT} bytes of output",
+        )
     if nonce in text:
         return Outcome(True, "passed")
     lines = [line for line in text.replace(nonce, "").strip().splitlines() if line.strip()]
-    return Outcome(False, "failed", lines[-1][:300] if lines else f"exit {process.returncode} before the tests finished")
+    return Outcome(
+        False, "failed", lines[-1][:300] if lines else f"exit {process.returncode} before the tests finished"
+    )
 
 
 def _collect(process: subprocess.Popen, nonce: str, timeout_s: float) -> tuple[str, bytes]:

@@ -27,13 +27,15 @@ class ResultCache:
         found: dict[str, Any] = {}
         unique = list(dict.fromkeys(keys))
         for start in range(0, len(unique), 900):  # SQLite's bound on query parameters
-            batch = unique[start:start + 900]
+            batch = unique[start : start + 900]
             rows = self.db.execute(f"SELECT key, value FROM results WHERE key IN ({','.join('?' * len(batch))})", batch)
             found |= {key: json.loads(value) for key, value in rows}
         return found
 
     def put(self, results: dict[str, Any]) -> None:
-        self.db.executemany("INSERT OR REPLACE INTO results VALUES (?, ?)", ((k, json.dumps(v)) for k, v in results.items()))
+        self.db.executemany(
+            "INSERT OR REPLACE INTO results VALUES (?, ?)", ((k, json.dumps(v)) for k, v in results.items())
+        )
         self.db.commit()
 
     def merge(self, other: Path) -> None:

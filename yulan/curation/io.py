@@ -34,9 +34,15 @@ def sample_problem(record: dict) -> str | None:
     if not isinstance(messages, list) or not messages:
         return f"`messages` is {json.dumps(messages)[:80]}; expected a non-empty list of {{role, content}} objects"
     for index, message in enumerate(messages):
-        if not (isinstance(message, dict) and isinstance(message.get("role"), str)
-                and isinstance(message.get("content"), str)):
-            return f"messages[{index}] is {json.dumps(message, ensure_ascii=False)[:80]}; expected {{role: string, content: string}}"
+        if not (
+            isinstance(message, dict)
+            and isinstance(message.get("role"), str)
+            and isinstance(message.get("content"), str)
+        ):
+            return (
+                f"messages[{index}] is {json.dumps(message, ensure_ascii=False)[:80]}; expected "
+                f"{{role: string, content: string}}"
+            )
     if "category" in record and not isinstance(record["category"], str):
         return f"`category` is {json.dumps(record['category'])[:40]}; expected a string"
     return None
@@ -52,17 +58,19 @@ def refuse_overwriting(inputs: Iterable[Path], outputs: Iterable[Path]) -> None:
     for source in inputs:
         for target in outputs:
             if same_file(source, target):
-                raise RecordError(f"{target} is the input {source}; the input is never overwritten: "
-                                  "choose an output whose name and side files (.dropped/.bad/.report) differ from it")
+                raise RecordError(
+                    f"{target} is the input {source}; the input is never overwritten: "
+                    "choose an output whose name and side files (.dropped/.bad/.report) differ from it"
+                )
 
 
 class StepFiles:
     """A step's input read under its bad-record policy, and its outputs written together when it succeeds:
 
-        with StepFiles(input_path, output_path, config.on_bad_record) as files:
-            for number, sample in files.samples():
-                files.keep(sample)  or  files.drop(sample, "step", "reason")
-            return files.finish(report)
+    with StepFiles(input_path, output_path, config.on_bad_record) as files:
+        for number, sample in files.samples():
+            files.keep(sample)  or  files.drop(sample, "step", "reason")
+        return files.finish(report)
     """
 
     def __init__(self, input_path: Path, output_path: Path, on_bad_record: str | None, check=sample_problem):
@@ -120,8 +128,10 @@ def join_inputs(paths: Iterable[str | Path], target: Path, set_aside: SetAside |
     how many. A bad record stops the join naming its file and line, or is recorded in `set_aside`."""
     paths = [Path(p) for p in paths]
     refuse_overwriting(paths, [target])
-    return write_jsonl(target, (sample for path in paths
-                                for _, sample in numbered_records(path, check=sample_problem, set_aside=set_aside)))
+    return write_jsonl(
+        target,
+        (sample for path in paths for _, sample in numbered_records(path, check=sample_problem, set_aside=set_aside)),
+    )
 
 
 def write_set_aside(set_aside: SetAside | None, target: Path) -> int:

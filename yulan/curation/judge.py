@@ -3,8 +3,10 @@ truthfulness by a judge model behind an OpenAI-compatible server (backend=openai
 (backend=vllm, only when something is not cached yet); samples below the
 configured percentile of the average score are dropped.
 
-Judge replies are parsed leniently (a JSON object anywhere in the reply, or "dimension: N" lines) and checked
-(every dimension, an integer in range); a failed call or an unusable reply is retried, and a sample the judge
+The server is asked for a JSON object of integer scores (`structured_output`); replies are parsed leniently all
+the same (a JSON object anywhere in the reply, or "dimension: N" lines) and checked (every dimension, an integer in
+range). A failed request is retried by the client (Retry-After, backoff), an unusable reply is asked again, and a
+sample the judge
 never scores is kept, marked and counted rather than silently dropped. Judgements are cached by a hash of the
 judge settings and the sample's content (`<output>.cache.sqlite`), so a rerun costs nothing.
 """
@@ -16,7 +18,6 @@ import json
 import math
 import re
 import tempfile
-import time
 from array import array
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -27,9 +28,10 @@ import numpy as np
 from schema.curation import JudgeConfig
 from yulan.curation.cache import ResultCache, cache_path
 from yulan.curation.io import StepFiles, chunks
-from yulan.curation.sharding import rerun_from_caches, run_on_shard
-from yulan.curation.client import ServerError, chat
 from yulan.curation.server import endpoint_for, visible_gpus
+from yulan.curation.sharding import rerun_from_caches, run_on_shard
+from yulan.runtime.http import JsonClient, ServerError, chat, openai_client
+from yulan.runtime.progress import Progress
 
 PROMPT = """You are grading one response of an AI assistant. Score it on each dimension from {low} to {high} \
 ({high} is best):
@@ -49,8 +51,9 @@ def judge_prompt(sample: dict, config: JudgeConfig) -> str:
     conversation = "\n\n".join(f"[{m['role']}]\n{m['content']}" for m in sample["messages"] if m["role"] != "system")
     example = json.dumps({d: config.score_max for d in config.dimensions})
     dimensions = "\n".join(f"- {d}" for d in config.dimensions)
-    return PROMPT.format(low=config.score_min, high=config.score_max, dimensions=dimensions,
-                         conversation=conversation, example=example)
+    return PROMPT.format(
+        low=config.score_min, high=config.score_max, dimensions=dimensions, conversation=conversation, example=example
+    )
 
 
 def parse(reply: str, config: JudgeConfig) -> dict[str, int]:
@@ -81,24 +84,48 @@ def parse(reply: str, config: JudgeConfig) -> dict[str, int]:
     return out
 
 
-def judge_one(sample: dict, config: JudgeConfig) -> dict:
-    """{'scores': {...}, 'mean': x} or {'error': '...'} after the configured retries."""
+def response_format(config: JudgeConfig) -> dict | None:
+    """A JSON schema of the judgement: each dimension an integer in the score range."""
+    if not config.structured_output:
+        return None
+    score = {"type": "integer", "minimum": config.score_min, "maximum": config.score_max}
+    schema = {
+        "type": "object",
+        "properties": {d: score for d in config.dimensions},
+        "required": list(config.dimensions),
+        "additionalProperties": False,
+    }
+    return {"type": "json_schema", "json_schema": {"name": "judgement", "schema": schema, "strict": True}}
+
+
+def judge_one(sample: dict, config: JudgeConfig, client: JsonClient) -> dict:
+    """{'scores': {...}, 'mean': x} or {'error': '...'}: a request that fails for good (the client retried it) is an
+    error at once; an unusable reply is asked again, `max_retries` times."""
     prompt = judge_prompt(sample, config)
     error = None
-    for attempt in range(config.max_retries + 1):
-        if attempt:
-            time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
+    for _ in range(config.max_retries + 1):
         try:
-            [reply] = chat(config.endpoint or "", config.model, prompt, config.temperature, config.max_new_tokens)
+            [reply] = chat(
+                client,
+                config.model,
+                prompt,
+                config.temperature,
+                config.max_new_tokens,
+                response_format=response_format(config),
+            )
             scores = parse(reply, config)
             return {"scores": scores, "mean": sum(scores.values()) / len(scores)}
-        except (JudgeError, ServerError, ValueError) as failure:
+        except ServerError as failure:
+            return {"error": str(failure)}
+        except (JudgeError, ValueError) as failure:
             error = str(failure)
     return {"error": error}
 
 
 def content_key(sample: dict, config: JudgeConfig) -> str:
-    settings = config.model_dump(include={"model", "dimensions", "score_min", "score_max", "temperature", "max_new_tokens"})
+    settings = config.model_dump(
+        include={"model", "dimensions", "score_min", "score_max", "temperature", "max_new_tokens"}
+    )
     return hashlib.sha256(json.dumps([settings, judge_prompt(sample, config)], sort_keys=True).encode()).hexdigest()
 
 
@@ -107,29 +134,42 @@ def percentile(values, q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0, workers: int = 16, ask: bool = True,
-        chunk_records: int = 10_000) -> dict:
+def run(
+    input_path: Path,
+    output_path: Path,
+    config: JudgeConfig,
+    seed: int = 0,
+    ask: bool = True,
+    chunk_records: int = 10_000,
+) -> dict:
     """`ask=False`: judge nothing new (merging shards already judged); what the cache lacks counts as unjudged.
 
     Two passes over the file, a chunk of samples at a time: judge what the cache lacks and set each sample's
     judgement aside with it; then keep or drop against the percentile of all the means."""
     means = array("d")  # 8 bytes per sample
     calls = 0
-    with StepFiles(input_path, output_path, config.on_bad_record) as files, \
-            ResultCache(cache_path(output_path) if config.cache else None) as cache, ExitStack() as server, \
-            tempfile.TemporaryFile("w+", encoding="utf-8", dir=output_path.parent) as judged_sink:
-        served: JudgeConfig | None = None
+    with (
+        StepFiles(input_path, output_path, config.on_bad_record) as files,
+        ResultCache(cache_path(output_path) if config.cache else None) as cache,
+        ExitStack() as server,
+        tempfile.TemporaryFile("w+", encoding="utf-8", dir=output_path.parent) as judged_sink,
+    ):
+        client: JsonClient | None = None
+        progress = server.enter_context(Progress("judge", unit="samples"))
         for chunk in chunks((sample for _, sample in files.samples()), chunk_records):
             keys = [content_key(s, config) for s in chunk]
             known = cache.get(keys)
             todo = sorted({k: s for k, s in zip(keys, chunk) if k not in known}.items())
             if todo and ask:
-                if served is None:  # started on the first sample the cache lacks: a cached rerun starts nothing
+                if client is None:  # started on the first sample the cache lacks: a cached rerun starts nothing
                     endpoint = config.endpoint if config.backend == "openai" else None
                     url = server.enter_context(endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent))
-                    served = config.model_copy(update={"endpoint": url})
-                    pool = server.enter_context(ThreadPoolExecutor(workers))
-                answers = list(pool.map(lambda item: judge_one(item[1], served), todo))
+                    client = server.enter_context(openai_client(url, config, "curation.judge"))
+                    pool = server.enter_context(ThreadPoolExecutor(config.concurrency))
+                answers = []
+                for answer in pool.map(lambda item, client=client: judge_one(item[1], config, client), todo):
+                    answers.append(answer)
+                    progress.advance()
                 calls += len(todo)
             else:
                 answers = [{"error": "not judged by its shard's task"} for _ in todo]
@@ -142,8 +182,15 @@ def run(input_path: Path, output_path: Path, config: JudgeConfig, seed: int = 0,
         scored = np.frombuffer(means, dtype=np.float64)
         scored = scored[~np.isnan(scored)]
         threshold = percentile(scored, config.discard_lower_percentile) if len(scored) else None
-        report = {"input": len(means), "kept": 0, "dropped": {}, "judge_calls": calls, "cached": len(means) - calls,
-                  "unjudged": 0, "threshold": threshold}
+        report = {
+            "input": len(means),
+            "kept": 0,
+            "dropped": {},
+            "judge_calls": calls,
+            "cached": len(means) - calls,
+            "unjudged": 0,
+            "threshold": threshold,
+        }
         judged_sink.seek(0)
         for line in judged_sink:
             record = json.loads(line)

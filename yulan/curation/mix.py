@@ -34,7 +34,9 @@ def run(input_path: Path, output_path: Path, config: MixConfig, seed: int = 0) -
             if number in selected:
                 files.keep(sample)
             else:
-                reason = "over_target" if sample.get("category", "unknown") in config.categories else "category_not_in_mix"
+                reason = (
+                    "over_target" if sample.get("category", "unknown") in config.categories else "category_not_in_mix"
+                )
                 files.drop(sample, "mix", reason)
         return files.finish(mix_report(positions, chosen, config))
 

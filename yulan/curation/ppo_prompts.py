@@ -5,8 +5,8 @@ and as `label` the conversation with its reference answer or tests, which the re
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 from pathlib import Path
 
 from schema.curation import DecontaminationConfig
@@ -16,16 +16,28 @@ from yulan.curation.io import refuse_overwriting, side_file, write_set_aside
 from yulan.curation.preference import PROMPT_STATS, messages_of
 from yulan.runtime.records import SetAside, read_jsonl, write_jsonl, write_text
 
+log = logging.getLogger(__name__)
+
 
 def prompt_problem(record: dict) -> str | None:
     """What is wrong with a prompt record (and what was expected), or None."""
     prompt = record.get("prompt")
     if prompt is None:
-        return f"no `prompt` (fields: {sorted(record)[:8]}); expected `prompt`: a string or a list of {{role, content}} messages"
+        return (
+            f"no `prompt` (fields: {sorted(record)[:8]}); expected `prompt`: a string or a list of "
+            f"{{role, content}} messages"
+        )
     if not isinstance(prompt, str) and not (
-            isinstance(prompt, list) and prompt and all(isinstance(m, dict) and isinstance(m.get("content"), str)
-                                                        and isinstance(m.get("role"), str) for m in prompt)):
-        return f"`prompt` is {json.dumps(prompt, ensure_ascii=False)[:80]}; expected a string or a list of {{role, content}} messages"
+        isinstance(prompt, list)
+        and prompt
+        and all(
+            isinstance(m, dict) and isinstance(m.get("content"), str) and isinstance(m.get("role"), str) for m in prompt
+        )
+    ):
+        return (
+            f"`prompt` is {json.dumps(prompt, ensure_ascii=False)[:80]}; expected a string or a list of "
+            f"{{role, content}} messages"
+        )
     for key, low, high in (("pass_rate", 0.0, 1.0), ("mean_reward", -math.inf, math.inf)):
         if key in record and (key == "mean_reward" or record[key] is not None):
             value = record[key]
@@ -42,7 +54,9 @@ def candidates(experiment: Experiment, set_aside: SetAside | None) -> tuple[list
     if experiment.ppo.prompts.source == "preference":
         source = str(Path(stage_output(experiment.output_dir, "preference")).with_name(PROMPT_STATS))
     records = read_jsonl(source, check=prompt_problem, set_aside=set_aside)
-    return decontaminated(records, experiment.ppo.prompts, experiment.curation.decontaminate, experiment.eval.benchmarks)
+    return decontaminated(
+        records, experiment.ppo.prompts, experiment.curation.decontaminate, experiment.eval.benchmarks
+    )
 
 
 def decontaminated(records: list[dict], config: PromptSet, settings, benchmarks) -> tuple[list[dict], dict]:
@@ -55,7 +69,9 @@ def decontaminated(records: list[dict], config: PromptSet, settings, benchmarks)
 
 
 def prompt_texts(record: dict) -> list[str]:
-    return [m["content"] for m in messages_of(record["prompt"])] + [str(record[k]) for k in ("answer",) if record.get(k)]
+    return [m["content"] for m in messages_of(record["prompt"])] + [
+        str(record[k]) for k in ("answer",) if record.get(k)
+    ]
 
 
 def difficulty(record: dict, signal: str) -> tuple[float, float]:
@@ -80,14 +96,21 @@ def select(experiment: Experiment, job_dir: str) -> Path:
 def hardest(records: list[dict], config: PromptSet) -> list[dict]:
     ranked = sorted(records, key=lambda r: difficulty(r, config.difficulty))[: config.count]
     if len(ranked) < config.count:
-        print(f"warning: ppo.prompts.count={config.count} but only {len(ranked)} prompts are available; "
-              "PPO runs with fewer rollouts", file=sys.stderr)
+        log.warning(
+            f"ppo.prompts.count={config.count} but only {len(ranked)} prompts are available; "
+            "PPO runs with fewer rollouts"
+        )
     return ranked
 
 
 def write(path: Path, ranked: list[dict]) -> None:
-    write_jsonl(path, ({"id": record.get("id"), "prompt": messages_of(record["prompt"]), "label": label(record)}
-                       for record in ranked))
+    write_jsonl(
+        path,
+        (
+            {"id": record.get("id"), "prompt": messages_of(record["prompt"]), "label": label(record)}
+            for record in ranked
+        ),
+    )
 
 
 def label(record: dict) -> str:
@@ -100,13 +123,20 @@ def label(record: dict) -> str:
 def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0, benchmarks: dict | None = None) -> dict:
     """Standalone (`yulan curate ppo_prompts`): prompts with statistics (the preference stage's
     prompt_stats.jsonl) in, OpenRLHF's prompt file out."""
-    refuse_overwriting([input_path], [output_path, side_file(output_path, "bad.jsonl"), side_file(output_path, "report.json")])
+    refuse_overwriting(
+        [input_path], [output_path, side_file(output_path, "bad.jsonl"), side_file(output_path, "report.json")]
+    )
     set_aside = SetAside.under(config.on_bad_record)
     records = read_jsonl(input_path, check=prompt_problem, set_aside=set_aside)
     records, rows = decontaminated(records, config, DecontaminationConfig(), benchmarks or {})
     ranked = hardest(records, config)
     write(output_path, ranked)
-    report = {"input": len(records), "kept": len(ranked), "difficulty": config.difficulty,
-              "bad_records": write_set_aside(set_aside, output_path), "decontamination": rows}
+    report = {
+        "input": len(records),
+        "kept": len(ranked),
+        "difficulty": config.difficulty,
+        "bad_records": write_set_aside(set_aside, output_path),
+        "decontamination": rows,
+    }
     write_text(side_file(output_path, "report.json"), json.dumps(report, indent=2))
     return report

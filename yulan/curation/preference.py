@@ -11,13 +11,15 @@ optional `solution` (a reference response), `id`, `category`. Pairs use OpenRLHF
 from __future__ import annotations
 
 import json
+import logging
 import random
-import sys
 from pathlib import Path
 
 from schema.experiment import Experiment, stage_output
 from yulan.answers import is_correct
 from yulan.runtime.records import read_jsonl, write_jsonl, write_text
+
+log = logging.getLogger(__name__)
 
 PROMPT_STATS = "prompt_stats.jsonl"
 
@@ -29,8 +31,12 @@ def messages_of(prompt: str | list[dict]) -> list[dict]:
 def pair_for(record: dict, completions: list[str], scores: list[float], min_margin: float) -> tuple[dict | None, dict]:
     """One prompt's pair (or None) and its statistics."""
     ranked = sorted(zip(scores, completions), key=lambda item: -item[0])
-    stats = {"id": record.get("id"), "prompt": record["prompt"], "mean_reward": sum(scores) / len(scores),
-             **{key: record[key] for key in ("answer", "tests") if record.get(key) is not None}}
+    stats = {
+        "id": record.get("id"),
+        "prompt": record["prompt"],
+        "mean_reward": sum(scores) / len(scores),
+        **{key: record[key] for key in ("answer", "tests") if record.get(key) is not None},
+    }
     if record.get("answer") is not None:
         verdicts = [is_correct(c, str(record["answer"])) for c in completions]
         stats["pass_rate"] = sum(verdicts) / len(verdicts)
@@ -47,12 +53,19 @@ def pair_for(record: dict, completions: list[str], scores: list[float], min_marg
             return None, stats
         kind = "scored"
     prompt = messages_of(record["prompt"])
-    return {"id": record.get("id"), "prompt": prompt, "chosen": [{"role": "assistant", "content": chosen}],
-            "rejected": [{"role": "assistant", "content": rejected}], "source": f"on_policy/{kind}"}, stats
+    return {
+        "id": record.get("id"),
+        "prompt": prompt,
+        "chosen": [{"role": "assistant", "content": chosen}],
+        "rejected": [{"role": "assistant", "content": rejected}],
+        "source": f"on_policy/{kind}",
+    }, stats
 
 
 def pair_texts(pair: dict) -> list[str]:
-    return [str(m.get("content", "")) for key in ("prompt", "chosen", "rejected") for m in messages_of(pair.get(key) or [])]
+    return [
+        str(m.get("content", "")) for key in ("prompt", "chosen", "rejected") for m in messages_of(pair.get(key) or [])
+    ]
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
@@ -67,17 +80,19 @@ def run(experiment: Experiment, job_dir: str) -> int:
     pairs, stats = [], []
     if on_target:
         if not records:
-            print("error: preference.parts.on_policy needs instructions: list JSONL files in preference.prompts",
-                  file=sys.stderr)
+            log.error("preference.parts.on_policy needs instructions: list JSONL files in preference.prompts")
             return 2
         models.seed_everything(experiment.seed)
         policy_path = models.model_path(experiment, experiment.resolve(config.policy))
         tokenizer = models.load_tokenizer(policy_path, experiment.model.chat_template)
         policy = models.load_causal_lm(policy_path, models.inference_dtype())
-        prompts = [prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
-                   for r in records]
-        sampled = generate(policy, tokenizer, prompts, config.completions_per_prompt, config.temperature,
-                                  config.max_new_tokens)
+        prompts = [
+            prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
+            for r in records
+        ]
+        sampled = generate(
+            policy, tokenizer, prompts, config.completions_per_prompt, config.temperature, config.max_new_tokens
+        )
         del policy
         texts = [decode(tokenizer, ids) for ids in sampled]
         scorer = models.reward_model(experiment)
@@ -86,7 +101,9 @@ def run(experiment: Experiment, job_dir: str) -> int:
         conversations = [messages_of(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
         scores = scorer([render(conversation, text) for conversation, text in zip(conversations, texts)])
         for k, record in enumerate(records):
-            pair, stat = pair_for(record, texts[k * n:(k + 1) * n], scores[k * n:(k + 1) * n], config.min_score_margin)
+            pair, stat = pair_for(
+                record, texts[k * n : (k + 1) * n], scores[k * n : (k + 1) * n], config.min_score_margin
+            )
             stats.append(stat)
             if pair:
                 pairs.append(pair)
@@ -100,8 +117,9 @@ def run(experiment: Experiment, job_dir: str) -> int:
     if config.decontaminate:
         from yulan.curation.decontaminate import clean
 
-        combined, decontamination = clean(combined, pair_texts, experiment.curation.decontaminate,
-                                          experiment.eval.benchmarks, "preference pairs")
+        combined, decontamination = clean(
+            combined, pair_texts, experiment.curation.decontaminate, experiment.eval.benchmarks, "preference pairs"
+        )
     output = Path(stage_output(experiment.output_dir, "preference"))
     write_jsonl(output, combined)
     write_jsonl(output.with_name(PROMPT_STATS), stats)
@@ -110,16 +128,24 @@ def run(experiment: Experiment, job_dir: str) -> int:
         "pairs": len(combined),
         "decontaminated": before - len(combined),
         "parts": {
-            "on_policy": {"target": on_target, "made": len(on_policy), "short_by": max(on_target - len(on_policy), 0),
-                          "verified": sum(p["source"] == "on_policy/verified" for p in on_policy),
-                          "scored": sum(p["source"] == "on_policy/scored" for p in on_policy)},
-            "off_policy": {"target": off_target, "made": len(off_policy), "short_by": max(off_target - len(off_policy), 0)},
+            "on_policy": {
+                "target": on_target,
+                "made": len(on_policy),
+                "short_by": max(on_target - len(on_policy), 0),
+                "verified": sum(p["source"] == "on_policy/verified" for p in on_policy),
+                "scored": sum(p["source"] == "on_policy/scored" for p in on_policy),
+            },
+            "off_policy": {
+                "target": off_target,
+                "made": len(off_policy),
+                "short_by": max(off_target - len(off_policy), 0),
+            },
         },
     }
     report["decontamination"] = decontamination
     write_text(Path(job_dir) / "report.json", json.dumps(report, indent=2))
-    print(f"[preference] {json.dumps({k: v for k, v in report.items() if k != 'decontamination'})}", file=sys.stderr)
+    log.info(f"[preference] {json.dumps({k: v for k, v in report.items() if k != 'decontamination'})}")
     if not combined:
-        print("error: no preference pair could be made (see report.json)", file=sys.stderr)
+        log.error("no preference pair could be made (see report.json)")
         return 1
     return 0

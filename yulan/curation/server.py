@@ -3,6 +3,7 @@ here on the job's GPUs, waited for until healthy, and stopped (its whole process
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -13,6 +14,8 @@ import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+log = logging.getLogger(__name__)
 
 
 def free_port() -> int:
@@ -30,8 +33,21 @@ def visible_gpus() -> int:
 
 
 def vllm_command(model: str, port: int, gpus: int, max_model_len: int | None = None) -> list[str]:
-    command = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", model, "--served-model-name", model,
-               "--host", "127.0.0.1", "--port", str(port), "--tensor-parallel-size", str(max(1, gpus))]
+    command = [
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        model,
+        "--served-model-name",
+        model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--tensor-parallel-size",
+        str(max(1, gpus)),
+    ]
     return command + (["--max-model-len", str(max_model_len)] if max_model_len else [])
 
 
@@ -51,18 +67,20 @@ def tail(path: Path, lines: int = 20) -> str:
 def serving(command: list[str], base_url: str, log_path: Path, startup_timeout_s: float = 1800.0) -> Iterator[str]:
     """Run `command` (a server answering GET /health at `base_url`) until the block ends; yields `base_url`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with log_path.open("ab") as server_log:
+        process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + startup_timeout_s
         while not healthy(base_url):
             if process.poll() is not None:
-                raise RuntimeError(f"the model server exited with status {process.returncode} before it was ready; "
-                                   f"its log ({log_path}) ends:\n{tail(log_path)}")
+                raise RuntimeError(
+                    f"the model server exited with status {process.returncode} before it was ready; "
+                    f"its log ({log_path}) ends:\n{tail(log_path)}"
+                )
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the model server was not healthy after {startup_timeout_s:.0f} s; log: {log_path}")
             time.sleep(1.0)
-        print(f"[server] ready at {base_url}: {' '.join(command)}", file=sys.stderr)
+        log.info(f"[server] ready at {base_url}: {' '.join(command)}")
         yield base_url
     finally:
         stop(process)
@@ -86,5 +104,7 @@ def endpoint_for(model: str, endpoint: str | None, gpus: int, log_dir: Path) -> 
         yield endpoint
         return
     port = free_port()
-    with serving(vllm_command(model, port, gpus), f"http://127.0.0.1:{port}", log_dir / f"vllm-{model.replace('/', '--')}.log") as url:
+    with serving(
+        vllm_command(model, port, gpus), f"http://127.0.0.1:{port}", log_dir / f"vllm-{model.replace('/', '--')}.log"
+    ) as url:
         yield url + "/v1"

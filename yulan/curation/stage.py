@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import shutil
-import sys
 from importlib import import_module
 from pathlib import Path
 
@@ -19,27 +19,48 @@ from yulan.curation.io import copy_shard, join_inputs, side_file, write_set_asid
 from yulan.curation.server import endpoint_for
 from yulan.runtime.records import SetAside, partial_path, write_text
 
+log = logging.getLogger(__name__)
+
 
 def missing_steps(experiment: Experiment, here: bool = True) -> list[Problem]:
     """What cannot run (checked before anything is written); `here`: also what this machine lacks."""
-    problems = [Problem("curation.inputs", "every input must exist", path, "check the path (JSONL, Parquet or a datasets folder)")
-                for path in experiment.curation.inputs if not Path(path).exists()]
+    problems = [
+        Problem(
+            "curation.inputs", "every input must exist", path, "check the path (JSONL, Parquet or a datasets folder)"
+        )
+        for path in experiment.curation.inputs
+        if not Path(path).exists()
+    ]
     sources = experiment.curation.sources
     for job in ("science", "chinese_commonsense"):
         if job in sources.synthesis and not getattr(sources, job).documents:
-            problems.append(Problem(f"curation.sources.{job}.documents", f"the {job} job reads local documents", [],
-                                    f"list JSONL or Parquet files with a `text` field in curation.sources.{job}.documents"))
+            problems.append(
+                Problem(
+                    f"curation.sources.{job}.documents",
+                    f"the {job} job reads local documents",
+                    [],
+                    f"list JSONL or Parquet files with a `text` field in curation.sources.{job}.documents",
+                )
+            )
     if here and importlib.util.find_spec("vllm") is None:
-        problems += [Problem(f"{where}.endpoint", "without an endpoint the job starts vLLM, which is not installed here", None,
-                             "pip install -e '.[cluster]', or set the endpoint of a running OpenAI-compatible server")
-                     for where in servers_needed(experiment)]
+        problems += [
+            Problem(
+                f"{where}.endpoint",
+                "without an endpoint the job starts vLLM, which is not installed here",
+                None,
+                "pip install -e '.[cluster]', or set the endpoint of a running OpenAI-compatible server",
+            )
+            for where in servers_needed(experiment)
+        ]
     return problems
 
 
 def servers_needed(experiment: Experiment) -> list[str]:
     """Models this run would start vLLM for (no endpoint given)."""
     config = experiment.curation
-    needed = [f"curation.sources.{job}" for job in config.sources.synthesis if not getattr(config.sources, job).endpoint]
+    needed = [
+        f"curation.sources.{job}" for job in config.sources.synthesis if not getattr(config.sources, job).endpoint
+    ]
     if "judge" in config.steps and config.judge.backend == "vllm":
         needed.append("curation.judge")
     return needed
@@ -48,10 +69,10 @@ def servers_needed(experiment: Experiment) -> list[str]:
 def refused(experiment: Experiment) -> bool:
     problems = missing_steps(experiment)
     if problems:
-        print(ConfigError("the curation stage cannot run", problems), file=sys.stderr)
+        log.error("%s", ConfigError("the curation stage cannot run", problems))
         return True
     if not experiment.curation.inputs and not experiment.curation.sources.synthesis:
-        print("error: curation.inputs is empty: list the JSONL or Parquet files to curate", file=sys.stderr)
+        log.error("curation.inputs is empty: list the JSONL or Parquet files to curate")
         return True
     return False
 
@@ -83,8 +104,11 @@ def prepare(experiment: Experiment, job_dir: str) -> None:
     set_aside = SetAside.under(config.on_bad_record)
     joined = steps_dir / "0-inputs.jsonl"
     count = join_inputs(inputs, joined, set_aside)
-    report = {"input": count + (len(set_aside.rows) if set_aside else 0), "kept": count,
-              "bad_records": write_set_aside(set_aside, joined)}
+    report = {
+        "input": count + (len(set_aside.rows) if set_aside else 0),
+        "kept": count,
+        "bad_records": write_set_aside(set_aside, joined),
+    }
     write_text(side_file(joined, "report.json"), json.dumps(report, indent=2))
 
 
@@ -111,8 +135,10 @@ def needs(experiment: Experiment, step: Step) -> dict:
 def run_step(experiment: Experiment, name: str, input_path: Path, output_path: Path) -> dict:
     step = STEPS[name]
     settings = settings_of(experiment, step)
-    report = import_module(step.module).run(input_path, output_path, settings, experiment.seed, **needs(experiment, step))
-    print(f"[curation] {name}: {report['input']} in, {report['kept']} kept", file=sys.stderr)
+    report = import_module(step.module).run(
+        input_path, output_path, settings, experiment.seed, **needs(experiment, step)
+    )
+    log.info(f"[curation] {name}: {report['input']} in, {report['kept']} kept")
     return report
 
 
@@ -120,8 +146,10 @@ def finish(experiment: Experiment, job_dir: str) -> None:
     """The last step's output becomes the stage's; every step's report goes into report.json."""
     steps_dir = Path(job_dir) / "steps"
     files = step_files(experiment, job_dir)
-    reports = {f"synthesis/{job}": json.loads((steps_dir / f"0-synthesis-{job}.report.json").read_text())
-               for job in experiment.curation.sources.synthesis}
+    reports = {
+        f"synthesis/{job}": json.loads((steps_dir / f"0-synthesis-{job}.report.json").read_text())
+        for job in experiment.curation.sources.synthesis
+    }
     reports["inputs"] = json.loads((steps_dir / "0-inputs.report.json").read_text())
     reports |= {step: json.loads(side_file(output, "report.json").read_text()) for step, _, output in files}
     final = Path(stage_output(experiment.output_dir, "curation"))
@@ -172,19 +200,27 @@ def map_shard(experiment: Experiment, name: str, input_path: Path, shards_dir: P
     shard_input = shards_dir / f"input-{shard}.jsonl"
     copy_shard(input_path, shard, shards, shard_input)
     step = STEPS[name]
-    import_module(step.module).map_shard(shard_input, shards_dir, shard, settings_of(experiment, step), experiment.seed,
-                                         **needs(experiment, step))
+    import_module(step.module).map_shard(
+        shard_input, shards_dir, shard, settings_of(experiment, step), experiment.seed, **needs(experiment, step)
+    )
     shard_input.unlink()
 
 
-def merge_shards(experiment: Experiment, name: str, input_path: Path, output_path: Path, shards_dir: Path,
-                 shards: int) -> None:
+def merge_shards(
+    experiment: Experiment, name: str, input_path: Path, output_path: Path, shards_dir: Path, shards: int
+) -> None:
     """What is kept, decided over the whole file from the shards' work (its module's merge_shards)."""
     step = STEPS[name]
-    report = import_module(step.module).merge_shards(input_path, output_path, shards_dir, shards,
-                                                     settings_of(experiment, step), experiment.seed,
-                                                     **needs(experiment, step))
-    print(f"[curation] {name}: {report['input']} in, {report['kept']} kept", file=sys.stderr)
+    report = import_module(step.module).merge_shards(
+        input_path,
+        output_path,
+        shards_dir,
+        shards,
+        settings_of(experiment, step),
+        experiment.seed,
+        **needs(experiment, step),
+    )
+    log.info(f"[curation] {name}: {report['input']} in, {report['kept']} kept")
 
 
 def _base_model(experiment: Experiment) -> str:

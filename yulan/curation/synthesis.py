@@ -16,10 +16,9 @@ chinese_commonsense: documents relevant to the commonsense keywords (character-b
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
-import sys
-import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,8 +26,11 @@ from typing import Callable
 
 from schema.curation import ChineseCommonsenseSynthesis, MathSynthesis, ScienceSynthesis
 from yulan.answers import is_correct, reference_of
-from yulan.curation.client import ServerError, chat
+from yulan.runtime.http import JsonClient, ServerError, chat, openai_client
+from yulan.runtime.progress import Progress
 from yulan.runtime.records import iter_records
+
+log = logging.getLogger(__name__)
 
 MATH_PROMPT = "{question}\nPlease reason step by step, and put your final answer within \\boxed{{}}."
 SCIENCE_PROMPT = """Read the scientific text below and write up to {count} question-answer pairs that test \
@@ -64,16 +66,9 @@ ENTITY_PROMPT = """下面是关于「{title}」的百科条目，以及一个关
 回答：{answer}"""
 
 
-def ask(endpoint: str, model: str, prompt: str, config, n: int = 1, retries: int = 3) -> list[str]:
-    """Replies to one prompt, retried with backoff; raises ServerError after the last try."""
-    for attempt in range(retries + 1):
-        if attempt:
-            time.sleep(min(0.2 * 2 ** (attempt - 1), 5.0))
-        try:
-            return chat(endpoint, model, prompt, config.temperature, config.max_new_tokens, n=n)
-        except ServerError as error:
-            failure = error
-    raise failure
+def ask(client: JsonClient, model: str, prompt: str, config, n: int = 1) -> list[str]:
+    """Replies to one prompt (the client retries failed requests); raises ServerError."""
+    return chat(client, model, prompt, config.temperature, config.max_new_tokens, n=n)
 
 
 def parse_pairs(reply: str) -> list[dict]:
@@ -83,7 +78,7 @@ def parse_pairs(reply: str) -> list[dict]:
     if start < 0 or end <= start:
         return []
     try:
-        items = json.loads(reply[start:end + 1])
+        items = json.loads(reply[start : end + 1])
     except ValueError:
         return []
     pairs = []
@@ -102,7 +97,9 @@ def first_label(reply: str, labels: tuple[str, ...]) -> str | None:
 
 def documents(paths: tuple[str, ...], limit: int | None, job: str) -> list[dict]:
     if not paths:
-        raise ValueError(f"curation.sources.{job}.documents is empty: list local JSONL or Parquet files with a `text` field")
+        raise ValueError(
+            f"curation.sources.{job}.documents is empty: list local JSONL or Parquet files with a `text` field"
+        )
     out = []
     for path in paths:
         if not Path(path).is_file():
@@ -116,8 +113,13 @@ def documents(paths: tuple[str, ...], limit: int | None, job: str) -> list[dict]
 
 
 def chat_sample(job: str, index: int, category: str, question: str, reply: str, **metadata) -> dict:
-    return {"id": f"synthesis-{job}-{index}", "category": category, "source": f"synthesis/{job}", **metadata,
-            "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}]}
+    return {
+        "id": f"synthesis-{job}-{index}",
+        "category": category,
+        "source": f"synthesis/{job}",
+        **metadata,
+        "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": reply}],
+    }
 
 
 def write_outputs(job: str, output_path: Path, kept: list[dict], dropped: list[dict], report: dict) -> dict:
@@ -125,10 +127,13 @@ def write_outputs(job: str, output_path: Path, kept: list[dict], dropped: list[d
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text("".join(json.dumps(k, ensure_ascii=False) + "\n" for k in kept))
     output_path.with_name(output_path.stem + ".dropped.jsonl").write_text(
-        "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped))
+        "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped)
+    )
     report = {**report, "kept": len(kept), "dropped": dict(Counter(d["dropped"]["reason"] for d in dropped))}
-    output_path.with_name(output_path.stem + ".report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
-    print(f"[curation] synthesis/{job}: {json.dumps(report, ensure_ascii=False)}", file=sys.stderr)
+    output_path.with_name(output_path.stem + ".report.json").write_text(
+        json.dumps(report, indent=2, ensure_ascii=False)
+    )
+    log.info(f"[curation] synthesis/{job}: {json.dumps(report, ensure_ascii=False)}")
     return report
 
 
@@ -136,16 +141,22 @@ def drop(record: dict, job: str, reason: str, detail: str = "") -> dict:
     return {**record, "dropped": {"step": f"synthesis/{job}", "reason": reason, "detail": detail}}
 
 
-def parallel(function: Callable, items: list, workers: int = 16) -> list:
-    with ThreadPoolExecutor(workers) as pool:
-        return list(pool.map(function, items))
+def parallel(function: Callable, items: list, workers: int, job: str) -> list:
+    results = []
+    with ThreadPoolExecutor(workers) as pool, Progress(f"synthesis/{job}", total=len(items), unit="seeds") as progress:
+        for result in pool.map(function, items):
+            results.append(result)
+            progress.advance()
+    return results
 
 
 # -- math -------------------------------------------------------------------------------------------------------
 def seed_questions(path: str, limit: int | None) -> list[dict]:
     if not Path(path).is_file():
-        raise FileNotFoundError(f"seed dataset {path!r} is not a local file: download it (JSONL or Parquet) and set "
-                                "curation.sources.math.seed_dataset to its path")
+        raise FileNotFoundError(
+            f"seed dataset {path!r} is not a local file: download it (JSONL or Parquet) and set "
+            "curation.sources.math.seed_dataset to its path"
+        )
     records = []
     for record in iter_records(path):
         question = record.get("problem") or record.get("question")
@@ -157,11 +168,16 @@ def seed_questions(path: str, limit: int | None) -> list[dict]:
     return records
 
 
-def distil(record: dict, config: MathSynthesis, endpoint: str) -> tuple[str | None, str]:
+def distil(record: dict, config: MathSynthesis, client: JsonClient) -> tuple[str | None, str]:
     """(the first teacher response matching the ground truth or None, why not)."""
     try:
-        replies = ask(endpoint, config.teacher, MATH_PROMPT.format(question=record["question"]), config,
-                      n=config.samples_per_question)
+        replies = ask(
+            client,
+            config.teacher,
+            MATH_PROMPT.format(question=record["question"]),
+            config,
+            n=config.samples_per_question,
+        )
     except ServerError as error:
         return None, f"teacher_failed: {error}"
     reference = reference_of(record["answer"])
@@ -173,22 +189,31 @@ def distil(record: dict, config: MathSynthesis, endpoint: str) -> tuple[str | No
 
 def run_math(config: MathSynthesis, output_path: Path, endpoint: str) -> dict:
     records = seed_questions(config.seed_dataset, config.max_seeds)
-    results = parallel(lambda r: distil(r, config, endpoint), records)
+    with openai_client(endpoint, config, "curation.sources.math") as client:
+        results = parallel(lambda r: distil(r, config, client), records, config.concurrency, "math")
     kept, dropped = [], []
     for index, (record, (response, why)) in enumerate(zip(records, results)):
         if response is None:
             dropped.append(drop(record, "math", why.split(":")[0], why))
         else:
-            kept.append(chat_sample("math", index, "math", record["question"], response, teacher=config.teacher,
-                                    answer=record["answer"]))
+            kept.append(
+                chat_sample(
+                    "math", index, "math", record["question"], response, teacher=config.teacher, answer=record["answer"]
+                )
+            )
     return write_outputs("math", output_path, kept, dropped, {"questions": len(records)})
 
 
 # -- science ----------------------------------------------------------------------------------------------------
-def science_pairs(document: dict, config: ScienceSynthesis, endpoint: str) -> tuple[list[dict], str]:
+def science_pairs(document: dict, config: ScienceSynthesis, client: JsonClient) -> tuple[list[dict], str]:
     """(pairs with their field, or [] and why)."""
     try:
-        [reply] = ask(endpoint, config.generator, SCIENCE_PROMPT.format(count=config.pairs_per_document, text=document["text"]), config)
+        [reply] = ask(
+            client,
+            config.generator,
+            SCIENCE_PROMPT.format(count=config.pairs_per_document, text=document["text"]),
+            config,
+        )
     except ServerError as error:
         return [], f"generator_failed: {error}"
     pairs = parse_pairs(reply)[: config.pairs_per_document]
@@ -198,8 +223,12 @@ def science_pairs(document: dict, config: ScienceSynthesis, endpoint: str) -> tu
         pair["field"] = None
         if config.reclassify_with_topic_classifier:
             try:
-                [label] = ask(endpoint, config.topic_classifier, FIELD_PROMPT.format(fields=", ".join(config.fields), **pair),
-                              config.model_copy(update={"temperature": 0.0, "max_new_tokens": 16}))
+                [label] = ask(
+                    client,
+                    config.topic_classifier,
+                    FIELD_PROMPT.format(fields=", ".join(config.fields), **pair),
+                    config.model_copy(update={"temperature": 0.0, "max_new_tokens": 16}),
+                )
                 pair["field"] = first_label(label, config.fields)
             except ServerError:
                 pair["field"] = None
@@ -208,7 +237,8 @@ def science_pairs(document: dict, config: ScienceSynthesis, endpoint: str) -> tu
 
 def run_science(config: ScienceSynthesis, output_path: Path, endpoint: str) -> dict:
     docs = documents(config.documents, config.max_seeds, "science")
-    results = parallel(lambda d: science_pairs(d, config, endpoint), docs)
+    with openai_client(endpoint, config, "curation.sources.science") as client:
+        results = parallel(lambda d: science_pairs(d, config, client), docs, config.concurrency, "science")
     kept, dropped = [], []
     for doc_index, (document, (pairs, why)) in enumerate(zip(docs, results)):
         if why:
@@ -217,15 +247,27 @@ def run_science(config: ScienceSynthesis, output_path: Path, endpoint: str) -> d
             if config.reclassify_with_topic_classifier and pair["field"] not in config.fields:
                 dropped.append(drop(pair, "science", "outside_fields", str(pair["field"])))
                 continue
-            kept.append(chat_sample("science", len(kept), "general_en", pair["question"], pair["answer"],
-                                    field=pair["field"], corpus=document.get("source"), document=doc_index))
+            kept.append(
+                chat_sample(
+                    "science",
+                    len(kept),
+                    "general_en",
+                    pair["question"],
+                    pair["answer"],
+                    field=pair["field"],
+                    corpus=document.get("source"),
+                    document=doc_index,
+                )
+            )
     return write_outputs("science", output_path, kept, dropped, {"documents": len(docs)})
 
 
 # -- Chinese commonsense ----------------------------------------------------------------------------------------
 def bigrams(text: str) -> list[str]:
     """Character bigrams of the CJK and alphanumeric runs (Chinese has no spaces to split words on)."""
-    return [run[i:i + 2] for run in re.findall(r"[\w\u4e00-\u9fff]+", text.lower()) for i in range(max(1, len(run) - 1))]
+    return [
+        run[i : i + 2] for run in re.findall(r"[\w\u4e00-\u9fff]+", text.lower()) for i in range(max(1, len(run) - 1))
+    ]
 
 
 def tfidf_relevance(texts: list[str], keywords: tuple[str, ...]) -> list[float]:
@@ -250,11 +292,15 @@ def question_key(question: str) -> str:
     return re.sub(r"^(请问|请|你知道)|(吗|呢|呀|吧)$", "", text)
 
 
-def zh_pairs(document: dict, config: ChineseCommonsenseSynthesis, endpoint: str) -> tuple[list[dict], str]:
+def zh_pairs(document: dict, config: ChineseCommonsenseSynthesis, client: JsonClient) -> tuple[list[dict], str]:
     title = str(document.get("title") or "")
     try:
-        [reply] = ask(endpoint, config.generator, ZH_QA_PROMPT.format(count=config.qa_pairs_per_document, title=title or "无标题",
-                                                                    text=document["text"]), config)
+        [reply] = ask(
+            client,
+            config.generator,
+            ZH_QA_PROMPT.format(count=config.qa_pairs_per_document, title=title or "无标题", text=document["text"]),
+            config,
+        )
     except ServerError as error:
         return [], f"generator_failed: {error}"
     pairs = parse_pairs(reply)[: config.qa_pairs_per_document]
@@ -263,14 +309,18 @@ def zh_pairs(document: dict, config: ChineseCommonsenseSynthesis, endpoint: str)
     short = config.model_copy(update={"temperature": 0.0, "max_new_tokens": 16})
     for pair in pairs:
         try:
-            [label] = ask(endpoint, config.generator, CATEGORY_PROMPT.format(categories=", ".join(CMMLU_CATEGORIES), **pair), short)
+            [label] = ask(
+                client, config.generator, CATEGORY_PROMPT.format(categories=", ".join(CMMLU_CATEGORIES), **pair), short
+            )
             pair["cmmlu_category"] = first_label(label, CMMLU_CATEGORIES)
             if config.llm_quality_check:
-                [score] = ask(endpoint, config.generator, QUALITY_PROMPT.format(**pair), short)
+                [score] = ask(client, config.generator, QUALITY_PROMPT.format(**pair), short)
                 digits = re.findall(r"[1-5]", score)
                 pair["quality"] = int(digits[0]) if digits else None
             if config.entity_cross_reference and title and title in pair["question"]:
-                [verdict] = ask(endpoint, config.generator, ENTITY_PROMPT.format(title=title, text=document["text"], **pair), short)
+                [verdict] = ask(
+                    client, config.generator, ENTITY_PROMPT.format(title=title, text=document["text"], **pair), short
+                )
                 pair["entry_consistent"] = not verdict.strip().startswith(("否", "不", "no", "No"))
         except ServerError as error:
             pair["check_failed"] = str(error)
@@ -284,12 +334,15 @@ def run_chinese_commonsense(config: ChineseCommonsenseSynthesis, output_path: Pa
     for document, score in zip(docs, relevance):
         text = f"{document.get('title', '')}{document['text']}"
         if "tfidf" in config.relevance_filters and score < config.min_tfidf_score:
-            dropped.append(drop({"title": document.get("title"), "tfidf": round(score, 4)}, "chinese_commonsense", "low_tfidf"))
+            dropped.append(
+                drop({"title": document.get("title"), "tfidf": round(score, 4)}, "chinese_commonsense", "low_tfidf")
+            )
         elif "keywords" in config.relevance_filters and not any(k in text for k in config.keywords):
             dropped.append(drop({"title": document.get("title")}, "chinese_commonsense", "no_keyword"))
         else:
             relevant.append(document)
-    results = parallel(lambda d: zh_pairs(d, config, endpoint), relevant)
+    with openai_client(endpoint, config, "curation.sources.chinese_commonsense") as client:
+        results = parallel(lambda d: zh_pairs(d, config, client), relevant, config.concurrency, "chinese_commonsense")
     kept, answers = [], {}
     for document, (pairs, why) in zip(relevant, results):
         if why:
@@ -306,12 +359,26 @@ def run_chinese_commonsense(config: ChineseCommonsenseSynthesis, output_path: Pa
                 mapped = config.consistent_answer_mapping and key in answers
                 answer = answers[key] if mapped else pair["answer"]
                 answers.setdefault(key, pair["answer"])
-                kept.append(chat_sample("chinese_commonsense", len(kept), "general_zh", pair["question"], answer,
-                                        entity=document.get("title"), cmmlu_category=pair["cmmlu_category"],
-                                        quality=pair.get("quality"), answer_mapped=mapped))
-    return write_outputs("chinese_commonsense", output_path, kept, dropped,
-                         {"documents": len(docs), "relevant": len(relevant)})
+                kept.append(
+                    chat_sample(
+                        "chinese_commonsense",
+                        len(kept),
+                        "general_zh",
+                        pair["question"],
+                        answer,
+                        entity=document.get("title"),
+                        cmmlu_category=pair["cmmlu_category"],
+                        quality=pair.get("quality"),
+                        answer_mapped=mapped,
+                    )
+                )
+    return write_outputs(
+        "chinese_commonsense", output_path, kept, dropped, {"documents": len(docs), "relevant": len(relevant)}
+    )
 
 
-RUNNERS = {"math": (run_math, "teacher"), "science": (run_science, "generator"),
-           "chinese_commonsense": (run_chinese_commonsense, "generator")}
+RUNNERS = {
+    "math": (run_math, "teacher"),
+    "science": (run_science, "generator"),
+    "chinese_commonsense": (run_chinese_commonsense, "generator"),
+}

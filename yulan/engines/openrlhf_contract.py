@@ -18,12 +18,14 @@ from pathlib import Path
 def parser_from_source(source: str) -> argparse.ArgumentParser:
     tree = ast.parse(source)
     main = next(
-        node for node in tree.body
+        node
+        for node in tree.body
         if isinstance(node, ast.If) and "__main__" in ast.unparse(node.test) and "__name__" in ast.unparse(node.test)
     )
     # The module's own standard-library imports (argparse, os, datetime) are used by its defaults.
     statements = [
-        node for node in tree.body
+        node
+        for node in tree.body
         if isinstance(node, (ast.Import, ast.ImportFrom)) and all(_stdlib(name) for name in _imported(node))
     ]
     for statement in main.body:

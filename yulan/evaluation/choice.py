@@ -22,22 +22,24 @@ def encode_pair(tokenizer, context: str, continuation: str) -> tuple[list[int], 
         context, continuation = context[:-spaces], context[-spaces:] + continuation
     whole = tokenizer(context + continuation, add_special_tokens=False)["input_ids"]
     context_ids = tokenizer(context, add_special_tokens=False)["input_ids"]
-    return context_ids, whole[len(context_ids):]
+    return context_ids, whole[len(context_ids) :]
 
 
 @torch.no_grad()
-def loglikelihoods(model, tokenizer, requests: list[tuple[str, str]], max_length: int, batch_size: int = 16) -> list[float]:
+def loglikelihoods(
+    model, tokenizer, requests: list[tuple[str, str]], max_length: int, batch_size: int = 16
+) -> list[float]:
     """Sum of log p(continuation | context) per request, `batch_size` requests per forward pass."""
     model.eval()
     samples = []
     for context, continuation in requests:
         context_ids, continuation_ids = encode_pair(tokenizer, context, continuation)
-        window = (context_ids + continuation_ids)[-(max_length + 1):]
+        window = (context_ids + continuation_ids)[-(max_length + 1) :]
         labels = [IGNORE] * (len(window) - len(continuation_ids)) + continuation_ids
         samples.append(Tokenized(window, labels))
     out = []
     for start in range(0, len(samples), batch_size):
-        flat = layout(one_per_row(samples[start:start + batch_size]), model).to(device())
+        flat = layout(one_per_row(samples[start : start + batch_size]), model).to(device())
         out += [row.sum().item() for row in flat.per_sample(token_logprobs(model, flat))]
     return out
 

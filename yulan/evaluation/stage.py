@@ -7,17 +7,19 @@ generation, EvalPlus's tests."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
+import logging
 from pathlib import Path
 
 from schema.errors import ConfigError, Problem
 from schema.experiment import Experiment, stage_output
 from yulan import sandbox
 from yulan.evaluation import benchmarks, scoring, table
+from yulan.runtime.packages import install_hint, installed
 
-PACKAGES = {"lm_eval": ("lm_eval", ".[native]"), "evalplus": ("evalplus", ".[native]"), "vllm": ("vllm", ".[cluster]")}
+log = logging.getLogger(__name__)
+
+PACKAGES = {"lm_eval": "lm_eval", "evalplus": "evalplus", "vllm": "vllm"}  # a row's harness or backend: its module
 
 
 def missing(experiment: Experiment, here: bool = True) -> list[Problem]:
@@ -28,19 +30,44 @@ def missing(experiment: Experiment, here: bool = True) -> list[Problem]:
         field = f"eval.benchmarks.{name}"
         if benchmark.harness == "native":
             if benchmark.task not in benchmarks.NATIVE_TASKS:
-                problems.append(Problem(f"{field}.task", f"native tasks are {', '.join(benchmarks.NATIVE_TASKS)}",
-                                        benchmark.task, "pick a native task, or harness=lm_eval for the harness's tasks"))
+                problems.append(
+                    Problem(
+                        f"{field}.task",
+                        f"native tasks are {', '.join(benchmarks.NATIVE_TASKS)}",
+                        benchmark.task,
+                        "pick a native task, or harness=lm_eval for the harness's tasks",
+                    )
+                )
                 continue
             reported = benchmarks.NATIVE_TASKS[benchmark.task][1]
             wanted = "pass@k" if benchmark.pass_k else benchmark.metric
             if wanted not in reported:
-                problems.append(Problem(f"{field}.metric", f"native task '{benchmark.task}' reports {', '.join(reported)}",
-                                        wanted, f"set {field}.metric={reported[0]}" + (" and pass_k" if reported == ("pass@k",) else "")))
+                problems.append(
+                    Problem(
+                        f"{field}.metric",
+                        f"native task '{benchmark.task}' reports {', '.join(reported)}",
+                        wanted,
+                        f"set {field}.metric={reported[0]}" + (" and pass_k" if reported == ("pass@k",) else ""),
+                    )
+                )
         if benchmark.harness == "native" and benchmark.task == "math" and benchmark.num_fewshot:
-            problems.append(Problem(f"{field}.num_fewshot", "the native MATH task is minerva_math's zero-shot setting",
-                                    benchmark.num_fewshot, f"set {field}.num_fewshot=0"))
+            problems.append(
+                Problem(
+                    f"{field}.num_fewshot",
+                    "the native MATH task is minerva_math's zero-shot setting",
+                    benchmark.num_fewshot,
+                    f"set {field}.num_fewshot=0",
+                )
+            )
         if benchmark.harness == "evalplus" and benchmark.task not in ("humaneval", "mbpp"):
-            problems.append(Problem(f"{field}.task", "EvalPlus has humaneval and mbpp", benchmark.task, "set task=humaneval or task=mbpp"))
+            problems.append(
+                Problem(
+                    f"{field}.task",
+                    "EvalPlus has humaneval and mbpp",
+                    benchmark.task,
+                    "set task=humaneval or task=mbpp",
+                )
+            )
     return problems + (unavailable(experiment) + unisolated(experiment) if here else [])
 
 
@@ -50,30 +77,47 @@ def unisolated(experiment: Experiment) -> list[Problem]:
     rows = [name for name in config.selected if config.benchmarks[name].pass_k is not None]
     if not rows or config.allow_unisolated_code or sandbox.isolation_problem() is None:
         return []
-    return [Problem(f"eval.benchmarks.{rows[0]}", f"generated code runs only isolated, and {sandbox.isolation_problem()}",
-                    rows[0], "install bubblewrap (apt-get install bubblewrap), deselect the code rows, or set "
-                    "eval.allow_unisolated_code=true on a machine you can lose")]
+    return [
+        Problem(
+            f"eval.benchmarks.{rows[0]}",
+            f"generated code runs only isolated, and {sandbox.isolation_problem()}",
+            rows[0],
+            "install bubblewrap (apt-get install bubblewrap), deselect the code rows, or set "
+            "eval.allow_unisolated_code=true on a machine you can lose",
+        )
+    ]
 
 
 def unavailable(experiment: Experiment) -> list[Problem]:
     """Packages the selected rows need that this environment lacks."""
     config = experiment.eval
-    needs = {f"eval.benchmarks.{name}.harness": config.benchmarks[name].harness for name in config.selected
-             if config.benchmarks[name].harness != "native"}
+    needs = {
+        f"eval.benchmarks.{name}.harness": config.benchmarks[name].harness
+        for name in config.selected
+        if config.benchmarks[name].harness != "native"
+    }
     if config.backend == "vllm" and any(generates(config.benchmarks[name]) for name in config.selected):
         needs["eval.backend"] = "vllm"
     problems = []
     for field, need in needs.items():
-        module, extra = PACKAGES[need]
-        if importlib.util.find_spec(module) is None:
-            problems.append(Problem(field, f"needs the {module} package, which is not installed here", need,
-                                    f"pip install -e '{extra}', or run the row with harness=native and backend=transformers"))
+        module = PACKAGES[need]
+        if not installed(module):
+            problems.append(
+                Problem(
+                    field,
+                    f"needs the {module} package, which is not installed here",
+                    need,
+                    f"{install_hint(module)}, or run the row with harness=native and backend=transformers",
+                )
+            )
     return problems
 
 
 def generates(benchmark) -> bool:
     """Rows whose completions this project generates."""
-    return benchmark.harness == "evalplus" or (benchmark.harness == "native" and benchmarks.kind(benchmark) == "generate")
+    return benchmark.harness == "evalplus" or (
+        benchmark.harness == "native" and benchmarks.kind(benchmark) == "generate"
+    )
 
 
 def score(benchmark, items: list[dict], samples: list[dict], config, directory: Path) -> tuple[dict, list[dict]]:
@@ -132,8 +176,15 @@ class Checkpoint:
         prompts = [prompt_ids(self.tokenizer, [{"role": "user", "content": q}], budget) for q in questions]
         if self.experiment.eval.backend == "vllm":
             return self.complete_vllm(prompts, benchmark)
-        completions = generate(self.model, self.tokenizer, prompts, benchmark.num_samples,
-                                      benchmark.temperature, benchmark.max_new_tokens)
+        completions = generate(
+            self.model,
+            self.tokenizer,
+            prompts,
+            benchmark.num_samples,
+            benchmark.temperature,
+            benchmark.max_new_tokens,
+            progress=f"eval {benchmark.task}",
+        )
         return [decode(self.tokenizer, ids) for ids in completions]
 
     def complete_vllm(self, prompts: list[list[int]], benchmark) -> list[str]:
@@ -141,17 +192,27 @@ class Checkpoint:
         import vllm
 
         if self._llm is None:
-            self._llm = vllm.LLM(model=self.path, tensor_parallel_size=max(1, torch.cuda.device_count()),
-                                 max_model_len=self.experiment.model.context_length, seed=self.experiment.seed)
-        params = vllm.SamplingParams(n=benchmark.num_samples, temperature=benchmark.temperature,
-                                     max_tokens=benchmark.max_new_tokens, seed=self.experiment.seed)
+            self._llm = vllm.LLM(
+                model=self.path,
+                tensor_parallel_size=max(1, torch.cuda.device_count()),
+                max_model_len=self.experiment.model.context_length,
+                seed=self.experiment.seed,
+            )
+        params = vllm.SamplingParams(
+            n=benchmark.num_samples,
+            temperature=benchmark.temperature,
+            max_tokens=benchmark.max_new_tokens,
+            seed=self.experiment.seed,
+        )
         outputs = self._llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
         return [choice.text for output in outputs for choice in output.outputs]
 
     def loglikelihoods(self, items: list[dict]) -> list[float]:
         from yulan.evaluation import choice
 
-        return choice.loglikelihoods(self.model, self.tokenizer, choice.requests_of(items), self.experiment.model.context_length)
+        return choice.loglikelihoods(
+            self.model, self.tokenizer, choice.requests_of(items), self.experiment.model.context_length
+        )
 
 
 def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict]:
@@ -167,8 +228,14 @@ def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict
 
             from yulan.evaluation import harness
 
-            results[name] = harness.run_lm_eval(benchmark, path, config.backend, experiment.model.context_length,
-                                                out_dir, gpus=max(1, torch.cuda.device_count()))
+            results[name] = harness.run_lm_eval(
+                benchmark,
+                path,
+                config.backend,
+                experiment.model.context_length,
+                out_dir,
+                gpus=max(1, torch.cuda.device_count()),
+            )
         elif not generates(benchmark):
             from yulan.evaluation import choice
 
@@ -177,20 +244,26 @@ def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict
         else:
             items = items_of(benchmark)
             texts = iter(checkpoint.complete([item["question"] for item in items], benchmark))
-            samples = [{"task_id": item["id"], "completion": next(texts),
-                        **{key: item[key] for key in ("reference", "subject") if key in item}}
-                       for item in items for _ in range(benchmark.num_samples)]
+            samples = [
+                {
+                    "task_id": item["id"],
+                    "completion": next(texts),
+                    **{key: item[key] for key in ("reference", "subject") if key in item},
+                }
+                for item in items
+                for _ in range(benchmark.num_samples)
+            ]
             write_jsonl(out_dir / f"{name}.samples.jsonl", samples)  # rescore with `yulan eval score`
             results[name], verdicts = score(benchmark, items, samples, config, out_dir)
             write_jsonl(out_dir / f"{name}.verdicts.jsonl", verdicts)  # each sample's answer or outcome, and why
-        print(f"[eval] {out_dir.name} {name}: {json.dumps(results[name])}", file=sys.stderr)
+        log.info(f"[eval] {out_dir.name} {name}: {json.dumps(results[name])}")
     return results
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
     problems = missing(experiment)
     if problems:
-        print(ConfigError("the eval stage cannot run", problems), file=sys.stderr)
+        log.error("%s", ConfigError("the eval stage cannot run", problems))
         return 2
     from yulan.runtime.models import model_path
 
@@ -200,7 +273,7 @@ def run(experiment: Experiment, job_dir: str) -> int:
         label = ref if ref in experiment.stages else Path(ref).name
         results[label] = evaluate(experiment, model_path(experiment, experiment.resolve(ref)), output / label)
     paths = table.write(experiment.eval, results, output, decontamination(experiment))
-    print((paths["markdown"]).read_text(), file=sys.stderr)
+    log.info("%s", (paths["markdown"]).read_text())
     log_table(experiment, job_dir, paths)
     return 0
 

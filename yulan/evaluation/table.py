@@ -19,7 +19,9 @@ DECONTAMINATED = "training data decontaminated"  # a text column: which training
 TEXT_COLUMNS = ("benchmark", "title", "skill", DECONTAMINATED)
 
 
-def rows(config: EvalConfig, results: dict[str, dict[str, dict]], decontaminated: dict[str, str] | None = None) -> list[dict]:
+def rows(
+    config: EvalConfig, results: dict[str, dict[str, dict]], decontaminated: dict[str, str] | None = None
+) -> list[dict]:
     out = []
     for name in config.selected:
         benchmark = config.benchmarks[name]
@@ -56,7 +58,9 @@ def chart(table: list[dict], path: Path) -> Path | None:
     figure, axes = plt.subplots(figsize=(max(6, 1.6 * len(table)), 4))
     for i, name in enumerate(series):
         axes.bar([x + i * width for x in range(len(table))], [row[name] or 0 for row in table], width, label=name)
-    axes.set_xticks([x + 0.4 - width / 2 for x in range(len(table))], [row["title"] for row in table], rotation=20, ha="right")
+    axes.set_xticks(
+        [x + 0.4 - width / 2 for x in range(len(table))], [row["title"] for row in table], rotation=20, ha="right"
+    )
     axes.set_ylabel("score (%)")
     axes.legend(fontsize=7)
     figure.tight_layout()
@@ -65,7 +69,9 @@ def chart(table: list[dict], path: Path) -> Path | None:
     return path
 
 
-def write(config: EvalConfig, results: dict, directory: Path, decontaminated: dict[str, str] | None = None) -> dict[str, Path]:
+def write(
+    config: EvalConfig, results: dict, directory: Path, decontaminated: dict[str, str] | None = None
+) -> dict[str, Path]:
     table = rows(config, results, decontaminated)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "table.json", "markdown": directory / "table.md"}

@@ -19,9 +19,14 @@ def missing(experiment: Experiment, stage: str, here: bool = True) -> list[Probl
         return []
     problems = []
     if here and config.attention == "flash_attention_2" and importlib.util.find_spec("flash_attn") is None:
-        problems.append(Problem(f"{stage}.attention", "flash_attention_2 needs the flash-attn package, which this "
-                                "environment lacks", config.attention,
-                                f"install flash-attn built for this machine's CUDA, or set {stage}.attention=sdpa"))
+        problems.append(
+            Problem(
+                f"{stage}.attention",
+                "flash_attention_2 needs the flash-attn package, which this environment lacks",
+                config.attention,
+                f"install flash-attn built for this machine's CUDA, or set {stage}.attention=sdpa",
+            )
+        )
     checkpoints = {"model": experiment.resolve(config.actor.init_from if stage == "ppo" else config.init_from)}
     if stage == "ppo" and config.critic.init_from == "reward_model":
         checkpoints["reward_model"] = experiment.reward_model.name_or_path

@@ -35,8 +35,14 @@ def train(experiment: Experiment, job_dir: str) -> int:
     start_path, tokenizer, policy = loop.starting_point(experiment, config)
     reference = loop.frozen_copy(start_path, config.attention)
     source = experiment.resolve(config.data)
-    pairs = tokenized(source, tokenizer, {"max_length": config.max_length}, f"{job_dir}/tokens",
-                      lambda r: tokenize_pair(tokenizer, r, config.max_length), per_record=2)
+    pairs = tokenized(
+        source,
+        tokenizer,
+        {"max_length": config.max_length},
+        f"{job_dir}/tokens",
+        lambda r: tokenize_pair(tokenizer, r, config.max_length),
+        per_record=2,
+    )
     if not pairs.records:
         raise SystemExit(f"error: no preference pairs in {source}")
 
@@ -44,15 +50,16 @@ def train(experiment: Experiment, job_dir: str) -> int:
         sums = {"loss": 0.0, "chosen_reward": 0.0, "rejected_reward": 0.0, "accuracy": 0.0}
         tokens = 0
         for start in range(0, len(indices), config.micro_batch_size):
-            micro = indices[start:start + config.micro_batch_size]
+            micro = indices[start : start + config.micro_batch_size]
             samples = [pairs[2 * i + side] for i in micro for side in (0, 1)]  # chosen, rejected, chosen, ...
             tokens += sum(len(s.input_ids) for s in samples)
             with trained.autocast():
                 with torch.no_grad():
                     ref = sequence_logps(reference, samples)
                 logps = sequence_logps(policy, samples)
-            loss, reward_c, reward_r = dpo_loss(logps[0::2], logps[1::2], ref[0::2], ref[1::2], config.beta,
-                                                config.label_smoothing)
+            loss, reward_c, reward_r = dpo_loss(
+                logps[0::2], logps[1::2], ref[0::2], ref[1::2], config.beta, config.label_smoothing
+            )
             loss = loss.sum()
             if config.nll_loss_coef:
                 chosen_tokens = sum(s.loss_tokens for s in samples[0::2])
@@ -66,5 +73,6 @@ def train(experiment: Experiment, job_dir: str) -> int:
         means["reward_margin"] = means["chosen_reward"] - means["rejected_reward"]
         return means, tokens
 
-    return loop.optimize(experiment, "dpo", job_dir, policy, tokenizer, pairs.records, step_gradients,
-                         shown=("loss", "reward_margin"))
+    return loop.optimize(
+        experiment, "dpo", job_dir, policy, tokenizer, pairs.records, step_gradients, shown=("loss", "reward_margin")
+    )

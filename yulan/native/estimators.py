@@ -93,9 +93,18 @@ def whiten(advantages: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (advantages - mean) * variance.clamp(min=1e-8).rsqrt()
 
 
-def advantages_and_returns(name: str, rewards: torch.Tensor, group: int, kl: torch.Tensor, kl_coef: float,
-                           mask: torch.Tensor, values: torch.Tensor | None, clip_range: tuple[float, float],
-                           gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def advantages_and_returns(
+    name: str,
+    rewards: torch.Tensor,
+    group: int,
+    kl: torch.Tensor,
+    kl_coef: float,
+    mask: torch.Tensor,
+    values: torch.Tensor | None,
+    clip_range: tuple[float, float],
+    gamma: float,
+    lam: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """`rewards`: one per sample, prompt-major; `kl`, `mask`, `values`: (samples, response tokens)."""
     estimator = ESTIMATORS[name]
     shaped = estimator.baseline(rewards.reshape(-1, group)).reshape(-1).clamp(*clip_range)

@@ -62,16 +62,35 @@ class Trained:
     fp16 matmuls, as DeepSpeed's bf16 mode computes), dynamic loss scaling for fp16, gradient clipping, and the
     learning-rate schedule of transformers.get_scheduler (what OpenRLHF uses)."""
 
-    def __init__(self, model, learning_rate: float, param_dtype: str, max_grad_norm: float, scheduler: str,
-                 total: int, warmup_ratio: float, min_lr_ratio: float, betas=(0.9, 0.95), weight_decay: float = 0.0):
+    def __init__(
+        self,
+        model,
+        learning_rate: float,
+        param_dtype: str,
+        max_grad_norm: float,
+        scheduler: str,
+        total: int,
+        warmup_ratio: float,
+        min_lr_ratio: float,
+        betas=(0.9, 0.95),
+        weight_decay: float = 0.0,
+    ):
         self.model, self.max_grad_norm = model, max_grad_norm
         self.dtype = models.compute_dtype(param_dtype)
         self.device_type = models.device().type
-        self.optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=learning_rate,
-                                           betas=tuple(betas), weight_decay=weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=learning_rate,
+            betas=tuple(betas),
+            weight_decay=weight_decay,
+        )
         self.scheduler = transformers.get_scheduler(
-            scheduler, self.optimizer, num_warmup_steps=math.ceil(total * warmup_ratio), num_training_steps=total,
-            scheduler_specific_kwargs={"min_lr_rate": min_lr_ratio} if scheduler == "cosine_with_min_lr" else None)
+            scheduler,
+            self.optimizer,
+            num_warmup_steps=math.ceil(total * warmup_ratio),
+            num_training_steps=total,
+            scheduler_specific_kwargs={"min_lr_rate": min_lr_ratio} if scheduler == "cosine_with_min_lr" else None,
+        )
         self.scaler = torch.amp.GradScaler(self.device_type, enabled=self.dtype == torch.float16)
 
     def autocast(self) -> AbstractContextManager:
@@ -100,11 +119,19 @@ def batches_of_epoch(count: int, global_batch: int, seed: int, epoch: int) -> li
     """Sample indices per optimizer step; the order depends only on (seed, epoch), so a resumed run finds its place."""
     order = list(range(count))
     random.Random(f"{seed}:{epoch}").shuffle(order)
-    return [order[i:i + global_batch] for i in range(0, count, global_batch)]
+    return [order[i : i + global_batch] for i in range(0, count, global_batch)]
 
 
-def optimize(experiment: Experiment, stage: str, job_dir: str, model, tokenizer, count: int, step_gradients,
-             shown: tuple[str, ...] = ("loss",)) -> int:
+def optimize(
+    experiment: Experiment,
+    stage: str,
+    job_dir: str,
+    model,
+    tokenizer,
+    count: int,
+    step_gradients,
+    shown: tuple[str, ...] = ("loss",),
+) -> int:
     """The optimizer loop SFT and DPO share, over `count` samples for the stage's epochs (or max_steps) and global
     batch: `step_gradients(indices, trained)` accumulates one optimizer step's gradients through
     `trained.autocast()` / `trained.backward()` and returns (metrics without the stage prefix, tokens processed).
@@ -113,8 +140,18 @@ def optimize(experiment: Experiment, stage: str, job_dir: str, model, tokenizer,
     config = getattr(experiment, stage)
     per_epoch = steps_per_epoch(count, config.global_batch_size)
     total = total_steps(count, config)
-    trained = Trained(model, config.learning_rate, config.param_dtype, config.max_grad_norm, config.lr_scheduler,
-                      total, config.warmup_ratio, config.min_lr_ratio, config.adam_betas, config.weight_decay)
+    trained = Trained(
+        model,
+        config.learning_rate,
+        config.param_dtype,
+        config.max_grad_norm,
+        config.lr_scheduler,
+        total,
+        config.warmup_ratio,
+        config.min_lr_ratio,
+        config.adam_betas,
+        config.weight_decay,
+    )
     weights, states = {"model": model}, trained.states("model")
     checkpoints = Checkpoints(job_dir)
     step, _ = checkpoints.restore(weights, states)
@@ -124,8 +161,9 @@ def optimize(experiment: Experiment, stage: str, job_dir: str, model, tokenizer,
     while step < total:
         started = time.perf_counter()
         epoch, index = divmod(step, per_epoch)
-        metrics, tokens = step_gradients(batches_of_epoch(count, config.global_batch_size, experiment.seed, epoch)[index],
-                                         trained)
+        metrics, tokens = step_gradients(
+            batches_of_epoch(count, config.global_batch_size, experiment.seed, epoch)[index], trained
+        )
         metrics |= trained.step() | {"epoch": epoch}
         step += 1
         elapsed = time.perf_counter() - started

@@ -16,7 +16,7 @@ def kl_estimate(logps: torch.Tensor, ref_logps: torch.Tensor, estimator: str) ->
     if estimator == "k1":
         value = log_ratio
     elif estimator == "k2":
-        value = log_ratio ** 2 / 2
+        value = log_ratio**2 / 2
     else:
         bounded = log_ratio.clamp(min=-10)
         value = (-bounded).exp() - 1 + bounded
@@ -40,8 +40,15 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, totals: Totals)
     return per_sample.sum() / totals.samples
 
 
-def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.Tensor, mask: torch.Tensor,
-                clip: tuple[float, float], mode: str, totals: Totals) -> tuple[torch.Tensor, torch.Tensor]:
+def policy_loss(
+    logps: torch.Tensor,
+    old_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip: tuple[float, float],
+    mode: str,
+    totals: Totals,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The clipped surrogate, ratio clipped to [1 − low, 1 + high]; and the share of tokens where the clip bit."""
     ratio = (logps - old_logps).clamp(-20, 20).exp()
     unclipped = ratio * advantages
@@ -51,8 +58,14 @@ def policy_loss(logps: torch.Tensor, old_logps: torch.Tensor, advantages: torch.
     return loss, clip_share
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor,
-               clip: float, totals: Totals) -> torch.Tensor:
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    totals: Totals,
+) -> torch.Tensor:
     """0.5 · max((V − R)², (V_clipped − R)²) averaged over the step's tokens."""
     clipped = old_values + (values - old_values).clamp(-clip, clip)
     return 0.5 * aggregate(torch.max((values - returns) ** 2, (clipped - returns) ** 2), mask, "token-mean", totals)

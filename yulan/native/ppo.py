@@ -10,8 +10,8 @@ checkpoints and ends the stage with HEALTH_STOP_STATUS."""
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 import time
 
 import torch
@@ -33,13 +33,24 @@ from yulan.native.estimators import advantages_and_returns
 from yulan.native.losses import Totals, aggregate, kl_estimate, policy_loss, value_loss
 from yulan.reward import YulanReward, parse_label
 from yulan.runtime import models
-from yulan.runtime.batches import IGNORE, Flat, Tokenized, hidden_states, layout, one_per_row, prompt_ids, token_logprobs
+from yulan.runtime.batches import (
+    IGNORE,
+    Flat,
+    Tokenized,
+    hidden_states,
+    layout,
+    one_per_row,
+    prompt_ids,
+    token_logprobs,
+)
 from yulan.runtime.checkpoints import Checkpoints, save_final, save_or_stop
 from yulan.runtime.generation import generate, stopped
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, REQUEUE_STATUS
 from yulan.runtime.records import read_jsonl
 from yulan.runtime.tracking import Progress, Tracker
 from yulan.verifier import kind_of
+
+log = logging.getLogger(__name__)
 
 
 class AdaptiveKL:
@@ -66,7 +77,9 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
-def length_rules(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch.Tensor, config: PPOConfig) -> torch.Tensor:
+def length_rules(
+    rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch.Tensor, config: PPOConfig
+) -> torch.Tensor:
     """OpenRLHF's length rules on sequence rewards: DAPO's overlong penalty (−min(excess, buffer)/buffer·factor
     beyond generate_max_length − buffer) and ProRL's stop-properly rule for truncated samples."""
     reward = config.reward
@@ -83,7 +96,7 @@ def length_rules(rewards: torch.Tensor, lengths: torch.Tensor, truncated: torch.
 
 def kept_groups(scores: list[float], group: int, low: float, high: float) -> list[int]:
     """Dynamic filtering: the prompts whose samples' mean score lies strictly inside (low, high)."""
-    means = [sum(scores[i:i + group]) / group for i in range(0, len(scores), group)]
+    means = [sum(scores[i : i + group]) / group for i in range(0, len(scores), group)]
     return [k for k, mean in enumerate(means) if low < mean < high]
 
 
@@ -118,13 +131,13 @@ def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro:
     old, ref = torch.zeros_like(mask), torch.zeros_like(mask)
     values = torch.zeros_like(mask) if critic is not None else None
     for start in range(0, len(sequences), micro):
-        flat = layout(one_per_row(sequences[start:start + micro]), actor).to(models.device())
-        rows = mask[start:start + micro]
+        flat = layout(one_per_row(sequences[start : start + micro]), actor).to(models.device())
+        rows = mask[start : start + micro]
         with autocast():
-            old[start:start + micro] = response_rows(flat, token_logprobs(actor, flat), rows)
-            ref[start:start + micro] = response_rows(flat, token_logprobs(reference, flat), rows)
+            old[start : start + micro] = response_rows(flat, token_logprobs(actor, flat), rows)
+            ref[start : start + micro] = response_rows(flat, token_logprobs(reference, flat), rows)
             if critic is not None:
-                values[start:start + micro] = response_rows(flat, critic_values(critic, flat), rows)
+                values[start : start + micro] = response_rows(flat, critic_values(critic, flat), rows)
     return old, ref, values, mask
 
 
@@ -135,15 +148,18 @@ def train(experiment: Experiment, job_dir: str) -> int:
     records = read_jsonl(prompt_file)
     total_rollouts = config.rollouts_for(len(records))
     if len(records) < config.rollout_batch_size:
-        print(f"error: {len(records)} prompts selected, fewer than ppo.rollout_batch_size={config.rollout_batch_size}",
-              file=sys.stderr)
+        log.error(f"{len(records)} prompts selected, fewer than ppo.rollout_batch_size={config.rollout_batch_size}")
         return 2
     actor_path = models.model_path(experiment, experiment.resolve(config.actor.init_from))
     models.check_checkpoint(actor_path, experiment.model, "model")
     tokenizer = loop.policy_tokenizer(experiment, actor_path)
     scorer = None if config.reward.server_url else models.reward_model(experiment)
-    reward = YulanReward(config.reward, config.reward.server_url or "", score_texts=scorer,
-                         unchecked_score=config.dynamic_filtering.neutral_score)
+    reward = YulanReward(
+        config.reward,
+        config.reward.server_url or "",
+        score_texts=scorer,
+        unchecked_score=config.dynamic_filtering.neutral_score,
+    )
     if reward.checker and any(kind_of(parse_label(r["label"], "")) == "code" for r in records):
         reward.checker.isolation()  # refuse now, not after hours of rollouts, where code cannot run isolated
     actor = loop.load_trained(actor_path, config.attention, config.gradient_checkpointing)
@@ -155,16 +171,33 @@ def train(experiment: Experiment, job_dir: str) -> int:
             models.check_checkpoint(critic_path, experiment.reward_model, "reward_model")
         else:
             critic_path = actor_path
-        critic = loop.load_trained(critic_path, config.attention, config.gradient_checkpointing, scorer=True,
-                                   pad_token_id=tokenizer.pad_token_id)
+        critic = loop.load_trained(
+            critic_path,
+            config.attention,
+            config.gradient_checkpointing,
+            scorer=True,
+            pad_token_id=tokenizer.pad_token_id,
+        )
 
-    steps = total_rollouts * config.optimizer_steps_per_rollout  # = ppo.total_optimizer_steps with every prompt selected
+    steps = (
+        total_rollouts * config.optimizer_steps_per_rollout
+    )  # = ppo.total_optimizer_steps with every prompt selected
     learners = [("actor", actor, config.actor.learning_rate)]
     if critic is not None:
         learners.append(("critic", critic, config.critic.learning_rate))
-    trained = {name: loop.Trained(model, lr, config.param_dtype, config.max_grad_norm, config.lr_scheduler, steps,
-                                  config.lr_warmup_ratio, config.min_lr_ratio)
-               for name, model, lr in learners}
+    trained = {
+        name: loop.Trained(
+            model,
+            lr,
+            config.param_dtype,
+            config.max_grad_norm,
+            config.lr_scheduler,
+            steps,
+            config.lr_warmup_ratio,
+            config.min_lr_ratio,
+        )
+        for name, model, lr in learners
+    }
     kl = AdaptiveKL(config.kl)
     checkpoints = Checkpoints(job_dir)
     weights = {name: model for name, model, _ in learners}
@@ -174,16 +207,21 @@ def train(experiment: Experiment, job_dir: str) -> int:
     monitor = Monitor(config.health, config.health_statistics, extra.get("health"))
     tracker = Tracker(experiment, "ppo", job_dir)
     progress = Progress(total_rollouts, rollout_index, "ppo")
-    stream = PromptStream(records, config.rollout_batch_size, experiment.seed,
-                          extra.get("prompts_consumed", rollout_index * config.rollout_batch_size))
+    stream = PromptStream(
+        records,
+        config.rollout_batch_size,
+        experiment.seed,
+        extra.get("prompts_consumed", rollout_index * config.rollout_batch_size),
+    )
     notice = unwatched_notice(config.health, "native", config.health_statistics)
     if notice:
-        print(notice, file=sys.stderr)
+        log.warning("%s", notice)
 
     while rollout_index < total_rollouts:
         started = time.perf_counter()
-        rollout, metrics = make_rollout(experiment, stream, actor, reference, critic, reward, tokenizer,
-                                        trained["actor"].autocast)
+        rollout, metrics = make_rollout(
+            experiment, stream, actor, reference, critic, reward, tokenizer, trained["actor"].autocast
+        )
         actor_trains = rollout_index >= config.frozen_rollouts
         trained_at = time.perf_counter()
         if rollout is not None:
@@ -191,14 +229,20 @@ def train(experiment: Experiment, job_dir: str) -> int:
             if actor_trains:  # frozen rollouts leave the actor where the reference is: no KL to steer by
                 kl.update(metrics["ppo/kl"], config.samples_per_rollout)
         if rollout is not None:
-            metrics |= trainer_statistics(metrics["ppo/kl"], config.kl.target,
-                                          entropy=-masked_mean(rollout.old_logps, rollout.mask).item())
+            metrics |= trainer_statistics(
+                metrics["ppo/kl"], config.kl.target, entropy=-masked_mean(rollout.old_logps, rollout.mask).item()
+            )
         rollout_index += 1
         elapsed = time.perf_counter() - started
         tokens = sum(len(s.input_ids) for s in rollout.sequences) if rollout is not None else 0
-        metrics |= {"ppo/kl_coef": kl.value, "ppo/actor_frozen": float(not actor_trains), "ppo/step_time_s": elapsed,
-                    "ppo/train_time_s": time.perf_counter() - trained_at, "ppo/tokens": tokens,
-                    "ppo/tokens_per_s": tokens / elapsed}
+        metrics |= {
+            "ppo/kl_coef": kl.value,
+            "ppo/actor_frozen": float(not actor_trains),
+            "ppo/step_time_s": elapsed,
+            "ppo/train_time_s": time.perf_counter() - trained_at,
+            "ppo/tokens": tokens,
+            "ppo/tokens_per_s": tokens / elapsed,
+        }
         derived, alerts = monitor.observe(rollout_index, metrics)
         metrics |= derived
         tracker.log(rollout_index, metrics)
@@ -207,7 +251,7 @@ def train(experiment: Experiment, job_dir: str) -> int:
         extra = {"kl_coef": kl.value, "prompts_consumed": stream.consumed, "health": monitor.state()}
         if any(alert.action == "stop" for alert in alerts):
             path = checkpoints.save(rollout_index, weights, states, extra)
-            print(f"stopped by a health rule at rollout {rollout_index}; checkpoint {path} (resumable)", file=sys.stderr)
+            log.warning(f"stopped by a health rule at rollout {rollout_index}; checkpoint {path} (resumable)")
             progress.close()
             tracker.finish()
             return HEALTH_STOP_STATUS
@@ -246,48 +290,82 @@ class PromptStream:
         return taken
 
 
-def sample_prompts(experiment: Experiment, records: list[dict], actor, reward: YulanReward, tokenizer,
-                   autocast) -> dict:
+def sample_prompts(
+    experiment: Experiment, records: list[dict], actor, reward: YulanReward, tokenizer, autocast
+) -> dict:
     """Generates `samples_per_prompt` responses per prompt and scores them: per sample its prompt and response ids,
     truncation, reward (after the length rules), score and logs."""
     config = experiment.ppo
     group = config.samples_per_prompt
     prompts = [prompt_ids(tokenizer, r["prompt"], config.prompt_max_length) for r in records]
     with autocast():
-        responses = generate(actor, tokenizer, prompts, group, config.temperature, config.generate_max_length,
-                             batch_size=config.micro_rollout_batch_size)
+        responses = generate(
+            actor,
+            tokenizer,
+            prompts,
+            group,
+            config.temperature,
+            config.generate_max_length,
+            batch_size=config.micro_rollout_batch_size,
+        )
     prompts = [p for p in prompts for _ in range(group)]
     labels = [r["label"] for r in records for _ in range(group)]
     stops = models.stop_token_ids(tokenizer, actor.generation_config)
     truncated = [not stopped(r, stops) for r in responses]
     scored, health = score_responses(tokenizer, reward, prompts, responses, labels, truncated)
-    rewards = length_rules(torch.tensor(scored["rewards"]), torch.tensor([float(len(r)) for r in responses]),
-                           torch.tensor(truncated), config)
-    return {"prompts": prompts, "responses": responses, "truncated": truncated, "rewards": rewards.tolist(),
-            "scores": scored["scores"], "logs": scored["extra_logs"], "health": health}
+    rewards = length_rules(
+        torch.tensor(scored["rewards"]),
+        torch.tensor([float(len(r)) for r in responses]),
+        torch.tensor(truncated),
+        config,
+    )
+    return {
+        "prompts": prompts,
+        "responses": responses,
+        "truncated": truncated,
+        "rewards": rewards.tolist(),
+        "scores": scored["scores"],
+        "logs": scored["extra_logs"],
+        "health": health,
+    }
 
 
-def score_responses(tokenizer, reward: YulanReward, prompts: list[list[int]], responses: list[list[int]],
-                    labels: list[str], truncated: list[bool]) -> tuple[dict, list[HealthSample]]:
+def score_responses(
+    tokenizer,
+    reward: YulanReward,
+    prompts: list[list[int]],
+    responses: list[list[int]],
+    labels: list[str],
+    truncated: list[bool],
+) -> tuple[dict, list[HealthSample]]:
     """The reward function's output for token-id samples, decoded as OpenRLHF decodes them (special tokens kept),
     and the samples' health."""
     prompt_texts = [tokenizer.decode(p, skip_special_tokens=False) for p in prompts]
     queries = [tokenizer.decode(p + r, skip_special_tokens=False) for p, r in zip(prompts, responses)]
     scored = reward(queries, prompt_texts, labels, truncated=truncated)
-    health = health_samples(prompt_texts, [reward.response_of(q, p) for q, p in zip(queries, prompt_texts)],
-                            [len(r) for r in responses], truncated, scored, reward.config.penalties)
+    health = health_samples(
+        prompt_texts,
+        [reward.response_of(q, p) for q, p in zip(queries, prompt_texts)],
+        [len(r) for r in responses],
+        truncated,
+        scored,
+        reward.config.penalties,
+    )
     return scored, health
 
 
-def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference, critic, reward: YulanReward,
-                 tokenizer, autocast) -> tuple[Rollout | None, dict[str, float]]:
+def make_rollout(
+    experiment: Experiment, stream: PromptStream, actor, reference, critic, reward: YulanReward, tokenizer, autocast
+) -> tuple[Rollout | None, dict[str, float]]:
     """One rollout's samples for rollout_batch_size prompts. With dynamic filtering, prompts whose samples' verifier
     scores all agree are dropped and replaced by the next prompts of the stream (as OpenRLHF does), for at most one
     pass over the prompt set; None when none was kept."""
     config = experiment.ppo
     group, wanted = config.samples_per_prompt, config.rollout_batch_size
     started = time.perf_counter()
-    generated: dict[str, list] = {key: [] for key in ("prompts", "responses", "truncated", "rewards", "scores", "health")}
+    generated: dict[str, list] = {
+        key: [] for key in ("prompts", "responses", "truncated", "rewards", "scores", "health")
+    }
     logs: dict[str, list] = {}
     kept: list[int] = []  # sample indices into `generated`
     drawn = 0
@@ -323,21 +401,32 @@ def make_rollout(experiment: Experiment, stream: PromptStream, actor, reference,
         return None, metrics
     prompts = generated["prompts"]
     sequences = [Tokenized(prompts[i] + responses[i], [IGNORE] * len(prompts[i]) + responses[i]) for i in kept]
-    old_logps, ref_logps, values, mask = score_sequences(sequences, actor, reference, critic,
-                                                         config.micro_rollout_batch_size, autocast)
+    old_logps, ref_logps, values, mask = score_sequences(
+        sequences, actor, reference, critic, config.micro_rollout_batch_size, autocast
+    )
     kl = kl_estimate(old_logps, ref_logps, config.kl.estimator)
     metrics["ppo/kl"] = mean_kl(kl, mask)
     rewards = torch.tensor([generated["rewards"][i] for i in kept], device=mask.device)
     return Rollout(sequences, rewards, old_logps, ref_logps, kl, values, mask), metrics
 
 
-def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, actor_trains: bool,
-           kl_coef: float) -> dict:
+def update(
+    config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, actor_trains: bool, kl_coef: float
+) -> dict:
     mask = rollout.mask
     kl_in_reward = torch.zeros_like(mask) if config.kl.use_loss else rollout.kl
     advantages, returns = advantages_and_returns(
-        config.estimator, rollout.rewards, config.samples_per_prompt, kl_in_reward, kl_coef, mask, rollout.values,
-        config.reward.clip_range, config.gamma, config.gae_lambda)
+        config.estimator,
+        rollout.rewards,
+        config.samples_per_prompt,
+        kl_in_reward,
+        kl_coef,
+        mask,
+        rollout.values,
+        config.reward.clip_range,
+        config.gamma,
+        config.gae_lambda,
+    )
     count = mask.shape[0]
     sums = {"ppo/policy_loss": 0.0, "ppo/clip_fraction": 0.0} | ({"ppo/value_loss": 0.0} if critic is not None else {})
     if config.kl.use_loss:
@@ -349,10 +438,10 @@ def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, ac
     for _ in range(config.ppo_epochs):
         order = torch.randperm(count).tolist()
         for start in range(0, count, config.train_batch_size):
-            indices = order[start:start + config.train_batch_size]
+            indices = order[start : start + config.train_batch_size]
             totals = Totals(tokens=mask[indices].sum().item(), samples=len(indices))
             for micro_start in range(0, len(indices), config.micro_train_batch_size):
-                rows = indices[micro_start:micro_start + config.micro_train_batch_size]
+                rows = indices[micro_start : micro_start + config.micro_train_batch_size]
                 flat = layout(one_per_row([rollout.sequences[i] for i in rows]), actor).to(models.device())
                 rows_mask = mask[rows]
                 if critic is not None:
@@ -364,8 +453,15 @@ def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, ac
                 if actor_trains:
                     with trained["actor"].autocast():
                         logps = response_rows(flat, token_logprobs(actor, flat), rows_mask)
-                    loss, clip_share = policy_loss(logps, rollout.old_logps[rows], advantages[rows], rows_mask,
-                                                   config.policy_clip_range, config.policy_loss_aggregation, totals)
+                    loss, clip_share = policy_loss(
+                        logps,
+                        rollout.old_logps[rows],
+                        advantages[rows],
+                        rows_mask,
+                        config.policy_clip_range,
+                        config.policy_loss_aggregation,
+                        totals,
+                    )
                     sums["ppo/policy_loss"] += loss.item()
                     if config.kl.use_loss:
                         kl = kl_estimate(logps, rollout.ref_logps[rows], config.kl.estimator)
@@ -380,5 +476,7 @@ def update(config: PPOConfig, rollout: Rollout, actor, critic, trained: dict, ac
                 sums[f"ppo/{name}_lr"] = step["lr"]
             steps += 1
     means = {key: value / max(steps, 1) if not key.endswith("_lr") else value for key, value in sums.items()}
-    return means | {"ppo/return": masked_mean(returns, mask).item(), "ppo/advantage_std": advantages[mask.bool()].std(unbiased=False).item()}
-
+    return means | {
+        "ppo/return": masked_mean(returns, mask).item(),
+        "ppo/advantage_std": advantages[mask.bool()].std(unbiased=False).item(),
+    }

@@ -12,7 +12,7 @@ from yulan.runtime.token_cache import tokenized
 def micro_batches(samples: list[Tokenized], config) -> list[list[list[Tokenized]]]:
     """The rows of each forward pass: `micro_batch_size` packed rows (or samples, without packing)."""
     rows = pack(samples, config.max_length) if config.packing else [[s] for s in samples]
-    return [rows[i:i + config.micro_batch_size] for i in range(0, len(rows), config.micro_batch_size)]
+    return [rows[i : i + config.micro_batch_size] for i in range(0, len(rows), config.micro_batch_size)]
 
 
 def step_loss(model, micro: list[list[list[Tokenized]]], trained) -> tuple[float, int]:
@@ -32,8 +32,14 @@ def train(experiment: Experiment, job_dir: str) -> int:
     config = experiment.sft
     _, tokenizer, model = loop.starting_point(experiment, config)
     settings = {"max_length": config.max_length, "loss_on": config.loss_on}
-    data = tokenized(experiment.resolve(config.data), tokenizer, settings, f"{job_dir}/tokens",
-                     lambda r: [tokenize_chat(tokenizer, r["messages"], config.max_length, config.loss_on)], per_record=1)
+    data = tokenized(
+        experiment.resolve(config.data),
+        tokenizer,
+        settings,
+        f"{job_dir}/tokens",
+        lambda r: [tokenize_chat(tokenizer, r["messages"], config.max_length, config.loss_on)],
+        per_record=1,
+    )
 
     def step_gradients(indices: list[int], trained) -> tuple[dict, int]:
         chosen = [data[i] for i in indices]

@@ -1,8 +1,8 @@
 """Chat tokenisation and batches without a mask of our own: samples are laid end to end in rows with positions
 restarting at each sample. That is how transformers recognises packed sequences: flash-attention 2 takes its
 varlen path (one row, no padding), and sdpa and eager get a block-causal mask built from the positions, so no
-sample attends to another and a packed sample's loss equals its loss alone. Log-probabilities are computed a chunk of tokens at a
-time, so memory follows the chunk, not tokens x vocabulary."""
+sample attends to another and a packed sample's loss equals its loss alone. Log-probabilities are computed a chunk
+of tokens at a time, so memory follows the chunk, not tokens x vocabulary."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ class Flat:
 
     def per_sample(self, values: torch.Tensor) -> list[torch.Tensor]:
         """(rows, width) -> each sample's slice, in the order the samples were given."""
-        return [piece for row, lengths in zip(values, self.rows) for piece in row[:sum(lengths)].split(lengths)]
+        return [piece for row, lengths in zip(values, self.rows) for piece in row[: sum(lengths)].split(lengths)]
 
 
 def one_per_row(samples: Sequence[Tokenized]) -> list[list[Tokenized]]:
@@ -111,7 +111,7 @@ def layout(rows: Sequence[Sequence[Tokenized]], model=None) -> Flat:
             per_token = 6 * model.config.hidden_size
             total = sum(len(s.input_ids) for s in merged[0])
             width = max(sum(len(s.input_ids) for s in row) for row in rows)
-            if total * per_token + total ** 2 < len(rows) * (width * per_token + width ** 2):
+            if total * per_token + total**2 < len(rows) * (width * per_token + width**2):
                 rows = merged
     width = max(sum(len(s.input_ids) for s in row) for row in rows)
     ids, labels, positions = [], [], []
@@ -125,8 +125,12 @@ def layout(rows: Sequence[Sequence[Tokenized]], model=None) -> Flat:
         ids.append(row_ids + [0] * padding)
         labels.append(row_labels + [IGNORE] * padding)
         positions.append(row_positions + list(range(padding)))
-    return Flat(torch.tensor(ids), torch.tensor(positions), torch.tensor(labels),
-                [[len(s.input_ids) for s in row] for row in rows])
+    return Flat(
+        torch.tensor(ids),
+        torch.tensor(positions),
+        torch.tensor(labels),
+        [[len(s.input_ids) for s in row] for row in rows],
+    )
 
 
 def hidden_states(model, flat: Flat) -> torch.Tensor:
@@ -147,8 +151,13 @@ def token_logprobs(model, flat: Flat) -> torch.Tensor:
     recompute = torch.is_grad_enabled() and hidden.shape[0] > chunk  # one chunk: keeping its logits costs no more
     pieces = []
     for start in range(0, hidden.shape[0], chunk):
-        args = (head, hidden[start:start + chunk], labels[start:start + chunk],
-                getattr(config, "logit_scale", None), getattr(config, "final_logit_softcapping", None))
+        args = (
+            head,
+            hidden[start : start + chunk],
+            labels[start : start + chunk],
+            getattr(config, "logit_scale", None),
+            getattr(config, "final_logit_softcapping", None),
+        )
         pieces.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if recompute else _chunk_logprobs(*args))
     return torch.cat(pieces).reshape(flat.labels.shape)
 

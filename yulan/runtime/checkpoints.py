@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import random
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,8 @@ import torch
 
 from yulan.runtime.lifecycle import stop_requested
 from yulan.runtime.models import device
+
+log = logging.getLogger(__name__)
 
 
 class Checkpoints:
@@ -34,13 +36,19 @@ class Checkpoints:
         building.mkdir(parents=True)
         for name, model in models.items():
             torch.save(model.state_dict(), building / f"{name}.pt")
-        torch.save({
-            "step": step,
-            "states": {name: obj.state_dict() for name, obj in states.items()},
-            "rng": {"torch": torch.get_rng_state(), "python": random.getstate(),
-                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
-            "extra": extra or {},
-        }, building / "state.pt")
+        torch.save(
+            {
+                "step": step,
+                "states": {name: obj.state_dict() for name, obj in states.items()},
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "python": random.getstate(),
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                },
+                "extra": extra or {},
+            },
+            building / "state.pt",
+        )
         building.rename(final)
         return final
 
@@ -58,12 +66,13 @@ class Checkpoints:
         random.setstate(state["rng"]["python"])
         if state["rng"]["cuda"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
-        print(f"resumed from {path} (step {state['step']})", file=sys.stderr)
+        log.info(f"resumed from {path} (step {state['step']})")
         return state["step"], state["extra"]
 
 
-def save_or_stop(checkpoints: Checkpoints, step: int, total: int, every: int, models: dict, states: dict,
-                 extra: dict | None = None) -> bool:
+def save_or_stop(
+    checkpoints: Checkpoints, step: int, total: int, every: int, models: dict, states: dict, extra: dict | None = None
+) -> bool:
     """The periodic checkpoint, or the one a stop request (preemption, time limit) asks for. True: stop now, the
     job is requeued and resumes from this checkpoint."""
     stopping = stop_requested() and step < total
@@ -82,5 +91,3 @@ def save_final(model, tokenizer, path: str | Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     building.rename(path)
-
-

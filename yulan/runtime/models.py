@@ -71,15 +71,32 @@ def load_tokenizer(path: str, chat_template: str | None = None):
 
 def require_chat_template(tokenizer, path: str) -> None:
     if not tokenizer.chat_template:
-        raise ConfigError(f"the tokenizer at {path} has no chat template", [Problem(
-            "model.chat_template", "chat data and prompts are rendered with the model's chat template", None,
-            "set model.chat_template to a Jinja template (e.g. ChatML), or start from a checkpoint that has one")])
+        raise ConfigError(
+            f"the tokenizer at {path} has no chat template",
+            [
+                Problem(
+                    "model.chat_template",
+                    "chat data and prompts are rendered with the model's chat template",
+                    None,
+                    (
+                        "set model.chat_template to a Jinja template (e.g. ChatML), or start from a checkpoint "
+                        "that has one"
+                    ),
+                )
+            ],
+        )
 
 
 def load_causal_lm(path: str, dtype: torch.dtype, attention: str = "sdpa"):
     if attention.startswith("flash_attention") and device().type != "cuda":
-        raise ConfigError(f"cannot load {path}", [Problem(
-            "attention", "flash-attention runs only on CUDA GPUs", attention, "set attention=sdpa for a CPU job")])
+        raise ConfigError(
+            f"cannot load {path}",
+            [
+                Problem(
+                    "attention", "flash-attention runs only on CUDA GPUs", attention, "set attention=sdpa for a CPU job"
+                )
+            ],
+        )
     model = transformers.AutoModelForCausalLM.from_pretrained(path, dtype=dtype, attn_implementation=attention)
     return model.to(device())
 
@@ -88,7 +105,8 @@ def load_scorer(path: str, dtype: torch.dtype, pad_token_id: int, attention: str
     """A model with a scalar head (reward model or critic). Its config gets the tokenizer's pad id: sequence
     classifiers find each row's last token by it and refuse batches of more than one row without it."""
     model = transformers.AutoModelForSequenceClassification.from_pretrained(
-        path, dtype=dtype, num_labels=1, attn_implementation=attention)
+        path, dtype=dtype, num_labels=1, attn_implementation=attention
+    )
     model.config.pad_token_id = pad_token_id
     return model.to(device())
 
@@ -110,9 +128,10 @@ def end_of_turn_id(tokenizer) -> int | None:
     if not tokenizer.chat_template:
         return None
     marker = "Zq7xMarker"
-    text = tokenizer.apply_chat_template([{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}],
-                                         tokenize=False)
-    after = text[text.rfind(marker) + len(marker):]
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "hi"}, {"role": "assistant", "content": marker}], tokenize=False
+    )
+    after = text[text.rfind(marker) + len(marker) :]
     ids = tokenizer(after, add_special_tokens=False)["input_ids"] if after else []
     special = set(tokenizer.all_special_ids) | set(tokenizer.added_tokens_decoder)
     return ids[0] if ids and ids[0] in special else None
@@ -130,8 +149,14 @@ class RewardModel:
     def __call__(self, texts: list[str]) -> list[float]:
         scores = []
         for start in range(0, len(texts), self.batch_size):
-            encoded = self.tokenizer(texts[start:start + self.batch_size], return_tensors="pt", padding=True,
-                                     truncation=True, max_length=self.max_length, add_special_tokens=False)
+            encoded = self.tokenizer(
+                texts[start : start + self.batch_size],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                add_special_tokens=False,
+            )
             encoded = {key: value.to(device()) for key, value in encoded.items()}
             scores += self.model(**encoded).logits[:, 0].float().tolist()
         return scores

@@ -47,7 +47,9 @@ def parse_line(raw: bytes) -> dict | str:
     try:
         record = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        record, problem = _parse_slowly(raw)  # what orjson refuses but JSON allows (integers beyond 64 bits), or why not
+        record, problem = _parse_slowly(
+            raw
+        )  # what orjson refuses but JSON allows (integers beyond 64 bits), or why not
         if problem:
             return problem
     if not isinstance(record, dict):
@@ -67,8 +69,9 @@ def _parse_slowly(raw: bytes) -> tuple[object, str | None]:
         return None, f"not valid JSON ({error.msg}, column {error.colno}){cut}; expected one JSON object per line"
 
 
-def numbered_records(path: str | Path, batch_rows: int = 10_000, check: Check | None = None,
-                     set_aside: SetAside | None = None) -> Iterator[tuple[int, dict]]:
+def numbered_records(
+    path: str | Path, batch_rows: int = 10_000, check: Check | None = None, set_aside: SetAside | None = None
+) -> Iterator[tuple[int, dict]]:
     """(line or row number from 1, record) of a JSONL file, a Parquet file or a `datasets` folder. A record that
     is not an object, or that `check` finds wrong, raises RecordError naming FILE:LINE; with `set_aside` it is
     recorded there and skipped."""
@@ -108,13 +111,17 @@ def numbered_records(path: str | Path, batch_rows: int = 10_000, check: Check | 
 def _table_rows(path: Path, batch_rows: int) -> Iterator[tuple[int, dict]]:
     if path.is_dir():
         if not (path / "dataset_info.json").exists() and not (path / "dataset_dict.json").exists():
-            raise RecordError(f"{path}: a directory, expected a JSONL or Parquet file or a `datasets.save_to_disk` folder")
+            raise RecordError(
+                f"{path}: a directory, expected a JSONL or Parquet file or a `datasets.save_to_disk` folder"
+            )
         import datasets
 
         dataset = datasets.load_from_disk(str(path))
         if isinstance(dataset, datasets.DatasetDict):
-            raise RecordError(f"{path}: a DatasetDict with splits {list(dataset)}; name one split's folder, "
-                              f"e.g. {path / next(iter(dataset))}")
+            raise RecordError(
+                f"{path}: a DatasetDict with splits {list(dataset)}; name one split's folder, "
+                f"e.g. {path / next(iter(dataset))}"
+            )
         for number, record in enumerate(dataset, 1):
             yield number, dict(record)
         return
@@ -124,7 +131,9 @@ def _table_rows(path: Path, batch_rows: int) -> Iterator[tuple[int, dict]]:
     try:
         table = pq.ParquetFile(path)
     except (pyarrow.ArrowInvalid, OSError) as error:
-        raise RecordError(f"{path}: not a Parquet file ({error}); expected Parquet, or name a JSONL file .jsonl") from None
+        raise RecordError(
+            f"{path}: not a Parquet file ({error}); expected Parquet, or name a JSONL file .jsonl"
+        ) from None
     number = 0
     for batch in table.iter_batches(batch_size=batch_rows):
         for record in batch.to_pylist():
@@ -132,8 +141,9 @@ def _table_rows(path: Path, batch_rows: int) -> Iterator[tuple[int, dict]]:
             yield number, record
 
 
-def iter_records(path: str | Path, batch_rows: int = 10_000, check: Check | None = None,
-                 set_aside: SetAside | None = None) -> Iterator[dict]:
+def iter_records(
+    path: str | Path, batch_rows: int = 10_000, check: Check | None = None, set_aside: SetAside | None = None
+) -> Iterator[dict]:
     """The records of a JSONL or Parquet file, one at a time."""
     for _, record in numbered_records(path, batch_rows, check, set_aside):
         yield record
@@ -161,7 +171,9 @@ def writable(path: str | Path) -> Path:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise RecordError(f"{path}: its directory cannot be made ({error.strerror}); choose another output path") from None
+        raise RecordError(
+            f"{path}: its directory cannot be made ({error.strerror}); choose another output path"
+        ) from None
     if not os.access(path.parent, os.W_OK):
         raise RecordError(f"{path}: the directory {path.parent} is not writable; choose another output path")
     return path

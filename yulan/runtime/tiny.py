@@ -33,7 +33,10 @@ def _training_texts() -> list[str]:
     for name in ("sft_samples.jsonl", "preference_prompts.jsonl"):
         for line in (DATA / name).read_text().splitlines():
             record = json.loads(line)
-            texts += [m["content"] for m in record.get("messages", [])] + [record.get("prompt", ""), record.get("solution", "")]
+            texts += [m["content"] for m in record.get("messages", [])] + [
+                record.get("prompt", ""),
+                record.get("solution", ""),
+            ]
     return [text for text in texts if text]
 
 
@@ -60,11 +63,20 @@ def tokenizer_dir(vocab_size: int) -> Path:
     bpe = Tokenizer(models.BPE())
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIAL_TOKENS, show_progress=False,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIAL_TOKENS,
+        show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
     bpe.train_from_iterator(texts, trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|im_end|>", pad_token="<|pad|>",
-                                        bos_token="<|endoftext|>", chat_template=CHAT_TEMPLATE)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe,
+        eos_token="<|im_end|>",
+        pad_token="<|pad|>",
+        bos_token="<|endoftext|>",
+        chat_template=CHAT_TEMPLATE,
+    )
     build = final.with_name(f"{final.name}.build-{os.getpid()}")
     tokenizer.save_pretrained(build)
     return _publish(build, final)
@@ -81,9 +93,16 @@ def model_dir(name: str, vocab_size: int, context_length: int) -> Path:
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
     tokenizer = AutoTokenizer.from_pretrained(tokens)
-    config = LlamaConfig(vocab_size=vocab_size, max_position_embeddings=context_length, tie_word_embeddings=True,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
-                         bos_token_id=tokenizer.bos_token_id, num_labels=1, **SHAPE)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        max_position_embeddings=context_length,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        num_labels=1,
+        **SHAPE,
+    )
     torch.manual_seed(seed)
     model = (LlamaForSequenceClassification if name == "tiny:reward" else LlamaForCausalLM)(config)
     build = final.with_name(f"{final.name}.build-{os.getpid()}")

@@ -23,8 +23,14 @@ class TokenizedData:
     def __init__(self, directory: Path):
         self.offsets = np.load(directory / "offsets.npy")
         size = int(self.offsets[-1])
-        self.ids = np.memmap(directory / "ids.bin", dtype=np.int32, mode="r", shape=(size,)) if size else np.zeros(0, np.int32)
-        self.loss = np.memmap(directory / "loss.bin", dtype=np.uint8, mode="r", shape=(size,)) if size else np.zeros(0, np.uint8)
+        self.ids = (
+            np.memmap(directory / "ids.bin", dtype=np.int32, mode="r", shape=(size,)) if size else np.zeros(0, np.int32)
+        )
+        self.loss = (
+            np.memmap(directory / "loss.bin", dtype=np.uint8, mode="r", shape=(size,))
+            if size
+            else np.zeros(0, np.uint8)
+        )
         self.per_record = int(json.loads((directory / "meta.json").read_text())["per_record"])
 
     def __len__(self) -> int:
@@ -46,13 +52,23 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256((vocabulary + str(tokenizer.chat_template)).encode()).hexdigest()
 
 
-def tokenized(data: str | Path, tokenizer, settings: dict, cache_dir: str | Path,
-              tokenize: Callable[[dict], Iterable[Tokenized]], per_record: int) -> TokenizedData:
+def tokenized(
+    data: str | Path,
+    tokenizer,
+    settings: dict,
+    cache_dir: str | Path,
+    tokenize: Callable[[dict], Iterable[Tokenized]],
+    per_record: int,
+) -> TokenizedData:
     """The cache of `data` tokenised by `tokenize` (one record -> `per_record` samples), built when missing."""
     data = Path(data)
     stat = data.stat()
-    key = hashlib.sha256(json.dumps([str(data.resolve()), stat.st_size, stat.st_mtime_ns, settings,
-                                     tokenizer_fingerprint(tokenizer)], sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256(
+        json.dumps(
+            [str(data.resolve()), stat.st_size, stat.st_mtime_ns, settings, tokenizer_fingerprint(tokenizer)],
+            sort_keys=True,
+        ).encode()
+    ).hexdigest()[:16]
     final = Path(cache_dir) / key
     if not (final / "meta.json").exists():
         _build(data, final, tokenize, per_record)
@@ -70,15 +86,18 @@ def _build(data: Path, final: Path, tokenize, per_record: int) -> None:
                 samples = list(tokenize(record))
             except (KeyError, TypeError, ValueError) as error:
                 shutil.rmtree(building, ignore_errors=True)
-                raise RecordError(f"{data}: record {number}: cannot be tokenised ({type(error).__name__}: {error})") from None
+                raise RecordError(
+                    f"{data}: record {number}: cannot be tokenised ({type(error).__name__}: {error})"
+                ) from None
             assert len(samples) == per_record
             for sample in samples:
                 ids.write(np.asarray(sample.input_ids, dtype=np.int32).tobytes())
                 loss.write(np.asarray([label != IGNORE for label in sample.labels], dtype=np.uint8).tobytes())
                 offsets.append(offsets[-1] + len(sample.input_ids))
     np.save(building / "offsets.npy", np.asarray(offsets, dtype=np.int64))
-    (building / "meta.json").write_text(json.dumps({"source": str(data), "per_record": per_record,
-                                                    "entries": len(offsets) - 1, "tokens": offsets[-1]}))
+    (building / "meta.json").write_text(
+        json.dumps({"source": str(data), "per_record": per_record, "entries": len(offsets) - 1, "tokens": offsets[-1]})
+    )
     try:
         building.rename(final)
     except OSError:  # another process built it first

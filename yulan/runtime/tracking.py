@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 import uuid
 from pathlib import Path
 
 from schema.experiment import Experiment
+from yulan.runtime import progress
 
 
 class Tracker:
@@ -31,9 +31,16 @@ class Tracker:
         run_id = id_file.read_text().strip() if id_file.exists() else uuid.uuid4().hex[:8]
         id_file.write_text(run_id)
         self.run = wandb.init(
-            project=tracking.project, entity=tracking.entity, group=tracking.group or experiment.name,
-            name=f"{experiment.name}-{stage}" + (f"-{label}" if label else ""), tags=list(tracking.tags), mode=tracking.mode, id=run_id,
-            resume="allow", dir=job_dir, config=json.loads(getattr(experiment, stage).model_dump_json()),
+            project=tracking.project,
+            entity=tracking.entity,
+            group=tracking.group or experiment.name,
+            name=f"{experiment.name}-{stage}" + (f"-{label}" if label else ""),
+            tags=list(tracking.tags),
+            mode=tracking.mode,
+            id=run_id,
+            resume="allow",
+            dir=job_dir,
+            config=json.loads(getattr(experiment, stage).model_dump_json()),
         )
 
     def log(self, step: int, values: dict[str, float], to_file: bool = True) -> None:
@@ -48,22 +55,14 @@ class Tracker:
             self.run.finish()
 
 
-class Progress:
-    """A progress bar with throughput (tokens/s), on stderr."""
+class Progress(progress.Progress):
+    """A trainer's steps, with throughput (tokens/s) and the latest metrics."""
 
     def __init__(self, total: int, start: int, description: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, initial=start, desc=description, file=sys.stderr, dynamic_ncols=True,
-                        mininterval=0.1 if sys.stderr.isatty() else 30,  # job logs get a line every 30 s
-                        disable=os.environ.get("YULAN_PROGRESS", "1") == "0")
-        self.started, self.tokens = time.monotonic(), 0
+        super().__init__(description, total=total, unit="steps", initial=start)
+        self.tokens = 0
 
     def step(self, tokens: int, **metrics: float) -> None:
         self.tokens += tokens
         rate = self.tokens / max(time.monotonic() - self.started, 1e-9)
-        self.bar.set_postfix({"tok/s": f"{rate:,.0f}", **{k: f"{v:.4g}" for k, v in metrics.items()}})
-        self.bar.update(1)
-
-    def close(self) -> None:
-        self.bar.close()
+        self.advance(1, **{"tok/s": f"{rate:,.0f}", **metrics})

@@ -36,19 +36,72 @@ def missing_inputs(experiment, stage: str) -> list:
     from schema.common import STAGES
     from schema.errors import Problem
 
-    files = {"preference": [("preference.prompts", p) for p in experiment.preference.prompts]
-             + [("preference.off_policy_sources", p) for p in experiment.preference.off_policy_sources],
-             "ppo": [] if experiment.ppo.prompts.source in STAGES else [("ppo.prompts.source", experiment.ppo.prompts.source)]}
+    files = {
+        "preference": [("preference.prompts", p) for p in experiment.preference.prompts]
+        + [("preference.off_policy_sources", p) for p in experiment.preference.off_policy_sources],
+        "ppo": []
+        if experiment.ppo.prompts.source in STAGES
+        else [("ppo.prompts.source", experiment.ppo.prompts.source)],
+    }
     made_by_runs = Path(experiment.run_root).resolve()
-    return [Problem(field, "the file must exist", path, "check the path (a JSONL file)")
-            for field, path in files.get(stage, [])
-            if not Path(path).exists() and made_by_runs not in Path(path).resolve().parents]
+    return [
+        Problem(field, "the file must exist", path, "check the path (a JSONL file)")
+        for field, path in files.get(stage, [])
+        if not Path(path).exists() and made_by_runs not in Path(path).resolve().parents
+    ]
+
+
+def needed_packages(experiment, stage: str) -> dict[str, str]:
+    """{module: the setting that makes the stage import it while it runs}."""
+    from schema.curation import STEPS
+
+    config = getattr(experiment, stage)
+    engine = getattr(config, "engine", None)
+    tracking = {} if experiment.tracking.mode == "disabled" else {"wandb": "tracking.mode"}
+    if engine == "openrlhf":
+        return dict.fromkeys(["openrlhf", "deepspeed", *(["ray", "vllm"] if stage == "ppo" else [])], f"{stage}.engine")
+    if stage in ("sft", "dpo", "ppo"):
+        return dict.fromkeys(["torch", "transformers"], f"{stage}.engine") | tracking
+    if stage == "curation":
+        needs = {}
+        for step in config.steps:
+            if STEPS[step].model == "base":
+                needs |= dict.fromkeys(["torch", "transformers"], "curation.steps")
+            elif STEPS[step].model == "served":
+                needs["httpx"] = "curation.steps"
+        if config.sources.synthesis:
+            needs |= dict.fromkeys(["httpx", "math_verify"], "curation.sources.synthesis")
+        if any(str(path).endswith(".parquet") for path in config.inputs):
+            needs["pyarrow"] = "curation.inputs"
+        return needs
+    if stage in ("preference", "eval"):
+        return dict.fromkeys(["torch", "transformers", "math_verify"], "stages") | (
+            {"matplotlib": "stages"} if stage == "eval" else {}
+        )
+    return {}
+
+
+def missing_packages(experiment, stage: str) -> list:
+    """The packages a stage needs that this environment lacks (checked at the start of its job, before any step)."""
+    from schema.errors import Problem
+    from yulan.runtime.packages import install_hint, installed
+
+    return [
+        Problem(
+            field,
+            f"the {stage} stage imports {module} for this setting, and {module} is not installed in this environment",
+            module,
+            install_hint(module),
+        )
+        for module, field in needed_packages(experiment, stage).items()
+        if not installed(module)
+    ]
 
 
 def missing(experiment, stage: str, here: bool = True) -> list:
     """Settings of a stage that cannot be carried out, found before anything runs; `here`: also what this
     machine lacks (packages), when the stage will run on it."""
-    problems = missing_inputs(experiment, stage)
+    problems = missing_inputs(experiment, stage) + (missing_packages(experiment, stage) if here else [])
     if problems:
         return problems
     if stage == "curation":

@@ -1,0 +1,342 @@
+"""Bad input is the common case in code review: each gives a clear error naming the field, value, rule and fix."""
+
+import importlib.util
+import json
+import os
+
+import pytest
+
+from schema.compose import ConfigError, load
+from tests.conftest import REPO, run
+
+BAD = [
+    # (overrides, field path in the message, words the message must contain)
+    (["name=../../../tmp/x"], "name", ["one directory under run_root", "no '/'"]),
+    (["name="], "name", ["not empty"]),
+    (["ppo.actor.learning_rate=1e400"], "ppo.actor.learning_rate", ["finite number"]),
+    (["ppo.kl.target=nan"], "ppo.kl.target", ["finite number"]),
+    (["ppo.actr.learning_rate=1"], "ppo.actr", ["unknown key", "did you mean 'ppo.actor'"]),
+    (["ppo.actor.learnig_rate=1"], "ppo.actor.learnig_rate", ["did you mean 'ppo.actor.learning_rate'"]),
+    (["+ppo.foo=1"], "ppo.foo", ["unknown key"]),
+    (["++sft.epoch=3"], "sft.epoch", ["did you mean 'sft.epochs'"]),
+    (["experiment=ppo_yulna"], "experiment", ["did you mean 'experiment=ppo_yulan'"]),
+    (["model=tinny"], "model", ["did you mean 'model=tiny'"]),
+    (["cluster=nowhere"], "cluster", ["choose one of", "local"]),
+    (["ppo.samples_per_rollout=3"], "ppo.samples_per_rollout", ["derived value"]),
+    (["sft.gradient_accumulation_steps=4"], "sft.gradient_accumulation_steps", ["derived value"]),
+    (["ppo.num_episodes.x=1"], "ppo.num_episodes.x", ["single value"]),
+    (["ppo.reward.clip_range=[10,-20]"], "ppo.reward.clip_range", ["low must be below high", "report: [-20.0, 10.0]"]),
+    (["ppo.reward.fallback_reward=50"], "ppo.reward.fallback_reward", ["inside clip_range"]),
+    (["ppo.critic.init_from=reward_model"], "ppo.critic.init_from", ["tokenizer", "ppo.critic.init_from=policy"]),
+    (["ppo.reward.mode=local_model"], "ppo.reward.mode", ["tokenizer", "remote_function"]),
+    (["ppo.critic.init_from=critic"], "ppo.critic.init_from", ["must be one of: reward_model, policy"]),
+    (["ppo.train_batch_size=100"], "ppo.train_batch_size", ["128 x 4 = 512", "report: 128"]),
+    (["ppo.rollout_batch_size=20000"], "ppo.rollout_batch_size", ["prompt set"]),
+    (["ppo.micro_train_batch_size=3"], "ppo.train_batch_size", ["micro_train_batch_size x actor GPUs"]),
+    (["ppo.kl.target=-1"], "ppo.kl.target", ["greater than 0", "report: 0.06"]),
+    (["ppo.actor.learning_rate=abc"], "ppo.actor.learning_rate", ["valid number", "report: 1e-06"]),
+    (["ppo.actor.frozen_steps=-1"], "ppo.actor.frozen_steps", ["greater than or equal to 0"]),
+    (["ppo.prompt_max_length=30000"], "ppo.max_sequence_length", ["model.context_length = 28672"]),
+    (
+        ["ppo.placement.colocate_all=true", "ppo.placement.actor_gpus=4"],
+        "ppo.placement.actor_gpus",
+        ["colocate_all needs actor GPUs = vLLM engines x tensor parallel = 2"],
+    ),
+    (
+        ["ppo.placement.colocate_all=true", "ppo.placement.actor_gpus=2"],
+        "ppo.placement.vllm_gpu_memory_utilization",
+        ["<= 0.6"],
+    ),
+    (["ppo.placement.actor_gpus=8"], "ppo.placement", ["the roles need 14 GPUs", "= 8"]),
+    (["ppo.reward.server_url=http://rm:5000"], "ppo.placement.reward_gpus", ["reward_gpus=0"]),
+    (["ppo.engine=native"], "ppo.resources", ["one process on one machine"]),
+    (["ppo.reward.server_max_length=2048"], "ppo.reward.server_max_length", ["would truncate samples of up to 4096"]),
+    (["ppo.placement.reward_gpus=0"], "ppo.placement.reward_gpus", ["needs at least one GPU for it"]),
+    (["stages=[ppo,dpo]"], "stages", ["pipeline order"]),
+    (["stages=[]"], "stages", ["at least one stage"]),
+    (["stages=[ppo,eval]", "ppo.actor.init_from=dpo"], "ppo.actor.init_from", ["does not run before 'ppo'"]),
+    (["ppo.lr_scheduler=cosine"], "ppo.lr_scheduler", ["must be one of: constant, cosine_with_min_lr"]),
+    (["cluster=local", "ppo.resources.gpus_per_node=16"], "ppo.resources.gpus_per_node", ["cluster 'local' offers"]),
+    (["cluster.env.WANDB_API_KEY=abc"], "cluster.env.WANDB_API_KEY", ["secrets are never written", "<redacted>"]),
+]
+
+
+def assert_rejected(overrides: list[str], path: str, words: list[str]) -> str:
+    """The experiment is refused with a message naming the field path and containing every given word."""
+    with pytest.raises(ConfigError) as caught:
+        load(overrides)
+    message = str(caught.value)
+    assert f"  {path}" in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+@pytest.mark.parametrize(("overrides", "path", "words"), BAD, ids=[" ".join(case[0]) for case in BAD])
+def test_bad_ppo_override(overrides, path, words):
+    assert_rejected(["experiment=ppo_yulan", *overrides], path, words)
+
+
+def test_secret_value_is_never_echoed():
+    message = assert_rejected(
+        ["experiment=ppo_yulan", "cluster.env.WANDB_API_KEY=s3cr3t-value"], "cluster.env.WANDB_API_KEY", ["<redacted>"]
+    )
+    assert "s3cr3t-value" not in message
+
+
+BAD_OTHER = [
+    (["experiment=sft_yulan", "sft.global_batch_size=500"], "sft.global_batch_size", ["1 x 32 = 32", "report: 512"]),
+    (["experiment=sft_yulan", "cluster=local"], "sft.resources.nodes", ["cluster 'local' offers cluster.nodes = 1"]),
+    (["experiment=sft_yulan", "sft.max_length=40000"], "sft.max_length", ["model.context_length"]),
+    (["experiment=sft_yulan", "sft.attention=sdpa"], "sft.attention", ["flash_attention_2"]),
+    (["experiment=smoke", "sft.engine=openrlhf"], "sft.engine", ["needs GPUs", "engine=native"]),
+    (["experiment=sft_yulan", "sft.zero_stage=4"], "sft.zero_stage", ["0, 1, 2 or 3"]),
+    (
+        ["experiment=curation_yulan", "curation.mix.categories.code.count=900000"],
+        "curation.mix.categories.general_en.ratio",
+        ["count/total"],
+    ),
+    (["experiment=curation_yulan", "curation.mix.categories.code.ratio=0.5"], "curation.mix.categories", ["sum to 1"]),
+    (["experiment=curation_yulan", "curation.dedup.bands=30"], "curation.dedup.bands", ["exceeds num_permutations"]),
+    (["experiment=curation_yulan", "curation.judge.score_min=5"], "curation.judge.score_min", ["below score_max"]),
+    (["experiment=curation_yulan", "curation.judge.backend=openai"], "curation.judge.endpoint", ["server's URL"]),
+    (["experiment=curation_yulan", "curation.steps=[mix,dedup]"], "curation.steps", ["in the order"]),
+    (
+        ["experiment=curation_yulan", "curation.heuristics.rules_off.code=[bogus]"],
+        "curation.heuristics.rules_off.code.0",
+        ["punctuation_run"],
+    ),
+    (
+        ["experiment=dpo_yulan", "preference.parts.on_policy.count=0"],
+        "preference.parts.off_policy.ratio",
+        ["count/total"],
+    ),
+    (
+        ["experiment=dpo_yulan", "+preference.parts.synthetic={count: 1, ratio: 0}"],
+        "preference.parts",
+        ["'off_policy' and 'on_policy'"],
+    ),
+    (["experiment=eval_yulan", "eval.selected=[gsm8k_8shott]"], "eval.selected", ["did you mean 'gsm8k_8shot'"]),
+    (
+        ["experiment=eval_yulan", "eval.benchmarks.humaneval_pass10.num_samples=5"],
+        "eval.benchmarks.humaneval_pass10.num_samples",
+        ["pass@10 needs at least 10"],
+    ),
+    (
+        ["experiment=eval_yulan", "eval.benchmarks.mbpp_pass10.temperature=0"],
+        "eval.benchmarks.mbpp_pass10.temperature",
+        ["temperature > 0"],
+    ),
+    (["experiment=smoke", "openrlhf_version=0.9.0"], "openrlhf_version", ["0.11.2"]),
+]
+
+
+@pytest.mark.parametrize(("overrides", "path", "words"), BAD_OTHER, ids=[" ".join(case[0]) for case in BAD_OTHER])
+def test_bad_override(overrides, path, words):
+    assert_rejected(overrides, path, words)
+
+
+def test_error_names_the_override_that_set_the_value():
+    with pytest.raises(ConfigError) as caught:
+        load(["experiment=ppo_yulan", "ppo.kl.target=0"])
+    assert "(set by override 'ppo.kl.target=0')" in str(caught.value)
+
+
+def test_unknown_key_in_yaml_names_the_file(tmp_path, monkeypatch):
+    tree = tmp_path / "mine"
+    (tree / "experiment").mkdir(parents=True)
+    (tree / "experiment" / "typo.yaml").write_text("# @package _global_\nstages: [ppo]\nppo:\n  num_episdes: 2\n")
+    monkeypatch.setenv("YULAN_EXPERIMENTS", str(tree))
+    with pytest.raises(ConfigError) as caught:
+        load(["experiment=typo"])
+    message = str(caught.value)
+    assert "ppo.num_episdes" in message and "did you mean 'ppo.num_episodes'" in message
+    assert f"{tree}/experiment/typo.yaml" in message
+
+
+def test_bad_value_in_group_file_names_the_file(tmp_path, monkeypatch):
+    tree = tmp_path / "mine"
+    (tree / "cluster").mkdir(parents=True)
+    (tree / "cluster" / "small.yaml").write_text("name: small\nnodes: 1\ngpus_per_node: 4\n")
+    monkeypatch.setenv("YULAN_EXPERIMENTS", str(tree))
+    with pytest.raises(ConfigError) as caught:
+        load(["experiment=ppo_yulan", "cluster=small"])
+    assert "ppo.resources.gpus_per_node = 8" in str(caught.value)
+
+
+def test_cli_errors_exit_1_without_traceback(tmp_path):
+    result = run("launch.py", "experiment=ppo_yulan", "ppo.actor.learnig_rate=1", f"run_root={tmp_path}")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "did you mean" in result.stderr
+    assert result.stdout == ""
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sweep_with_one_bad_point_runs_nothing(tmp_path):
+    result = run("launch.py", "-m", "experiment=smoke", "sft.learning_rate=1e-3,-1", f"run_root={tmp_path}")
+    assert result.returncode == 1
+    assert "1 of 2 sweep points are invalid; nothing was run or submitted" in result.stderr
+    assert "sweep point 1" in result.stderr and "sweep point 0" not in result.stderr
+    assert result.stdout == "" and list(tmp_path.iterdir()) == []
+
+
+def test_sweep_without_multirun_flag_is_refused():
+    result = run("launch.py", "experiment=smoke", "seed=1,2", "dry_run=true")
+    assert result.returncode == 1 and "add -m" in result.stderr
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    existing = tmp_path / "smoke"
+    existing.mkdir()
+    (existing / "keep.txt").write_text("precious")
+    result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}")
+    assert result.returncode == 1
+    assert "the run directory exists; nothing is overwritten" in result.stderr
+    assert [p.name for p in existing.iterdir()] == ["keep.txt"]
+
+
+def test_settings_this_machine_cannot_run_refuse_before_writing(tmp_path):
+    pytest.importorskip("torch")
+    if importlib.util.find_spec("vllm"):
+        pytest.skip("vLLM is installed here")
+    result = run(
+        "launch.py", "experiment=smoke", f"run_root={tmp_path}", "curation.steps=[dedup,judge,mix]", "eval.backend=vllm"
+    )
+    assert result.returncode == 1
+    assert "curation.judge.endpoint" in result.stderr and "starts vLLM, which is not installed" in result.stderr
+    assert 'eval.backend = "vllm"' in result.stderr and "harness=native and backend=transformers" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_validate_reports_each_invalid_experiment():
+    result = run("-m", "yulan.cli", "validate", "experiment=ppo_yulan", "ppo.gamma=2")
+    assert result.returncode == 1
+    assert "ppo.gamma = 2" in result.stderr and "report: 1.0" in result.stderr
+    json.dumps(result.stderr)
+
+
+def test_resume_refuses_a_changed_config(tmp_path):
+    from launchers import manifest
+    from launchers.plan import plan
+    from launchers.preflight import preflight
+
+    experiment = load(["experiment=smoke", f"run_root={tmp_path}", "launcher.on_existing_run=resume"])
+    run_plan = plan(experiment, [])
+    manifest.write(experiment, run_plan, {"commit": None, "dirty": False, "status": [], "diff": ""})
+    same = [p.path for p in preflight(experiment, run_plan, {"dirty": False})]
+    assert "launcher.on_existing_run" not in same
+    changed = experiment.model_copy(update={"seed": 7})
+    problems = preflight(changed, plan(changed, []), {"dirty": False})
+    assert any("resumes only with the config it started with" in p.rule for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "words"),
+    [
+        ("seed=range(5,0)", ["the sweep has no points", "range(0,5)"]),
+        ("ppo.kl.target=interval(0.01,0.1)", ["cannot sweep an interval", "key=a,b,c"]),
+        ("seed=glob(4*)", ["glob() picks among a group's options"]),
+        ("experiment=glob(nothing*)", ["the glob matches nothing", "smoke_grpo"]),
+    ],
+)
+def test_sweeps_that_cannot_run_are_refused(tmp_path, sweep, words):
+    result = run("launch.py", "-m", "experiment=smoke", sweep, f"run_root={tmp_path}")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert all(word in result.stderr for word in words), result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_glob_sweeps_over_a_groups_options(tmp_path):
+    result = run("launch.py", "-m", "experiment=glob(smoke*)", "dry_run=true")
+    assert result.returncode == 0, result.stderr
+    assert [r["experiment"] for r in json.loads(result.stdout)["runs"]] == ["smoke", "smoke_grpo"]
+
+
+def test_a_corrupt_ledger_is_named_without_a_traceback(tmp_path):
+    (tmp_path / "ledger.json").write_text('{"points": [')
+    result = run("-m", "yulan.cli", "status", str(tmp_path))
+    assert result.returncode == 1 and "is not a readable ledger" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def broken_experiments():
+    """Experiment files broken in the ways a hand-edited YAML breaks, present only for the test."""
+    files = {
+        "zz_duplicate": "# @package _global_\nseed: 1\nseed: 2\n",
+        "zz_syntax": "# @package _global_\nseed: [1\n",
+        "zz_no_package": "seed: 3\n",
+    }
+    paths = [REPO / "schema" / "experiments" / "experiment" / f"{name}.yaml" for name in files]
+    for path, text in zip(paths, files.values()):
+        path.write_text(text)
+    try:
+        yield paths
+    finally:
+        for path in paths:
+            path.unlink()
+
+
+def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_validate(broken_experiments):
+    result = run("-m", "yulan.cli", "validate", "--all")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert "3 of 13 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 10
+    duplicate, syntax, no_package = broken_experiments
+    assert f"{duplicate}:3" in result.stderr and "found duplicate key seed" in result.stderr
+    assert f"{syntax}:3" in result.stderr and "while parsing a flow sequence" in result.stderr
+    assert f"{no_package}:1" in result.stderr and "must start with '# @package _global_'" in result.stderr
+
+
+def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_that_choose_it(tmp_path):
+    result = run(
+        "-m", "yulan.cli", "validate", "schema/experiments/model/tiny.yaml", "schema/experiments/cluster/local.yaml"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["ok", "model=tiny", "ok", "experiment=smoke", "ok", "cluster=local"]
+    bad = REPO / "schema" / "experiments" / "cluster" / "zz_bad.yaml"
+    bad.write_text("name: zz_bad\nnodes: 0\n")
+    try:
+        refused = run("-m", "yulan.cli", "validate", str(bad))
+    finally:
+        bad.unlink()
+    assert refused.returncode == 1 and "invalid cluster=zz_bad" in refused.stderr and "cluster.nodes" in refused.stderr
+
+
+def test_environment_lookups_are_never_cached_and_secrets_never_read(tmp_path):
+    first = run(
+        "launch.py",
+        "experiment=smoke",
+        "run_root=${oc.env:YULAN_TEST_ROOT}",
+        "dry_run=true",
+        env=dict(os.environ, YULAN_TEST_ROOT=str(tmp_path / "a")),
+    )
+    second = run(
+        "launch.py",
+        "experiment=smoke",
+        "run_root=${oc.env:YULAN_TEST_ROOT}",
+        "dry_run=true",
+        env=dict(os.environ, YULAN_TEST_ROOT=str(tmp_path / "b")),
+    )
+    assert [json.loads(r.stdout)["runs"][0]["run_dir"] for r in (first, second)] == [
+        f"{tmp_path}/a/smoke",
+        f"{tmp_path}/b/smoke",
+    ]
+    secret = run(
+        "launch.py",
+        "experiment=smoke",
+        "tracking.group=${oc.env:HF_TOKEN}",
+        "dry_run=true",
+        env=dict(os.environ, HF_TOKEN="hf_do_not_print"),
+    )
+    assert secret.returncode == 1 and "a secret read into the config" in secret.stderr
+    assert "hf_do_not_print" not in secret.stderr + secret.stdout
+    sweep = run(
+        "launch.py",
+        "-m",
+        "experiment=smoke",
+        "seed=1,2",
+        "tracking.group=${oc.env:HF_TOKEN}",
+        f"run_root={tmp_path}/sweep",
+        env=dict(os.environ, HF_TOKEN="hf_do_not_print"),
+    )
+    assert sweep.returncode == 1 and "a secret read into the config" in sweep.stderr  # a sweep as a single run
+    assert not (tmp_path / "sweep").exists()

@@ -1,0 +1,242 @@
+"""Near-duplicate removal: what must go and what must stay, against exact Jaccard computed with Python sets."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+
+from schema.curation import DedupConfig
+from tests.conftest import run
+from yulan.curation import dedup
+from yulan.curation.dedup import batch_shingles, duplicate_of, sample_text
+
+CONFIG = DedupConfig()
+rng = random.Random(7)
+WORDS = [f"term{i}" for i in range(3000)]
+HANZI = [chr(0x4E00 + i) for i in range(2000)]
+
+
+def english(n=200):
+    return [rng.choice(WORDS) for _ in range(n)]
+
+
+def five_grams(tokens):
+    return {tuple(tokens[i : i + 5]) for i in range(len(tokens) - 4)}
+
+
+def exact_jaccard(a, b):
+    x, y = five_grams(a), five_grams(b)
+    return len(x & y) / len(x | y)
+
+
+def edit(tokens, changes, vocab=WORDS):
+    out = list(tokens)
+    for position in rng.sample(range(len(out)), changes):
+        out[position] = rng.choice(vocab)
+    return out
+
+
+def test_shingle_hashes_match_python_shingles():
+    tokens = english(300)
+    hashes, owners = batch_shingles([" ".join(tokens)], 5, 5)
+    assert len(np.unique(hashes)) == len(five_grams(tokens)) and set(owners.tolist()) == {0}
+    chinese = "".join(rng.choice(HANZI) for _ in range(200))
+    hashes, _ = batch_shingles([chinese], 5, 5)
+    assert len(np.unique(hashes)) == len({chinese[i : i + 5] for i in range(196)})
+
+
+def test_decisions_follow_exact_jaccard():
+    originals = [english() for _ in range(40)]
+    texts, expected = [], []
+    for original in originals:
+        texts.append(" ".join(original))
+        expected.append(False)
+        for changes in (1, 3, 6, 20, 40):
+            variant = edit(original, changes)
+            similarity = exact_jaccard(original, variant)
+            if 0.75 < similarity < 0.85:
+                continue  # too close to the threshold for a crisp expectation
+            texts.append(" ".join(variant))
+            expected.append(similarity >= CONFIG.threshold)
+    roots = duplicate_of(texts, CONFIG)
+    removed = [root != index for index, root in enumerate(roots)]
+    assert removed == expected
+
+
+def test_exact_duplicates_keep_the_earliest():
+    base = " ".join(english())
+    texts = ["unrelated " + " ".join(english()), base, base.upper(), "  " + base.replace(" ", "   ") + " "]
+    assert duplicate_of(texts, CONFIG).tolist() == [0, 1, 1, 1]
+
+
+def test_hard_negative_with_shared_prefix_is_kept():
+    original = english(200)
+    negative = original[:100] + english(100)
+    assert exact_jaccard(original, negative) < 0.6
+    assert duplicate_of([" ".join(original), " ".join(negative)], CONFIG).tolist() == [0, 1]
+
+
+def test_chinese_uses_character_ngrams():
+    original = [rng.choice(HANZI) for _ in range(300)]
+    near = edit(original, 2, HANZI)
+    different = [rng.choice(HANZI) for _ in range(300)]
+    texts = ["".join(original), "".join(near), "".join(different)]
+    assert duplicate_of(texts, CONFIG).tolist() == [0, 0, 2]
+
+
+def test_results_do_not_depend_on_batch_boundaries(monkeypatch):
+    originals = [english(rng.randint(3, 300)) for _ in range(30)]
+    texts = [" ".join(t) for t in originals] + [" ".join(edit(t, 1)) for t in originals if len(t) > 100] + ["", "a b"]
+    whole = duplicate_of(texts, CONFIG)
+    monkeypatch.setattr(dedup, "BATCH_DOCS", 7)
+    assert duplicate_of(texts, CONFIG).tolist() == whole.tolist()
+
+
+def test_short_and_empty_texts():
+    roots = duplicate_of(["", "", "hi there", "hi there", "x"], CONFIG)
+    assert roots.tolist() == [0, 0, 2, 2, 4]
+
+
+def test_shared_system_prompt_is_ignored():
+    system = {"role": "system", "content": "You are the assistant of a support desk. " + " ".join(english(300))}
+    first = {
+        "messages": [system, {"role": "user", "content": "Name a fruit."}, {"role": "assistant", "content": "Apple."}]
+    }
+    second = {
+        "messages": [system, {"role": "user", "content": "Name a river."}, {"role": "assistant", "content": "Nile."}]
+    }
+    texts = [sample_text(s, strip_system=True) for s in (first, second)]
+    assert duplicate_of(texts, CONFIG).tolist() == [0, 1]
+    with_prompt = [sample_text(s, strip_system=False) for s in (first, second)]
+    assert duplicate_of(with_prompt, CONFIG).tolist() == [0, 0]  # why the prompt must be stripped
+
+
+def write_samples(path, samples):
+    path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
+
+
+def test_curate_dedup_step_writes_kept_dropped_and_report(tmp_path):
+    body = " ".join(english())
+    samples = [
+        {
+            "id": "a",
+            "category": "general_en",
+            "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": body}],
+        },
+        {
+            "id": "b",
+            "category": "general_en",
+            "messages": [{"role": "user", "content": "Q?"}, {"role": "assistant", "content": body}],
+        },
+        {
+            "id": "c",
+            "category": "math",
+            "messages": [{"role": "user", "content": "1+1?"}, {"role": "assistant", "content": "2"}],
+        },
+    ]
+    source = tmp_path / "in.jsonl"
+    write_samples(source, samples)
+    result = run(
+        "-m",
+        "yulan.cli",
+        "curate",
+        "dedup",
+        "--input",
+        str(source),
+        "--output",
+        str(tmp_path / "out.jsonl"),
+        "threshold=0.9",
+    )
+    assert result.returncode == 0, result.stderr
+    kept = [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    dropped = [json.loads(line) for line in (tmp_path / "out.dropped.jsonl").read_text().splitlines()]
+    report = json.loads((tmp_path / "out.report.json").read_text())
+    assert kept == ["a", "c"]
+    assert dropped[0]["id"] == "b" and dropped[0]["dropped"] == {
+        "step": "dedup",
+        "reason": "exact_duplicate",
+        "duplicate_of": "a",
+    }
+    assert report["by_category"]["general_en"] == {"in": 2, "out": 1} and report["dropped"] == {"exact_duplicate": 1}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["threshold=1.5"], "threshold = 1.5"),
+        (["bands=40"], "exceeds num_permutations"),
+        (["treshold=0.9"], "did you mean 'threshold'"),
+        (["threshold"], "settings are key=value"),
+    ],
+)
+def test_curate_rejects_bad_settings_and_writes_nothing(tmp_path, args, message):
+    source = tmp_path / "in.jsonl"
+    write_samples(source, [{"id": "a", "messages": [{"role": "user", "content": "hi"}]}])
+    result = run(
+        "-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(tmp_path / "o.jsonl"), *args
+    )
+    assert result.returncode == 1 and message in result.stderr, result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
+
+
+def test_curate_never_overwrites_its_input(tmp_path):
+    source = tmp_path / "in.jsonl"
+    write_samples(source, [{"id": "a", "messages": []}])
+    result = run("-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(source))
+    assert result.returncode == 1 and "never overwritten" in result.stderr
+    assert json.loads(source.read_text())["id"] == "a"
+
+
+def test_parquet_input_is_read_in_batches(tmp_path):
+    pq = pytest.importorskip("pyarrow.parquet")
+    import pyarrow as pa
+
+    samples = [
+        {
+            "id": str(i),
+            "category": "general_en",
+            "messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": f"Answer number {i % 3}."}],
+        }
+        for i in range(7)
+    ]
+    pq.write_table(pa.Table.from_pylist(samples), tmp_path / "in.parquet", row_group_size=2)
+    result = run(
+        "-m",
+        "yulan.cli",
+        "curate",
+        "dedup",
+        "--input",
+        str(tmp_path / "in.parquet"),
+        "--output",
+        str(tmp_path / "out.jsonl"),
+    )
+    assert result.returncode == 0, result.stderr
+    kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [k["id"] for k in kept] == ["0", "1", "2"] and kept[0]["messages"] == samples[0]["messages"]
+
+
+def test_the_file_step_gives_the_same_result_with_several_processes(tmp_path):
+    rng = random.Random(3)
+    words = [f"word{i}" for i in range(400)]
+    base = [" ".join(rng.choice(words) for _ in range(60)) for _ in range(40)]
+    texts = base + [b.replace(b.split()[5], "changed", 1) for b in base[:15]] + base[:5]
+    rng.shuffle(texts)
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"id": str(i), "messages": [{"role": "user", "content": t}]}) + "\n" for i, t in enumerate(texts)
+        )
+    )
+    outputs = {}
+    for workers in (1, 2):
+        config = DedupConfig(workers=workers)
+        out = tmp_path / f"out{workers}.jsonl"
+        report = dedup.run(source, out, config)
+        outputs[workers] = (out.read_text(), (tmp_path / f"out{workers}.dropped.jsonl").read_text(), report)
+        assert not list(tmp_path.glob(".dedup-*"))  # the memory maps are removed
+    assert outputs[1] == outputs[2]
+    assert sum(outputs[1][2]["dropped"].values()) == 20  # 5 exact copies and 15 one-word edits
+    # chunks of lines give the same decisions as one chunk, and as the in-memory path
+    chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7).roots
+    assert chunked.tolist() == duplicate_of(texts, DedupConfig()).tolist()
