@@ -223,3 +223,21 @@ def test_unrunnable_rows_are_named_before_anything_runs():
         "eval.benchmarks.truthfulqa_0shot.task",
     }
     assert "acc, acc_norm" in problems["eval.benchmarks.arc_0shot.metric"].rule
+
+
+def test_an_lm_eval_row_on_transformers_needs_accelerate(monkeypatch):
+    """lm-eval's transformers backend imports accelerate: a job without it fails at its start, naming the row."""
+    from yulan.evaluation import stage
+
+    monkeypatch.setattr(stage, "installed", lambda module: module != "accelerate")
+    overrides = [
+        "eval.selected=[mmlu_5shot]",
+        "eval.benchmarks.mmlu_5shot.harness=lm_eval",
+        "eval.backend=transformers",
+    ]
+    experiment = load(["experiment=smoke", *overrides])
+    problems = [p for p in missing(experiment, here=True) if "accelerate" in p.rule]
+    assert [p.path for p in problems] == ["eval.benchmarks.mmlu_5shot.harness"]
+    assert "[eval]" in problems[0].fix
+    monkeypatch.setattr(stage, "installed", lambda module: True)
+    assert not [p for p in missing(experiment, here=True) if "accelerate" in p.rule]

@@ -91,16 +91,17 @@ def unisolated(experiment: Experiment) -> list[Problem]:
 def unavailable(experiment: Experiment) -> list[Problem]:
     """Packages the selected rows need that this environment lacks."""
     config = experiment.eval
-    needs = {
-        f"eval.benchmarks.{name}.harness": config.benchmarks[name].harness
+    needs = [
+        (f"eval.benchmarks.{name}.harness", config.benchmarks[name].harness, PACKAGES[config.benchmarks[name].harness])
         for name in config.selected
         if config.benchmarks[name].harness != "native"
-    }
+    ]
+    if config.backend == "transformers":  # lm_eval's transformers backend imports accelerate
+        needs += [(field, need, "accelerate") for field, need, _ in needs if need == "lm_eval"]
     if config.backend == "vllm" and any(generates(config.benchmarks[name]) for name in config.selected):
-        needs["eval.backend"] = "vllm"
+        needs.append(("eval.backend", "vllm", "vllm"))
     problems = []
-    for field, need in needs.items():
-        module = PACKAGES[need]
+    for field, need, module in needs:
         if not installed(module):
             problems.append(
                 Problem(

