@@ -168,6 +168,16 @@ def test_skip_sets_bad_records_aside_with_line_and_reason(tmp_path, step):
 
 
 @pytest.mark.parametrize("step", SAMPLE_STEPS)
+def test_integers_beyond_64_bits_come_out_exact(tmp_path, step):
+    """JSON allows any integer: a step that rewrites a record must not round it into a float."""
+    source, kept = tmp_path / "in.jsonl", tmp_path / "kept.jsonl"
+    source.write_text(json.dumps({**GOOD, "seed": 2**70 + 1}) + "\n")
+    done = curate(step, source, kept, *SAMPLE_STEPS[step])
+    assert done.returncode == 0, done.stderr
+    assert json.loads(kept.read_text())["seed"] == 2**70 + 1
+
+
+@pytest.mark.parametrize("step", SAMPLE_STEPS)
 @pytest.mark.parametrize("content", [b"", b"\n  \n\n"])
 def test_an_empty_input_gives_an_empty_output_and_a_report(tmp_path, step, content):
     source = tmp_path / "in.jsonl"

@@ -93,6 +93,34 @@ def test_results_do_not_depend_on_batch_boundaries(monkeypatch):
     assert duplicate_of(texts, CONFIG).tolist() == whole.tolist()
 
 
+def test_candidate_pairs_follow_the_bucket_rule():
+    """Per band bucket: every two of its first MAX_GROUP_PAIRS members, and each later member with the first."""
+    rule_rng = np.random.default_rng(3)
+    for count, buckets in ((1, 1), (50, 3), (400, 4), (900, 300)):
+        bands = [rule_rng.integers(0, buckets, count).astype(np.uint64) for _ in range(3)]
+        expected = set()
+        for keys in bands:
+            for key in set(keys.tolist()):
+                members = np.flatnonzero(keys == key).tolist()
+                head = members[: dedup.MAX_GROUP_PAIRS]
+                expected |= {(a, b) for n, a in enumerate(head) for b in head[n + 1 :]}
+                expected |= {(members[0], later) for later in members[dedup.MAX_GROUP_PAIRS :]}
+        found = dedup.candidate_pairs(iter(bands))
+        assert [tuple(p) for p in found.tolist()] == sorted(expected)
+
+
+def test_shingle_sets_and_jaccard_equal_python_sets():
+    texts = [" ".join(english(rng.randint(1, 60))) for _ in range(40)] + ["", "中文" * 9, "a"]
+    hashes, owners = batch_shingles(texts, 5, 5)
+    sets = dedup.shingle_sets(hashes, owners, len(texts))
+    python_sets = [set((hashes[owners == i] & dedup.VALUE_MASK).tolist()) or {"empty"} for i in range(len(texts))]
+    for i in range(len(texts)):
+        assert sets[i].tolist() == sorted(python_sets[i]) or python_sets[i] == {"empty"}
+        for j in range(len(texts)):
+            x, y = python_sets[i], python_sets[j]
+            assert dedup.jaccard(sets[i], sets[j]) == pytest.approx(len(x & y) / len(x | y))
+
+
 def test_short_and_empty_texts():
     roots = duplicate_of(["", "", "hi there", "hi there", "x"], CONFIG)
     assert roots.tolist() == [0, 0, 2, 2, 4]
@@ -188,6 +216,22 @@ def test_curate_never_overwrites_its_input(tmp_path):
     assert json.loads(source.read_text())["id"] == "a"
 
 
+def test_samples_with_integers_beyond_64_bits_are_verified_and_dropped_in_full(tmp_path):
+    """JSON allows any integer; the near-duplicate check and the dropped list read such lines back too."""
+    original = english(200)
+    samples = [
+        {"id": "a", "seed": 2**70, "messages": [{"role": "user", "content": " ".join(original)}]},
+        {"id": "b", "seed": 2**70 + 1, "messages": [{"role": "user", "content": " ".join(edit(original, 1))}]},
+    ]
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    write_samples(source, samples)
+    result = run("-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(target))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [json.loads(line)["seed"] for line in target.read_text().splitlines()] == [2**70]
+    dropped = json.loads((tmp_path / "out.dropped.jsonl").read_text())
+    assert dropped["seed"] == 2**70 + 1 and dropped["dropped"]["duplicate_of"] == "a"
+
+
 def test_parquet_input_is_read_in_batches(tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow as pa
@@ -238,5 +282,5 @@ def test_the_file_step_gives_the_same_result_with_several_processes(tmp_path):
     assert outputs[1] == outputs[2]
     assert sum(outputs[1][2]["dropped"].values()) == 20  # 5 exact copies and 15 one-word edits
     # chunks of lines give the same decisions as one chunk, and as the in-memory path
-    chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7).roots
+    chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7).duplicates.roots
     assert chunked.tolist() == duplicate_of(texts, DedupConfig()).tolist()

@@ -8,15 +8,14 @@ polynomial hashes computed with numpy (uint64 arithmetic wraps mod 2^64), MinHas
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import orjson
 
 from schema.curation import DedupConfig
 from yulan.curation.io import StepFiles, join_inputs, sample_problem
@@ -95,20 +94,20 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     chinese = np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2 > np.add.reduceat(
         letters, text_starts, dtype=np.int32
     )
+    in_chinese = np.repeat(chinese, lengths)
     # Chinese texts: every letter is a token.
-    zh_chars = letters & chinese[doc]
-    zh_hashes, zh_docs = _stream_windows(codes[zh_chars].astype(np.uint64), doc[zh_chars], char_ngram)
+    zh = np.flatnonzero(letters & in_chinese)
+    zh_hashes, zh_docs = _stream_windows(codes[zh].astype(np.uint64), doc[zh], char_ngram)
     # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) by one segmented sum over the
     # letters alone (a run stays contiguous when the other characters are taken out).
-    en_letters = letters & ~chinese[doc]
-    word_start = en_letters & ~np.concatenate(([False], en_letters[:-1]))
-    letter_codes = codes[en_letters].astype(np.uint64)
-    starts = np.flatnonzero(word_start[en_letters])
+    en = np.flatnonzero(letters & ~in_chinese)
+    starts = np.flatnonzero(np.diff(en, prepend=-2) != 1)  # a letter that does not follow a letter begins a word
     if len(starts):
+        letter_codes = codes[en].astype(np.uint64)
         with np.errstate(over="ignore"):
             weighted = letter_codes * _powers(P, len(letter_codes))
             words = np.add.reduceat(weighted, starts) * _powers(P_INV, len(letter_codes))[starts]
-        en_hashes, en_docs = _stream_windows(words, doc[word_start], word_ngram)
+        en_hashes, en_docs = _stream_windows(words, doc[en[starts]], word_ngram)
     else:
         en_hashes, en_docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
     hashes, owners = np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
@@ -168,8 +167,25 @@ def one_permutation(hashes: np.ndarray, owners: np.ndarray, count: int, hashing:
 
 
 def jaccard(a: np.ndarray, b: np.ndarray) -> float:
-    shared = len(np.intersect1d(a, b, assume_unique=True))
+    """Of two sorted sets."""
+    at = np.searchsorted(b, a)
+    shared = int(np.count_nonzero(b[np.minimum(at, len(b) - 1)] == a))
     return shared / (len(a) + len(b) - shared)
+
+
+OWNER_BITS = (BATCH_DOCS - 1).bit_length()
+VALUE_MASK = np.uint64((1 << (64 - OWNER_BITS)) - 1)
+
+
+def shingle_sets(hashes: np.ndarray, owners: np.ndarray, count: int) -> list[np.ndarray]:
+    """Per text of a batch, the sorted set of its shingle hashes, from one sort of the whole batch: each hash keeps
+    its low 64 - OWNER_BITS bits (a false match of two texts' shingles stays below 1e-10) under its text's index."""
+    with np.errstate(over="ignore"):
+        keyed = np.sort((owners.astype(np.uint64) << np.uint64(64 - OWNER_BITS)) | (hashes & VALUE_MASK))
+    keyed = keyed[np.concatenate(([True], keyed[1:] != keyed[:-1]))]
+    bounds = np.searchsorted(keyed >> np.uint64(64 - OWNER_BITS), np.arange(count + 1, dtype=np.uint64))
+    values = keyed & VALUE_MASK
+    return [values[a:b] if b > a else EMPTY & VALUE_MASK for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
 
 
 def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
@@ -180,24 +196,31 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 def candidate_pairs(band_columns: Iterable[np.ndarray]) -> np.ndarray:
     """Pairs (i < j) of positions that share at least one band key; one band's keys in memory at a time."""
-    found = []
+    found = np.zeros(0, dtype=np.int64)  # pair (i, j) as i * count + j, deduplicated
+    count = 0
     for keys in band_columns:
-        order = np.argsort(keys, kind="stable")
-        ordered = keys[order]
-        bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
-        sizes = np.diff(bounds)
-        pair_starts = bounds[:-1][sizes == 2]  # most buckets with a collision hold exactly one pair
-        found.append(np.sort(np.stack([order[pair_starts], order[pair_starts + 1]], axis=1), axis=1))
-        for lo, hi in zip(bounds[:-1][sizes > 2], bounds[1:][sizes > 2]):
-            members = np.sort(order[lo:hi])
-            head = members[:MAX_GROUP_PAIRS]
-            i, j = np.triu_indices(len(head), k=1)
-            found.append(np.stack([head[i], head[j]], axis=1))
-            if len(members) > MAX_GROUP_PAIRS:
-                rest = members[MAX_GROUP_PAIRS:]
-                found.append(np.stack([np.full(len(rest), members[0]), rest], axis=1))
-        found = [np.unique(np.concatenate(found), axis=0)] if found else []  # keep the pair list deduplicated
-    return found[0] if found else np.zeros((0, 2), dtype=np.int64)
+        count = len(keys)
+        found = np.union1d(found, _bucket_pairs(keys) @ np.array([count, 1], dtype=np.int64))
+    return np.stack([found // count, found % count], axis=1) if len(found) else np.zeros((0, 2), dtype=np.int64)
+
+
+def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
+    """The pairs of one band: in a bucket, every two of its first MAX_GROUP_PAIRS members, and each later member
+    with the first."""
+    order = np.argsort(keys, kind="stable")  # stable: a bucket's positions stay ascending, so pairs come as i < j
+    ordered = keys[order]
+    bounds = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1], [True])))
+    sizes = np.diff(bounds)
+    start = np.repeat(bounds[:-1], sizes)
+    rank = np.arange(len(keys)) - start
+    head = np.minimum(np.repeat(sizes, sizes), MAX_GROUP_PAIRS)
+    shared = np.flatnonzero(head > 1)
+    start, rank, head = start[shared], rank[shared], head[shared]
+    pairs = [np.stack([order[start], order[shared]], axis=1)[rank >= MAX_GROUP_PAIRS]]
+    for step in range(1, int(head.max(initial=1))):
+        first = shared[rank + step < head]
+        pairs.append(np.stack([order[first], order[first + step]], axis=1))
+    return np.concatenate(pairs)
 
 
 def _window_hash_rows(block: np.ndarray) -> np.ndarray:
@@ -241,42 +264,65 @@ def verified(
         for batch_start in range(0, len(involved), BATCH_DOCS):
             batch = involved[batch_start : batch_start + BATCH_DOCS]
             hashes, owners = batch_shingles(read(batch), config.word_ngram, config.char_ngram)
-            for position, part in enumerate(np.split(hashes, np.searchsorted(owners, np.arange(1, len(batch))))):
-                sets[int(batch[position])] = np.unique(part) if len(part) else EMPTY
-        keep[start : start + len(chunk)] = [jaccard(sets[int(i)], sets[int(j)]) >= config.threshold for i, j in chunk]
+            sets.update(zip(batch.tolist(), shingle_sets(hashes, owners, len(batch))))
+        keep[start : start + len(chunk)] = [jaccard(sets[i], sets[j]) >= config.threshold for i, j in chunk.tolist()]
     return pairs[keep]
 
 
-def fingerprints(texts: list[str], config: DedupConfig, hashing: Hashing) -> tuple[np.ndarray, np.ndarray]:
-    """Per text: a digest of its normalised form (exact duplicates) and its LSH band keys (bands x texts)."""
-    digests = np.frombuffer(b"".join(normalised(t) for t in texts), dtype="V16") if texts else np.zeros(0, "V16")
-    return digests, band_keys(signatures(texts, config, hashing), config.bands, config.rows_per_band)
+def fingerprints(texts: list[str], config: DedupConfig, hashing: Hashing) -> np.ndarray:
+    """Per text, its LSH band keys (bands x texts)."""
+    return band_keys(signatures(texts, config, hashing), config.bands, config.rows_per_band)
 
 
-def resolve(
-    digests: np.ndarray, keys: np.ndarray, read: Callable[[np.ndarray], list[str]], config: DedupConfig
-) -> np.ndarray:
-    """For each document, the index of the earliest document it duplicates (its own index when it is kept).
-    `keys` may be a memory map: only one band's keys of the exact-unique documents are loaded at a time."""
-    count = len(digests)
-    exact = np.arange(count)
-    if config.exact and count:
+def exact_copies(keys: np.ndarray, read: Callable[[np.ndarray], list[str]]) -> np.ndarray:
+    """For each document, the earliest document whose text equals it up to case and whitespace. Equal texts have
+    equal band keys, so only the documents whose keys all equal another's are read back and compared."""
+    combined = np.zeros(keys.shape[1], dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for band in range(keys.shape[0]):  # one band of a memory map at a time
+            combined = combined * P + np.asarray(keys[band])
+    _, inverse, counts = np.unique(combined, return_inverse=True, return_counts=True)
+    suspects = np.flatnonzero(counts[inverse.reshape(-1)] > 1)
+    copy_of = np.arange(keys.shape[1])
+    if len(suspects):
+        digests = np.frombuffer(
+            b"".join(
+                normalised(text)
+                for start in range(0, len(suspects), BATCH_DOCS)
+                for text in read(suspects[start : start + BATCH_DOCS])
+            ),
+            dtype="V16",
+        )
         _, first, inverse = np.unique(digests, return_index=True, return_inverse=True)
-        exact = first[inverse.reshape(-1)]
+        copy_of[suspects] = suspects[first[inverse.reshape(-1)]]
+    return copy_of
+
+
+@dataclass
+class Duplicates:
+    roots: np.ndarray  # per document, the earliest document it duplicates (its own index when it is kept)
+    copy_of: np.ndarray  # per document, the earliest exact copy of it (its own index when there is none before)
+
+
+def resolve(keys: np.ndarray, read: Callable[[np.ndarray], list[str]], config: DedupConfig) -> Duplicates:
+    """Which document duplicates which. `keys` may be a memory map: only one band's keys of the exact-unique
+    documents are loaded at a time; `read(indices)` gives texts back."""
+    count = keys.shape[1]
+    exact = exact_copies(keys, read) if config.exact and count else np.arange(count)
     unique = np.flatnonzero(exact == np.arange(count))
     pairs = candidate_pairs(np.asarray(keys[band])[unique] for band in range(config.bands))
     if config.verify_candidates and len(pairs):
         pairs = verified(pairs, lambda positions: read(unique[positions]), config)
     result = exact.copy()
     result[unique] = unique[clusters(len(unique), pairs)]
-    return result[result]  # an exact copy of a near-duplicate points at the cluster's earliest text
+    return Duplicates(result[result], exact)  # an exact copy of a near-duplicate points at the cluster's earliest
 
 
 def duplicate_of(texts: Iterable[str], config: DedupConfig, seed: int = 0) -> np.ndarray:
     """In memory: for each text, the index of the earliest text it duplicates (its own index when kept)."""
     texts = list(texts)
-    digests, keys = fingerprints(texts, config, Hashing.make(config.num_permutations, seed))
-    return resolve(digests, keys, lambda indices: [texts[i] for i in indices], config)
+    keys = fingerprints(texts, config, Hashing.make(config.num_permutations, seed))
+    return resolve(keys, lambda indices: [texts[i] for i in indices], config).roots
 
 
 def sample_text(sample: dict, strip_system: bool) -> str:
@@ -328,7 +374,6 @@ def read_consecutive(path: Path, offsets: np.ndarray) -> list[bytes]:
 class Chunk:
     """What the fingerprint pass learns about a run of lines."""
 
-    digests: np.ndarray
     keys: np.ndarray
     categories: list[str]
     bad: list[tuple[int, str, str]]  # (position in the chunk, reason, line text)
@@ -346,8 +391,7 @@ def _fingerprint_chunk(job: tuple[str, np.ndarray, DedupConfig, int]) -> Chunk:
             continue
         texts.append(sample_text(sample, config.strip_shared_prompts))
         categories.append(sample.get("category", "unknown"))
-    digests, keys = fingerprints(texts, config, Hashing.make(config.num_permutations, seed))
-    return Chunk(digests, keys, categories, bad)
+    return Chunk(fingerprints(texts, config, Hashing.make(config.num_permutations, seed)), categories, bad)
 
 
 def usable_cpus() -> int:
@@ -358,12 +402,12 @@ def usable_cpus() -> int:
 def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path, chunk_docs: int = 20_000) -> int:
     """Fingerprints of every sample of one shard file (an array task's part), saved for `file_duplicates`."""
     offsets, numbers = line_index(path)
-    digests, keys = np.empty(len(offsets), dtype="V16"), np.empty((config.bands, len(offsets)), dtype=np.uint64)
-    categories, bad = compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+    keys = np.empty((config.bands, len(offsets)), dtype=np.uint64)
+    categories, bad = compute_fingerprints(path, offsets, config, seed, keys, chunk_docs)
     if bad:
         position, reason, _ = bad[0]
         raise RecordError(f"{path}:{numbers[position]}: {reason}")
-    np.savez(target, digests=digests, keys=keys, categories=np.array(categories, dtype=str))
+    np.savez(target, keys=keys, categories=np.array(categories, dtype=str))
     return len(offsets)
 
 
@@ -377,14 +421,13 @@ def file_duplicates(
     set_aside: SetAside | None = None,
 ) -> Scan:
     """Which sample of a JSONL file duplicates which. Fingerprints are computed by `config.workers` processes
-    (0 = one per usable CPU) over chunks of lines and kept in memory maps in `work_dir` (16 + 8 x bands bytes per
-    sample); texts are read back only to verify candidate pairs. `computed`: the fingerprints of the file's
-    consecutive shards, already computed by array tasks (`shard_fingerprints`). A bad record raises RecordError
-    naming its line, or with `set_aside` is recorded there and left out."""
+    (0 = one per usable CPU) over chunks of lines and kept in a memory map in `work_dir` (8 x bands bytes per
+    sample); texts are read back only to compare possible copies and verify candidate pairs. `computed`: the
+    fingerprints of the file's consecutive shards, already computed by array tasks (`shard_fingerprints`). A bad
+    record raises RecordError naming its line, or with `set_aside` is recorded there and left out."""
     offsets, numbers = line_index(path)
     count = len(offsets)
     work_dir.mkdir(parents=True, exist_ok=True)
-    digests = np.lib.format.open_memmap(work_dir / "digests.npy", mode="w+", dtype="V16", shape=(count,))
     keys = np.lib.format.open_memmap(
         work_dir / "band_keys.npy", mode="w+", dtype=np.uint64, shape=(config.bands, count)
     )
@@ -392,14 +435,14 @@ def file_duplicates(
         start, categories, bad = 0, [], []
         for part in computed:
             with np.load(part) as saved:
-                end = start + len(saved["digests"])
-                digests[start:end], keys[:, start:end] = saved["digests"], saved["keys"]
+                end = start + saved["keys"].shape[1]
+                keys[:, start:end] = saved["keys"]
                 categories += saved["categories"].tolist()
             start = end
         if start != count:
             raise ValueError(f"the shards' fingerprints cover {start} samples, {path} has {count}")
     else:
-        categories, bad = compute_fingerprints(path, offsets, config, seed, digests, keys, chunk_docs)
+        categories, bad = compute_fingerprints(path, offsets, config, seed, keys, chunk_docs)
     valid = np.ones(count, dtype=bool)
     for position, reason, text in bad:
         if set_aside is None:
@@ -408,22 +451,21 @@ def file_duplicates(
         valid[position] = False
     if bad:  # only the usable samples take part
         offsets, numbers, categories = offsets[valid], numbers[valid], [c for c, ok in zip(categories, valid) if ok]
-        digests, keys = np.asarray(digests)[valid], np.asarray(keys)[:, valid]
+        keys = np.asarray(keys)[:, valid]
 
     def read(indices: np.ndarray) -> list[str]:
         return [
-            sample_text(orjson.loads(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])
+            sample_text(parse_line(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])
         ]
 
-    return Scan(offsets, categories, np.asarray(digests), resolve(digests, keys, read, config))
+    return Scan(offsets, categories, resolve(keys, read, config))
 
 
 @dataclass
 class Scan:
     offsets: np.ndarray  # of the usable samples' lines
     categories: list[str]
-    digests: np.ndarray
-    roots: np.ndarray  # per sample, the index of the sample it duplicates (its own when kept)
+    duplicates: Duplicates
 
 
 def compute_fingerprints(
@@ -431,11 +473,10 @@ def compute_fingerprints(
     offsets: np.ndarray,
     config: DedupConfig,
     seed: int,
-    digests: np.ndarray,
     keys: np.ndarray,
     chunk_docs: int,
 ) -> tuple[list[str], list[tuple[int, str, str]]]:
-    """Fills `digests` and `keys`; returns every sample's category and the bad lines (position, reason, text)."""
+    """Fills `keys`; returns every sample's category and the bad lines (position, reason, text)."""
     count = len(offsets)
     starts = range(0, count, chunk_docs)
     jobs = [(str(path), offsets[i : i + chunk_docs], config, seed) for i in starts]
@@ -444,8 +485,7 @@ def compute_fingerprints(
     bad: list[tuple[int, str, str]] = []
 
     def store(start: int, chunk: Chunk) -> None:
-        digests[start : start + len(chunk.digests)] = chunk.digests
-        keys[:, start : start + len(chunk.digests)] = chunk.keys
+        keys[:, start : start + chunk.keys.shape[1]] = chunk.keys
         categories.extend(chunk.categories)
         bad.extend((start + position, reason, text) for position, reason, text in chunk.bad)
 
@@ -456,7 +496,7 @@ def compute_fingerprints(
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
                 for start, chunk in zip(starts, pool.imap(_fingerprint_chunk, jobs)):
                     store(start, chunk)
-                    progress.advance(len(chunk.digests))
+                    progress.advance(chunk.keys.shape[1])
         else:
             for start, job in zip(starts, jobs):
                 store(start, _fingerprint_chunk(job))
@@ -478,24 +518,23 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
         report: dict = {"input": len(scan.offsets), "kept": 0, "dropped": {}, "by_category": {}}
         for category in scan.categories:
             report["by_category"].setdefault(category, {"in": 0, "out": 0})["in"] += 1
-        lines = (
-            line
-            for start in range(0, len(scan.offsets), 20_000)
-            for line in read_consecutive(input_path, scan.offsets[start : start + 20_000])
-        )
-        for index, line in enumerate(lines):
-            root = int(scan.roots[index])
-            if root == index:
-                files.keep_line(line)
-                report["kept"] += 1
-                report["by_category"][scan.categories[index]]["out"] += 1
-                continue
-            reason = (
-                "exact_duplicate" if config.exact and scan.digests[index] == scan.digests[root] else "near_duplicate"
-            )
-            report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
-            original = json.loads(read_lines(input_path, scan.offsets[[root]])[0])
-            files.drop(json.loads(line), "dedup", reason, duplicate_of=original.get("id", root))
+        roots, copy_of = scan.duplicates.roots, scan.duplicates.copy_of
+        kept = roots == np.arange(len(roots))
+        for start in range(0, len(roots), 20_000):
+            block = slice(start, start + 20_000)
+            lines = read_consecutive(input_path, scan.offsets[block])
+            files.keep_lines([line for line, keep in zip(lines, kept[block].tolist()) if keep])
+            dropped = np.flatnonzero(~kept[block]) + start
+            originals = dict(zip(roots[dropped].tolist(), read_lines(input_path, scan.offsets[roots[dropped]])))
+            for index in dropped.tolist():
+                root = int(roots[index])
+                reason = "exact_duplicate" if copy_of[index] == copy_of[root] else "near_duplicate"
+                report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
+                original_id = parse_line(originals[root]).get("id", root)
+                files.drop(parse_line(lines[index - start]), "dedup", reason, duplicate_of=original_id)
+        report["kept"] = int(kept.sum())
+        for category, count in Counter(c for c, keep in zip(scan.categories, kept.tolist()) if keep).items():
+            report["by_category"][category]["out"] = count
         return files.finish(report)
 
 

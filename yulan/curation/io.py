@@ -101,10 +101,11 @@ class StepFiles:
     def keep(self, sample: dict) -> None:
         self.kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
 
-    def keep_line(self, line: bytes | str) -> None:
-        """A kept sample copied as its input line was written."""
-        text = line.decode("utf-8") if isinstance(line, bytes) else line
-        self.kept.write(text if text.endswith("\n") else text + "\n")
+    def keep_lines(self, lines: list[bytes]) -> None:
+        """Kept samples copied as their input lines were written."""
+        if lines:
+            self.kept.flush()  # the bytes go under the text layer, as they are (read and checked as UTF-8 already)
+            self.kept.buffer.write(b"".join(lines) + (b"" if lines[-1].endswith(b"\n") else b"\n"))
 
     def drop(self, sample: dict, step: str, reason: str, **detail) -> None:
         record = {**sample, "dropped": {"step": step, "reason": reason, **detail}}

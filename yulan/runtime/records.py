@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -42,19 +43,40 @@ class SetAside:
         return out
 
 
+LONG_NUMBER = re.compile(rb"\d{19,}")
+
+
 def parse_line(raw: bytes) -> dict | str:
     """One JSONL line as an object, or what is wrong with it."""
-    try:
-        record = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        record, problem = _parse_slowly(
-            raw
-        )  # what orjson refuses but JSON allows (integers beyond 64 bits), or why not
-        if problem:
-            return problem
+    record, problem = _parse_quickly(raw)
+    if not problem and _has_float(record) and LONG_NUMBER.search(raw):
+        record, problem = _parse_slowly(raw)  # orjson reads an integer beyond 64 bits as a float; json keeps it
+    if problem:
+        return problem
     if not isinstance(record, dict):
         return f"a JSON {type(record).__name__}, expected a JSON object per line"
     return record
+
+
+def _has_float(value: object) -> bool:
+    pending = [value]
+    while pending:
+        value = pending.pop()
+        kind = type(value)  # orjson makes exactly these types
+        if kind is dict:
+            pending.extend(value.values())
+        elif kind is list:
+            pending.extend(value)
+        elif kind is float:
+            return True
+    return False
+
+
+def _parse_quickly(raw: bytes) -> tuple[object, str | None]:
+    try:
+        return orjson.loads(raw), None
+    except orjson.JSONDecodeError:  # what orjson refuses but JSON allows, or why not
+        return _parse_slowly(raw)
 
 
 def _parse_slowly(raw: bytes) -> tuple[object, str | None]:
