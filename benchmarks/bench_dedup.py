@@ -219,40 +219,15 @@ def file_step(texts: list[str], truth: set[int], seed: int) -> None:
             )
         )
         print(f"{len(texts)} samples, {source.stat().st_size / len(texts) / 1024:.2f} KB per sample")
-        commands = {
-            "yulan curate dedup, workers=1": [
-                sys.executable,
-                "-m",
-                "yulan.cli",
-                "curate",
-                "dedup",
-                "--input",
-                str(source),
-                "--output",
-                f"{tmp}/ours1.jsonl",
-                "workers=1",
-            ],
-            "yulan curate dedup, workers=0": [
-                sys.executable,
-                "-m",
-                "yulan.cli",
-                "curate",
-                "dedup",
-                "--input",
-                str(source),
-                "--output",
-                f"{tmp}/ours0.jsonl",
-                "workers=0",
-            ],
-            "rensa pipeline (no verification)": [
-                sys.executable,
-                "-c",
-                RENSA_RUN,
-                str(source),
-                f"{tmp}/rensa.jsonl",
-                root,
-            ],
+        ours = {
+            f"yulan curate dedup, workers={workers}": [
+                *(sys.executable, "-m", "yulan.cli", "curate", "dedup", "--input", str(source)),
+                *("--output", f"{tmp}/ours{workers}.jsonl", f"workers={workers}"),
+            ]
+            for workers in (1, 0)
         }
+        rensa = [sys.executable, "-c", RENSA_RUN, str(source), f"{tmp}/rensa.jsonl", root]
+        commands = {**ours, "rensa pipeline (no verification)": rensa}
         for _ in range(2):
             for name, command in commands.items():
                 output = Path(f"{tmp}/rensa.jsonl") if "rensa" in name else Path(command[command.index("--output") + 1])

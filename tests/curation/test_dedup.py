@@ -1,6 +1,8 @@
 """Near-duplicate removal: what must go and what must stay, against exact Jaccard computed with Python sets."""
 
+import errno
 import json
+import os
 import random
 
 import numpy as np
@@ -10,6 +12,7 @@ from schema.curation import DedupConfig
 from tests.conftest import run
 from yulan.curation import dedup
 from yulan.curation.dedup import batch_shingles, duplicate_of, sample_text
+from yulan.runtime import records
 
 CONFIG = DedupConfig()
 rng = random.Random(7)
@@ -144,6 +147,10 @@ def write_samples(path, samples):
     path.write_text("".join(json.dumps(s, ensure_ascii=False) + "\n" for s in samples))
 
 
+def curate_dedup(source, target, *settings):
+    return run("-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(target), *settings)
+
+
 def test_curate_dedup_step_writes_kept_dropped_and_report(tmp_path):
     body = " ".join(english())
     samples = [
@@ -165,17 +172,7 @@ def test_curate_dedup_step_writes_kept_dropped_and_report(tmp_path):
     ]
     source = tmp_path / "in.jsonl"
     write_samples(source, samples)
-    result = run(
-        "-m",
-        "yulan.cli",
-        "curate",
-        "dedup",
-        "--input",
-        str(source),
-        "--output",
-        str(tmp_path / "out.jsonl"),
-        "threshold=0.9",
-    )
+    result = curate_dedup(source, tmp_path / "out.jsonl", "threshold=0.9")
     assert result.returncode == 0, result.stderr
     kept = [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     dropped = [json.loads(line) for line in (tmp_path / "out.dropped.jsonl").read_text().splitlines()]
@@ -201,9 +198,7 @@ def test_curate_dedup_step_writes_kept_dropped_and_report(tmp_path):
 def test_curate_rejects_bad_settings_and_writes_nothing(tmp_path, args, message):
     source = tmp_path / "in.jsonl"
     write_samples(source, [{"id": "a", "messages": [{"role": "user", "content": "hi"}]}])
-    result = run(
-        "-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(tmp_path / "o.jsonl"), *args
-    )
+    result = curate_dedup(source, tmp_path / "o.jsonl", *args)
     assert result.returncode == 1 and message in result.stderr, result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl"]
 
@@ -211,9 +206,38 @@ def test_curate_rejects_bad_settings_and_writes_nothing(tmp_path, args, message)
 def test_curate_never_overwrites_its_input(tmp_path):
     source = tmp_path / "in.jsonl"
     write_samples(source, [{"id": "a", "messages": []}])
-    result = run("-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(source))
+    result = curate_dedup(source, source)
     assert result.returncode == 1 and "never overwritten" in result.stderr
     assert json.loads(source.read_text())["id"] == "a"
+
+
+@pytest.mark.parametrize("in_kernel", [True, False], ids=["copy_file_range", "through_memory"])
+def test_kept_lines_are_copied_byte_for_byte(tmp_path, monkeypatch, in_kernel):
+    """Kept lines come out as they went in (key order, spacing, escapes, CRLF); the blank line, the bad record set
+    aside and the duplicate between them stay out; the last line, without a newline, gets one."""
+    if not in_kernel:  # as on another OS, or between file systems the kernel does not copy across
+
+        def refuse(*args):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+        monkeypatch.setattr(records, "COPY_PIECE", 7)
+    first, second, third = (" ".join(english()).encode() for _ in range(3))
+    lines = [
+        b'{"messages": [{"role": "user", "content": "' + first + b'"}], "id": "a"}\n',
+        b"\n",
+        b'{ "id" : "b", "messages":[{"role":"user","content":"caf\\u00e9 ' + second + b'"}]}\r\n',
+        b'{"id": "c", "messages": [{"role": "user", "content": "' + first + b'"}]}\n',
+        b'{"id": "d", "messages": [{"role": "user", "content": "' + third + b'"}]}\n',
+        b"not json\n",
+        b'{"id": "e", "messages": [{"role": "user", "content": "' + second[::-1] + b'"}]}',
+    ]
+    source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
+    source.write_bytes(b"".join(lines))
+    report = dedup.run(source, target, DedupConfig(on_bad_record="skip"))
+    assert target.read_bytes() == lines[0] + lines[2] + lines[4] + lines[6] + b"\n"
+    assert report["kept"] == 4 and report["bad_records"] == 1 and report["dropped"] == {"exact_duplicate": 1}
+    assert json.loads((tmp_path / "out.dropped.jsonl").read_text())["id"] == "c"
 
 
 def test_samples_with_integers_beyond_64_bits_are_verified_and_dropped_in_full(tmp_path):
@@ -225,7 +249,7 @@ def test_samples_with_integers_beyond_64_bits_are_verified_and_dropped_in_full(t
     ]
     source, target = tmp_path / "in.jsonl", tmp_path / "out.jsonl"
     write_samples(source, samples)
-    result = run("-m", "yulan.cli", "curate", "dedup", "--input", str(source), "--output", str(target))
+    result = curate_dedup(source, target)
     assert result.returncode == 0, result.stderr[-2000:]
     assert [json.loads(line)["seed"] for line in target.read_text().splitlines()] == [2**70]
     dropped = json.loads((tmp_path / "out.dropped.jsonl").read_text())
@@ -245,16 +269,7 @@ def test_parquet_input_is_read_in_batches(tmp_path):
         for i in range(7)
     ]
     pq.write_table(pa.Table.from_pylist(samples), tmp_path / "in.parquet", row_group_size=2)
-    result = run(
-        "-m",
-        "yulan.cli",
-        "curate",
-        "dedup",
-        "--input",
-        str(tmp_path / "in.parquet"),
-        "--output",
-        str(tmp_path / "out.jsonl"),
-    )
+    result = curate_dedup(tmp_path / "in.parquet", tmp_path / "out.jsonl")
     assert result.returncode == 0, result.stderr
     kept = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert [k["id"] for k in kept] == ["0", "1", "2"] and kept[0]["messages"] == samples[0]["messages"]

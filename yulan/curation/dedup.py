@@ -31,17 +31,23 @@ BATCH_DOCS = 2048
 MAX_GROUP_PAIRS = 64  # larger LSH buckets pair each member with the first 64 only (they are verified anyway)
 
 
+def _within(codes: np.ndarray, low: int, high: int) -> np.ndarray:
+    """low <= codes <= high, in one comparison (below low, the unsigned difference wraps to a large number)."""
+    return (codes - np.uint32(low)) <= np.uint32(high - low)
+
+
 def _cjk(codes: np.ndarray) -> np.ndarray:
-    return ((codes >= 0x3400) & (codes <= 0x9FFF)) | ((codes >= 0xF900) & (codes <= 0xFAFF))
+    return _within(codes, 0x3400, 0x9FFF) | _within(codes, 0xF900, 0xFAFF)
 
 
 def _window_hash(values: np.ndarray, n: int) -> np.ndarray:
     """Polynomial hash of every window of n consecutive values (one hash of all of them when shorter)."""
     n = min(n, len(values))
-    out = np.zeros(len(values) - n + 1, dtype=np.uint64)
+    out = values[: len(values) - n + 1].copy()
     with np.errstate(over="ignore"):
-        for k in range(n):
-            out = out * P + values[k : len(values) - n + 1 + k]
+        for k in range(1, n):
+            out *= P
+            out += values[k : len(values) - n + 1 + k]
     return out
 
 
@@ -77,7 +83,7 @@ def _stream_windows(tokens: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.nd
 
 
 def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[np.ndarray, np.ndarray]:
-    """Shingle hashes of many texts at once, with the index of the text each belongs to (sorted by text).
+    """Shingle hashes of many texts at once, with the index of the text each belongs to (in no set order).
 
     Character n-grams for mostly-Chinese texts, word n-grams otherwise. Duplicates are kept: MinHash does not
     need sets. Texts are joined with NUL, which is never part of a word.
@@ -90,7 +96,7 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     text_starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
     doc = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
     cjk = _cjk(codes)
-    letters = cjk | ((codes >= 48) & (codes <= 57)) | ((codes >= 97) & (codes <= 122)) | (codes >= 0xC0)
+    letters = _within(codes, 48, 57) | _within(codes, 97, 122) | (codes >= 0xC0)  # CJK among them
     chinese = np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2 > np.add.reduceat(
         letters, text_starts, dtype=np.int32
     )
@@ -98,21 +104,22 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     # Chinese texts: every letter is a token.
     zh = np.flatnonzero(letters & in_chinese)
     zh_hashes, zh_docs = _stream_windows(codes[zh].astype(np.uint64), doc[zh], char_ngram)
-    # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) by one segmented sum over the
+    # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) from one running sum over the
     # letters alone (a run stays contiguous when the other characters are taken out).
     en = np.flatnonzero(letters & ~in_chinese)
-    starts = np.flatnonzero(np.diff(en, prepend=-2) != 1)  # a letter that does not follow a letter begins a word
+    begins = np.ones(len(en), dtype=bool)  # a letter that does not follow a letter begins a word
+    np.not_equal(en[1:] - en[:-1], 1, out=begins[1:])
+    starts = np.flatnonzero(begins)
     if len(starts):
-        letter_codes = codes[en].astype(np.uint64)
-        with np.errstate(over="ignore"):
-            weighted = letter_codes * _powers(P, len(letter_codes))
-            words = np.add.reduceat(weighted, starts) * _powers(P_INV, len(letter_codes))[starts]
+        with np.errstate(over="ignore"):  # a word's sum is the difference of one running sum (reduceat is slower)
+            running = np.cumsum(codes[en].astype(np.uint64) * _powers(P, len(en)))
+            words = running[np.append(starts[1:], len(en)) - 1]
+            words[1:] -= running[starts[1:] - 1]
+            words *= _powers(P_INV, len(en))[starts]
         en_hashes, en_docs = _stream_windows(words, doc[en[starts]], word_ngram)
     else:
         en_hashes, en_docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    hashes, owners = np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
-    order = np.argsort(owners, kind="stable")
-    return hashes[order], owners[order]
+    return np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
 
 
 @dataclass(frozen=True)
@@ -181,7 +188,8 @@ def shingle_sets(hashes: np.ndarray, owners: np.ndarray, count: int) -> list[np.
     """Per text of a batch, the sorted set of its shingle hashes, from one sort of the whole batch: each hash keeps
     its low 64 - OWNER_BITS bits (a false match of two texts' shingles stays below 1e-10) under its text's index."""
     with np.errstate(over="ignore"):
-        keyed = np.sort((owners.astype(np.uint64) << np.uint64(64 - OWNER_BITS)) | (hashes & VALUE_MASK))
+        keyed = (owners.astype(np.uint64) << np.uint64(64 - OWNER_BITS)) | (hashes & VALUE_MASK)
+    keyed = np.sort(keyed, kind="stable")  # timsort: the owners come in a few ascending runs, twice as fast here
     keyed = keyed[np.concatenate(([True], keyed[1:] != keyed[:-1]))]
     bounds = np.searchsorted(keyed >> np.uint64(64 - OWNER_BITS), np.arange(count + 1, dtype=np.uint64))
     values = keyed & VALUE_MASK
@@ -335,16 +343,27 @@ def sample_text(sample: dict, strip_system: bool) -> str:
 
 
 # -- a file: parallel fingerprints, memory that does not grow with the text -----------------------------------
-def line_index(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(byte offset, line number) of every non-blank line."""
-    offsets, numbers, position = [], [], 0
+def line_index(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(byte offset, end offset, line number) of every non-blank line."""
+    offsets, ends, numbers, position = [], [], [], 0
     with path.open("rb") as source:
         for number, line in enumerate(source, 1):
             if line.strip():
                 offsets.append(position)
+                ends.append(position + len(line))
                 numbers.append(number)
             position += len(line)
-    return np.array(offsets, dtype=np.int64), np.array(numbers, dtype=np.int64)
+    return np.array(offsets, dtype=np.int64), np.array(ends, dtype=np.int64), np.array(numbers, dtype=np.int64)
+
+
+def contiguous_ranges(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, int]]:
+    """Lines [start, end) merged into the fewest ranges of the file: a range goes on while each line ends where
+    the next begins."""
+    if not len(starts):
+        return []
+    first = np.flatnonzero(np.concatenate(([True], starts[1:] != ends[:-1])))
+    last = np.append(first[1:] - 1, len(starts) - 1)
+    return list(zip(starts[first].tolist(), ends[last].tolist()))
 
 
 def read_lines(path: Path, offsets: np.ndarray) -> list[bytes]:
@@ -401,7 +420,7 @@ def usable_cpus() -> int:
 
 def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path, chunk_docs: int = 20_000) -> int:
     """Fingerprints of every sample of one shard file (an array task's part), saved for `file_duplicates`."""
-    offsets, numbers = line_index(path)
+    offsets, _, numbers = line_index(path)
     keys = np.empty((config.bands, len(offsets)), dtype=np.uint64)
     categories, bad = compute_fingerprints(path, offsets, config, seed, keys, chunk_docs)
     if bad:
@@ -425,7 +444,7 @@ def file_duplicates(
     sample); texts are read back only to compare possible copies and verify candidate pairs. `computed`: the
     fingerprints of the file's consecutive shards, already computed by array tasks (`shard_fingerprints`). A bad
     record raises RecordError naming its line, or with `set_aside` is recorded there and left out."""
-    offsets, numbers = line_index(path)
+    offsets, ends, numbers = line_index(path)
     count = len(offsets)
     work_dir.mkdir(parents=True, exist_ok=True)
     keys = np.lib.format.open_memmap(
@@ -450,7 +469,8 @@ def file_duplicates(
         set_aside.add(path, int(numbers[position]), reason, text)
         valid[position] = False
     if bad:  # only the usable samples take part
-        offsets, numbers, categories = offsets[valid], numbers[valid], [c for c, ok in zip(categories, valid) if ok]
+        offsets, ends, numbers = offsets[valid], ends[valid], numbers[valid]
+        categories = [c for c, ok in zip(categories, valid) if ok]
         keys = np.asarray(keys)[:, valid]
 
     def read(indices: np.ndarray) -> list[str]:
@@ -458,12 +478,13 @@ def file_duplicates(
             sample_text(parse_line(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])
         ]
 
-    return Scan(offsets, categories, resolve(keys, read, config))
+    return Scan(offsets, ends, categories, resolve(keys, read, config))
 
 
 @dataclass
 class Scan:
     offsets: np.ndarray  # of the usable samples' lines
+    ends: np.ndarray
     categories: list[str]
     duplicates: Duplicates
 
@@ -520,18 +541,18 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
             report["by_category"].setdefault(category, {"in": 0, "out": 0})["in"] += 1
         roots, copy_of = scan.duplicates.roots, scan.duplicates.copy_of
         kept = roots == np.arange(len(roots))
-        for start in range(0, len(roots), 20_000):
-            block = slice(start, start + 20_000)
-            lines = read_consecutive(input_path, scan.offsets[block])
-            files.keep_lines([line for line, keep in zip(lines, kept[block].tolist()) if keep])
-            dropped = np.flatnonzero(~kept[block]) + start
+        files.keep_ranges(input_path, contiguous_ranges(scan.offsets[kept], scan.ends[kept]))
+        every_dropped = np.flatnonzero(~kept)
+        for start in range(0, len(every_dropped), 20_000):
+            dropped = every_dropped[start : start + 20_000]
+            lines = read_lines(input_path, scan.offsets[dropped])
             originals = dict(zip(roots[dropped].tolist(), read_lines(input_path, scan.offsets[roots[dropped]])))
-            for index in dropped.tolist():
+            for index, line in zip(dropped.tolist(), lines):
                 root = int(roots[index])
                 reason = "exact_duplicate" if copy_of[index] == copy_of[root] else "near_duplicate"
                 report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
                 original_id = parse_line(originals[root]).get("id", root)
-                files.drop(parse_line(lines[index - start]), "dedup", reason, duplicate_of=original_id)
+                files.drop(parse_line(line), "dedup", reason, duplicate_of=original_id)
         report["kept"] = int(kept.sum())
         for category, count in Counter(c for c, keep in zip(scan.categories, kept.tolist()) if keep).items():
             report["by_category"][category]["out"] = count

@@ -16,6 +16,7 @@ from typing import IO, Iterable, Iterator
 from yulan.runtime.records import (
     RecordError,
     SetAside,
+    copy_ranges,
     numbered_records,
     partial_path,
     same_file,
@@ -101,11 +102,17 @@ class StepFiles:
     def keep(self, sample: dict) -> None:
         self.kept.write(json.dumps(sample, ensure_ascii=False) + "\n")
 
-    def keep_lines(self, lines: list[bytes]) -> None:
-        """Kept samples copied as their input lines were written."""
-        if lines:
-            self.kept.flush()  # the bytes go under the text layer, as they are (read and checked as UTF-8 already)
-            self.kept.buffer.write(b"".join(lines) + (b"" if lines[-1].endswith(b"\n") else b"\n"))
+    def keep_ranges(self, source: Path, ranges: list[tuple[int, int]]) -> None:
+        """Kept samples copied byte for byte from lines of `source` (read and checked as UTF-8 already): each range
+        [start, end) holds whole lines; the last one gets the newline the file may end without."""
+        if not ranges:
+            return
+        self.kept.flush()  # the bytes go under the text layer
+        with source.open("rb") as reader:
+            copy_ranges(reader, self.kept.buffer, ranges)
+            reader.seek(ranges[-1][1] - 1)
+            if reader.read(1) != b"\n":
+                self.kept.buffer.write(b"\n")
 
     def drop(self, sample: dict, step: str, reason: str, **detail) -> None:
         record = {**sample, "dropped": {"step": step, "reason": reason, **detail}}

@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -223,6 +224,31 @@ def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
     finally:
         building.unlink(missing_ok=True)
     return count
+
+
+COPY_PIECE = 16 << 20
+
+
+def copy_ranges(source: BinaryIO, sink: BinaryIO, ranges: Iterable[tuple[int, int]]) -> None:
+    """Appends the bytes [start, end) of each range of `source` to `sink`, in the kernel where it can
+    (copy_file_range), through memory where it cannot (another OS, some pairs of file systems)."""
+    sink.flush()  # what is buffered goes first; the kernel writes at the file's own position
+    in_kernel = hasattr(os, "copy_file_range")
+    for start, end in ranges:
+        while start < end:
+            copied = 0
+            if in_kernel:
+                try:
+                    copied = os.copy_file_range(source.fileno(), sink.fileno(), end - start, start)
+                except OSError:
+                    in_kernel = False
+            if not in_kernel:
+                source.seek(start)
+                copied = sink.write(source.read(min(end - start, COPY_PIECE)))
+                sink.flush()
+            if not copied:
+                raise RecordError(f"{source.name}: ends at byte {start}, expected {end} bytes: did it change?")
+            start += copied
 
 
 def write_text(path: str | Path, text: str) -> None:
