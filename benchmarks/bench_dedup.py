@@ -1,13 +1,14 @@
 """Benchmark: near-duplicate removal next to datasketch and rensa, on one core, in the same run.
 
-    taskset -c 0 python benchmarks/bench_dedup.py [--docs 20000] [--seed 0] [--no-datasketch]
+    taskset -c 0 python benchmarks/bench_dedup.py [--docs 20000] [--seed 0] [--rounds 3] [--no-datasketch]
 
 The corpus (English word texts and Chinese character texts, ~1.8 KB per sample as JSON) has planted variants
 at exactly known Jaccard similarity of their shingle sets (0.5 .. 0.98), exact copies, hard negatives sharing a
 long prefix, and a long system prompt shared by a fifth of the samples. Truth: a variant is a duplicate iff its
 Jaccard with its original is >= 0.8. Prints docs/s, precision and recall of the removals for each method: in
 memory (texts given), where datasketch and rensa get the same exact-Jaccard verification of their candidates as
-ours; and end to end on a JSONL file (reading, JSON, writing), `yulan curate dedup` next to rensa's own pipeline.
+ours; and end to end on a JSONL file (reading, JSON, writing), `yulan curate dedup` next to rensa's own pipeline,
+A/B interleaved, with the median over rounds of the time ratio (this machine's noise is large).
 Needs `pip install datasketch rensa` for the comparison rows (skipped when missing).
 """
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 
 import numpy as np
@@ -153,6 +155,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--docs", type=int, default=20_000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rounds", type=int, default=3, help="end-to-end rounds, interleaved")
     parser.add_argument("--no-datasketch", action="store_true", help="leave out datasketch (slow at 80k docs)")
     args = parser.parse_args()
     texts, with_system, truth = corpus(args.docs, args.seed)
@@ -176,7 +179,7 @@ def main() -> None:
     removed = run_ours(with_system, config)
     precision, recall = score(removed, truth)
     print(f"{'yulan, system prompt NOT stripped':<34}{'':>10}{precision:>11.3f}{recall:>9.3f}")
-    file_step(texts, truth, args.seed)
+    file_step(texts, truth, args.rounds)
     print(np.__name__, np.__version__, "usable CPUs:", dedup.usable_cpus())
 
 
@@ -197,10 +200,10 @@ with open(sys.argv[1]) as source, open(sys.argv[2], "w") as sink:
 """
 
 
-def file_step(texts: list[str], truth: set[int], seed: int) -> None:
+def file_step(texts: list[str], truth: set[int], rounds: int) -> None:
     """End to end on a JSONL file, each run a fresh process timed from start to exit: `yulan curate dedup`
     (workers=1 and workers=0, i.e. one per usable CPU) next to rensa's own pipeline (Python shingles, no
-    verification), interleaved, two rounds."""
+    verification), interleaved; then the median ratio of rensa's time to ours."""
     import json
     import subprocess
     import sys
@@ -208,7 +211,7 @@ def file_step(texts: list[str], truth: set[int], seed: int) -> None:
     from pathlib import Path
 
     root = str(Path(__file__).resolve().parent.parent)
-    print("\nend to end on a JSONL file (process start to exit; A/B interleaved, 2 rounds)")
+    print(f"\nend to end on a JSONL file (process start to exit; A/B interleaved, {rounds} rounds)")
     print(f"{'method':<34}{'docs/s':>10}{'precision':>11}{'recall':>9}{'peak RSS MB':>13}")
     with tempfile.TemporaryDirectory() as tmp:
         source = Path(tmp) / "in.jsonl"
@@ -228,7 +231,8 @@ def file_step(texts: list[str], truth: set[int], seed: int) -> None:
         }
         rensa = [sys.executable, "-c", RENSA_RUN, str(source), f"{tmp}/rensa.jsonl", root]
         commands = {**ours, "rensa pipeline (no verification)": rensa}
-        for _ in range(2):
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(rounds):
             for name, command in commands.items():
                 output = Path(f"{tmp}/rensa.jsonl") if "rensa" in name else Path(command[command.index("--output") + 1])
                 start = time.perf_counter()
@@ -237,10 +241,16 @@ def file_step(texts: list[str], truth: set[int], seed: int) -> None:
                 if done.returncode:
                     print(f"{name:<34}  failed: {done.stderr[-300:]}")
                     continue
+                times[name].append(elapsed)
                 peak_mb = int(done.stderr.strip().splitlines()[-1]) / 1024
                 kept = {int(json.loads(line)["id"]) for line in output.read_text().splitlines()}
                 precision, recall = score(set(range(len(texts))) - kept, truth)
                 print(f"{name:<34}{len(texts) / elapsed:>10,.0f}{precision:>11.3f}{recall:>9.3f}{peak_mb:>13.0f}")
+    for name in ours:
+        ratios = [theirs / mine for mine, theirs in zip(times[name], times["rensa pipeline (no verification)"])]
+        if ratios:
+            spread = f"rounds {min(ratios):.2f}-{max(ratios):.2f}"
+            print(f"{name}: {statistics.median(ratios):.2f}x the speed of rensa's pipeline (median; {spread})")
 
 
 if __name__ == "__main__":

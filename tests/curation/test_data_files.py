@@ -33,6 +33,8 @@ BROKEN = {  # content of the second line -> words the message must contain
     "message_without_content": (b'{"id": "b", "messages": [{"role": "user"}]}\n', "messages[0]"),
     "invalid_utf8": (b'{"id": "b", "messages": [{"role": "user", "content": "\xff\xfe"}]}\n', "not valid UTF-8"),
     "truncated_last_line": (b'{"id": "b", "messages": [{"role": "user", "content": "cut', "truncated"),
+    # valid JSON, not text: a lone UTF-16 surrogate escape (cut emoji) cannot be encoded or written
+    "unpaired_surrogate": (b'{"id": "b", "messages": [{"role": "user", "content": "ok \\ud83d"}]}\n', "\\ud83d"),
 }
 
 

@@ -13,6 +13,7 @@ from tests.conftest import run
 from yulan.curation import dedup
 from yulan.curation.dedup import batch_shingles, duplicate_of, sample_text
 from yulan.runtime import records
+from yulan.runtime.records import SetAside
 
 CONFIG = DedupConfig()
 rng = random.Random(7)
@@ -47,6 +48,74 @@ def test_shingle_hashes_match_python_shingles():
     chinese = "".join(rng.choice(HANZI) for _ in range(200))
     hashes, _ = batch_shingles([chinese], 5, 5)
     assert len(np.unique(hashes)) == len({chinese[i : i + 5] for i in range(196)})
+
+
+# Characters at every edge of the token rule: ASCII letters and digits (and capitals), separators, U+0080..U+00BF
+# (not letters), U+00C0 on (letters), CJK ranges and their neighbours, a 4-byte character, long runs.
+ALPHABET = list("abzAZ09_ .,-\n\t") + [
+    *"\x7f\x80\xa0\xa9\xab\xbf\xc0\xe9\xc9\xff\u0416\u0436\u2014\u3001\u30a2\u33ff",
+    *"\u3400\u4e00\u9fff\ua000\uf8ff\uf900\ufaff\ufb00\uff0c\U0001f600",
+    "internationalisation",
+    "internationalization",
+    "x" * 17,
+]
+
+
+def python_shingles(text, word_ngram, char_ngram):
+    """The token rule, written plainly: letters are a-z, 0-9 and every character from U+00C0 on; a token is a run
+    of letters, or a single letter in a text where CJK characters are more than half of the letters."""
+    text = text.lower()
+    letter = [("a" <= c <= "z") or ("0" <= c <= "9") or ord(c) >= 0xC0 for c in text]
+    cjk = sum(0x3400 <= ord(c) <= 0x9FFF or 0xF900 <= ord(c) <= 0xFAFF for c in text)
+    chinese = cjk * 2 > sum(letter)
+    if chinese:
+        tokens = [c for c, is_letter in zip(text, letter) if is_letter]
+    else:
+        tokens = "".join(c if is_letter else " " for c, is_letter in zip(text, letter)).split()
+    n = char_ngram if chinese else word_ngram
+    return {tuple(tokens[i : i + n]) for i in range(max(len(tokens) - n + 1, 1))} if tokens else set()
+
+
+@pytest.mark.parametrize("ngrams", [(5, 5), (3, 2)])
+def test_tokens_follow_the_letter_rule_on_any_text(ngrams):
+    """Shingle sets (their sizes and every pair's Jaccard) equal those of Python's tokens, whatever the text holds."""
+    text_rng = random.Random(11)
+    texts = ["".join(text_rng.choices(ALPHABET, k=text_rng.randint(0, 60))) for _ in range(60)]
+    texts += [t[: len(t) // 2] + "Q" + t[len(t) // 2 :] for t in texts[:20]]  # near copies
+    texts += ["\u4e2d\u6587" * 10 + "abc def", "ab" * 30, "\ud83d lone surrogate"]
+    hashes, owners = batch_shingles(texts, *ngrams)
+    sets = dedup.shingle_sets(hashes, owners, len(texts))
+    expected = [python_shingles(text, *ngrams) for text in texts]
+    for i in range(len(texts)):
+        assert len(sets[i]) == max(len(expected[i]), 1), texts[i]
+        for j in range(i):
+            if expected[i] and expected[j]:
+                union = len(expected[i] | expected[j])
+                assert dedup.jaccard(sets[i], sets[j]) == pytest.approx(len(expected[i] & expected[j]) / union)
+
+
+def test_empty_bins_take_the_nearest_full_bin_after_them():
+    """One-permutation signatures against a plain loop: per bin the minimum; an empty bin the value of the next full
+    bin (cyclically) at distance d, XOR d * 0x9E3779B1; a text without shingles the empty-text value."""
+    texts = [" ".join(english(n)) for n in (1, 2, 5, 7, 40, 300)] + ["", "..."]
+    hashes, owners = batch_shingles(texts, 5, 5)
+    hashing = dedup.Hashing.make(16, 3)
+    signature = dedup.one_permutation(hashes, owners, len(texts), hashing)
+    with np.errstate(over="ignore"):
+        bins = ((hashes * hashing.bin_multiplier >> np.uint64(32)) * np.uint64(16)) >> np.uint64(32)
+        values = (hashes * hashing.multiplier + hashing.offset) >> np.uint64(32)
+    for text in range(len(texts)):
+        minimum = {}
+        for b, v in zip(bins[owners == text].tolist(), values[owners == text].tolist()):
+            minimum[b] = min(v, minimum.get(b, v))
+        expected = []
+        for b in range(16):
+            distance = next((d for d in range(16) if (b + d) % 16 in minimum), None)
+            if distance is None:
+                expected.append(int(dedup.EMPTY_TEXT))
+            else:
+                expected.append(minimum[(b + distance) % 16] ^ ((distance * 0x9E3779B1) & 0xFFFFFFFF))
+        assert signature[text].tolist() == expected, texts[text]
 
 
 def test_decisions_follow_exact_jaccard():
@@ -240,6 +309,32 @@ def test_kept_lines_are_copied_byte_for_byte(tmp_path, monkeypatch, in_kernel):
     assert json.loads((tmp_path / "out.dropped.jsonl").read_text())["id"] == "c"
 
 
+@pytest.mark.parametrize("chunk_bytes", [1, 150, 1 << 20])  # a range per line, a few lines, the whole file
+def test_line_numbers_places_and_reasons_do_not_depend_on_the_ranges(tmp_path, chunk_bytes):
+    text = " ".join(english(30))
+    lines = [
+        b"\n",
+        b'{"id": "a", "messages": [{"role": "user", "content": "' + text.encode() + b'"}]}\r\n',
+        b"   \n",
+        b'{"id": "b", "messages": [\n',  # malformed, not truncated: the line ends
+        b'{"id": "c", "messages": [{"role": "user", "content": "' + text.encode() + b'"}]}\n',
+        b"\n\n",
+        b'["a list"]\n',
+        b'{"id": "d", "messages": [{"role": "user", "content": "cut',  # the file ends inside it
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"".join(lines))
+    set_aside = SetAside()
+    scan = dedup.file_duplicates(source, DedupConfig(), 0, tmp_path / "work", chunk_bytes, set_aside=set_aside)
+    found = {row["line"]: row["reason"] for row in set_aside.rows.values()}
+    assert sorted(found) == [4, 8, 9]
+    assert "not valid JSON" in found[4] and "truncated" not in found[4]
+    assert "a JSON list" in found[8] and "truncated" in found[9]
+    data = source.read_bytes()
+    assert [data[a:b] for a, b in zip(scan.offsets.tolist(), scan.ends.tolist())] == [lines[1], lines[4]]
+    assert scan.duplicates.roots.tolist() == [0, 0]
+
+
 def test_samples_with_integers_beyond_64_bits_are_verified_and_dropped_in_full(tmp_path):
     """JSON allows any integer; the near-duplicate check and the dropped list read such lines back too."""
     original = english(200)
@@ -296,6 +391,8 @@ def test_the_file_step_gives_the_same_result_with_several_processes(tmp_path):
         assert not list(tmp_path.glob(".dedup-*"))  # the memory maps are removed
     assert outputs[1] == outputs[2]
     assert sum(outputs[1][2]["dropped"].values()) == 20  # 5 exact copies and 15 one-word edits
-    # chunks of lines give the same decisions as one chunk, and as the in-memory path
-    chunked = dedup.file_duplicates(source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_docs=7).duplicates.roots
+    # ranges of a few lines give the same decisions as one range, and as the in-memory path
+    chunked = dedup.file_duplicates(
+        source, DedupConfig(workers=1), 0, tmp_path / "work", chunk_bytes=700
+    ).duplicates.roots
     assert chunked.tolist() == duplicate_of(texts, DedupConfig()).tolist()

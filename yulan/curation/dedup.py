@@ -1,8 +1,9 @@
 """Exact and near-duplicate removal: MinHash signatures, LSH banding, candidate verification.
 
-Fast because no Python object is made per token: text becomes an array of code points, shingles are rolling
-polynomial hashes computed with numpy (uint64 arithmetic wraps mod 2^64), MinHash hashes each shingle once
-(one-permutation hashing over a whole batch of documents), and LSH buckets are found by sorting band keys.
+Fast because no Python object is made per token: text becomes an array of UTF-8 bytes, a token its bytes read as
+one integer, shingles are rolling polynomial hashes computed with numpy (uint64 arithmetic wraps mod 2^64),
+MinHash hashes each shingle once (one-permutation hashing over a whole batch of documents), and LSH buckets are
+found by sorting band keys.
 """
 
 from __future__ import annotations
@@ -31,13 +32,10 @@ BATCH_DOCS = 2048
 MAX_GROUP_PAIRS = 64  # larger LSH buckets pair each member with the first 64 only (they are verified anyway)
 
 
-def _within(codes: np.ndarray, low: int, high: int) -> np.ndarray:
-    """low <= codes <= high, in one comparison (below low, the unsigned difference wraps to a large number)."""
-    return (codes - np.uint32(low)) <= np.uint32(high - low)
-
-
-def _cjk(codes: np.ndarray) -> np.ndarray:
-    return _within(codes, 0x3400, 0x9FFF) | _within(codes, 0xF900, 0xFAFF)
+def _within(values: np.ndarray, low: int, high: int) -> np.ndarray:
+    """low <= values <= high, in one comparison (below low, the unsigned difference wraps to a large number)."""
+    kind = values.dtype.type
+    return (values - kind(low)) <= kind(high - low)
 
 
 def _window_hash(values: np.ndarray, n: int) -> np.ndarray:
@@ -82,44 +80,69 @@ def _stream_windows(tokens: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.nd
     return hashes, owners
 
 
+BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)  # the low k bytes
+
+
 def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[np.ndarray, np.ndarray]:
     """Shingle hashes of many texts at once, with the index of the text each belongs to (in no set order).
 
-    Character n-grams for mostly-Chinese texts, word n-grams otherwise. Duplicates are kept: MinHash does not
-    need sets. Texts are joined with NUL, which is never part of a word.
+    A token is a word (a run of letters: a-z, 0-9 and every character from U+00C0 on) in most texts and a single
+    letter in mostly-Chinese ones; shingles are n-grams of tokens, word_ngram or char_ngram. Duplicates are kept:
+    MinHash does not need sets. The texts are worked on as one UTF-8 byte string, each ended by NUL (never part of
+    a word), so that most tokens are at most 8 bytes and read as one integer.
     """
     if not texts:
         return np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    lowered = [text.lower().replace("\0", " ") for text in texts]
-    lengths = np.fromiter(map(len, lowered), dtype=np.int64, count=len(texts)) + 1  # each text and its NUL
-    codes = np.frombuffer(("\0".join(lowered) + "\0").encode("utf-32-le"), dtype=np.uint32)  # uint32: masks are cheap
-    text_starts = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-    doc = np.repeat(np.arange(len(texts), dtype=np.int32), lengths)
-    cjk = _cjk(codes)
-    letters = _within(codes, 48, 57) | _within(codes, 97, 122) | (codes >= 0xC0)  # CJK among them
+    # Each text encoded alone: an ASCII one is copied, not decoded. 8 NULs more at the end: 8-byte reads stay inside.
+    pieces = [text.lower().encode("utf-8", "surrogatepass").replace(b"\0", b" ") for text in texts]
+    data = b"\0".join([*pieces, bytes(8)])
+    b = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(b == 0)[: len(texts)]
+    sizes = np.diff(ends, prepend=-1)
+    # Bytes of letters: ASCII a-z and 0-9, and those of characters from U+00C0 on (UTF-8's C2 xx are U+0080..U+00BF).
+    not_c2 = b != 0xC2
+    letter = (_within(b, 48, 57) | _within(b, 97, 122) | (b >= 0x80)) & not_c2
+    letter[1:] &= not_c2[:-1]
+    lead = ~_within(b, 0x80, 0xBF)  # a character's first byte
+    cjk = _within(b, 0xE4, 0xE9)  # leads of U+4000..U+9FFF, then U+3400..U+3FFF and U+F900..U+FAFF by their 2nd byte
+    cjk[:-1] |= ((b[:-1] == 0xE3) & (b[1:] >= 0x90)) | ((b[:-1] == 0xEF) & _within(b[1:], 0xA4, 0xAB))
+    text_starts = ends - sizes + 1
     chinese = np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2 > np.add.reduceat(
-        letters, text_starts, dtype=np.int32
+        letter & lead, text_starts, dtype=np.int32
     )
-    in_chinese = np.repeat(chinese, lengths)
-    # Chinese texts: every letter is a token.
-    zh = np.flatnonzero(letters & in_chinese)
-    zh_hashes, zh_docs = _stream_windows(codes[zh].astype(np.uint64), doc[zh], char_ngram)
-    # Other texts: a word is a run of letters, hashed as sum(code * P^(i - start)) from one running sum over the
-    # letters alone (a run stays contiguous when the other characters are taken out).
-    en = np.flatnonzero(letters & ~in_chinese)
-    begins = np.ones(len(en), dtype=bool)  # a letter that does not follow a letter begins a word
-    np.not_equal(en[1:] - en[:-1], 1, out=begins[1:])
+    in_chinese = np.zeros(len(b), dtype=bool)
+    in_chinese[: ends[-1] + 1] = np.repeat(chinese, sizes)
+    begins = letter.copy()  # a letter that does not follow one; in a Chinese text, every letter
+    begins[1:] &= ~letter[:-1]
+    begins |= letter & lead & in_chinese
+    last = letter.copy()
+    last[:-1] &= ~letter[1:] | begins[1:]
     starts = np.flatnonzero(begins)
-    if len(starts):
-        with np.errstate(over="ignore"):  # a word's sum is the difference of one running sum (reduceat is slower)
-            running = np.cumsum(codes[en].astype(np.uint64) * _powers(P, len(en)))
-            words = running[np.append(starts[1:], len(en)) - 1]
-            words[1:] -= running[starts[1:] - 1]
-            words *= _powers(P_INV, len(en))[starts]
-        en_hashes, en_docs = _stream_windows(words, doc[en[starts]], word_ngram)
-    else:
-        en_hashes, en_docs = np.zeros(0, np.uint64), np.zeros(0, np.int64)
+    values = _token_values(data, starts, np.flatnonzero(last) + 1 - starts)
+    doc = np.repeat(np.arange(len(texts), dtype=np.int32), sizes)[starts]
+    if word_ngram == char_ngram:
+        return _stream_windows(values, doc, word_ngram)
+    zh = chinese[doc]
+    zh_hashes, zh_docs = _stream_windows(values[zh], doc[zh], char_ngram)
+    en_hashes, en_docs = _stream_windows(values[~zh], doc[~zh], word_ngram)
     return np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
+
+
+def _token_values(data: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """Per token, its bytes as one integer when they are at most 8 (exact: tokens hold no NUL), else a polynomial
+    hash of its 8-byte pieces."""
+    eight_bytes_at = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # unaligned reads
+    pieces = (lengths + 7) >> 3
+    if pieces.max(initial=1) == 1:
+        return eight_bytes_at[starts] & BYTE_MASKS[lengths]
+    first = np.cumsum(pieces) - pieces
+    rank = np.arange(int(pieces.sum())) - np.repeat(first, pieces)
+    at = np.repeat(starts, pieces) + 8 * rank
+    left = np.repeat(lengths, pieces) - 8 * rank
+    with np.errstate(over="ignore"):  # a token's hash is the difference of one running sum, as a window's would be
+        running = np.zeros(len(at) + 1, dtype=np.uint64)
+        np.cumsum((eight_bytes_at[at] & BYTE_MASKS[np.minimum(left, 8)]) * _powers(P, len(at)), out=running[1:])
+        return (running[first + pieces] - running[first]) * _powers(P_INV, len(at))[first]
 
 
 @dataclass(frozen=True)
@@ -158,17 +181,20 @@ def one_permutation(hashes: np.ndarray, owners: np.ndarray, count: int, hashing:
     np.minimum.at(sig, owners.astype(np.int64) * hashing.bins + bins.astype(np.int64), values)
     sig = sig.reshape(count, hashing.bins)
     empty = sig == EMPTY_BIN
+    # Densification by rotation: an empty bin takes the value of the nearest full bin after it (cyclically), shifted
+    # by the distance. Step by step, each step on the rows still with holes: a text of few shingles costs only itself.
     rows = np.flatnonzero(empty.any(axis=1) & ~empty.all(axis=1))
-    if len(rows):  # densification by rotation: an empty bin takes the next full bin's value, shifted per step
-        part, holes = sig[rows], empty[rows]
-        for step in range(1, hashing.bins):
-            if not holes.any():
-                break
-            rotated, rotated_holes = np.roll(part, -step, axis=1), np.roll(empty[rows], -step, axis=1)
-            fill = holes & ~rotated_holes
-            part[fill] = rotated[fill] ^ np.uint32((step * 0x9E3779B1) & 0xFFFFFFFF)
-            holes &= ~fill
+    holes = empty[rows]
+    for step in range(1, hashing.bins):
+        if not len(rows):
+            break
+        fill = holes & ~np.roll(empty[rows], -step, axis=1)
+        part = sig[rows]
+        part[fill] = np.roll(part, -step, axis=1)[fill] ^ np.uint32((step * 0x9E3779B1) & 0xFFFFFFFF)
         sig[rows] = part
+        holes &= ~fill
+        left = holes.any(axis=1)
+        rows, holes = rows[left], holes[left]
     sig[empty.all(axis=1)] = EMPTY_TEXT  # a text without shingles matches only other empty texts
     return sig
 
@@ -375,42 +401,65 @@ def read_lines(path: Path, offsets: np.ndarray) -> list[bytes]:
         return out
 
 
-def read_consecutive(path: Path, offsets: np.ndarray) -> list[bytes]:
-    """The lines at sorted offsets, read as one block (a chunk of the file, not one seek per line)."""
-    if not len(offsets):
-        return []
+CHUNK_BYTES = 32 << 20  # a fingerprint job's part of the file
+
+
+def byte_ranges(path: Path, piece: int) -> list[tuple[int, int]]:
+    """The file cut into consecutive ranges of about `piece` bytes, each ending where a line ends."""
+    size, cuts = path.stat().st_size, [0]
     with path.open("rb") as source:
-        source.seek(int(offsets[0]))
-        block = source.read(int(offsets[-1] - offsets[0])) + source.readline()
-    out = []
-    for start in (offsets - offsets[0]).tolist():
-        end = block.find(b"\n", start)
-        out.append(block[start : end + 1 if end >= 0 else len(block)])
-    return out
+        while cuts[-1] + piece < size:
+            source.seek(cuts[-1] + piece - 1)
+            source.readline()
+            cuts.append(source.tell())
+    if cuts[-1] < size:
+        cuts.append(size)
+    return list(zip(cuts[:-1], cuts[1:]))
 
 
 @dataclass
 class Chunk:
-    """What the fingerprint pass learns about a run of lines."""
+    """What the fingerprint pass learns about a range of the file's lines."""
 
+    offsets: np.ndarray  # where its non-blank lines begin and end in the file
+    ends: np.ndarray
+    numbers: np.ndarray  # their line numbers, 1 at the range's first line
+    lines: int  # lines in the range, blank ones too
     keys: np.ndarray
     categories: list[str]
-    bad: list[tuple[int, str, str]]  # (position in the chunk, reason, line text)
+    bad: list[tuple[int, str, str]]  # (position among the non-blank lines, reason, line text)
 
 
-def _fingerprint_chunk(job: tuple[str, np.ndarray, DedupConfig, int]) -> Chunk:
-    path, offsets, config, seed = job
+def _fingerprint_chunk(job: tuple[str, int, int, DedupConfig, int]) -> Chunk:
+    path, begin, end, config, seed = job
+    with open(path, "rb") as source:
+        source.seek(begin)
+        block = source.read(end - begin)
+    whole = block.endswith(b"\n")  # else the file ends without a newline
+    lines = block.split(b"\n")  # without their newlines
+    if whole:
+        lines.pop()  # the nothing after the last newline
+    sizes = np.fromiter(map(len, lines), dtype=np.int64, count=len(lines)) + 1
+    starts = begin + np.cumsum(sizes) - sizes
+    ends = starts + sizes
+    if not whole:
+        ends[-1] -= 1
+    numbers = np.array([number for number, line in enumerate(lines, 1) if line.strip()], dtype=np.int64)
     texts, categories, bad = [], [], []
-    for position, raw in enumerate(read_consecutive(Path(path), offsets)):
+    for position, number in enumerate(numbers.tolist()):
+        raw = lines[number - 1]
         sample = parse_line(raw)
         problem = sample if isinstance(sample, str) else sample_problem(sample)
         if problem:
-            bad.append((position, problem, raw.decode("utf-8", "replace").rstrip("\n")))
+            if isinstance(sample, str) and (whole or number < len(lines)):  # said of the line as it is in the file
+                problem = parse_line(raw + b"\n")
+            bad.append((position, problem, raw.decode("utf-8", "replace")))
             texts.append(""), categories.append("")
             continue
         texts.append(sample_text(sample, config.strip_shared_prompts))
         categories.append(sample.get("category", "unknown"))
-    return Chunk(fingerprints(texts, config, Hashing.make(config.num_permutations, seed)), categories, bad)
+    keys = fingerprints(texts, config, Hashing.make(config.num_permutations, seed))
+    return Chunk(starts[numbers - 1], ends[numbers - 1], numbers, len(lines), keys, categories, bad)
 
 
 def usable_cpus() -> int:
@@ -418,16 +467,15 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path, chunk_docs: int = 20_000) -> int:
+def shard_fingerprints(path: Path, config: DedupConfig, seed: int, target: Path) -> int:
     """Fingerprints of every sample of one shard file (an array task's part), saved for `file_duplicates`."""
-    offsets, _, numbers = line_index(path)
-    keys = np.empty((config.bands, len(offsets)), dtype=np.uint64)
-    categories, bad = compute_fingerprints(path, offsets, config, seed, keys, chunk_docs)
-    if bad:
-        position, reason, _ = bad[0]
-        raise RecordError(f"{path}:{numbers[position]}: {reason}")
-    np.savez(target, keys=keys, categories=np.array(categories, dtype=str))
-    return len(offsets)
+    with tempfile.TemporaryDirectory(prefix=".dedup-", dir=target.parent) as work:
+        found = compute_fingerprints(path, config, seed, Path(work) / "band_keys")
+        if found.bad:
+            position, reason, _ = found.bad[0]
+            raise RecordError(f"{path}:{found.numbers[position]}: {reason}")
+        np.savez(target, keys=found.keys, categories=np.array(found.categories, dtype=str))
+    return len(found.offsets)
 
 
 def file_duplicates(
@@ -435,40 +483,28 @@ def file_duplicates(
     config: DedupConfig,
     seed: int,
     work_dir: Path,
-    chunk_docs: int = 20_000,
+    chunk_bytes: int = CHUNK_BYTES,
     computed: list[Path] = (),
     set_aside: SetAside | None = None,
 ) -> Scan:
     """Which sample of a JSONL file duplicates which. Fingerprints are computed by `config.workers` processes
-    (0 = one per usable CPU) over chunks of lines and kept in a memory map in `work_dir` (8 x bands bytes per
+    (0 = one per usable CPU) over ranges of lines and kept in a memory map in `work_dir` (8 x bands bytes per
     sample); texts are read back only to compare possible copies and verify candidate pairs. `computed`: the
     fingerprints of the file's consecutive shards, already computed by array tasks (`shard_fingerprints`). A bad
     record raises RecordError naming its line, or with `set_aside` is recorded there and left out."""
-    offsets, ends, numbers = line_index(path)
-    count = len(offsets)
     work_dir.mkdir(parents=True, exist_ok=True)
-    keys = np.lib.format.open_memmap(
-        work_dir / "band_keys.npy", mode="w+", dtype=np.uint64, shape=(config.bands, count)
-    )
     if computed:
-        start, categories, bad = 0, [], []
-        for part in computed:
-            with np.load(part) as saved:
-                end = start + saved["keys"].shape[1]
-                keys[:, start:end] = saved["keys"]
-                categories += saved["categories"].tolist()
-            start = end
-        if start != count:
-            raise ValueError(f"the shards' fingerprints cover {start} samples, {path} has {count}")
+        found = shards_fingerprints(path, config, computed, work_dir / "band_keys.npy")
     else:
-        categories, bad = compute_fingerprints(path, offsets, config, seed, keys, chunk_docs)
-    valid = np.ones(count, dtype=bool)
-    for position, reason, text in bad:
+        found = compute_fingerprints(path, config, seed, work_dir / "band_keys", chunk_bytes)
+    offsets, ends, numbers, keys, categories = found.offsets, found.ends, found.numbers, found.keys, found.categories
+    valid = np.ones(len(offsets), dtype=bool)
+    for position, reason, text in found.bad:
         if set_aside is None:
             raise RecordError(f"{path}:{numbers[position]}: {reason}")
         set_aside.add(path, int(numbers[position]), reason, text)
         valid[position] = False
-    if bad:  # only the usable samples take part
+    if found.bad:  # only the usable samples take part
         offsets, ends, numbers = offsets[valid], ends[valid], numbers[valid]
         categories = [c for c, ok in zip(categories, valid) if ok]
         keys = np.asarray(keys)[:, valid]
@@ -489,40 +525,72 @@ class Scan:
     duplicates: Duplicates
 
 
+@dataclass
+class Fingerprints:
+    """Of a file's non-blank lines: where they are, their band keys (bands x lines) and categories, and the bad
+    lines (position among them, reason, text)."""
+
+    offsets: np.ndarray
+    ends: np.ndarray
+    numbers: np.ndarray
+    keys: np.ndarray
+    categories: list[str]
+    bad: list[tuple[int, str, str]]
+
+
 def compute_fingerprints(
-    path: Path,
-    offsets: np.ndarray,
-    config: DedupConfig,
-    seed: int,
-    keys: np.ndarray,
-    chunk_docs: int,
-) -> tuple[list[str], list[tuple[int, str, str]]]:
-    """Fills `keys`; returns every sample's category and the bad lines (position, reason, text)."""
-    count = len(offsets)
-    starts = range(0, count, chunk_docs)
-    jobs = [(str(path), offsets[i : i + chunk_docs], config, seed) for i in starts]
+    path: Path, config: DedupConfig, seed: int, keys_file: Path, chunk_bytes: int = CHUNK_BYTES
+) -> Fingerprints:
+    """One pass over the file, a range of its lines per job; the band keys are appended to `keys_file` (a sample's
+    keys together) and mapped back as bands x samples."""
+    ranges = byte_ranges(path, chunk_bytes)
+    jobs = [(str(path), begin, end, config, seed) for begin, end in ranges]
     workers = min(config.workers or usable_cpus(), usable_cpus(), len(jobs)) or 1  # more than the CPUs only slows
+    offsets, ends, numbers = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     categories: list[str] = []
     bad: list[tuple[int, str, str]] = []
+    lines_before = count = 0
+    megabytes = round(path.stat().st_size / 1e6)
+    with keys_file.open("wb") as keys_out, Progress("dedup fingerprints", total=megabytes, unit="MB") as progress:
 
-    def store(start: int, chunk: Chunk) -> None:
-        keys[:, start : start + chunk.keys.shape[1]] = chunk.keys
-        categories.extend(chunk.categories)
-        bad.extend((start + position, reason, text) for position, reason, text in chunk.bad)
+        def store(chunk: Chunk, begin: int, end: int) -> None:
+            nonlocal lines_before, count
+            offsets.append(chunk.offsets), ends.append(chunk.ends), numbers.append(lines_before + chunk.numbers)
+            keys_out.write(np.ascontiguousarray(chunk.keys.T).tobytes())
+            categories.extend(chunk.categories)
+            bad.extend((count + position, reason, text) for position, reason, text in chunk.bad)
+            lines_before, count = lines_before + chunk.lines, count + len(chunk.offsets)
+            progress.advance(round(end / 1e6) - round(begin / 1e6), samples=f"{count:,}")
 
-    with Progress("dedup fingerprints", total=count, unit="samples") as progress:
         if workers > 1:
             import multiprocessing
 
             with multiprocessing.get_context("spawn").Pool(workers) as pool:
-                for start, chunk in zip(starts, pool.imap(_fingerprint_chunk, jobs)):
-                    store(start, chunk)
-                    progress.advance(chunk.keys.shape[1])
+                for chunk, (begin, end) in zip(pool.imap(_fingerprint_chunk, jobs), ranges):
+                    store(chunk, begin, end)
         else:
-            for start, job in zip(starts, jobs):
-                store(start, _fingerprint_chunk(job))
-                progress.advance(len(job[1]))
-    return categories, bad
+            for job, (begin, end) in zip(jobs, ranges):
+                store(_fingerprint_chunk(job), begin, end)
+    keys = np.zeros((config.bands, 0), np.uint64)
+    if count:  # a file of no samples cannot be mapped
+        keys = np.memmap(keys_file, dtype=np.uint64, mode="r", shape=(count, config.bands)).T
+    return Fingerprints(np.concatenate(offsets), np.concatenate(ends), np.concatenate(numbers), keys, categories, bad)
+
+
+def shards_fingerprints(path: Path, config: DedupConfig, computed: list[Path], keys_file: Path) -> Fingerprints:
+    """The fingerprints the shards' array tasks saved, joined in the file's order."""
+    offsets, ends, numbers = line_index(path)
+    keys = np.lib.format.open_memmap(keys_file, mode="w+", dtype=np.uint64, shape=(config.bands, len(offsets)))
+    start, categories = 0, []
+    for part in computed:
+        with np.load(part) as saved:
+            end = start + saved["keys"].shape[1]
+            keys[:, start:end] = saved["keys"]
+            categories += saved["categories"].tolist()
+        start = end
+    if start != len(offsets):
+        raise ValueError(f"the shards' fingerprints cover {start} samples, {path} has {len(offsets)}")
+    return Fingerprints(offsets, ends, numbers, keys, categories, [])
 
 
 def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0, computed: list[Path] = ()) -> dict:

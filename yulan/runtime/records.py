@@ -86,10 +86,16 @@ def _parse_slowly(raw: bytes) -> tuple[object, str | None]:
     except UnicodeDecodeError as error:
         return None, f"not valid UTF-8 (byte {error.start}); expected UTF-8 text"
     try:
-        return json.loads(line.rstrip("\r\n")), None
+        record = json.loads(line.rstrip("\r\n"))
     except json.JSONDecodeError as error:
         cut = "" if raw.endswith(b"\n") else " (the file ends inside this record: truncated?)"
         return None, f"not valid JSON ({error.msg}, column {error.colno}){cut}; expected one JSON object per line"
+    try:  # json accepts an escaped lone UTF-16 surrogate, which no text holds and no step could write
+        json.dumps(record, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError as error:
+        lone = f"\\u{ord(error.object[error.start]):04x}"
+        return None, f"a string holds {lone}, half of a UTF-16 surrogate pair; expected whole characters (text cut?)"
+    return record, None
 
 
 def numbered_records(
