@@ -181,6 +181,27 @@ def test_candidate_pairs_follow_the_bucket_rule():
         assert [tuple(p) for p in found.tolist()] == sorted(expected)
 
 
+def test_clusters_map_each_document_to_the_earliest_of_its_component():
+    graph_rng = np.random.default_rng(5)
+    for count, edges in ((1, 0), (6, 0), (40, 25), (300, 280), (2000, 1500)):
+        pairs = np.sort(graph_rng.integers(0, count, (edges, 2)), axis=1)
+        chain = np.stack([np.arange(count - 1, 0, -1) - 1, np.arange(count - 1, 0, -1)], axis=1)  # deep paths too
+        pairs = np.concatenate([pairs, chain[: count // 3]]).astype(np.int64)
+        neighbours = {i: set() for i in range(count)}
+        for i, j in pairs.tolist():
+            neighbours[i].add(j), neighbours[j].add(i)
+        expected = np.arange(count)
+        for start in range(count):
+            if expected[start] == start:  # the earliest document of a component not yet seen
+                pending = [start]
+                while pending:
+                    for other in neighbours[pending.pop()]:
+                        if expected[other] == other and other != start:
+                            expected[other] = start
+                            pending.append(other)
+        assert dedup.clusters(count, pairs).tolist() == expected.tolist()
+
+
 def test_shingle_sets_and_jaccard_equal_python_sets():
     texts = [" ".join(english(rng.randint(1, 60))) for _ in range(40)] + ["", "中文" * 9, "a"]
     hashes, owners = batch_shingles(texts, 5, 5)

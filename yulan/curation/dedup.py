@@ -64,20 +64,14 @@ def _powers(base: np.uint64, count: int) -> np.ndarray:
     return known[:count]
 
 
-def _stream_windows(tokens: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """n-gram hashes of a token stream ordered by document; windows crossing documents are dropped, and a
-    document shorter than n tokens gets one hash of all its tokens."""
-    hashes, owners = np.zeros(0, np.uint64), np.zeros(0, np.int64)
-    if len(tokens) >= n:
-        hashes = _window_hash(tokens, n)
-        inside = docs[: len(hashes)] == docs[n - 1 :]
-        hashes, owners = hashes[inside], docs[: len(hashes)][inside]
-    counts = np.bincount(docs) if len(docs) else np.zeros(0, np.int64)
-    short = np.flatnonzero((counts > 0) & (counts < n))
-    if len(short):  # rare: a document with fewer than n tokens
-        hashes = np.concatenate([hashes, *(_window_hash(tokens[docs == d], n) for d in short)])
-        owners = np.concatenate([owners, short])
-    return hashes, owners
+def _windows_inside(tokens: np.ndarray, docs: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """n-gram hashes of a token stream ordered by document, with their documents; windows crossing documents are
+    dropped."""
+    if len(tokens) < n:
+        return np.zeros(0, np.uint64), np.zeros(0, np.int32)
+    hashes = _window_hash(tokens, n)
+    inside = docs[: len(hashes)] == docs[n - 1 :]
+    return hashes[inside], docs[: len(hashes)][inside]
 
 
 BYTE_MASKS = np.array([(1 << (8 * k)) - 1 for k in range(8)] + [2**64 - 1], dtype=np.uint64)  # the low k bytes
@@ -97,8 +91,8 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     pieces = [text.lower().encode("utf-8", "surrogatepass").replace(b"\0", b" ") for text in texts]
     data = b"\0".join([*pieces, bytes(8)])
     b = np.frombuffer(data, dtype=np.uint8)
-    ends = np.flatnonzero(b == 0)[: len(texts)]
-    sizes = np.diff(ends, prepend=-1)
+    sizes = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces)) + 1  # with the NUL after
+    ends = np.cumsum(sizes) - 1
     # Bytes of letters: ASCII a-z and 0-9, and those of characters from U+00C0 on (UTF-8's C2 xx are U+0080..U+00BF).
     not_c2 = b != 0xC2
     letter = (_within(b, 48, 57) | _within(b, 97, 122) | (b >= 0x80)) & not_c2
@@ -110,22 +104,29 @@ def batch_shingles(texts: list[str], word_ngram: int, char_ngram: int) -> tuple[
     chinese = np.add.reduceat(cjk, text_starts, dtype=np.int32) * 2 > np.add.reduceat(
         letter & lead, text_starts, dtype=np.int32
     )
-    in_chinese = np.zeros(len(b), dtype=bool)
-    in_chinese[: ends[-1] + 1] = np.repeat(chinese, sizes)
     begins = letter.copy()  # a letter that does not follow one; in a Chinese text, every letter
     begins[1:] &= ~letter[:-1]
-    begins |= letter & lead & in_chinese
+    if chinese.any():
+        in_chinese = np.zeros(len(b), dtype=bool)
+        in_chinese[: ends[-1] + 1] = np.repeat(chinese, sizes)
+        begins |= letter & lead & in_chinese
     last = letter.copy()
     last[:-1] &= ~letter[1:] | begins[1:]
     starts = np.flatnonzero(begins)
     values = _token_values(data, starts, np.flatnonzero(last) + 1 - starts)
-    doc = np.repeat(np.arange(len(texts), dtype=np.int32), sizes)[starts]
+    first_token = np.searchsorted(starts, text_starts)  # a text's tokens are consecutive
+    counts = np.diff(first_token, append=len(starts))
+    doc = np.repeat(np.arange(len(texts), dtype=np.int32), counts)
     if word_ngram == char_ngram:
-        return _stream_windows(values, doc, word_ngram)
-    zh = chinese[doc]
-    zh_hashes, zh_docs = _stream_windows(values[zh], doc[zh], char_ngram)
-    en_hashes, en_docs = _stream_windows(values[~zh], doc[~zh], word_ngram)
-    return np.concatenate([zh_hashes, en_hashes]), np.concatenate([zh_docs, en_docs])
+        parts = [_windows_inside(values, doc, word_ngram)]
+    else:
+        zh = chinese[doc]
+        parts = [_windows_inside(values[zh], doc[zh], char_ngram), _windows_inside(values[~zh], doc[~zh], word_ngram)]
+    ngram = np.where(chinese, char_ngram, word_ngram)
+    for short in np.flatnonzero((counts > 0) & (counts < ngram)).tolist():  # rare: fewer tokens than n, one hash
+        tokens = values[first_token[short] : first_token[short] + counts[short]]
+        parts.append((_window_hash(tokens, int(ngram[short])), np.array([short], dtype=np.int32)))
+    return np.concatenate([hashes for hashes, _ in parts]), np.concatenate([owners for _, owners in parts])
 
 
 def _token_values(data: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -134,7 +135,8 @@ def _token_values(data: bytes, starts: np.ndarray, lengths: np.ndarray) -> np.nd
     eight_bytes_at = np.ndarray((len(data) - 7,), dtype="<u8", buffer=data, strides=(1,))  # unaligned reads
     pieces = (lengths + 7) >> 3
     if pieces.max(initial=1) == 1:
-        return eight_bytes_at[starts] & BYTE_MASKS[lengths]
+        unused_bits = ((8 - lengths) << 3).view(np.uint64)  # the bytes after the token, shifted out and back
+        return (eight_bytes_at[starts] << unused_bits) >> unused_bits
     first = np.cumsum(pieces) - pieces
     rank = np.arange(int(pieces.sum())) - np.repeat(first, pieces)
     at = np.repeat(starts, pieces) + 8 * rank
@@ -230,12 +232,12 @@ def band_keys(sigs: np.ndarray, bands: int, rows: int) -> np.ndarray:
 
 def candidate_pairs(band_columns: Iterable[np.ndarray]) -> np.ndarray:
     """Pairs (i < j) of positions that share at least one band key; one band's keys in memory at a time."""
-    found = np.zeros(0, dtype=np.int64)  # pair (i, j) as i * count + j, deduplicated
-    count = 0
+    found, count = [np.zeros(0, dtype=np.int64)], 0  # pair (i, j) as i * count + j
     for keys in band_columns:
         count = len(keys)
-        found = np.union1d(found, _bucket_pairs(keys) @ np.array([count, 1], dtype=np.int64))
-    return np.stack([found // count, found % count], axis=1) if len(found) else np.zeros((0, 2), dtype=np.int64)
+        found.append(np.unique(_bucket_pairs(keys) @ np.array([count, 1], dtype=np.int64)))
+    codes = np.unique(np.concatenate(found))
+    return np.stack([codes // count, codes % count], axis=1) if len(codes) else np.zeros((0, 2), dtype=np.int64)
 
 
 def _bucket_pairs(keys: np.ndarray) -> np.ndarray:
@@ -264,21 +266,24 @@ def _window_hash_rows(block: np.ndarray) -> np.ndarray:
     return key
 
 
-def _root(parent: np.ndarray, i: int) -> int:
-    while parent[i] != i:
-        parent[i] = parent[parent[i]]
-        i = parent[i]
-    return i
-
-
 def clusters(count: int, pairs: np.ndarray) -> np.ndarray:
-    """Union-find; each document maps to the earliest document of its cluster."""
+    """Connected components; each document maps to the earliest document of its cluster. Vectorised union-find:
+    every pair hooks the later of its two roots under the earlier, then paths are halved until each document
+    points at a root; repeated until no pair joins two roots."""
     parent = np.arange(count)
-    for i, j in pairs:
-        ri, rj = _root(parent, int(i)), _root(parent, int(j))
-        if ri != rj:
-            parent[max(ri, rj)] = min(ri, rj)
-    return np.array([_root(parent, i) for i in range(count)], dtype=np.int64)
+    first, second = pairs[:, 0], pairs[:, 1]
+    while True:
+        roots_first, roots_second = parent[first], parent[second]
+        apart = roots_first != roots_second
+        if not apart.any():
+            return parent
+        low, high = np.minimum(roots_first, roots_second)[apart], np.maximum(roots_first, roots_second)[apart]
+        np.minimum.at(parent, high, low)  # a root only ever moves under an earlier document of its cluster
+        while True:
+            grandparent = parent[parent]
+            if np.array_equal(grandparent, parent):
+                break
+            parent = grandparent
 
 
 def normalised(text: str) -> bytes:
@@ -392,13 +397,13 @@ def contiguous_ranges(starts: np.ndarray, ends: np.ndarray) -> list[tuple[int, i
     return list(zip(starts[first].tolist(), ends[last].tolist()))
 
 
-def read_lines(path: Path, offsets: np.ndarray) -> list[bytes]:
-    with path.open("rb") as source:
-        out = []
-        for offset in offsets:
-            source.seek(int(offset))
-            out.append(source.readline())
-        return out
+def read_lines(path: Path, starts: np.ndarray, ends: np.ndarray) -> list[bytes]:
+    """The bytes [start, end) of the file, for each pair: one read each, nothing buffered around it."""
+    source = os.open(path, os.O_RDONLY)
+    try:
+        return [os.pread(source, end - start, start) for start, end in zip(starts.tolist(), ends.tolist())]
+    finally:
+        os.close(source)
 
 
 CHUNK_BYTES = 32 << 20  # a fingerprint job's part of the file
@@ -511,7 +516,8 @@ def file_duplicates(
 
     def read(indices: np.ndarray) -> list[str]:
         return [
-            sample_text(parse_line(line), config.strip_shared_prompts) for line in read_lines(path, offsets[indices])
+            sample_text(parse_line(line), config.strip_shared_prompts)
+            for line in read_lines(path, offsets[indices], ends[indices])
         ]
 
     return Scan(offsets, ends, categories, resolve(keys, read, config))
@@ -613,8 +619,13 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
         every_dropped = np.flatnonzero(~kept)
         for start in range(0, len(every_dropped), 20_000):
             dropped = every_dropped[start : start + 20_000]
-            lines = read_lines(input_path, scan.offsets[dropped])
-            originals = dict(zip(roots[dropped].tolist(), read_lines(input_path, scan.offsets[roots[dropped]])))
+            lines = read_lines(input_path, scan.offsets[dropped], scan.ends[dropped])
+            originals = dict(
+                zip(
+                    roots[dropped].tolist(),
+                    read_lines(input_path, scan.offsets[roots[dropped]], scan.ends[roots[dropped]]),
+                )
+            )
             for index, line in zip(dropped.tolist(), lines):
                 root = int(roots[index])
                 reason = "exact_duplicate" if copy_of[index] == copy_of[root] else "near_duplicate"
