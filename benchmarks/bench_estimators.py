@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))
 
 CHILD = """
 import json, resource, sys
-from schema.compose import load
+from yulan.schema.compose import load
 from yulan.native import ppo
 from yulan.runtime.records import write_jsonl
 estimator, rollouts, directory = sys.argv[1], int(sys.argv[2]), sys.argv[3]

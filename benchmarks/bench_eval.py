@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from schema.evaluation import Benchmark
 from yulan.evaluation import benchmarks, choice, harness
 from yulan.runtime import models, tiny
+from yulan.schema.evaluation import Benchmark
 
 WORDS = (
     "energy",

@@ -21,11 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from schema.health import HealthConfig  # noqa: E402
-from schema.ppo import RewardConfig  # noqa: E402
 from yulan.health import RewardFunctionWatch, health_samples, sample_statistics  # noqa: E402
 from yulan.reward import YulanReward, for_openrlhf  # noqa: E402
 from yulan.runtime import tiny  # noqa: E402
+from yulan.schema.health import HealthConfig  # noqa: E402
+from yulan.schema.ppo import RewardConfig  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "yulan" / "data" / "sft_samples.jsonl"
 

@@ -138,8 +138,8 @@ def counting(load):
 
 # -- one trainer run (a child process) -----------------------------------------------------------------------
 def run_native(stage: str, model: Path, data: Path, work: Path, steps: int, batch: int, device: str) -> dict:
-    from schema.compose import load
     from yulan.native import dpo, loop, sft
+    from yulan.schema.compose import load
 
     loop.load_trained, counters = counting(loop.load_trained)
     gpu = (

@@ -36,7 +36,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from schema.compose import (
+from yulan.schema.compose import (
     GROUPS,
     ConfigError,
     add_experiment_dirs,
@@ -49,11 +49,11 @@ from schema.compose import (
     shown,
     validate,
 )
-from schema.curation import STEPS
-from schema.errors import Problem
-from schema.experiment import Experiment
+from yulan.schema.curation import STEPS
+from yulan.schema.errors import Problem
+from yulan.schema.experiment import Experiment
 
-SCHEMA_FILE = Path(__file__).resolve().parent.parent / "schema" / "experiment.schema.json"
+SCHEMA_FILE = Path(__file__).resolve().parent / "schema" / "experiment.schema.json"
 
 
 def effective(overrides: list[str]) -> tuple[Experiment, dict[str, Any]]:
@@ -63,7 +63,7 @@ def effective(overrides: list[str]) -> tuple[Experiment, dict[str, Any]]:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from schema.show import render
+    from yulan.schema.show import render
 
     composed = compose(args.overrides)
     print(render(composed, validate(composed), everything=args.all, as_json=args.json, sources=args.sources), end="")
@@ -206,9 +206,9 @@ def cmd_curate(args: argparse.Namespace) -> int:
     import yaml
     from pydantic import ValidationError
 
-    from schema.errors import from_validation_error
-    from schema.fields import default_tree
     from yulan.runtime.records import RecordError
+    from yulan.schema.errors import from_validation_error
+    from yulan.schema.fields import default_tree
 
     step = STEPS[args.step]
     malformed = [item for item in args.settings if "=" not in item]
@@ -246,7 +246,7 @@ def cmd_curate(args: argparse.Namespace) -> int:
             return 1
         needs["model"] = args.model
     if step.reads_eval_table:
-        from schema.evaluation import EvalConfig
+        from yulan.schema.evaluation import EvalConfig
 
         needs["benchmarks"] = EvalConfig().benchmarks
     try:
@@ -261,11 +261,11 @@ def cmd_curate(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     import tempfile
 
-    from schema.errors import Problem, suggest
-    from schema.evaluation import EvalConfig
     from yulan.evaluation import table
     from yulan.evaluation.stage import items_of, score
     from yulan.sandbox import SandboxUnavailable
+    from yulan.schema.errors import Problem, suggest
+    from yulan.schema.evaluation import EvalConfig
 
     if args.eval_command == "compare":
         print(table.compare(args.a, args.b), end="")
@@ -334,8 +334,8 @@ def read_samples(
     path: Path, needed: set[str], task_ids: set[str] | None, text_key: str = "completion"
 ) -> tuple[list[int], list[dict]]:
     """(line numbers, samples) of a samples file, every line checked: FILE:LINE, what is wrong and what was expected."""
-    from schema.errors import Problem, suggest
     from yulan.runtime.records import RecordError, numbered_records
+    from yulan.schema.errors import Problem, suggest
 
     def bad(line: int, rule: str, value, fix: str) -> ConfigError:
         return ConfigError(f"malformed samples in {path}", [Problem(f"{path}:{line}", rule, value, fix)])
@@ -380,10 +380,10 @@ def read_samples(
 def cmd_reward(args: argparse.Namespace) -> int:
     """Per sample: the reward-model score, each rule that fired, the verifier's verdict and the final reward, as
     the PPO stage of the composed experiment computes them; --summary gives the rates."""
-    from schema.errors import Problem
     from yulan.curation.preference import messages_of
     from yulan.reward import RewardServerError, Sample, YulanReward
     from yulan.sandbox import SandboxUnavailable
+    from yulan.schema.errors import Problem
     from yulan.verifier import Checker
 
     experiment = validate(compose(args.overrides))
@@ -458,7 +458,7 @@ def cmd_reward(args: argparse.Namespace) -> int:
         for row in rows:
             print(json.dumps(row, ensure_ascii=False))
         return 0
-    from schema.health import PENALTY_RULES
+    from yulan.schema.health import PENALTY_RULES
 
     checked = [row["verifier"] for row in rows if row["verifier"]]
     print(
@@ -526,7 +526,7 @@ def with_alerts(points: list[dict]) -> list[dict]:
 def cmd_sweep(args: argparse.Namespace) -> int:
     """status / cancel / resubmit of what launch.py submitted to SLURM (its ledger); status also of run
     directories run on this machine."""
-    from launchers import ledger as ledgers
+    from yulan.launchers import ledger as ledgers
 
     try:
         if args.command == "status":
@@ -559,7 +559,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             cancelled = ledgers.cancel(args.directory)
             print(f"cancelled {len(cancelled)} jobs: {' '.join(cancelled)}" if cancelled else "nothing left to cancel")
         else:
-            from launchers import slurm
+            from yulan.launchers import slurm
 
             indices = slurm.resubmit_failed(args.directory)
             print(f"resubmitted points {indices}" if indices else "no failed point")

@@ -1,5 +1,5 @@
-"""Health of a PPO run while it trains: the statistics of every rollout (named in schema/health.py), the rules that
-watch them, and the alerts they leave in the stage directory (`alerts.jsonl`).
+"""Health of a PPO run while it trains: the statistics of every rollout (named in yulan/schema/health.py), the rules
+that watch them, and the alerts they leave in the stage directory (`alerts.jsonl`).
 
 The same code computes the statistics in both engines: the native trainer calls it on each rollout's samples;
 under OpenRLHF, whose reward function is called once per sample inside every vLLM actor, `SharedWatch` gathers
@@ -19,11 +19,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from schema.experiment import Experiment
-from schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, HealthRule, key
-from schema.ppo import Penalties
 from yulan.penalties import has_generic_phrase
 from yulan.runtime.records import read_log, write_text
+from yulan.schema.experiment import Experiment
+from yulan.schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, HealthRule, key
+from yulan.schema.ppo import Penalties
 
 log = logging.getLogger(__name__)
 

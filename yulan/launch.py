@@ -20,7 +20,7 @@ import signal
 import sys
 from dataclasses import dataclass, field
 
-from schema.compose import (
+from yulan.schema.compose import (
     GROUPS,
     ConfigError,
     add_experiment_dirs,
@@ -33,7 +33,7 @@ from schema.compose import (
     sweeping,
     validate,
 )
-from schema.errors import Problem
+from yulan.schema.errors import Problem
 
 CFG_CHOICES = ("job", "all")
 DIRECTORY_OPTIONS = ("--experiments", "--config-dir", "-cd")
@@ -111,7 +111,7 @@ def usage() -> str:
 
 def info(overrides: list[str]) -> str:
     """What Hydra's --info tells: where configs are searched and which file each group's choice is."""
-    from schema.compose import compose
+    from yulan.schema.compose import compose
 
     composed = compose(overrides)
     lines = ["experiment search path (your trees first; an option name may exist in one tree only):"]
@@ -182,7 +182,7 @@ def _main(argv: list[str] | None) -> int:
                 )
             return 1
         if options.cfg:
-            from schema.show import render
+            from yulan.schema.show import render
 
             for point, composed, experiment in zip(points, composeds, experiments):
                 if multirun:
@@ -201,7 +201,7 @@ def _main(argv: list[str] | None) -> int:
 def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
     from importlib import import_module
 
-    from launchers.plan import plan
+    from yulan.launchers.plan import plan
 
     runs = [plan(experiment, point) for experiment, point in zip(experiments, points)]
     kinds = {experiment.launcher.kind for experiment in experiments}
@@ -217,7 +217,7 @@ def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
                 )
             ],
         )
-    launcher = import_module(f"launchers.{kinds.pop()}")  # launchers.local or launchers.slurm: dry_run and launch
+    launcher = import_module(f"yulan.launchers.{kinds.pop()}")  # yulan.launchers.local or .slurm: dry_run and launch
     if any(experiment.dry_run for experiment in experiments):
         print(json.dumps({"runs": launcher.dry_run(experiments, runs)}, indent=2))
         return 0

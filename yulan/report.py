@@ -16,12 +16,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from schema.compose import paper_differences
-from schema.experiment import Experiment
-from schema.health import PENALTY_RULES, key
 from yulan.health import read_alerts
 from yulan.runtime.lifecycle import done_marker, stage_state, started_marker
 from yulan.runtime.records import read_log, write_text
+from yulan.schema.compose import paper_differences
+from yulan.schema.experiment import Experiment
+from yulan.schema.health import PENALTY_RULES, key
 
 PAGE = "report.html"
 # Per stage: (chart title, metrics drawn on it); a chart is drawn when one of its metrics was logged.

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from schema.health import PENALTY_RULES, HealthConfig
-from schema.ppo import RewardConfig
 from yulan.health import RewardFunctionWatch
 from yulan.penalties import Verdict, judge
 from yulan.runtime.http import JsonClient, ServerError
 from yulan.sandbox import SandboxUnavailable
+from yulan.schema.health import PENALTY_RULES, HealthConfig
+from yulan.schema.ppo import RewardConfig
 from yulan.verifier import Check, Checker
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def write_reward_file(
     path.write_text(
         "# Written by the PPO job: the YuLan reward with this run's settings.\n"
         "from pathlib import Path\n"
-        "from schema.ppo import RewardConfig\n"
+        "from yulan.schema.ppo import RewardConfig\n"
         "from yulan.reward import YulanReward, for_openrlhf, watch_from\n"
         "_config = RewardConfig.model_validate_json((Path(__file__).parent / 'reward_config.json').read_text())\n"
         f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}), "

@@ -14,8 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-from schema.errors import ConfigError
-from schema.experiment import Experiment, stage_output
 from yulan import distributed
 from yulan.curation.ppo_prompts import select as select_prompts
 from yulan.engines import openrlhf
@@ -25,6 +23,8 @@ from yulan.runtime import joblog
 from yulan.runtime.http import JsonClient
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, done_marker, install_stop_handler, started_marker
 from yulan.runtime.records import RecordError
+from yulan.schema.errors import ConfigError
+from yulan.schema.experiment import Experiment, stage_output
 from yulan.stages import missing, missing_packages, runner
 
 log = logging.getLogger("yulan.run")  # also when run as __main__ (python -m yulan.run)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from schema.ppo import Verifier
 from yulan.answers import is_correct
 from yulan.sandbox import code_of, isolation, run_program
+from yulan.schema.ppo import Verifier
 
 
 @dataclass(frozen=True)

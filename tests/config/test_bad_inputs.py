@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from schema.compose import ConfigError, load
 from tests.conftest import REPO, run
+from yulan.schema.compose import ConfigError, load
 
 BAD = [
     # (overrides, field path in the message, words the message must contain)
@@ -216,9 +216,9 @@ def test_validate_reports_each_invalid_experiment():
 
 
 def test_resume_refuses_a_changed_config(tmp_path):
-    from launchers import manifest
-    from launchers.plan import plan
-    from launchers.preflight import preflight
+    from yulan.launchers import manifest
+    from yulan.launchers.plan import plan
+    from yulan.launchers.preflight import preflight
 
     experiment = load(["experiment=smoke", f"run_root={tmp_path}", "launcher.on_existing_run=resume"])
     run_plan = plan(experiment, [])
@@ -266,7 +266,7 @@ def broken_experiments():
         "zz_syntax": "# @package _global_\nseed: [1\n",
         "zz_no_package": "seed: 3\n",
     }
-    paths = [REPO / "schema" / "experiments" / "experiment" / f"{name}.yaml" for name in files]
+    paths = [REPO / "yulan" / "schema" / "experiments" / "experiment" / f"{name}.yaml" for name in files]
     for path, text in zip(paths, files.values()):
         path.write_text(text)
     try:
@@ -288,11 +288,15 @@ def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_
 
 def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_that_choose_it(tmp_path):
     result = run(
-        "-m", "yulan.cli", "validate", "schema/experiments/model/tiny.yaml", "schema/experiments/cluster/local.yaml"
+        "-m",
+        "yulan.cli",
+        "validate",
+        "yulan/schema/experiments/model/tiny.yaml",
+        "yulan/schema/experiments/cluster/local.yaml",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "model=tiny", "ok", "experiment=smoke", "ok", "cluster=local"]
-    bad = REPO / "schema" / "experiments" / "cluster" / "zz_bad.yaml"
+    bad = REPO / "yulan" / "schema" / "experiments" / "cluster" / "zz_bad.yaml"
     bad.write_text("name: zz_bad\nnodes: 0\n")
     try:
         refused = run("-m", "yulan.cli", "validate", str(bad))

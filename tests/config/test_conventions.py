@@ -12,7 +12,7 @@ from tests.conftest import REPO, run
 
 # the smoke pipeline under another name, with one change
 MY_SFT = (
-    (REPO / "schema" / "experiments" / "experiment" / "smoke.yaml")
+    (REPO / "yulan" / "schema" / "experiments" / "experiment" / "smoke.yaml")
     .read_text()
     .replace("sft:\n  engine: native\n", "sft:\n  engine: native\n  max_steps: 1\n")
 )
@@ -54,11 +54,11 @@ def test_info_names_the_search_path_and_each_groups_file(my_tree):
     printed = run("launch.py", "--config-dir", str(my_tree), "experiment=my_sft", "--info")
     assert printed.returncode == 0, printed.stderr
     lines = printed.stdout.splitlines()
-    assert lines[1].strip() == str(my_tree) and lines[2].strip() == "schema/experiments"
+    assert lines[1].strip() == str(my_tree) and lines[2].strip() == "yulan/schema/experiments"
     assert any(
         line.split()[:2] == ["experiment", "my_sft"] and line.endswith("mine/experiment/my_sft.yaml") for line in lines
     )
-    assert any(line.split() == ["model", "tiny", "schema/experiments/model/tiny.yaml"] for line in lines)
+    assert any(line.split() == ["model", "tiny", "yulan/schema/experiments/model/tiny.yaml"] for line in lines)
 
 
 def test_a_users_experiment_directory_by_option_or_environment(my_tree, tmp_path):
@@ -109,7 +109,7 @@ def test_bad_search_paths_are_named(my_tree, tmp_path):
 
 
 def test_validate_all_fails_when_it_finds_nothing(tmp_path, monkeypatch, capsys):
-    import schema.compose as compose
+    import yulan.schema.compose as compose
     from yulan.cli import main
 
     monkeypatch.setattr(compose, "SHIPPED_EXPERIMENTS", tmp_path)  # as an install that lacks its experiment tree
@@ -174,8 +174,8 @@ def test_a_stage_whose_packages_are_missing_fails_at_its_start(tmp_path):
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Hide())\n"
     )
-    from schema.compose import load
-    from schema.fields import plain
+    from yulan.schema.compose import load
+    from yulan.schema.fields import plain
 
     experiment = load(
         ["experiment=smoke", "stages=[curation]", "curation.steps=[dedup,complexity,mix]", f"run_dir={tmp_path}/run"]

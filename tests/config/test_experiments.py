@@ -2,8 +2,8 @@
 
 import pytest
 
-from schema.compose import experiment_names, load
 from tests.conftest import run
+from yulan.schema.compose import experiment_names, load
 
 EXPERIMENTS = [
     "curation_yulan",
@@ -156,9 +156,9 @@ def test_experiment_files_hold_deltas_only():
     """A value in an experiment/group YAML that equals the schema default is a repeated default."""
     import yaml
 
-    from schema.compose import SHIPPED_EXPERIMENTS as EXPERIMENTS_DIR
-    from schema.compose import default_at
     from yulan.cli import flatten
+    from yulan.schema.compose import SHIPPED_EXPERIMENTS as EXPERIMENTS_DIR
+    from yulan.schema.compose import default_at
 
     repeated = []
     for path in EXPERIMENTS_DIR.rglob("*.yaml"):

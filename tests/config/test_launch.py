@@ -4,9 +4,9 @@ import json
 import os
 import re
 
-from launchers.plan import plan
-from schema.compose import load
 from tests.conftest import REPO, run
+from yulan.launchers.plan import plan
+from yulan.schema.compose import load
 
 
 def test_dry_run_prints_only_the_plan_and_writes_nothing(tmp_path):
@@ -94,7 +94,7 @@ def test_show_includes_derived_values_and_sources():
     )
     sources = run("-m", "yulan.cli", "show", "experiment=ppo_yulan", "ppo.rollout_batch_size=64", "--sources").stdout
     assert "ppo.rollout_batch_size = 64    # override 'ppo.rollout_batch_size=64'" in sources
-    assert 'ppo.critic.init_from = "policy"    # schema/experiments/experiment/ppo_yulan.yaml' in sources
+    assert 'ppo.critic.init_from = "policy"    # yulan/schema/experiments/experiment/ppo_yulan.yaml' in sources
     assert "ppo.samples_per_rollout = 256    # derived" in sources
 
 
@@ -126,7 +126,7 @@ def test_json_schema_matches_committed_copy():
 
     committed = json.loads(SCHEMA_FILE.read_text())
     assert committed == json_schema(), (
-        "schema/experiment.schema.json is stale: run `yulan schema --output schema/experiment.schema.json`"
+        "yulan/schema/experiment.schema.json is stale: run `yulan schema --output yulan/schema/experiment.schema.json`"
     )
 
 
@@ -146,16 +146,19 @@ def test_precommit_hook_validates_changed_experiment_files():
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     (hook,) = hooks
     assert hook["entry"] == "yulan validate"
-    assert re.search(hook["files"], "schema/experiments/experiment/ppo_yulan.yaml")
+    assert re.search(hook["files"], "yulan/schema/experiments/experiment/ppo_yulan.yaml")
     assert re.search(hook["files"], "experiments/model/mine.yaml") and not re.search(hook["files"], "docs/x.yaml")
-    result = run("-m", "yulan.cli", "validate", "schema/experiments/experiment/ppo_yulan.yaml")
+    result = run("-m", "yulan.cli", "validate", "yulan/schema/experiments/experiment/ppo_yulan.yaml")
     assert result.returncode == 0 and result.stdout.strip() == "ok      experiment=ppo_yulan"
-    everything = run("-m", "yulan.cli", "validate", "schema/experiments/config.yaml")  # the primary config: all of them
-    assert everything.stdout.count("ok ") == len(list((REPO / "schema" / "experiments" / "experiment").glob("*.yaml")))
+    # the primary config: all of them
+    everything = run("-m", "yulan.cli", "validate", "yulan/schema/experiments/config.yaml")
+    assert everything.stdout.count("ok ") == len(
+        list((REPO / "yulan" / "schema" / "experiments" / "experiment").glob("*.yaml"))
+    )
 
 
 def test_sweep_composition_equals_composing_each_point():
-    from schema.compose import compose, compose_sweep, sweep_points
+    from yulan.schema.compose import compose, compose_sweep, sweep_points
 
     points = sweep_points(
         [
@@ -182,7 +185,7 @@ def test_sweep_composition_equals_composing_each_point():
 
 
 def test_sweep_composition_reports_each_bad_point():
-    from schema.compose import ConfigError, compose_sweep
+    from yulan.schema.compose import ConfigError, compose_sweep
 
     results = compose_sweep([["experiment=smoke", "ppo.gama=1"], ["experiment=smoke", "seed=1"], ["experiment=nope"]])
     assert isinstance(results[0], ConfigError) and "did you mean" in str(results[0])

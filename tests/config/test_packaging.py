@@ -36,7 +36,7 @@ def installed(tmp_path_factory):
 
 def test_validate_all_checks_every_shipped_experiment(installed):
     bin_dir, elsewhere = installed
-    shipped = sorted(path.stem for path in (REPO / "schema" / "experiments" / "experiment").glob("*.yaml"))
+    shipped = sorted(path.stem for path in (REPO / "yulan" / "schema" / "experiments" / "experiment").glob("*.yaml"))
     result = subprocess.run(
         [str(bin_dir / "yulan"), "validate", "--all"], cwd=elsewhere, capture_output=True, text=True
     )
@@ -75,11 +75,16 @@ def test_a_users_experiment_directory_is_found(installed):
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "ppo.num_episodes = 1    # my_experiments/experiment/ppo_short.yaml" in shown.stdout
     assert 'ppo.critic.init_from = "policy"    # ' in shown.stdout  # from ppo_yulan, in the installed package
-    assert "# schema/experiments/experiment/ppo_yulan.yaml" in shown.stdout
+    assert "# yulan/schema/experiments/experiment/ppo_yulan.yaml" in shown.stdout
 
 
 def test_only_the_projects_packages_are_installed(installed):
+    """One top-level package: a `schema` or `launchers` of ours would collide with the PyPI packages of that name."""
     bin_dir, _ = installed
-    probe = "import importlib.util as u; print([m for m in ('launch', 'tests', 'experiments') if u.find_spec(m)])"
+    probe = (
+        "import importlib.util as u, importlib.metadata as m\n"
+        "print([n for n in ('launch', 'tests', 'experiments', 'schema', 'launchers') if u.find_spec(n)])\n"
+        "print(sorted({f.parts[0] for f in m.distribution('yulan-posttrain').files if f.suffix == '.py'}))"
+    )
     result = subprocess.run([str(bin_dir / "python"), "-c", probe], capture_output=True, text=True, cwd="/")
-    assert result.stdout.strip() == "[]"
+    assert result.stdout.split("\n")[:2] == ["[]", "['yulan']"], result.stdout + result.stderr

@@ -5,10 +5,10 @@ import json
 
 import pytest
 
-from schema import compose
 from tests.conftest import REPO
+from yulan.schema import compose
 
-SHIPPED = sorted(path.stem for path in (REPO / "schema" / "experiments" / "experiment").glob("*.yaml"))
+SHIPPED = sorted(path.stem for path in (REPO / "yulan" / "schema" / "experiments" / "experiment").glob("*.yaml"))
 OVERRIDES = [
     [],
     ["model=tiny", "seed=7"],

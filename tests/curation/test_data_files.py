@@ -111,9 +111,9 @@ def test_benchmark_items_are_removed_and_name_only_overlaps_kept(tmp_path):
 
 
 def test_the_eval_table_says_what_training_data_was_decontaminated(tmp_path):
-    from schema.compose import load
     from yulan.evaluation import table
     from yulan.evaluation.stage import decontamination
+    from yulan.schema.compose import load
 
     humaneval = read_records(humaneval_path())
     source = tmp_path / "in.jsonl"

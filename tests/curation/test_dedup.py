@@ -8,12 +8,12 @@ import random
 import numpy as np
 import pytest
 
-from schema.curation import DedupConfig
 from tests.conftest import run
 from yulan.curation import dedup
 from yulan.curation.dedup import batch_shingles, duplicate_of, sample_text
 from yulan.runtime import records
 from yulan.runtime.records import SetAside
+from yulan.schema.curation import DedupConfig
 
 CONFIG = DedupConfig()
 rng = random.Random(7)

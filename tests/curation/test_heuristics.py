@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from schema.curation import HeuristicsConfig
 from tests.conftest import run
 from yulan.curation.heuristics import check
+from yulan.schema.curation import HeuristicsConfig
 
 CONFIG = HeuristicsConfig()
 

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from schema.curation import JudgeConfig
 from tests.conftest import chat_reply, json_server
 from yulan.curation import judge
 from yulan.curation.cache import ResultCache, cache_path
+from yulan.schema.curation import JudgeConfig
 
 DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
 

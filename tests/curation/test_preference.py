@@ -4,11 +4,11 @@ import json
 
 import pytest
 
-from schema.compose import load
-from schema.curation import ComplexityConfig
 from tests.conftest import run
 from yulan.curation.ppo_prompts import select
 from yulan.curation.preference import pair_for
+from yulan.schema.compose import load
+from yulan.schema.curation import ComplexityConfig
 
 MATH = {
     "id": "m1",

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from schema.compose import ConfigError, load
 from tests.conftest import chat_reply, json_server, run
 from yulan.curation.io import shard_bounds
+from yulan.schema.compose import ConfigError, load
 
 DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
 CALLS: list[str] = []

@@ -6,11 +6,11 @@ import re
 
 import pytest
 
-from schema.compose import load
-from schema.curation import MathSynthesis
 from tests.conftest import chat_reply, json_server
 from yulan.curation import synthesis
 from yulan.curation.stage import run as run_curation
+from yulan.schema.compose import load
+from yulan.schema.curation import MathSynthesis
 
 
 def teacher_reply(body: dict) -> dict:

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from schema.compose import load
-from schema.evaluation import Benchmark, EvalConfig
 from tests.conftest import run
 from yulan.evaluation import benchmarks, choice, harness, scoring
 from yulan.evaluation.stage import items_of, missing, score
+from yulan.schema.compose import load
+from yulan.schema.evaluation import Benchmark, EvalConfig
 
 pytest.importorskip("torch")
 DATA = Path(__file__).parents[2] / "yulan" / "data" / "eval"

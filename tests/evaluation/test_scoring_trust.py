@@ -117,7 +117,7 @@ def test_the_chosen_letter(completion, letter):
 
 # -- the MATH row --------------------------------------------------------------------------------------------
 def math_benchmark():
-    from schema.evaluation import EvalConfig
+    from yulan.schema.evaluation import EvalConfig
 
     return (
         EvalConfig()

@@ -2,10 +2,10 @@
 
 import pytest
 
-from launchers import slurm
-from launchers.plan import plan
-from schema.compose import load
 from yulan import distributed
+from yulan.launchers import slurm
+from yulan.launchers.plan import plan
+from yulan.schema.compose import load
 
 
 def job_of(stage: str, *overrides: str):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from launchers import manifest
 from tests.conftest import REPO, run
+from yulan.launchers import manifest
 
 QUICK = ["launch.py", "experiment=smoke", "stages=[curation]", "curation.steps=[dedup]", "tracking.mode=disabled"]
 
@@ -88,7 +88,7 @@ def test_sigterm_to_a_local_launch_reaches_the_stage_which_checkpoints(tmp_path)
 
 
 def test_the_code_snapshot_holds_what_git_tracks_and_what_is_named_never_an_untracked_secret(tmp_path):
-    from launchers import slurm
+    from yulan.launchers import slurm
 
     secret, named = REPO / ".env.snapshot-test", REPO / "extra-snapshot-test.txt"
     secret.write_text("HF_TOKEN=hf_not_for_the_cluster\n")

@@ -1,4 +1,4 @@
-"""The SLURM launcher against a real SLURM: `python -m launchers.local_slurm start` (CI starts it)."""
+"""The SLURM launcher against a real SLURM: `python -m yulan.launchers.local_slurm start` (CI starts it)."""
 
 import json
 import shutil
@@ -14,7 +14,7 @@ pytestmark = [
     pytest.mark.slurm,
     pytest.mark.skipif(
         not shutil.which("sbatch") or subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0,
-        reason="needs a running SLURM: python -m launchers.local_slurm start",
+        reason="needs a running SLURM: python -m yulan.launchers.local_slurm start",
     ),
 ]
 
@@ -26,7 +26,7 @@ def ledger(directory: Path) -> dict:
 
 
 def wait(directory: Path, timeout_s: float = 240) -> list[dict]:
-    from launchers import ledger
+    from yulan.launchers import ledger
 
     return ledger.wait(directory, timeout_s)
 
@@ -156,10 +156,10 @@ def test_sharded_curation_runs_as_arrays_and_curates_what_one_job_does(tmp_path)
 
 
 def test_gpu_jobs_get_their_fake_gpus_and_tasks_see_their_ranks(tmp_path):
-    from launchers import slurm
-    from launchers.plan import plan
-    from schema.compose import load
     from yulan.distributed import task_environment
+    from yulan.launchers import slurm
+    from yulan.launchers.plan import plan
+    from yulan.schema.compose import load
 
     experiment = load(
         [
@@ -194,9 +194,9 @@ def test_an_interrupted_job_requeues_into_its_run_directory_and_matches_an_unint
     import submitit
     import torch
 
-    from schema.compose import load
     from yulan.native import sft
     from yulan.runtime import models
+    from yulan.schema.compose import load
 
     data = tmp_path / "data.jsonl"
     data.write_text("".join(Path("yulan/data/sft_samples.jsonl").read_text().splitlines(keepends=True)[:32]))

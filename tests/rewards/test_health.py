@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from schema.compose import load
-from schema.errors import ConfigError
-from schema.health import HealthConfig, HealthRule, key
-from schema.ppo import Penalties
 from tests.conftest import REPO, run
 from yulan.health import Monitor, SharedWatch, health_samples, read_alerts, sample_statistics
+from yulan.schema.compose import load
+from yulan.schema.errors import ConfigError
+from yulan.schema.health import HealthConfig, HealthRule, key
+from yulan.schema.ppo import Penalties
 
 torch = pytest.importorskip("torch")
 

@@ -7,9 +7,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from schema.ppo import Penalties, RewardConfig
 from yulan.penalties import judge
 from yulan.reward import YulanReward, for_openrlhf, write_reward_file
+from yulan.schema.ppo import Penalties, RewardConfig
 
 RULES = Penalties()
 

@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 
-from schema.compose import load
-from schema.errors import ConfigError
 from yulan.engines import openrlhf
 from yulan.engines.openrlhf_contract import check
 from yulan.native import estimators, losses, ppo
 from yulan.runtime import models, tiny
 from yulan.runtime.records import write_jsonl
+from yulan.schema.compose import load
+from yulan.schema.errors import ConfigError
 
 # Two prompts x three samples, responses of 3, 1, 2 / 2, 3, 1 tokens; the second prompt's rewards are all equal.
 REWARDS = torch.tensor([1.0, 0.0, 4.0, 2.0, 2.0, 2.0])

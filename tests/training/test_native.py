@@ -7,10 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from schema.compose import load  # noqa: E402
-from schema.ppo import KLController  # noqa: E402
 from yulan.native import dpo, estimators, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
+from yulan.schema.compose import load  # noqa: E402
+from yulan.schema.ppo import KLController  # noqa: E402
 
 
 @pytest.fixture(scope="module")

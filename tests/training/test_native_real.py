@@ -12,14 +12,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from schema.compose import load  # noqa: E402
-from schema.errors import ConfigError  # noqa: E402
-from schema.models import ModelSpec  # noqa: E402
-from schema.ppo import KLController  # noqa: E402
 from tests.conftest import REPO, run  # noqa: E402
 from yulan.native import dpo, loop, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
 from yulan.runtime.generation import generate  # noqa: E402
+from yulan.schema.compose import load  # noqa: E402
+from yulan.schema.errors import ConfigError  # noqa: E402
+from yulan.schema.models import ModelSpec  # noqa: E402
+from yulan.schema.ppo import KLController  # noqa: E402
 
 CHATML = tiny.CHAT_TEMPLATE
 

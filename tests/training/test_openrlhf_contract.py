@@ -2,9 +2,9 @@
 
 import pytest
 
-from schema.compose import load
 from yulan.engines import openrlhf
 from yulan.engines.openrlhf_contract import ContractError, check, parser_from_wheel
+from yulan.schema.compose import load
 
 VARIANTS = [
     ("sft_yulan", "sft", []),

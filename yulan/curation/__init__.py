@@ -1,8 +1,8 @@
-"""Curation steps (schema.curation.STEPS lists them). Each is a module with `run(input_path, output_path, settings,
-seed, **needs) -> report`, usable standalone (`yulan curate STEP`) and chained by the curation stage
+"""Curation steps (yulan.schema.curation.STEPS lists them). Each is a module with `run(input_path, output_path,
+settings, seed, **needs) -> report`, usable standalone (`yulan curate STEP`) and chained by the curation stage
 (yulan.curation.stage); a sharded step's module also has `map_shard` and `merge_shards` (yulan.curation.sharding)."""
 
-from schema.curation import STEPS
+from yulan.schema.curation import STEPS
 
 
 def parts(config) -> list[tuple[str, bool, bool]]:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-from schema.curation import ComplexityConfig
 from yulan.curation.cache import ResultCache, cache_path
 from yulan.curation.io import StepFiles, chunks
 from yulan.curation.sharding import rerun_from_caches, run_on_shard
 from yulan.runtime.progress import Progress
+from yulan.schema.curation import ComplexityConfig
 
 
 def scores(records: list[dict], model, tokenizer, config: ComplexityConfig) -> list[float]:

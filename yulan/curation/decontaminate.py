@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from schema.curation import DecontaminationConfig
-from schema.evaluation import Benchmark
 from yulan.curation.dedup import batch_shingles
 from yulan.curation.io import StepFiles
 from yulan.runtime.records import RecordError, iter_records
+from yulan.schema.curation import DecontaminationConfig
+from yulan.schema.evaluation import Benchmark
 
 log = logging.getLogger(__name__)
 

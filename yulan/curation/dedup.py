@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from schema.curation import DedupConfig
 from yulan.curation.io import StepFiles, join_inputs, sample_problem
 from yulan.runtime.progress import Progress
 from yulan.runtime.records import RecordError, SetAside, parse_line
+from yulan.schema.curation import DedupConfig
 
 P = np.uint64(1_099_511_628_211)  # odd, so invertible mod 2^64
 P_INV = np.uint64(pow(int(P), -1, 2**64))

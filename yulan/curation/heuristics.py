@@ -12,10 +12,10 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from schema.curation import HeuristicsConfig
 from yulan.curation.io import StepFiles
 from yulan.curation.sharding import concatenated, run_on_shard
 from yulan.penalties import CJK, is_incomplete, prose
+from yulan.schema.curation import HeuristicsConfig
 
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 MOJIBAKE = re.compile(r"Ã[\x80-\xbf]|â€|Â[\xa0-\xbf]")  # UTF-8 bytes read as Latin-1/cp1252

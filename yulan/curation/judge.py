@@ -25,13 +25,13 @@ from pathlib import Path
 
 import numpy as np
 
-from schema.curation import JudgeConfig
 from yulan.curation.cache import ResultCache, cache_path
 from yulan.curation.io import StepFiles, chunks
 from yulan.curation.server import endpoint_for, visible_gpus
 from yulan.curation.sharding import rerun_from_caches, run_on_shard
 from yulan.runtime.http import JsonClient, ServerError, chat, openai_client
 from yulan.runtime.progress import Progress
+from yulan.schema.curation import JudgeConfig
 
 PROMPT = """You are grading one response of an AI assistant. Score it on each dimension from {low} to {high} \
 ({high} is best):

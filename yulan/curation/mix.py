@@ -10,8 +10,8 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-from schema.curation import MixConfig
 from yulan.curation.io import StepFiles
+from yulan.schema.curation import MixConfig
 
 
 def choose(positions: dict[str, list[int]], config: MixConfig, seed: int) -> dict[str, set[int]]:

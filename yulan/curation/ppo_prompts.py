@@ -9,12 +9,12 @@ import logging
 import math
 from pathlib import Path
 
-from schema.curation import DecontaminationConfig
-from schema.experiment import Experiment, stage_output
-from schema.ppo import PromptSet
 from yulan.curation.io import refuse_overwriting, side_file, write_set_aside
 from yulan.curation.preference import PROMPT_STATS, messages_of
 from yulan.runtime.records import SetAside, read_jsonl, write_jsonl, write_text
+from yulan.schema.curation import DecontaminationConfig
+from yulan.schema.experiment import Experiment, stage_output
+from yulan.schema.ppo import PromptSet
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import logging
 import random
 from pathlib import Path
 
-from schema.experiment import Experiment, stage_output
 from yulan.answers import is_correct
 from yulan.runtime.records import read_jsonl, write_jsonl, write_text
+from yulan.schema.experiment import Experiment, stage_output
 
 log = logging.getLogger(__name__)
 

@@ -11,13 +11,13 @@ import shutil
 from importlib import import_module
 from pathlib import Path
 
-from schema.curation import STEPS, Step
-from schema.errors import ConfigError, Problem
-from schema.experiment import Experiment, stage_output
 from yulan.curation import parts, synthesis
 from yulan.curation.io import copy_shard, join_inputs, side_file, write_set_aside
 from yulan.curation.server import endpoint_for
 from yulan.runtime.records import SetAside, partial_path, write_text
+from yulan.schema.curation import STEPS, Step
+from yulan.schema.errors import ConfigError, Problem
+from yulan.schema.experiment import Experiment, stage_output
 
 log = logging.getLogger(__name__)
 

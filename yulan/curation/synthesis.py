@@ -24,11 +24,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from schema.curation import ChineseCommonsenseSynthesis, MathSynthesis, ScienceSynthesis
 from yulan.answers import is_correct, reference_of
 from yulan.runtime.http import JsonClient, ServerError, chat, openai_client
 from yulan.runtime.progress import Progress
 from yulan.runtime.records import iter_records
+from yulan.schema.curation import ChineseCommonsenseSynthesis, MathSynthesis, ScienceSynthesis
 
 log = logging.getLogger(__name__)
 

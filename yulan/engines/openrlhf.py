@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 
-from schema.experiment import Experiment
+from yulan.schema.experiment import Experiment
 
 KNOWN_VERSIONS = ("0.11.2",)
 MODULES = {

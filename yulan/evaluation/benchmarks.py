@@ -20,7 +20,7 @@ import json
 import re
 from pathlib import Path
 
-from schema.evaluation import Benchmark
+from yulan.schema.evaluation import Benchmark
 
 COT_INSTRUCTION = "Please reason step by step, and state your final answer as 'The answer is X.'"
 # task -> (kind, metrics it reports)

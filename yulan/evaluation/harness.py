@@ -23,11 +23,11 @@ from pathlib import Path
 
 import yaml
 
-from schema.evaluation import Benchmark
 from yulan import sandbox
 from yulan.evaluation.benchmarks import read_records
 from yulan.evaluation.scoring import pass_at_k, warn
 from yulan.sandbox import code_of
+from yulan.schema.evaluation import Benchmark
 
 
 # -- lm-evaluation-harness ------------------------------------------------------------------------------------

@@ -11,11 +11,11 @@ import json
 import logging
 from pathlib import Path
 
-from schema.errors import ConfigError, Problem
-from schema.experiment import Experiment, stage_output
 from yulan import sandbox
 from yulan.evaluation import benchmarks, scoring, table
 from yulan.runtime.packages import install_hint, installed
+from yulan.schema.errors import ConfigError, Problem
+from yulan.schema.experiment import Experiment, stage_output
 
 log = logging.getLogger(__name__)
 

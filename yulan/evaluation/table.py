@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from schema.evaluation import LLAMA, QWEN, YULAN, EvalConfig
+from yulan.schema.evaluation import LLAMA, QWEN, YULAN, EvalConfig
 
 
 def headline(benchmark, metrics: dict) -> float | None:

@@ -6,9 +6,9 @@ import importlib.util
 import json
 from pathlib import Path
 
-from schema.errors import Problem
-from schema.experiment import Experiment
-from schema.models import mismatches
+from yulan.schema.errors import Problem
+from yulan.schema.experiment import Experiment
+from yulan.schema.models import mismatches
 
 
 def missing(experiment: Experiment, stage: str, here: bool = True) -> list[Problem]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from schema.experiment import Experiment
 from yulan.native import loop
 from yulan.runtime.batches import Tokenized, layout, one_per_row, token_logprobs, tokenize_chat
 from yulan.runtime.models import device
 from yulan.runtime.token_cache import tokenized
+from yulan.schema.experiment import Experiment
 
 
 def tokenize_pair(tokenizer, pair: dict, max_length: int) -> list[Tokenized]:

@@ -11,12 +11,12 @@ from contextlib import AbstractContextManager
 import torch
 import transformers
 
-from schema.experiment import Experiment, stage_output
-from schema.training import steps_per_epoch, total_steps
 from yulan.runtime import models
 from yulan.runtime.checkpoints import Checkpoints, save_final, save_or_stop
 from yulan.runtime.lifecycle import REQUEUE_STATUS
 from yulan.runtime.tracking import Progress, Tracker
+from yulan.schema.experiment import Experiment, stage_output
+from yulan.schema.training import steps_per_epoch, total_steps
 
 
 def load_trained(path: str, attention: str, gradient_checkpointing: bool, scorer: bool = False, pad_token_id=None):

@@ -16,8 +16,6 @@ import time
 
 import torch
 
-from schema.experiment import Experiment, stage_output
-from schema.ppo import KLController, PPOConfig
 from yulan.curation.ppo_prompts import select
 from yulan.health import (
     HealthSample,
@@ -48,6 +46,8 @@ from yulan.runtime.generation import generate, stopped
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, REQUEUE_STATUS
 from yulan.runtime.records import read_jsonl
 from yulan.runtime.tracking import Progress, Tracker
+from yulan.schema.experiment import Experiment, stage_output
+from yulan.schema.ppo import KLController, PPOConfig
 from yulan.verifier import kind_of
 
 log = logging.getLogger(__name__)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from schema.experiment import Experiment
 from yulan.native import loop
 from yulan.runtime.batches import Tokenized, layout, pack, token_logprobs, tokenize_chat
 from yulan.runtime.models import device
 from yulan.runtime.token_cache import tokenized
+from yulan.schema.experiment import Experiment
 
 
 def micro_batches(samples: list[Tokenized], config) -> list[list[list[Tokenized]]]:

@@ -8,10 +8,10 @@ import random
 import torch
 import transformers
 
-from schema.errors import ConfigError, Problem
-from schema.experiment import Experiment
-from schema.models import ModelSpec, mismatches
 from yulan.runtime import tiny
+from yulan.schema.errors import ConfigError, Problem
+from yulan.schema.experiment import Experiment
+from yulan.schema.models import ModelSpec, mismatches
 
 # Progress bars of downloads and weight loading say nothing a job log needs; warnings stay visible.
 transformers.utils.logging.disable_progress_bar()

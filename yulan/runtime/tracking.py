@@ -8,8 +8,8 @@ import time
 import uuid
 from pathlib import Path
 
-from schema.experiment import Experiment
 from yulan.runtime import progress
+from yulan.schema.experiment import Experiment
 
 
 class Tracker:

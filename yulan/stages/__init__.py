@@ -33,8 +33,8 @@ def missing_inputs(experiment, stage: str) -> list:
     """Data files a stage reads that do not exist (another stage's output is made by the run, and is not checked)."""
     from pathlib import Path
 
-    from schema.common import STAGES
-    from schema.errors import Problem
+    from yulan.schema.common import STAGES
+    from yulan.schema.errors import Problem
 
     files = {
         "preference": [("preference.prompts", p) for p in experiment.preference.prompts]
@@ -53,7 +53,7 @@ def missing_inputs(experiment, stage: str) -> list:
 
 def needed_packages(experiment, stage: str) -> dict[str, str]:
     """{module: the setting that makes the stage import it while it runs}."""
-    from schema.curation import STEPS
+    from yulan.schema.curation import STEPS
 
     config = getattr(experiment, stage)
     engine = getattr(config, "engine", None)
@@ -83,8 +83,8 @@ def needed_packages(experiment, stage: str) -> dict[str, str]:
 
 def missing_packages(experiment, stage: str) -> list:
     """The packages a stage needs that this environment lacks (checked at the start of its job, before any step)."""
-    from schema.errors import Problem
     from yulan.runtime.packages import install_hint, installed
+    from yulan.schema.errors import Problem
 
     return [
         Problem(

@@ -27,14 +27,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from launchers import manifest
-from launchers.ledger import LEDGER, PointState, read_ledger, status
-from launchers.plan import Job, Run
-from launchers.preflight import preflight
-from schema.common import STAGES
-from schema.errors import ConfigError, Problem
-from schema.experiment import Experiment
+from yulan.launchers import manifest
+from yulan.launchers.ledger import LEDGER, PointState, read_ledger, status
+from yulan.launchers.plan import Job, Run
+from yulan.launchers.preflight import preflight
 from yulan.runtime.lifecycle import REQUEUE_STATUS
+from yulan.schema.common import STAGES
+from yulan.schema.errors import ConfigError, Problem
+from yulan.schema.experiment import Experiment
 
 
 class StageJob:
@@ -420,7 +420,7 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
                 "launcher.kind",
                 "launcher=slurm needs SLURM's sbatch on this machine",
                 "slurm",
-                "run on the cluster's login node, or start a local one: python -m launchers.local_slurm start",
+                "run on the cluster's login node, or start a local one: python -m yulan.launchers.local_slurm start",
             )
         )
     else:
@@ -549,7 +549,7 @@ def resubmit_failed(directory: Path) -> list[int]:
     by_index = {p["index"]: p for p in ledger["points"]}
     for point in failed:
         experiment = Experiment.model_validate_json((Path(point["run_dir"]) / "config.json").read_text())
-        from launchers.plan import plan
+        from yulan.launchers.plan import plan
 
         run = plan(experiment, point["overrides"])
         previous: dict[int, str] = {}

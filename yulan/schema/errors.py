@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from schema.fields import REPORT, source_of
+from yulan.schema.fields import REPORT, source_of
 
 
 @dataclass(frozen=True)

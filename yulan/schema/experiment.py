@@ -6,15 +6,15 @@ from typing import Any, Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import STAGES, Resources, StageName, StageRef
-from schema.curation import STEPS, CurationConfig
-from schema.evaluation import EvalConfig
-from schema.fields import Section, chosen, report, rule_error
-from schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
-from schema.models import POLICY_FIELD, REWARD_FIELD, ModelSpec
-from schema.ppo import PPOConfig
-from schema.preference import PreferenceConfig
-from schema.training import DPOConfig, SFTConfig, steps_per_epoch, total_steps
+from yulan.schema.common import STAGES, Resources, StageName, StageRef
+from yulan.schema.curation import STEPS, CurationConfig
+from yulan.schema.evaluation import EvalConfig
+from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
+from yulan.schema.models import POLICY_FIELD, REWARD_FIELD, ModelSpec
+from yulan.schema.ppo import PPOConfig
+from yulan.schema.preference import PreferenceConfig
+from yulan.schema.training import DPOConfig, SFTConfig, steps_per_epoch, total_steps
 
 # Where each stage writes the artifact later stages read, relative to the stage's directory.
 STAGE_OUTPUT = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from schema.common import STAGES
-from schema.experiment import Experiment, stage_output
 from yulan.curation import parts
 from yulan.engines import openrlhf
 from yulan.runtime.lifecycle import done_marker
+from yulan.schema.common import STAGES
+from yulan.schema.experiment import Experiment, stage_output
 
 ENGINE_STAGES = ("sft", "dpo", "ppo")
 

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import (
+from yulan.schema.common import (
     ATTENTION_DESCRIPTION,
     CONTINUATION_WORDS,
     CONTINUATION_WORDS_DESCRIPTION,
@@ -25,8 +25,8 @@ from schema.common import (
     engine_rules,
     gpu_job,
 )
-from schema.fields import Section, chosen, report, rule_error
-from schema.health import SAMPLE_STATISTICS, STATISTICS, HealthConfig
+from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.health import SAMPLE_STATISTICS, STATISTICS, HealthConfig
 
 PPO_TABLE = "§5 PPO hyperparameter table"
 

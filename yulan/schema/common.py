@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from schema.fields import Section, rule_error
+from yulan.schema.fields import Section, rule_error
 
 STAGES = ("curation", "sft", "preference", "dpo", "ppo", "eval")
 StageName = Literal["curation", "sft", "preference", "dpo", "ppo", "eval"]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from schema.common import STAGES
-from schema.compose import Composed, default_at, flatten
-from schema.experiment import Experiment
+from yulan.schema.common import STAGES
+from yulan.schema.compose import Composed, default_at, flatten
+from yulan.schema.experiment import Experiment
 
 REWARD_MODEL_STAGES = ("preference", "ppo")  # the stages that score with the reward model
 

@@ -12,8 +12,8 @@ from typing import Any, Literal
 
 from pydantic import model_validator
 
-from schema.errors import suggest
-from schema.fields import Section, chosen, rule_error
+from yulan.schema.errors import suggest
+from yulan.schema.fields import Section, chosen, rule_error
 
 PREFIX = "health/"
 # The rule penalties of yulan.penalties, in the order they are judged.
@@ -85,7 +85,7 @@ class HealthRule(Section):
     """Fires each time the statistic has been below (or above) the threshold for `for_rollouts` rollouts in a row
     since the rule last fired."""
 
-    metric: StatisticName = chosen(..., description="The statistic watched (schema/health.py lists them).")
+    metric: StatisticName = chosen(..., description="The statistic watched (yulan/schema/health.py lists them).")
     below: float | None = chosen(None, description="Fires while the statistic is below this.")
     above: float | None = chosen(None, description="Fires while the statistic is above this.")
     for_rollouts: int = chosen(1, ge=1, unit="rollouts", description="Consecutive rollouts the condition must hold.")

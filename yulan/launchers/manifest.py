@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from launchers.plan import Run
-from schema.experiment import Experiment
-from schema.fields import plain
+from yulan.launchers.plan import Run
+from yulan.schema.experiment import Experiment
+from yulan.schema.fields import plain
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder that holds the yulan package
 PACKAGES = (
     "pydantic",
     "hydra-core",

@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import (
+from yulan.schema.common import (
     CONTINUATION_WORDS,
     CONTINUATION_WORDS_DESCRIPTION,
     SENTENCE_END_MARKS,
@@ -20,8 +20,8 @@ from schema.common import (
     check_shares,
     cpu_job,
 )
-from schema.fields import Section, chosen, report, rule_error
-from schema.ppo import PromptSet
+from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.ppo import PromptSet
 
 SynthesisJob = Literal["math", "science", "chinese_commonsense"]
 HeuristicRule = Literal[

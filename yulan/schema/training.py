@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import (
+from yulan.schema.common import (
     ATTENTION_DESCRIPTION,
     MAX_STEPS_DESCRIPTION,
     PARAM_DTYPE_DESCRIPTION,
@@ -19,7 +19,7 @@ from schema.common import (
     engine_rules,
     gpu_job,
 )
-from schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, report, rule_error
 
 LRScheduler = Literal["constant", "constant_with_warmup", "cosine_with_min_lr", "linear"]
 

@@ -1,6 +1,6 @@
 """argv overrides -> Hydra composition (the experiment trees + the schema's defaults) -> a validated Experiment.
 
-The shipped tree (`schema/experiments/`, installed with the package) is searched after the user's own trees: the
+The shipped tree (`yulan/schema/experiments/`, installed with the package) is searched after the user's own trees: the
 directories in $YULAN_EXPERIMENTS (`--experiments DIR` adds one), each holding group folders (`experiment/`,
 `model/`, `cluster/`, ...) whose files add options to those groups. One option name lives in one tree only.
 
@@ -24,8 +24,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from schema.common import STAGES
-from schema.errors import (
+from yulan.schema.common import STAGES
+from yulan.schema.errors import (
     ConfigError,
     Problem,
     field_source,
@@ -35,13 +35,13 @@ from schema.errors import (
     unknown_key_hint,
     unwrap,
 )
-from schema.experiment import Experiment, stage_output
-from schema.fields import REPORT, default_tree
-from schema.infra import SECRET_NAME
-from schema.ppo import CRITIC_SETTINGS
+from yulan.schema.experiment import Experiment, stage_output
+from yulan.schema.fields import REPORT, default_tree
+from yulan.schema.infra import SECRET_NAME
+from yulan.schema.ppo import CRITIC_SETTINGS
 
 SHIPPED_EXPERIMENTS = Path(__file__).resolve().parent / "experiments"
-SHIPPED_DATA = Path(__file__).resolve().parent.parent / "yulan" / "data"  # installed beside schema/, as in a checkout
+SHIPPED_DATA = Path(__file__).resolve().parent.parent / "data"
 SEARCH_PATH_VARIABLE = "YULAN_EXPERIMENTS"
 GROUPS = ("model", "reward_model", "cluster", "launcher", "experiment")
 
@@ -118,8 +118,9 @@ def search_path() -> list[Path]:
 
 def shown(path: Path) -> str:
     """A config file as messages name it: inside the package for shipped files, else relative to here if below."""
-    if path.is_relative_to(SHIPPED_EXPERIMENTS.parent.parent):
-        return str(path.relative_to(SHIPPED_EXPERIMENTS.parent.parent))
+    package_root = SHIPPED_EXPERIMENTS.parent.parent.parent  # yulan/schema/experiments/ shown from above yulan/
+    if path.is_relative_to(package_root):
+        return str(path.relative_to(package_root))
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 

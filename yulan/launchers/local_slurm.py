@@ -1,5 +1,5 @@
 """A real single-node SLURM on this machine, for development and CI:
-`python -m launchers.local_slurm start|stop|status`.
+`python -m yulan.launchers.local_slurm start|stop|status`.
 
 `start` installs Debian's SLURM, munge, slurmdbd and MariaDB (root, apt) when missing, writes the configuration
 (partitions `cpu` and `gpu`, 8 fake GPUs, accounting, no cgroups), starts the daemons as plain background
@@ -42,7 +42,7 @@ def memory_mb() -> int:
 
 def slurm_conf() -> str:
     name = host()
-    return f"""# Written by `python -m launchers.local_slurm start`: a single-node SLURM for development and CI.
+    return f"""# Written by `python -m yulan.launchers.local_slurm start`: a single-node SLURM for development and CI.
 ClusterName={CLUSTER}
 SlurmctldHost={name}(127.0.0.1)
 SlurmUser=root
@@ -280,7 +280,7 @@ def status() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m launchers.local_slurm",
+        prog="python -m yulan.launchers.local_slurm",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from schema.errors import Problem
-from schema.fields import Section, report
+from yulan.schema.errors import Problem
+from yulan.schema.fields import Section, report
 
 
 class ModelSpec(Section):

@@ -7,10 +7,10 @@ import json
 import shutil
 from pathlib import Path
 
-from launchers.plan import Run
-from schema.errors import Problem
-from schema.experiment import Experiment
-from schema.fields import plain
+from yulan.launchers.plan import Run
+from yulan.schema.errors import Problem
+from yulan.schema.experiment import Experiment
+from yulan.schema.fields import plain
 from yulan.stages import available, missing
 
 

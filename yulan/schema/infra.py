@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, report, rule_error
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")

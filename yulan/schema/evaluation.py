@@ -7,8 +7,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from schema.common import Resources, StageRef, gpu_job
-from schema.fields import Section, chosen, report, rule_error
+from yulan.schema.common import Resources, StageRef, gpu_job
+from yulan.schema.fields import Section, chosen, report, rule_error
 
 Skill = Literal["Knowledge", "Reasoning", "Math", "Code"]
 YULAN, LLAMA, QWEN = "YuLan-Mini-Instruct", "Llama3.2-3B-Instruct", "Qwen-2.5-1.5B-Instruct"

@@ -1,5 +1,5 @@
 """The ledger of a SLURM submission (`ledger.json`): each point's overrides, run directory and job ids, and what the
-scheduler says of them now. `yulan status` and `yulan cancel` read it; launchers.slurm writes it and resubmits."""
+scheduler says of them now. `yulan status` and `yulan cancel` read it; yulan.launchers.slurm writes it and resubmits."""
 
 from __future__ import annotations
 

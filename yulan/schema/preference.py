@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import computed_field, model_validator
 
-from schema.common import Resources, Share, StageRef, check_shares, gpu_job
-from schema.fields import Section, chosen, report, rule_error
+from yulan.schema.common import Resources, Share, StageRef, check_shares, gpu_job
+from yulan.schema.fields import Section, chosen, report, rule_error
 
 
 class PreferenceConfig(Section):

@@ -10,12 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from launchers import manifest
-from launchers.plan import Run
-from launchers.preflight import preflight
-from schema.errors import ConfigError, Problem
-from schema.experiment import Experiment
+from yulan.launchers import manifest
+from yulan.launchers.plan import Run
+from yulan.launchers.preflight import preflight
 from yulan.runtime.lifecycle import REQUEUE_STATUS
+from yulan.schema.errors import ConfigError, Problem
+from yulan.schema.experiment import Experiment
 
 
 def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:
