@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tests.conftest import REPO, run
-from yulan.schema.compose import ConfigError, load
+from tests.conftest import run
+from yulan.schema.compose import SHIPPED_EXPERIMENTS, ConfigError, load
 
 BAD = [
     # (overrides, field path in the message, words the message must contain)
@@ -266,7 +266,7 @@ def broken_experiments():
         "zz_syntax": "# @package _global_\nseed: [1\n",
         "zz_no_package": "seed: 3\n",
     }
-    paths = [REPO / "yulan" / "schema" / "experiments" / "experiment" / f"{name}.yaml" for name in files]
+    paths = [SHIPPED_EXPERIMENTS / "experiment" / f"{name}.yaml" for name in files]
     for path, text in zip(paths, files.values()):
         path.write_text(text)
     try:
@@ -296,7 +296,7 @@ def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "model=tiny", "ok", "experiment=smoke", "ok", "cluster=local"]
-    bad = REPO / "yulan" / "schema" / "experiments" / "cluster" / "zz_bad.yaml"
+    bad = SHIPPED_EXPERIMENTS / "cluster" / "zz_bad.yaml"
     bad.write_text("name: zz_bad\nnodes: 0\n")
     try:
         refused = run("-m", "yulan.cli", "validate", str(bad))

@@ -9,10 +9,11 @@ import sys
 import pytest
 
 from tests.conftest import REPO, run
+from yulan.schema.compose import SHIPPED_EXPERIMENTS
 
 # the smoke pipeline under another name, with one change
 MY_SFT = (
-    (REPO / "yulan" / "schema" / "experiments" / "experiment" / "smoke.yaml")
+    (SHIPPED_EXPERIMENTS / "experiment" / "smoke.yaml")
     .read_text()
     .replace("sft:\n  engine: native\n", "sft:\n  engine: native\n  max_steps: 1\n")
 )

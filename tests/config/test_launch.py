@@ -6,7 +6,7 @@ import re
 
 from tests.conftest import REPO, run
 from yulan.launchers.plan import plan
-from yulan.schema.compose import load
+from yulan.schema.compose import SHIPPED_EXPERIMENTS, load
 
 
 def test_dry_run_prints_only_the_plan_and_writes_nothing(tmp_path):
@@ -152,9 +152,7 @@ def test_precommit_hook_validates_changed_experiment_files():
     assert result.returncode == 0 and result.stdout.strip() == "ok      experiment=ppo_yulan"
     # the primary config: all of them
     everything = run("-m", "yulan.cli", "validate", "yulan/schema/experiments/config.yaml")
-    assert everything.stdout.count("ok ") == len(
-        list((REPO / "yulan" / "schema" / "experiments" / "experiment").glob("*.yaml"))
-    )
+    assert everything.stdout.count("ok ") == len(list((SHIPPED_EXPERIMENTS / "experiment").glob("*.yaml")))
 
 
 def test_sweep_composition_equals_composing_each_point():

@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
+from yulan.schema.compose import SHIPPED_EXPERIMENTS
 
 pytestmark = pytest.mark.network  # pip fetches the core dependencies from the package index
 
@@ -36,7 +37,7 @@ def installed(tmp_path_factory):
 
 def test_validate_all_checks_every_shipped_experiment(installed):
     bin_dir, elsewhere = installed
-    shipped = sorted(path.stem for path in (REPO / "yulan" / "schema" / "experiments" / "experiment").glob("*.yaml"))
+    shipped = sorted(path.stem for path in (SHIPPED_EXPERIMENTS / "experiment").glob("*.yaml"))
     result = subprocess.run(
         [str(bin_dir / "yulan"), "validate", "--all"], cwd=elsewhere, capture_output=True, text=True
     )

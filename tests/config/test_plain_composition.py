@@ -5,10 +5,9 @@ import json
 
 import pytest
 
-from tests.conftest import REPO
 from yulan.schema import compose
 
-SHIPPED = sorted(path.stem for path in (REPO / "yulan" / "schema" / "experiments" / "experiment").glob("*.yaml"))
+SHIPPED = sorted(path.stem for path in (compose.SHIPPED_EXPERIMENTS / "experiment").glob("*.yaml"))
 OVERRIDES = [
     [],
     ["model=tiny", "seed=7"],
