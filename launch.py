@@ -3,7 +3,7 @@
 
 import sys
 
-from yulan.launch import main
+from yulan.cli.launch import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from yulan.curation import dedup
-from yulan.curation.dedup import duplicate_of
 from yulan.schema.curation import DedupConfig
+from yulan.stages.curation import dedup
+from yulan.stages.curation.dedup import duplicate_of
 
 WORDS = [f"w{i:04d}" for i in range(5000)]
 HANZI = [chr(0x4E00 + i) for i in range(3000)]

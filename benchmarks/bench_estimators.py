@@ -22,9 +22,10 @@ sys.path.insert(0, str(REPO))
 
 CHILD = """
 import json, resource, sys
-from yulan.schema.compose import load
-from yulan.native import ppo
+from yulan.compose import load
+from yulan.engines.native import ppo
 from yulan.runtime.records import write_jsonl
+from yulan.cli.job import run_stage
 estimator, rollouts, directory = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 write_jsonl(f"{directory}/prompts.jsonl", [{"id": str(i), "prompt": f"What is {i} + {i}?", "answer": str(2 * i),
                                            "mean_reward": 0.0} for i in range(64)])
@@ -34,7 +35,7 @@ overrides = ["stages=[ppo]", "ppo.actor.init_from=tiny:policy", f"ppo.prompts.so
              "ppo.micro_train_batch_size=4", "ppo.micro_rollout_batch_size=8", "ppo.generate_max_length=48"]
 if estimator == "gae":
     overrides.append("ppo.actor.frozen_steps=0")
-assert ppo.train(load(overrides), f"{directory}/ppo") == 0
+assert run_stage(load(overrides), "ppo", f"{directory}/ppo") == 0
 metrics = [json.loads(line) for line in open(f"{directory}/ppo/metrics.jsonl")]
 print(json.dumps({"step_s": [m["ppo/step_time_s"] for m in metrics],
                   "train_s": [m["ppo/train_time_s"] for m in metrics],

@@ -15,9 +15,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from yulan.evaluation import benchmarks, choice, harness
 from yulan.runtime import models, tiny
 from yulan.schema.evaluation import Benchmark
+from yulan.stages import benchmarks
+from yulan.stages.evaluation import choice, harness
 
 WORDS = (
     "energy",

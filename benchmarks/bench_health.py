@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from yulan.health import RewardFunctionWatch, health_samples, sample_statistics  # noqa: E402
-from yulan.reward import YulanReward, for_openrlhf  # noqa: E402
+from yulan.rewards.health import RewardFunctionWatch, health_samples, sample_statistics  # noqa: E402
+from yulan.rewards.reward import YulanReward, for_openrlhf  # noqa: E402
 from yulan.runtime import tiny  # noqa: E402
 from yulan.schema.health import HealthConfig  # noqa: E402
 from yulan.schema.ppo import RewardConfig  # noqa: E402

@@ -50,7 +50,7 @@ def main() -> None:
                 times.setdefault(f"{name} cold", []).append(wall(launch, root, dict(here, YULAN_COMPOSE_CACHE="0")))
                 times.setdefault(f"{name} warm", []).append(wall(launch, root, here))
         probe = (
-            "import sys, io, contextlib\nfrom yulan import launch\n"
+            "import sys, io, contextlib\nfrom yulan.cli import launch\n"
             "with contextlib.redirect_stdout(io.StringIO()): launch.main(['experiment=ppo_yulan', 'dry_run=true'])\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])"
         )

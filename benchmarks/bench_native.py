@@ -138,8 +138,8 @@ def counting(load):
 
 # -- one trainer run (a child process) -----------------------------------------------------------------------
 def run_native(stage: str, model: Path, data: Path, work: Path, steps: int, batch: int, device: str) -> dict:
-    from yulan.native import dpo, loop, sft
-    from yulan.schema.compose import load
+    from yulan.compose import load
+    from yulan.engines.native import dpo, loop, sft
 
     loop.load_trained, counters = counting(loop.load_trained)
     gpu = (
@@ -261,7 +261,7 @@ def child(args) -> None:
 PPO_MEMORY = """
 import resource, sys, torch
 from contextlib import nullcontext
-from yulan.native import ppo
+from yulan.engines.native import ppo
 from yulan.runtime import models, tiny
 from yulan.runtime.batches import IGNORE, Tokenized
 path = tiny.resolve("tiny:policy", 4096, 1024)

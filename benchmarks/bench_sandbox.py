@@ -19,8 +19,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from yulan import sandbox  # noqa: E402
-from yulan.evaluation import benchmarks, scoring  # noqa: E402
+from yulan.rewards import sandbox  # noqa: E402
+from yulan.stages import benchmarks  # noqa: E402
+from yulan.stages.evaluation import scoring  # noqa: E402
 
 
 def ours(problems: list[dict], isolation: str, workers: int) -> tuple[float, float]:

@@ -1,6 +1,6 @@
 """Benchmark: validate and submit a 256-point sweep to the local SLURM, next to Hydra's own submitit launcher.
 
-    python -m yulan.launchers.local_slurm start && pip install hydra-submitit-launcher
+    python -m yulan.launchers.slurm.local_cluster start && pip install hydra-submitit-launcher
     PYTHONPATH=. python benchmarks/bench_sweep_submit.py [--points 256]
 
 Scheduler calls are counted with logging shims for sbatch/sacct/squeue/scontrol/scancel placed first on PATH.

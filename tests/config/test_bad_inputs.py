@@ -7,7 +7,7 @@ import os
 import pytest
 
 from tests.conftest import run
-from yulan.schema.compose import SHIPPED_EXPERIMENTS, ConfigError, load
+from yulan.compose import SHIPPED_EXPERIMENTS, ConfigError, load
 
 BAD = [
     # (overrides, field path in the message, words the message must contain)
@@ -291,8 +291,8 @@ def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_
         "-m",
         "yulan.cli",
         "validate",
-        "yulan/schema/experiments/model/tiny.yaml",
-        "yulan/schema/experiments/cluster/local.yaml",
+        "yulan/experiments/model/tiny.yaml",
+        "yulan/experiments/cluster/local.yaml",
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "model=tiny", "ok", "experiment=smoke", "ok", "cluster=local"]

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO, run
-from yulan.schema.compose import SHIPPED_EXPERIMENTS
+from yulan.compose import SHIPPED_EXPERIMENTS
 
 # the smoke pipeline under another name, with one change
 MY_SFT = (
@@ -55,11 +55,11 @@ def test_info_names_the_search_path_and_each_groups_file(my_tree):
     printed = run("launch.py", "--config-dir", str(my_tree), "experiment=my_sft", "--info")
     assert printed.returncode == 0, printed.stderr
     lines = printed.stdout.splitlines()
-    assert lines[1].strip() == str(my_tree) and lines[2].strip() == "yulan/schema/experiments"
+    assert lines[1].strip() == str(my_tree) and lines[2].strip() == "yulan/experiments"
     assert any(
         line.split()[:2] == ["experiment", "my_sft"] and line.endswith("mine/experiment/my_sft.yaml") for line in lines
     )
-    assert any(line.split() == ["model", "tiny", "yulan/schema/experiments/model/tiny.yaml"] for line in lines)
+    assert any(line.split() == ["model", "tiny", "yulan/experiments/model/tiny.yaml"] for line in lines)
 
 
 def test_a_users_experiment_directory_by_option_or_environment(my_tree, tmp_path):
@@ -110,7 +110,7 @@ def test_bad_search_paths_are_named(my_tree, tmp_path):
 
 
 def test_validate_all_fails_when_it_finds_nothing(tmp_path, monkeypatch, capsys):
-    import yulan.schema.compose as compose
+    import yulan.compose as compose
     from yulan.cli import main
 
     monkeypatch.setattr(compose, "SHIPPED_EXPERIMENTS", tmp_path)  # as an install that lacks its experiment tree
@@ -147,8 +147,8 @@ def test_a_stage_logs_with_timestamps_into_its_log_txt(tmp_path):
     done = run("launch.py", "experiment=smoke", "stages=[curation]", "tracking.mode=disabled", f"run_root={tmp_path}")
     assert done.returncode == 0, done.stderr[-3000:]
     log = (tmp_path / "smoke" / "curation" / "log.txt").read_text()
-    assert " INFO yulan.run: curation starts on " in log
-    assert " INFO yulan.curation.stage: [curation] dedup: " in log
+    assert " INFO yulan.cli.job: curation starts on " in log
+    assert " INFO yulan.stages.curation.stage: [curation] dedup: " in log
     first = log.splitlines()[0]
     assert first[:4].isdigit() and first[4] == "-" and first[13] == ":"  # 2026-12-03 16:56:15 INFO ...
     assert "[curation] dedup:" in done.stderr  # and the terminal still sees it
@@ -175,7 +175,7 @@ def test_a_stage_whose_packages_are_missing_fails_at_its_start(tmp_path):
         "            raise ModuleNotFoundError(name)\n"
         "sys.meta_path.insert(0, Hide())\n"
     )
-    from yulan.schema.compose import load
+    from yulan.compose import load
     from yulan.schema.fields import plain
 
     experiment = load(
@@ -186,7 +186,7 @@ def test_a_stage_whose_packages_are_missing_fails_at_its_start(tmp_path):
     (run_dir / "config.json").write_text(json.dumps(plain(experiment)))  # as the launcher writes it
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hidden), str(REPO)]))
     job = subprocess.run(
-        [sys.executable, "-m", "yulan.run", "--run-dir", str(run_dir), "--stage", "curation"],
+        [sys.executable, "-m", "yulan.cli.job", "--run-dir", str(run_dir), "--stage", "curation"],
         capture_output=True,
         text=True,
         env=env,

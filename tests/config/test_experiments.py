@@ -3,7 +3,7 @@
 import pytest
 
 from tests.conftest import run
-from yulan.schema.compose import experiment_names, load
+from yulan.compose import experiment_names, load
 
 EXPERIMENTS = [
     "curation_yulan",
@@ -157,8 +157,8 @@ def test_experiment_files_hold_deltas_only():
     import yaml
 
     from yulan.cli import flatten
-    from yulan.schema.compose import SHIPPED_EXPERIMENTS as EXPERIMENTS_DIR
-    from yulan.schema.compose import default_at
+    from yulan.compose import SHIPPED_EXPERIMENTS as EXPERIMENTS_DIR
+    from yulan.compose import default_at
 
     repeated = []
     for path in EXPERIMENTS_DIR.rglob("*.yaml"):

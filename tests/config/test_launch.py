@@ -5,8 +5,8 @@ import os
 import re
 
 from tests.conftest import REPO, run
+from yulan.compose import SHIPPED_EXPERIMENTS, load
 from yulan.launchers.plan import plan
-from yulan.schema.compose import SHIPPED_EXPERIMENTS, load
 
 
 def test_dry_run_prints_only_the_plan_and_writes_nothing(tmp_path):
@@ -29,7 +29,7 @@ def test_dry_run_prints_only_the_plan_and_writes_nothing(tmp_path):
     assert jobs["sft"]["resources"]["nodes"] == 4 and jobs["sft"]["partition"] == "gpu"
     assert jobs["curation"]["engine"] is None and jobs["curation"]["engine_command"] is None
     assert jobs["ppo"]["engine_command"][:3] == ["python", "-m", "openrlhf.cli.train_ppo_ray"]
-    assert jobs["ppo"]["command"] == ["python", "-m", "yulan.run", "--run-dir", only["run_dir"], "--stage", "ppo"]
+    assert jobs["ppo"]["command"] == ["python", "-m", "yulan.cli.job", "--run-dir", only["run_dir"], "--stage", "ppo"]
 
 
 def test_single_stage_experiments_chain_through_run_root(tmp_path):
@@ -94,7 +94,7 @@ def test_show_includes_derived_values_and_sources():
     )
     sources = run("-m", "yulan.cli", "show", "experiment=ppo_yulan", "ppo.rollout_batch_size=64", "--sources").stdout
     assert "ppo.rollout_batch_size = 64    # override 'ppo.rollout_batch_size=64'" in sources
-    assert 'ppo.critic.init_from = "policy"    # yulan/schema/experiments/experiment/ppo_yulan.yaml' in sources
+    assert 'ppo.critic.init_from = "policy"    # yulan/experiments/experiment/ppo_yulan.yaml' in sources
     assert "ppo.samples_per_rollout = 256    # derived" in sources
 
 
@@ -146,17 +146,17 @@ def test_precommit_hook_validates_changed_experiment_files():
     hooks = yaml.safe_load((REPO / ".pre-commit-hooks.yaml").read_text())
     (hook,) = hooks
     assert hook["entry"] == "yulan validate"
-    assert re.search(hook["files"], "yulan/schema/experiments/experiment/ppo_yulan.yaml")
+    assert re.search(hook["files"], "yulan/experiments/experiment/ppo_yulan.yaml")
     assert re.search(hook["files"], "experiments/model/mine.yaml") and not re.search(hook["files"], "docs/x.yaml")
-    result = run("-m", "yulan.cli", "validate", "yulan/schema/experiments/experiment/ppo_yulan.yaml")
+    result = run("-m", "yulan.cli", "validate", "yulan/experiments/experiment/ppo_yulan.yaml")
     assert result.returncode == 0 and result.stdout.strip() == "ok      experiment=ppo_yulan"
     # the primary config: all of them
-    everything = run("-m", "yulan.cli", "validate", "yulan/schema/experiments/config.yaml")
+    everything = run("-m", "yulan.cli", "validate", "yulan/experiments/config.yaml")
     assert everything.stdout.count("ok ") == len(list((SHIPPED_EXPERIMENTS / "experiment").glob("*.yaml")))
 
 
 def test_sweep_composition_equals_composing_each_point():
-    from yulan.schema.compose import compose, compose_sweep, sweep_points
+    from yulan.compose import compose, compose_sweep, sweep_points
 
     points = sweep_points(
         [
@@ -183,7 +183,7 @@ def test_sweep_composition_equals_composing_each_point():
 
 
 def test_sweep_composition_reports_each_bad_point():
-    from yulan.schema.compose import ConfigError, compose_sweep
+    from yulan.compose import ConfigError, compose_sweep
 
     results = compose_sweep([["experiment=smoke", "ppo.gama=1"], ["experiment=smoke", "seed=1"], ["experiment=nope"]])
     assert isinstance(results[0], ConfigError) and "did you mean" in str(results[0])

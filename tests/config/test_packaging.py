@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from yulan.schema.compose import SHIPPED_EXPERIMENTS
+from yulan.compose import SHIPPED_EXPERIMENTS
 
 pytestmark = pytest.mark.network  # pip fetches the core dependencies from the package index
 
@@ -76,7 +76,7 @@ def test_a_users_experiment_directory_is_found(installed):
     assert shown.returncode == 0, shown.stderr[-2000:]
     assert "ppo.num_episodes = 1    # my_experiments/experiment/ppo_short.yaml" in shown.stdout
     assert 'ppo.critic.init_from = "policy"    # ' in shown.stdout  # from ppo_yulan, in the installed package
-    assert "# yulan/schema/experiments/experiment/ppo_yulan.yaml" in shown.stdout
+    assert "# yulan/experiments/experiment/ppo_yulan.yaml" in shown.stdout
 
 
 def test_only_the_projects_packages_are_installed(installed):

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from yulan.schema import compose
+from yulan import compose
 
 SHIPPED = sorted(path.stem for path in (compose.SHIPPED_EXPERIMENTS / "experiment").glob("*.yaml"))
 OVERRIDES = [
@@ -83,7 +83,7 @@ def test_a_cold_launch_does_not_import_hydra(tmp_path):
 
     code = (
         "import io, contextlib, sys\n"
-        "from yulan import launch\n"
+        "from yulan.cli import launch\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    assert launch.main(['experiment=ppo_yulan', 'dry_run=true']) == 0\n"
         "print(sorted(m for m in ('hydra',) if m in sys.modules))\n"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run
-from yulan.evaluation.benchmarks import humaneval_path, read_records
+from yulan.stages.benchmarks import humaneval_path, read_records
 
 GOOD = {
     "id": "a",
@@ -111,9 +111,9 @@ def test_benchmark_items_are_removed_and_name_only_overlaps_kept(tmp_path):
 
 
 def test_the_eval_table_says_what_training_data_was_decontaminated(tmp_path):
-    from yulan.evaluation import table
-    from yulan.evaluation.stage import decontamination
-    from yulan.schema.compose import load
+    from yulan.compose import load
+    from yulan.stages.evaluation import table
+    from yulan.stages.evaluation.stage import decontamination
 
     humaneval = read_records(humaneval_path())
     source = tmp_path / "in.jsonl"

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from tests.conftest import run
-from yulan.curation import dedup
-from yulan.curation.dedup import batch_shingles, duplicate_of, sample_text
 from yulan.runtime import records
 from yulan.runtime.records import SetAside
 from yulan.schema.curation import DedupConfig
+from yulan.stages.curation import dedup
+from yulan.stages.curation.dedup import batch_shingles, duplicate_of, sample_text
 
 CONFIG = DedupConfig()
 rng = random.Random(7)

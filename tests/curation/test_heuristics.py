@@ -6,8 +6,8 @@ import json
 import pytest
 
 from tests.conftest import run
-from yulan.curation.heuristics import check
 from yulan.schema.curation import HeuristicsConfig
+from yulan.stages.curation.heuristics import check
 
 CONFIG = HeuristicsConfig()
 

@@ -10,9 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from tests.conftest import chat_reply
-from yulan.curation import judge
 from yulan.runtime.http import JsonClient, ServerError, chat, openai_client, retry_after_s
 from yulan.schema.curation import JudgeConfig
+from yulan.stages.curation import judge
 
 KEY = "test-key-123"
 

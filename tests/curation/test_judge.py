@@ -5,9 +5,9 @@ import json
 import pytest
 
 from tests.conftest import chat_reply, json_server
-from yulan.curation import judge
-from yulan.curation.cache import ResultCache, cache_path
 from yulan.schema.curation import JudgeConfig
+from yulan.stages.curation import judge
+from yulan.stages.curation.cache import ResultCache, cache_path
 
 DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
 

@@ -5,10 +5,10 @@ import json
 import pytest
 
 from tests.conftest import run
-from yulan.curation.ppo_prompts import select
-from yulan.curation.preference import pair_for
-from yulan.schema.compose import load
+from yulan.compose import load
 from yulan.schema.curation import ComplexityConfig
+from yulan.stages.ppo_prompts import select
+from yulan.stages.preference import pair_for
 
 MATH = {
     "id": "m1",
@@ -78,8 +78,8 @@ def test_ppo_prompts_are_the_hardest_by_the_configured_signal(tmp_path):
 
 def test_complexity_drops_the_hardest_fraction(tmp_path):
     pytest.importorskip("torch")
-    from yulan.curation import complexity
     from yulan.runtime import tiny
+    from yulan.stages.curation import complexity
 
     model = tiny.resolve("tiny:policy", 4096, 1024)
     samples = [

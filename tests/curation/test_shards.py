@@ -6,8 +6,8 @@ import json
 import pytest
 
 from tests.conftest import chat_reply, json_server, run
-from yulan.curation.io import shard_bounds
-from yulan.schema.compose import ConfigError, load
+from yulan.compose import ConfigError, load
+from yulan.stages.curation.io import shard_bounds
 
 DIMENSIONS = ("instruction_following", "informativeness", "truthfulness")
 CALLS: list[str] = []

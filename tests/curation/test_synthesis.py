@@ -7,10 +7,10 @@ import re
 import pytest
 
 from tests.conftest import chat_reply, json_server
-from yulan.curation import synthesis
-from yulan.curation.stage import run as run_curation
-from yulan.schema.compose import load
+from yulan.compose import load
 from yulan.schema.curation import MathSynthesis
+from yulan.stages.curation import synthesis
+from yulan.stages.curation.stage import run as run_curation
 
 
 def teacher_reply(body: dict) -> dict:
@@ -233,8 +233,8 @@ HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 def test_a_model_server_is_started_waited_for_and_stopped(tmp_path):
     import sys
 
-    from yulan.curation.server import free_port, serving
     from yulan.runtime.http import JsonClient, ServerError, chat
+    from yulan.stages.curation.server import free_port, serving
 
     script = tmp_path / "server.py"
     script.write_text(STAND_IN_SERVER)
@@ -252,7 +252,7 @@ def test_a_model_server_that_dies_while_starting_is_reported_with_its_log(tmp_pa
     import sys
     import time
 
-    from yulan.curation.server import free_port, serving
+    from yulan.stages.curation.server import free_port, serving
 
     started = time.monotonic()
     command = [sys.executable, "-c", "import sys; print('torch.OutOfMemoryError: CUDA out of memory'); sys.exit(3)"]

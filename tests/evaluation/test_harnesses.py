@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run
-from yulan.evaluation import benchmarks, choice, harness, scoring
-from yulan.evaluation.stage import items_of, missing, score
-from yulan.schema.compose import load
+from yulan.compose import load
 from yulan.schema.evaluation import Benchmark, EvalConfig
+from yulan.stages import benchmarks
+from yulan.stages.evaluation import choice, harness, scoring
+from yulan.stages.evaluation.stage import items_of, prerun_problems, score
 
 pytest.importorskip("torch")
 DATA = Path(__file__).parents[2] / "yulan" / "data" / "eval"
@@ -216,7 +217,7 @@ def test_unrunnable_rows_are_named_before_anything_runs():
             "eval.benchmarks.truthfulqa_0shot.task=truthfulqa_gen",
         ]
     )
-    problems = {p.path: p for p in missing(experiment)}
+    problems = {p.path: p for p in prerun_problems(experiment)}
     assert set(problems) == {
         "eval.benchmarks.arc_0shot.metric",
         "eval.benchmarks.mbpp_plus_pass10.task",
@@ -227,7 +228,7 @@ def test_unrunnable_rows_are_named_before_anything_runs():
 
 def test_an_lm_eval_row_on_transformers_needs_accelerate(monkeypatch):
     """lm-eval's transformers backend imports accelerate: a job without it fails at its start, naming the row."""
-    from yulan.evaluation import stage
+    from yulan.stages.evaluation import stage
 
     monkeypatch.setattr(stage, "installed", lambda module: module != "accelerate")
     overrides = [
@@ -236,8 +237,8 @@ def test_an_lm_eval_row_on_transformers_needs_accelerate(monkeypatch):
         "eval.backend=transformers",
     ]
     experiment = load(["experiment=smoke", *overrides])
-    problems = [p for p in missing(experiment, here=True) if "accelerate" in p.rule]
+    problems = [p for p in prerun_problems(experiment, here=True) if "accelerate" in p.rule]
     assert [p.path for p in problems] == ["eval.benchmarks.mmlu_5shot.harness"]
     assert "[eval]" in problems[0].fix
     monkeypatch.setattr(stage, "installed", lambda module: True)
-    assert not [p for p in missing(experiment, here=True) if "accelerate" in p.rule]
+    assert not [p for p in prerun_problems(experiment, here=True) if "accelerate" in p.rule]

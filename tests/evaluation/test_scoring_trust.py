@@ -11,10 +11,11 @@ import time
 import pytest
 
 from tests.conftest import REPO, run
-from yulan import sandbox
-from yulan.answers import equivalent, extract, is_correct, plain_number, reference_of
-from yulan.evaluation import benchmarks, scoring
-from yulan.sandbox import BUBBLEWRAP, run_program
+from yulan.rewards import sandbox
+from yulan.rewards.answers import equivalent, extract, is_correct, plain_number, reference_of
+from yulan.rewards.sandbox import BUBBLEWRAP, run_program
+from yulan.stages import benchmarks
+from yulan.stages.evaluation import scoring
 
 math_verify = pytest.importorskip("math_verify")
 needs_bubblewrap = pytest.mark.skipif(sandbox.isolation_problem() is not None, reason="bubblewrap cannot start here")
@@ -151,7 +152,7 @@ COMPLETIONS = [  # per problem of yulan/data/eval/math.jsonl: a MATH-style compl
 
 
 def test_math_verdicts_equal_math_verify_on_a_math_layout_sample():
-    """Ours: the row's scoring (cut at 'Problem:', the final answer, yulan.answers); theirs: minerva_math's
+    """Ours: the row's scoring (cut at 'Problem:', the final answer, yulan.rewards.answers); theirs: minerva_math's
     math_verify, verify(parse(solution), parse(completion)) on the same cut completion."""
     records = [json.loads(line) for line in open(REPO / "yulan/data/eval/math.jsonl")]
     samples = [

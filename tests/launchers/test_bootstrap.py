@@ -2,10 +2,10 @@
 
 import pytest
 
-from yulan import distributed
+from yulan.compose import load
 from yulan.launchers import slurm
 from yulan.launchers.plan import plan
-from yulan.schema.compose import load
+from yulan.runtime import distributed
 
 
 def job_of(stage: str, *overrides: str):

@@ -1,4 +1,4 @@
-"""The SLURM launcher against a real SLURM: `python -m yulan.launchers.local_slurm start` (CI starts it)."""
+"""The SLURM launcher against a real SLURM: `python -m yulan.launchers.slurm.local_cluster start` (CI starts it)."""
 
 import json
 import shutil
@@ -14,7 +14,7 @@ pytestmark = [
     pytest.mark.slurm,
     pytest.mark.skipif(
         not shutil.which("sbatch") or subprocess.run(["scontrol", "ping"], capture_output=True).returncode != 0,
-        reason="needs a running SLURM: python -m yulan.launchers.local_slurm start",
+        reason="needs a running SLURM: python -m yulan.launchers.slurm.local_cluster start",
     ),
 ]
 
@@ -43,7 +43,7 @@ def test_a_single_job_is_submitted_without_waiting_and_runs(tmp_path):
     assert (run_dir / "curation" / "data" / "sft.jsonl").exists()
     assert (run_dir / "code" / "yulan" / "run.py").exists()  # the job ran the snapshot
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["jobs"]["curation"]["command"][:3] == ["python", "-m", "yulan.run"]
+    assert manifest["jobs"]["curation"]["command"][:3] == ["python", "-m", "yulan.cli.job"]
     assert manifest["slurm"]["jobs"] == {"curation": job_id}
     status = run("-m", "yulan.cli", "status", str(run_dir))
     assert status.returncode == 0 and "done: 1" in status.stdout and f"{job_id} COMPLETED" in status.stdout
@@ -156,10 +156,10 @@ def test_sharded_curation_runs_as_arrays_and_curates_what_one_job_does(tmp_path)
 
 
 def test_gpu_jobs_get_their_fake_gpus_and_tasks_see_their_ranks(tmp_path):
-    from yulan.distributed import task_environment
+    from yulan.compose import load
     from yulan.launchers import slurm
     from yulan.launchers.plan import plan
-    from yulan.schema.compose import load
+    from yulan.runtime.distributed import task_environment
 
     experiment = load(
         [
@@ -194,9 +194,9 @@ def test_an_interrupted_job_requeues_into_its_run_directory_and_matches_an_unint
     import submitit
     import torch
 
-    from yulan.native import sft
+    from yulan.compose import load
+    from yulan.engines.native import sft
     from yulan.runtime import models
-    from yulan.schema.compose import load
 
     data = tmp_path / "data.jsonl"
     data.write_text("".join(Path("yulan/data/sft_samples.jsonl").read_text().splitlines(keepends=True)[:32]))
@@ -229,12 +229,19 @@ def test_an_interrupted_job_requeues_into_its_run_directory_and_matches_an_unint
     assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
 
 
+def jobs_named(name: str) -> list[str]:
+    """Jobs of this test alone, queued or finished (other jobs may share the scheduler): named NAME-STAGE."""
+    queued = subprocess.run(["squeue", "-h", "-o", "%j"], capture_output=True, text=True).stdout.split()
+    accounted = subprocess.run(["sacct", "-n", "-X", "-o", "JobName%200"], capture_output=True, text=True).stdout
+    return [job for job in queued + accounted.split() if job.startswith(f"{name}-")]
+
+
 def test_a_sweep_with_one_invalid_point_submits_nothing(tmp_path):
-    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
-    result = run("launch.py", "-m", *FAST, f"run_root={tmp_path}", "ppo.gamma=0.5,2")
+    name = f"refused-{tmp_path.name}"
+    result = run("launch.py", "-m", *FAST, f"run_root={tmp_path}", f"name={name}", "ppo.gamma=0.5,2")
     assert result.returncode == 1
     assert "1 of 2 sweep points are invalid; nothing was run or submitted" in result.stderr
-    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+    assert jobs_named(name) == []
     assert list(tmp_path.iterdir()) == []
 
 
@@ -244,7 +251,7 @@ def test_the_ppo_ray_bootstrap_waits_for_every_gpu_then_runs_the_driver_and_stop
 
     script = (
         "import os, sys; sys.path.insert(0, os.getcwd())\n"
-        "from yulan.distributed import run_ray_job, ray_gpus\n"
+        "from yulan.runtime.distributed import run_ray_job, ray_gpus\n"
         f"status = run_ray_job(os.environ, 4, 1, {str(tmp_path)!r}, lambda: print('GPUS', ray_gpus()) or 0)\n"
         "print('STATUS', status)\n"
     )
@@ -299,12 +306,12 @@ def test_a_refused_job_cancels_what_the_launch_had_queued(tmp_path, refused, que
     ],
 )
 def test_the_live_cluster_is_checked_before_anything_is_queued(tmp_path, overrides, field, rule):
-    before = subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout
+    name = f"refused-{tmp_path.name}"
     for extra in ([], ["dry_run=true"]):
-        result = run("launch.py", *FAST, f"run_root={tmp_path}", *overrides, *extra)
+        result = run("launch.py", *FAST, f"run_root={tmp_path}", f"name={name}", *overrides, *extra)
         assert result.returncode == 1 and f"  {field} = " in result.stderr and rule in result.stderr, result.stderr
         assert "Traceback" not in result.stderr
-    assert subprocess.run(["squeue", "-h", "-o", "%i"], capture_output=True, text=True).stdout == before
+    assert jobs_named(name) == []
     assert list(tmp_path.iterdir()) == []
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run
-from yulan.health import Monitor, SharedWatch, health_samples, read_alerts, sample_statistics
-from yulan.schema.compose import load
+from yulan.cli.job import run_stage
+from yulan.compose import load
+from yulan.rewards.health import Monitor, SharedWatch, health_samples, read_alerts, sample_statistics
 from yulan.schema.errors import ConfigError
 from yulan.schema.health import HealthConfig, HealthRule, key
 from yulan.schema.ppo import Penalties
@@ -140,7 +141,6 @@ def test_length_collapse_is_stopped_with_an_alert_and_a_resumable_checkpoint(
 
 
 def test_a_warn_rule_logs_and_the_run_goes_on(tmp_path, talkative_policy, shortness_server):
-    from yulan.native import ppo
 
     experiment = load(
         collapse_overrides(
@@ -151,7 +151,7 @@ def test_a_warn_rule_logs_and_the_run_goes_on(tmp_path, talkative_policy, shortn
             f"run_dir={tmp_path}/run",
         )
     )
-    assert ppo.train(experiment, str(tmp_path / "run" / "ppo")) == 0
+    assert run_stage(experiment, "ppo", str(tmp_path / "run" / "ppo")) == 0
     assert (tmp_path / "run" / "ppo" / "model" / "model.safetensors").exists()
     assert len(metrics_of(tmp_path / "run" / "ppo")) == 14
     warned = [a for a in read_alerts(tmp_path / "run" / "ppo") if a["rule"] == "length_collapse"]
@@ -219,9 +219,9 @@ CALLER = textwrap.dedent("""
 
 
 def test_the_openrlhf_reward_function_writes_the_native_engines_statistics(tmp_path, shortness_server):
-    from yulan.health import watch_settings
-    from yulan.native import ppo
-    from yulan.reward import YulanReward, write_reward_file
+    from yulan.engines.native import ppo
+    from yulan.rewards.health import watch_settings
+    from yulan.rewards.reward import YulanReward, write_reward_file
     from yulan.runtime import models, tiny
     from yulan.runtime.batches import prompt_ids
 
@@ -316,9 +316,9 @@ ENGINE = textwrap.dedent("""
 
 
 def test_the_job_wrapper_ends_an_openrlhf_run_on_a_stop_alert(tmp_path, shortness_server):
-    from yulan.health import watch_settings
-    from yulan.reward import write_reward_file
-    from yulan.run import run_watched
+    from yulan.engines.openrlhf.driver import run_watched
+    from yulan.rewards.health import watch_settings
+    from yulan.rewards.reward import write_reward_file
     from yulan.runtime import tiny
 
     experiment = load(

@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from yulan.penalties import judge
-from yulan.reward import YulanReward, for_openrlhf, write_reward_file
+from yulan.rewards.penalties import judge
+from yulan.rewards.reward import YulanReward, for_openrlhf, write_reward_file
 from yulan.schema.ppo import Penalties, RewardConfig
 
 RULES = Penalties()
@@ -334,7 +334,7 @@ def test_reward_server_lifecycle_polls_until_it_answers(server):
     import subprocess
     import sys
 
-    from yulan.run import split_gpus, stop, wait_until_serving
+    from yulan.engines.openrlhf.driver import split_gpus, stop, wait_until_serving
 
     assert split_gpus(["0", "1", "2", "3", "4", "5", "6", "7"], 1) == (["0", "1", "2", "3", "4", "5", "6"], ["7"])
     assert split_gpus(["0", "1"], 0) == (["0", "1"], [])

@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from yulan.engines import openrlhf
-from yulan.engines.openrlhf_contract import check
-from yulan.native import estimators, losses, ppo
+from yulan.cli.job import run_stage
+from yulan.compose import load
+from yulan.engines.native import estimators, losses, ppo
+from yulan.engines.openrlhf import command as openrlhf
+from yulan.engines.openrlhf.contract import check
 from yulan.runtime import models, tiny
 from yulan.runtime.records import write_jsonl
-from yulan.schema.compose import load
 from yulan.schema.errors import ConfigError
 
 # Two prompts x three samples, responses of 3, 1, 2 / 2, 3, 1 tokens; the second prompt's rewards are all equal.
@@ -158,7 +159,7 @@ def test_dynamic_filtering_keeps_prompts_with_mixed_outcomes():
 # -- the OpenRLHF command line for every value ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def ppo_parser(openrlhf_wheel):
-    from yulan.engines.openrlhf_contract import parser_from_wheel
+    from yulan.engines.openrlhf.contract import parser_from_wheel
 
     return parser_from_wheel(openrlhf_wheel, openrlhf.MODULES["ppo"])
 
@@ -300,7 +301,7 @@ def test_native_grpo_trains_without_a_critic_and_rewards_verified_answers(tmp_pa
     )
     job_dir = tmp_path / "ppo"
     actor0 = models.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), torch.float32).state_dict()
-    assert ppo.train(experiment, str(job_dir)) == 0
+    assert run_stage(experiment, "ppo", str(job_dir)) == 0
     assert not (job_dir / "checkpoints" / "step-1" / "critic.pt").exists()
     final = models.load_causal_lm(str(job_dir / "model"), torch.float32).state_dict()
     assert any(not torch.equal(actor0[k], final[k]) for k in actor0)  # no frozen rollouts without a critic
@@ -338,7 +339,7 @@ def test_native_dynamic_filtering_replaces_prompts_whose_samples_agree(tmp_path)
         ]
     )
     job_dir = tmp_path / "ppo"
-    assert ppo.train(experiment, str(job_dir)) == 0
+    assert run_stage(experiment, "ppo", str(job_dir)) == 0
     metrics = [json.loads(line) for line in (job_dir / "metrics.jsonl").read_text().splitlines()]
     for m in metrics:
         assert m["ppo/prompts_drawn"] > 4 and m["ppo/filter_pass_rate"] == 4 / m["ppo/prompts_drawn"]

@@ -7,9 +7,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from yulan.native import dpo, estimators, ppo, sft  # noqa: E402
+from yulan.cli.job import run_stage  # noqa: E402
+from yulan.compose import load  # noqa: E402
+from yulan.engines.native import dpo, estimators, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
-from yulan.schema.compose import load  # noqa: E402
 from yulan.schema.ppo import KLController  # noqa: E402
 
 
@@ -227,7 +228,7 @@ def test_ppo_freezes_the_actor_while_the_critic_learns_and_clips_rewards(tmp_pat
     )
     job_dir = tmp_path / "ppo"
     actor0 = models.load_causal_lm(tiny.resolve("tiny:policy", 4096, 1024), torch.float32).state_dict()
-    assert ppo.train(experiment, str(job_dir)) == 0
+    assert run_stage(experiment, "ppo", str(job_dir)) == 0
     after_1 = torch.load(job_dir / "checkpoints" / "step-1" / "actor.pt")
     critic0 = models.load_scorer(tiny.resolve("tiny:reward", 4096, 1024), torch.float32, 3).state_dict()
     critic_1 = torch.load(job_dir / "checkpoints" / "step-1" / "critic.pt")

@@ -13,10 +13,11 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tests.conftest import REPO, run  # noqa: E402
-from yulan.native import dpo, loop, ppo, sft  # noqa: E402
+from yulan.cli.job import run_stage  # noqa: E402
+from yulan.compose import load  # noqa: E402
+from yulan.engines.native import dpo, loop, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
 from yulan.runtime.generation import generate  # noqa: E402
-from yulan.schema.compose import load  # noqa: E402
 from yulan.schema.errors import ConfigError  # noqa: E402
 from yulan.schema.models import ModelSpec  # noqa: E402
 from yulan.schema.ppo import KLController  # noqa: E402
@@ -285,7 +286,7 @@ def test_ppo_with_a_frozen_actor_leaves_beta_alone_and_keeps_eos(tmp_path):
         "ppo.kl.horizon=10",
     )
     assert experiment.ppo.total_rollouts == 3
-    assert ppo.train(experiment, str(tmp_path / "ppo")) == 0
+    assert run_stage(experiment, "ppo", str(tmp_path / "ppo")) == 0
     metrics = [json.loads(line) for line in (tmp_path / "ppo" / "metrics.jsonl").read_text().splitlines()]
     assert [m["ppo/actor_frozen"] for m in metrics] == [1.0, 1.0, 0.0]
     assert [m["ppo/kl_coef"] for m in metrics[:2]] == [0.01, 0.01]  # frozen: no KL to steer by
@@ -297,7 +298,7 @@ def test_ppo_with_a_frozen_actor_leaves_beta_alone_and_keeps_eos(tmp_path):
 SCORE_MEMORY = textwrap.dedent("""
     import resource, sys, torch
     from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
-    from yulan.native import ppo
+    from yulan.engines.native import ppo
     from yulan.runtime.batches import IGNORE, Tokenized
     from contextlib import nullcontext
     torch.manual_seed(0)
@@ -409,7 +410,7 @@ def test_flash_attention_without_a_gpu_or_the_package_is_refused(tmp_path):
     )
     assert result.returncode != 0 and "sft.attention" in result.stderr and "set attention=sdpa" in result.stderr
     assert "Traceback" not in result.stderr and not (tmp_path / "smoke").exists()
-    from yulan.native.checks import missing
+    from yulan.engines.native.checks import prerun_problems
 
     if __import__("importlib").util.find_spec("flash_attn") is None:
         gpu = load(
@@ -423,9 +424,9 @@ def test_flash_attention_without_a_gpu_or_the_package_is_refused(tmp_path):
                 "ppo.resources.gpus_per_node=1",
             ]
         )
-        problems = missing(gpu, "ppo", here=True)
+        problems = prerun_problems(gpu, "ppo", here=True)
         assert [p.path for p in problems] == ["ppo.attention"] and "flash-attn" in problems[0].rule
-        assert missing(gpu, "ppo", here=False) == []  # a login node without flash-attn may still submit
+        assert prerun_problems(gpu, "ppo", here=False) == []  # a login node without flash-attn may still submit
 
 
 @pytest.mark.parametrize("override", ["sft.max_steps=0", "ppo.max_steps=0", "dpo.max_steps=-1"])

@@ -2,9 +2,9 @@
 
 import pytest
 
-from yulan.engines import openrlhf
-from yulan.engines.openrlhf_contract import ContractError, check, parser_from_wheel
-from yulan.schema.compose import load
+from yulan.compose import load
+from yulan.engines.openrlhf import command as openrlhf
+from yulan.engines.openrlhf.contract import ContractError, check, parser_from_wheel
 
 VARIANTS = [
     ("sft_yulan", "sft", []),
@@ -155,7 +155,7 @@ def test_no_secret_on_the_command_line():
 
 
 def test_job_runner_fills_the_key_from_the_environment(monkeypatch):
-    from yulan.run import engine_argv
+    from yulan.engines.openrlhf.driver import engine_argv
 
     argv = ["--logger.wandb.key", openrlhf.WANDB_KEY_PLACEHOLDER]
     monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
@@ -187,7 +187,7 @@ def test_offline_wandb_accepts_the_marker_key(tmp_path):
 
 
 def test_online_tracking_without_key_refuses(tmp_path, monkeypatch):
-    from yulan.run import run_openrlhf
+    from yulan.engines.openrlhf.driver import run_openrlhf
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     experiment = load(["experiment=sft_yulan", "tracking.mode=online"])

@@ -20,7 +20,7 @@ from yulan.launchers.plan import Run
 from yulan.schema.experiment import Experiment
 from yulan.schema.fields import plain
 
-REPO_ROOT = Path(__file__).resolve().parent.parent.parent  # the folder that holds the yulan package
+REPO_ROOT = Path(__file__).resolve().parents[2]  # the folder that holds the yulan package
 PACKAGES = (
     "pydantic",
     "hydra-core",

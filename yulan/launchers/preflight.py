@@ -11,7 +11,7 @@ from yulan.launchers.plan import Run
 from yulan.schema.errors import Problem
 from yulan.schema.experiment import Experiment
 from yulan.schema.fields import plain
-from yulan.stages import available, missing
+from yulan.stages import available, prerun_problems
 
 
 def comparable(config: dict) -> dict:
@@ -60,7 +60,7 @@ def preflight(experiment: Experiment, run: Run, git: dict, local: bool = True) -
                     "run the stages that exist (stages=[...]) or use another engine",
                 )
             )
-        problems += missing(experiment, job.stage, here=local)
+        problems += prerun_problems(experiment, job.stage, here=local)
         if local and job.engine == "openrlhf" and not shutil.which("nvidia-smi"):
             problems.append(
                 Problem(

@@ -485,28 +485,28 @@ class Step:
 STEPS: dict[str, Step] = {
     step.name: step
     for step in (
-        Step("dedup", DedupConfig, "curation.dedup", "yulan.curation.dedup", sharded=True),
+        Step("dedup", DedupConfig, "curation.dedup", "yulan.stages.curation.dedup", sharded=True),
         Step(
             "decontaminate",
             DecontaminationConfig,
             "curation.decontaminate",
-            "yulan.curation.decontaminate",
+            "yulan.stages.curation.decontaminate",
             reads_eval_table=True,
         ),
-        Step("heuristics", HeuristicsConfig, "curation.heuristics", "yulan.curation.heuristics", sharded=True),
-        Step("judge", JudgeConfig, "curation.judge", "yulan.curation.judge", sharded=True, model="served"),
+        Step("heuristics", HeuristicsConfig, "curation.heuristics", "yulan.stages.curation.heuristics", sharded=True),
+        Step("judge", JudgeConfig, "curation.judge", "yulan.stages.curation.judge", sharded=True, model="served"),
         Step(
             "complexity",
             ComplexityConfig,
             "curation.complexity",
-            "yulan.curation.complexity",
+            "yulan.stages.curation.complexity",
             sharded=True,
             model="base",
         ),
-        Step("mix", MixConfig, "curation.mix", "yulan.curation.mix"),
+        Step("mix", MixConfig, "curation.mix", "yulan.stages.curation.mix"),
         # In a pipeline the PPO job selects its prompts itself.
         Step(
-            "ppo_prompts", PromptSet, "ppo.prompts", "yulan.curation.ppo_prompts", pipeline=False, reads_eval_table=True
+            "ppo_prompts", PromptSet, "ppo.prompts", "yulan.stages.ppo_prompts", pipeline=False, reads_eval_table=True
         ),
     )
 }

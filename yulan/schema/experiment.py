@@ -31,6 +31,11 @@ def stage_output(run_dir: str, stage: str) -> str:
     return f"{run_dir}/{stage}/{STAGE_OUTPUT[stage]}"
 
 
+def ppo_prompt_file(job_dir: str) -> str:
+    """Where the PPO job's prompt selection leaves the prompts that either engine trains on."""
+    return f"{job_dir}/data/prompts.jsonl"
+
+
 class Experiment(Section):
     name: str = chosen("experiment", description="Experiment name; launch.py sets it to the chosen experiment file.")
     stages: tuple[StageName, ...] = report(

@@ -16,7 +16,7 @@ from yulan.schema.errors import suggest
 from yulan.schema.fields import Section, chosen, rule_error
 
 PREFIX = "health/"
-# The rule penalties of yulan.penalties, in the order they are judged.
+# The rule penalties of yulan.rewards.penalties, in the order they are judged.
 PENALTY_RULES = ("truncated", "incomplete", "mixed_language", "generic")
 
 

@@ -1,119 +1,163 @@
-"""What runs inside a job, per (stage, engine). OpenRLHF stages run their engine command (yulan.run); the
-others are registered here. Modules are imported only when their job runs (they import torch)."""
+"""The pipeline's stages: one Stage record each, in one table, read by the planner (on the login node) and by the job
+entry point. A record names its code as "module:function" strings, imported only when its job runs (the modules
+import torch), so that planning and validating stay light.
+
+A runner takes (experiment, job_dir) and returns an exit status. A pre-run check takes (experiment, stage, here) and
+returns
+the Problems that would stop the stage, found before anything runs; `here`: also what this machine lacks, when the
+stage will run on it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import import_module
-from typing import Callable
+from pathlib import Path
+from typing import Any
 
-# (stage, engine) -> "module:function"; the function takes (experiment, job_dir) and returns an exit status.
-RUNNERS: dict[tuple[str, str | None], str] = {
-    ("curation", None): "yulan.curation.stage:run",
-    ("sft", "native"): "yulan.native.sft:train",
-    ("preference", None): "yulan.curation.preference:run",
-    ("dpo", "native"): "yulan.native.dpo:train",
-    ("ppo", "native"): "yulan.native.ppo:train",
-    ("eval", None): "yulan.evaluation.stage:run",
+from yulan.schema.common import STAGES
+from yulan.schema.errors import Problem
+from yulan.schema.experiment import Experiment
+
+
+def function(target: str) -> Callable[..., Any]:
+    module, name = target.split(":")
+    return getattr(import_module(module), name)
+
+
+def _training_packages(experiment: Experiment, stage: str) -> dict[str, str]:
+    if getattr(experiment, stage).engine == "openrlhf":
+        return dict.fromkeys(["openrlhf", "deepspeed", *(["ray", "vllm"] if stage == "ppo" else [])], f"{stage}.engine")
+    tracking = {} if experiment.tracking.mode == "disabled" else {"wandb": "tracking.mode"}
+    return dict.fromkeys(["torch", "transformers"], f"{stage}.engine") | tracking
+
+
+def _curation_packages(experiment: Experiment, stage: str) -> dict[str, str]:
+    from yulan.schema.curation import STEPS
+
+    config, needs = experiment.curation, {}
+    for step in config.steps:
+        if STEPS[step].model == "base":
+            needs |= dict.fromkeys(["torch", "transformers"], "curation.steps")
+        elif STEPS[step].model == "served":
+            needs["httpx"] = "curation.steps"
+    if config.sources.synthesis:
+        needs |= dict.fromkeys(["httpx", "math_verify"], "curation.sources.synthesis")
+    if any(str(path).endswith(".parquet") for path in config.inputs):
+        needs["pyarrow"] = "curation.inputs"
+    return needs
+
+
+def _generation_packages(experiment: Experiment, stage: str) -> dict[str, str]:
+    return dict.fromkeys(["torch", "transformers", "math_verify"], "stages") | (
+        {"matplotlib": "stages"} if stage == "eval" else {}
+    )
+
+
+def _preference_files(experiment: Experiment) -> list[tuple[str, str]]:
+    config = experiment.preference
+    return [("preference.prompts", p) for p in config.prompts] + [
+        ("preference.off_policy_sources", p) for p in config.off_policy_sources
+    ]
+
+
+def _ppo_files(experiment: Experiment) -> list[tuple[str, str]]:
+    source = experiment.ppo.prompts.source
+    return [] if source in STAGES else [("ppo.prompts.source", source)]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    runners: dict[str | None, str]  # engine (None: the stage has no engine setting) -> its runner
+    packages: Callable[[Experiment, str], dict[str, str]]  # {module: the setting that makes the stage import it}
+    input_files: Callable[[Experiment], list[tuple[str, str]]] = lambda experiment: []  # (setting, path) it reads
+    prerun_check: str | None = None  # "module:function"
+    prepare: str | None = None  # "module:function"(experiment, job_dir), run before any engine's runner
+    run_part: str | None = None  # "module:function"(experiment, job_dir, part, shard): a stage planned as several jobs
+
+    def engine(self, experiment: Experiment) -> str | None:
+        return getattr(getattr(experiment, self.name), "engine", None)
+
+    def runner(self, engine: str | None) -> Callable[[Experiment, str], int] | None:
+        target = self.runners.get(engine)
+        return function(target) if target else None
+
+
+TRAINING_RUNNERS = {
+    stage: {"native": f"yulan.engines.native.{stage}:train", "openrlhf": f"yulan.engines.openrlhf.driver:run_{stage}"}
+    for stage in ("sft", "dpo", "ppo")
 }
+NATIVE_CHECK = "yulan.engines.native.checks:prerun_problems"
 
-
-def runner(stage: str, engine: str | None) -> Callable | None:
-    target = RUNNERS.get((stage, engine))
-    if target is None:
-        return None
-    module, function = target.split(":")
-    return getattr(import_module(module), function)
+TABLE: dict[str, Stage] = {
+    stage.name: stage
+    for stage in (
+        Stage(
+            "curation",
+            {None: "yulan.stages.curation.stage:run"},
+            _curation_packages,
+            prerun_check="yulan.stages.curation.stage:prerun_problems",
+            run_part="yulan.stages.curation.stage:run_part",
+        ),
+        Stage("sft", TRAINING_RUNNERS["sft"], _training_packages, prerun_check=NATIVE_CHECK),
+        Stage("preference", {None: "yulan.stages.preference:run"}, _generation_packages, _preference_files),
+        Stage("dpo", TRAINING_RUNNERS["dpo"], _training_packages, prerun_check=NATIVE_CHECK),
+        Stage(
+            "ppo",
+            TRAINING_RUNNERS["ppo"],
+            _training_packages,
+            _ppo_files,
+            prerun_check=NATIVE_CHECK,
+            prepare="yulan.stages.ppo_prompts:select",
+        ),
+        Stage(
+            "eval",
+            {None: "yulan.stages.evaluation.stage:run"},
+            _generation_packages,
+            prerun_check="yulan.stages.evaluation.stage:prerun_problems",
+        ),
+    )
+}
+assert tuple(TABLE) == STAGES, "one record per stage, in pipeline order"
 
 
 def available(stage: str, engine: str | None) -> bool:
-    return engine == "openrlhf" or (stage, engine) in RUNNERS
+    return engine in TABLE[stage].runners
 
 
-def missing_inputs(experiment, stage: str) -> list:
+def missing_inputs(experiment: Experiment, stage: str) -> list[Problem]:
     """Data files a stage reads that do not exist (another stage's output is made by the run, and is not checked)."""
-    from pathlib import Path
-
-    from yulan.schema.common import STAGES
-    from yulan.schema.errors import Problem
-
-    files = {
-        "preference": [("preference.prompts", p) for p in experiment.preference.prompts]
-        + [("preference.off_policy_sources", p) for p in experiment.preference.off_policy_sources],
-        "ppo": []
-        if experiment.ppo.prompts.source in STAGES
-        else [("ppo.prompts.source", experiment.ppo.prompts.source)],
-    }
     made_by_runs = Path(experiment.run_root).resolve()
     return [
-        Problem(field, "the file must exist", path, "check the path (a JSONL file)")
-        for field, path in files.get(stage, [])
+        Problem(setting, "the file must exist", path, "check the path (a JSONL file)")
+        for setting, path in TABLE[stage].input_files(experiment)
         if not Path(path).exists() and made_by_runs not in Path(path).resolve().parents
     ]
 
 
-def needed_packages(experiment, stage: str) -> dict[str, str]:
-    """{module: the setting that makes the stage import it while it runs}."""
-    from yulan.schema.curation import STEPS
-
-    config = getattr(experiment, stage)
-    engine = getattr(config, "engine", None)
-    tracking = {} if experiment.tracking.mode == "disabled" else {"wandb": "tracking.mode"}
-    if engine == "openrlhf":
-        return dict.fromkeys(["openrlhf", "deepspeed", *(["ray", "vllm"] if stage == "ppo" else [])], f"{stage}.engine")
-    if stage in ("sft", "dpo", "ppo"):
-        return dict.fromkeys(["torch", "transformers"], f"{stage}.engine") | tracking
-    if stage == "curation":
-        needs = {}
-        for step in config.steps:
-            if STEPS[step].model == "base":
-                needs |= dict.fromkeys(["torch", "transformers"], "curation.steps")
-            elif STEPS[step].model == "served":
-                needs["httpx"] = "curation.steps"
-        if config.sources.synthesis:
-            needs |= dict.fromkeys(["httpx", "math_verify"], "curation.sources.synthesis")
-        if any(str(path).endswith(".parquet") for path in config.inputs):
-            needs["pyarrow"] = "curation.inputs"
-        return needs
-    if stage in ("preference", "eval"):
-        return dict.fromkeys(["torch", "transformers", "math_verify"], "stages") | (
-            {"matplotlib": "stages"} if stage == "eval" else {}
-        )
-    return {}
-
-
-def missing_packages(experiment, stage: str) -> list:
+def missing_packages(experiment: Experiment, stage: str) -> list[Problem]:
     """The packages a stage needs that this environment lacks (checked at the start of its job, before any step)."""
     from yulan.runtime.packages import install_hint, installed
-    from yulan.schema.errors import Problem
 
     return [
         Problem(
-            field,
+            setting,
             f"the {stage} stage imports {module} for this setting, and {module} is not installed in this environment",
             module,
             install_hint(module),
         )
-        for module, field in needed_packages(experiment, stage).items()
+        for module, setting in TABLE[stage].packages(experiment, stage).items()
         if not installed(module)
     ]
 
 
-def missing(experiment, stage: str, here: bool = True) -> list:
-    """Settings of a stage that cannot be carried out, found before anything runs; `here`: also what this
-    machine lacks (packages), when the stage will run on it."""
+def prerun_problems(experiment: Experiment, stage: str, here: bool = True) -> list[Problem]:
+    """Settings of a stage that cannot be carried out, found before anything runs; `here`: also what this machine
+    lacks (packages), when the stage will run on it."""
     problems = missing_inputs(experiment, stage) + (missing_packages(experiment, stage) if here else [])
-    if problems:
+    check = TABLE[stage].prerun_check
+    if problems or check is None:
         return problems
-    if stage == "curation":
-        from yulan.curation.stage import missing_steps
-
-        return missing_steps(experiment, here)
-    if stage == "eval":
-        from yulan.evaluation.stage import missing as eval_missing
-
-        return eval_missing(experiment, here)
-    if stage in ("sft", "dpo", "ppo"):
-        from yulan.native.checks import missing as trainer_missing
-
-        return trainer_missing(experiment, stage, here)
-    return []
+    return function(check)(experiment, stage, here)

@@ -1,0 +1,218 @@
+"""Rows run by the reference harnesses: lm-evaluation-harness (harness=lm_eval) and EvalPlus (harness=evalplus).
+
+lm_eval: one `simple_evaluate` per row with the row's task, shots and generation budget (lm-eval's vLLM default of
+256 new tokens truncates chains of thought). Chain-of-thought rows are rendered with the model's chat template,
+their few-shot examples as earlier turns; log-likelihood rows see lm-eval's raw prompts. With `data_path` a
+single task reads local JSONL: a task file that includes the built-in one and swaps its dataset is written to the
+run directory. A group (mmlu, minerva_math) spans many datasets; it reads the Hugging Face cache (fill HF_HOME on
+a machine with internet and copy it), or runs natively from local files.
+
+evalplus: completions come from this project's generation; EvalPlus runs them against the base and extended
+tests in its own sandbox (its `evaluate` in a subprocess, since the dataset path is read at import); pass@k uses
+the unbiased estimator over the samples that pass both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+from yulan.rewards import sandbox
+from yulan.rewards.sandbox import code_of
+from yulan.schema.evaluation import Benchmark
+from yulan.stages.benchmarks import read_records
+from yulan.stages.evaluation.scoring import pass_at_k, warn
+
+
+# -- lm-evaluation-harness ------------------------------------------------------------------------------------
+def lm_eval_task(benchmark: Benchmark, directory: Path, manager) -> tuple[str, str]:
+    """(what to ask the harness for: the task's name or a task file, the name its results come under). Local data
+    for a group is refused with the alternatives."""
+    from lm_eval.tasks._index import Kind
+
+    entry = manager.task_index.get(benchmark.task)
+    if entry is None:
+        raise ValueError(f"lm-evaluation-harness has no task '{benchmark.task}'")
+    if benchmark.data_path is None:
+        return benchmark.task, benchmark.task
+    if entry.kind is not Kind.TASK:
+        raise ValueError(
+            f"'{benchmark.task}' is an lm-eval group of many datasets; data_path works for single tasks. "
+            "Leave data_path unset and fill the Hugging Face cache (HF_HOME), or use harness=native"
+        )
+    name = f"{benchmark.task}_local"
+    config = {
+        "include": str(entry.yaml_path),
+        "task": name,
+        "tag": [],
+        "dataset_path": "json",
+        "dataset_name": None,
+        "dataset_kwargs": {"data_files": {"test": str(Path(benchmark.data_path).resolve())}},
+        "test_split": "test",
+        "validation_split": None,
+        "training_split": None,
+    }
+    if benchmark.num_fewshot:  # shots come from the same file (lm-eval never picks the question itself)
+        config["fewshot_split"] = "test"
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{name}.yaml").write_text(yaml.safe_dump(config))
+    return str(directory / f"{name}.yaml"), name
+
+
+def headline_metrics(task_results: dict) -> dict[str, float]:
+    """lm-eval keys results 'metric,filter'; keep one value per metric: no filter, else strict-match, else the
+    first filter."""
+    metrics: dict[str, float] = {}
+    for preferred in ("none", "strict-match", None):
+        for key, value in task_results.items():
+            if "," not in key or "_stderr" in key or not isinstance(value, (int, float)):
+                continue
+            metric, filtered = key.split(",", 1)
+            if metric not in metrics and (preferred is None or filtered == preferred):
+                metrics[metric] = value
+    return metrics
+
+
+def device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run_lm_eval(
+    benchmark: Benchmark, model_path: str, backend: str, context_length: int, directory: Path, gpus: int = 1
+) -> dict:
+    import lm_eval
+    from lm_eval.tasks import TaskManager
+
+    manager = TaskManager()  # indexing every task takes seconds: once
+    spec, task = lm_eval_task(benchmark, directory, manager)
+    if backend == "vllm":
+        model_args = {
+            "pretrained": model_path,
+            "tensor_parallel_size": gpus,
+            "max_model_len": context_length,
+            "gpu_memory_utilization": 0.85,
+        }
+    else:
+        model_args = {"pretrained": model_path, "max_length": context_length, "dtype": "auto"}
+    gen_kwargs = {
+        "max_gen_toks": benchmark.max_new_tokens,
+        "temperature": benchmark.temperature,
+        "do_sample": benchmark.temperature > 0,
+    }
+    output = lm_eval.simple_evaluate(
+        model="vllm" if backend == "vllm" else "hf",
+        model_args=model_args,
+        tasks=[spec],
+        task_manager=manager,
+        num_fewshot=benchmark.num_fewshot,
+        limit=benchmark.max_problems,
+        gen_kwargs=gen_kwargs,
+        apply_chat_template=benchmark.chain_of_thought,
+        fewshot_as_multiturn=benchmark.chain_of_thought,
+        batch_size="auto" if backend == "vllm" else 16,
+        log_samples=True,
+        device=device(),
+    )
+    results = output["results"]
+    metrics = headline_metrics(results[task])
+    metrics["problems"] = sum(v["effective"] for v in output.get("n-samples", {}).values())
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{benchmark.task}.lm_eval.json").write_text(json.dumps(results, indent=2, default=str))
+    with (directory / f"{benchmark.task}.lm_eval.samples.jsonl").open("w") as sink:  # per-question responses
+        for subtask_samples in output["samples"].values():
+            sink.writelines(json.dumps(sample, default=str, ensure_ascii=False) + "\n" for sample in subtask_samples)
+    return metrics
+
+
+# -- EvalPlus ---------------------------------------------------------------------------------------------------
+OVERRIDE = {"humaneval": "HUMANEVAL_OVERRIDE_PATH", "mbpp": "MBPP_OVERRIDE_PATH"}
+
+
+def evalplus_problems(benchmark: Benchmark) -> list[dict]:
+    """EvalPlus's problems (prompt, entry_point, canonical_solution, base_input, plus_input, atol, ...)."""
+    if benchmark.data_path is None:
+        from evalplus.data import get_human_eval_plus, get_mbpp_plus
+
+        problems = list((get_human_eval_plus() if benchmark.task == "humaneval" else get_mbpp_plus()).values())
+    else:
+        problems = read_records(benchmark.data_path)
+    return problems[: benchmark.max_problems] if benchmark.max_problems else problems
+
+
+def score_evalplus(
+    benchmark: Benchmark, problems: list[dict], samples: list[dict], directory: Path, isolation: str, workers: int = 4
+) -> tuple[dict, list[dict]]:
+    """`samples`: human-eval format (task_id, completion), several per task. EvalPlus itself runs under bubblewrap
+    (the environment read-only, only `directory` writable, no network) unless `isolation` says otherwise."""
+    known = {p["task_id"]: p for p in problems}
+    directory = directory.resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    dataset = directory / f"{benchmark.task}_plus.problems.jsonl"  # exactly the problems sampled
+    sampled = {s["task_id"] for s in samples}
+    dataset.write_text("".join(json.dumps(p) + "\n" for p in problems if p["task_id"] in sampled))
+    solutions = directory / f"{benchmark.task}_plus.solutions.jsonl"
+    solutions.write_text(
+        "".join(
+            json.dumps({"task_id": s["task_id"], "solution": known[s["task_id"]]["prompt"] + code_of(s["completion"])})
+            + "\n"
+            for s in samples
+        )
+    )
+    results_path = solutions.with_name(solutions.stem + "_eval_results.json")
+    results_path.unlink(missing_ok=True)  # evalplus would reuse it
+    variables = {OVERRIDE[benchmark.task]: str(dataset), "TOKENIZERS_PARALLELISM": "false"}
+    # os._exit: evalplus leaves a watchdog thread sleeping 20 s behind every evaluation
+    program = (
+        "import os, sys\nfrom evalplus.evaluate import evaluate\n"
+        f"evaluate(dataset={benchmark.task!r}, samples={str(solutions)!r}, parallel={workers})\n"
+        "sys.stdout.flush()\nos._exit(0)\n"
+    )
+    command = [sys.executable, "-c", program]
+    if isolation == sandbox.BUBBLEWRAP:
+        environment = {"PATH": "/usr/bin:/bin"}
+        command = sandbox.bubblewrap(
+            command, read_only=(sys.prefix,), writable=(str(directory),), env=variables, disk=1 << 30
+        )
+    else:
+        environment = {**os.environ, **variables}
+    done = subprocess.run(command, env=environment, capture_output=True, text=True)
+    if done.returncode != 0 or not results_path.exists():
+        raise RuntimeError(f"evalplus.evaluate failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
+    results = json.loads(results_path.read_text())["eval"]
+    base: dict[str, list[bool]] = defaultdict(list)
+    plus: dict[str, list[bool]] = defaultdict(list)
+    for task_id, outcomes in results.items():
+        for outcome in outcomes:
+            base[task_id].append(outcome["base_status"] == "pass")
+            plus[task_id].append(outcome["base_status"] == "pass" and outcome["plus_status"] == "pass")
+    metrics = {"problems": len(plus), "samples": len(samples), "isolation": isolation}
+    for k in sorted({1, benchmark.pass_k or 1}):
+        short = [task for task, v in plus.items() if len(v) < k]
+        if short or not plus:
+            metrics[f"pass@{k}"] = metrics[f"base_pass@{k}"] = None
+            warn(
+                metrics,
+                f"pass@{k} needs at least {k} samples per problem; {len(short)} of {len(plus)} problems have fewer",
+            )
+            continue
+        metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in plus.values()) / len(plus)
+        metrics[f"base_pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in base.values()) / len(base)
+    verdicts = [
+        {
+            "task_id": task_id,
+            "passed": outcome["base_status"] == "pass" and outcome["plus_status"] == "pass",
+            "outcome": f"base {outcome['base_status']}, plus {outcome['plus_status']}",
+            "why": "",
+        }
+        for task_id, outcomes in results.items()
+        for outcome in outcomes
+    ]
+    return metrics, verdicts
