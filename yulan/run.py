@@ -1,5 +1,6 @@
-"""`python -m yulan.run`: the job entry point under the name that run directories made before `yulan.cli.job`
-existed still name in their sbatch scripts and plans (a resubmit of such a run goes through here)."""
+"""`python -m yulan.run --run-dir DIR --stage STAGE`: the job entry point's stable name. Every planned job and sbatch
+script names it, and the code snapshots of earlier runs hold it too, so a resubmit runs in any of them; the work is
+done by yulan.cli.job."""
 
 import sys
 

@@ -110,10 +110,10 @@ def test_bad_search_paths_are_named(my_tree, tmp_path):
 
 
 def test_validate_all_fails_when_it_finds_nothing(tmp_path, monkeypatch, capsys):
-    import yulan.compose as compose
     from yulan.cli import main
+    from yulan.compose import search
 
-    monkeypatch.setattr(compose, "SHIPPED_EXPERIMENTS", tmp_path)  # as an install that lacks its experiment tree
+    monkeypatch.setattr(search, "SHIPPED_EXPERIMENTS", tmp_path)  # as an install that lacks its experiment tree
     monkeypatch.delenv("YULAN_EXPERIMENTS", raising=False)
     assert main(["validate", "--all"]) == 1
     assert "no experiment to validate" in capsys.readouterr().err
@@ -186,7 +186,7 @@ def test_a_stage_whose_packages_are_missing_fails_at_its_start(tmp_path):
     (run_dir / "config.json").write_text(json.dumps(plain(experiment)))  # as the launcher writes it
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(hidden), str(REPO)]))
     job = subprocess.run(
-        [sys.executable, "-m", "yulan.cli.job", "--run-dir", str(run_dir), "--stage", "curation"],
+        [sys.executable, "-m", "yulan.run", "--run-dir", str(run_dir), "--stage", "curation"],
         capture_output=True,
         text=True,
         env=env,

@@ -156,9 +156,8 @@ def test_experiment_files_hold_deltas_only():
     """A value in an experiment/group YAML that equals the schema default is a repeated default."""
     import yaml
 
-    from yulan.cli import flatten
     from yulan.compose import SHIPPED_EXPERIMENTS as EXPERIMENTS_DIR
-    from yulan.compose import default_at
+    from yulan.compose import default_at, flatten
 
     repeated = []
     for path in EXPERIMENTS_DIR.rglob("*.yaml"):

@@ -29,7 +29,7 @@ def test_dry_run_prints_only_the_plan_and_writes_nothing(tmp_path):
     assert jobs["sft"]["resources"]["nodes"] == 4 and jobs["sft"]["partition"] == "gpu"
     assert jobs["curation"]["engine"] is None and jobs["curation"]["engine_command"] is None
     assert jobs["ppo"]["engine_command"][:3] == ["python", "-m", "openrlhf.cli.train_ppo_ray"]
-    assert jobs["ppo"]["command"] == ["python", "-m", "yulan.cli.job", "--run-dir", only["run_dir"], "--stage", "ppo"]
+    assert jobs["ppo"]["command"] == ["python", "-m", "yulan.run", "--run-dir", only["run_dir"], "--stage", "ppo"]
 
 
 def test_single_stage_experiments_chain_through_run_root(tmp_path):
@@ -122,7 +122,7 @@ def test_compose_cache_gives_the_same_experiment(tmp_path):
 
 
 def test_json_schema_matches_committed_copy():
-    from yulan.cli import SCHEMA_FILE, json_schema
+    from yulan.cli.schema import SCHEMA_FILE, json_schema
 
     committed = json.loads(SCHEMA_FILE.read_text())
     assert committed == json_schema(), (
@@ -131,7 +131,7 @@ def test_json_schema_matches_committed_copy():
 
 
 def test_json_schema_describes_fields_with_their_source():
-    from yulan.cli import json_schema
+    from yulan.cli.schema import json_schema
 
     schema = json_schema()
     ppo = schema["$defs"]["PPOConfig"]["properties"]

@@ -17,9 +17,10 @@ LAYERS = [
     ("yulan.stages.preference",),
     ("yulan.stages.ppo_prompts",),
     ("yulan.stages",),  # the stage table
-    ("yulan.report", "yulan.launchers"),
+    ("yulan.launchers",),
+    ("yulan.report",),  # reads what launches leave: run directories, ledgers
     ("yulan.cli",),
-    ("yulan.run",),  # the job entry point under its name in run directories made before yulan.cli.job
+    ("yulan.run",),  # the job entry point's stable name (plans, sbatch scripts, code snapshots of earlier runs)
 ]
 UNITS = sorted((name for names in LAYERS for name in names), key=len, reverse=True)
 

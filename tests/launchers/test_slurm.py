@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run
+from tests.conftest import REPO, run
 
 pytestmark = [
     pytest.mark.slurm,
@@ -43,7 +43,7 @@ def test_a_single_job_is_submitted_without_waiting_and_runs(tmp_path):
     assert (run_dir / "curation" / "data" / "sft.jsonl").exists()
     assert (run_dir / "code" / "yulan" / "run.py").exists()  # the job ran the snapshot
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert manifest["jobs"]["curation"]["command"][:3] == ["python", "-m", "yulan.cli.job"]
+    assert manifest["jobs"]["curation"]["command"][:3] == ["python", "-m", "yulan.run"]
     assert manifest["slurm"]["jobs"] == {"curation": job_id}
     status = run("-m", "yulan.cli", "status", str(run_dir))
     assert status.returncode == 0 and "done: 1" in status.stdout and f"{job_id} COMPLETED" in status.stdout
@@ -331,3 +331,38 @@ def test_a_fresh_submission_shows_queued_or_running_not_unknown(tmp_path):
     status = run("-m", "yulan.cli", "status", str(tmp_path / "smoke"))  # before accounting has heard of the jobs
     assert status.returncode == 0 and "UNKNOWN" not in status.stdout and "unknown: 0" in status.stdout, status.stdout
     assert [p["state"] for p in wait(tmp_path / "smoke")] == ["done", "done"]
+
+
+# The last commit before the layout of yulan/cli, yulan/stages, yulan/engines: its code snapshot has yulan/run.py only
+BEFORE_THE_LAYOUT = "979140db69e782ef14cf18a087c6b091a340a256"
+
+
+def test_a_submission_made_before_the_layout_resubmits_into_its_own_code_snapshot(tmp_path):
+    """A run launched by the code before the layout keeps its snapshot of that code: its resubmitted jobs run there
+    (`python -m yulan.run`), planned by this code from the run's config.json and ledger."""
+    old_code = tmp_path / "old-code"
+    archive = subprocess.run(["git", "archive", BEFORE_THE_LAYOUT], cwd=REPO, capture_output=True)
+    if archive.returncode != 0:
+        pytest.skip(f"this clone lacks commit {BEFORE_THE_LAYOUT[:8]} (a shallow clone)")
+    old_code.mkdir()
+    subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive.stdout, check=True)
+    assert not (old_code / "yulan" / "cli").exists() and (old_code / "yulan" / "run.py").exists()
+    (tmp_path / "broken.jsonl").write_text('{"id": "a", "messages": [\n')
+    result = run(
+        "launch.py", *FAST, "stages=[curation]", f"run_root={tmp_path}", f"curation.inputs=[{tmp_path}/broken.jsonl]"
+    )
+    assert result.returncode == 0, result.stderr
+    run_dir = tmp_path / "smoke"
+    assert [p["state"] for p in wait(run_dir)] == ["failed"]
+    book = ledger(run_dir)
+    shutil.rmtree(book["code"])
+    shutil.copytree(old_code, book["code"])  # as that launch left it
+
+    (tmp_path / "broken.jsonl").write_text(Path("yulan/data/sft_samples.jsonl").read_text())
+    again = run("-m", "yulan.cli", "resubmit", "--failed", str(run_dir))
+    assert again.returncode == 0 and "resubmitted points [0]" in again.stdout, again.stderr
+    assert [p["state"] for p in wait(run_dir)] == ["done"]
+    assert (run_dir / "curation" / "data" / "sft.jsonl").exists()
+    log = (run_dir / "curation" / "log.txt").read_text()
+    assert " INFO yulan.run: curation starts on " in log  # the job entry point as that code named its logger
+    assert " INFO yulan.curation.stage: [curation] mix: " in log  # that code's module, not yulan.stages.curation

@@ -1,4 +1,5 @@
-"""Job entry point: `python -m yulan.cli.job --run-dir DIR --stage STAGE` runs one stage of a planned run."""
+"""Job entry point (`python -m yulan.run --run-dir DIR --stage STAGE`): one stage of a planned run, as its stage
+record says."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ log = logging.getLogger("yulan.cli.job")  # also when run as __main__
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m yulan.cli.job", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m yulan.run", description=__doc__)
     parser.add_argument("--run-dir", required=True, type=Path)
     parser.add_argument("--stage", required=True)
     parser.add_argument("--part", help="one job of a stage planned as several (curation with curation.shards > 1)")

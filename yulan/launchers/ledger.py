@@ -9,6 +9,8 @@ import time
 from enum import Enum
 from pathlib import Path
 
+from yulan.runtime.records import read_json_object
+
 LEDGER = "ledger.json"
 
 
@@ -137,3 +139,14 @@ def wait(directory: Path, timeout_s: float, poll_s: float = 1.0) -> list[dict]:
         if all(p["state"] in (PointState.DONE, PointState.FAILED) for p in points) or time.monotonic() > deadline:
             return points
         time.sleep(poll_s)
+
+
+def ledger_jobs(run_dir: Path) -> dict[str, str]:
+    """The SLURM job ids of this run's jobs, from the ledger of its submission (in it or in its sweep directory)."""
+    for directory in (run_dir, run_dir.parent):
+        ledger = read_json_object(directory / LEDGER)
+        if ledger:
+            for point in ledger.get("points", []):
+                if Path(point.get("run_dir", "")).resolve() == run_dir.resolve():
+                    return dict(point.get("jobs", {}))
+    return {}

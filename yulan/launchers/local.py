@@ -1,19 +1,21 @@
-"""Run a plan on this machine: every check first, then the run directory, then the jobs in order. A launcher
-module offers `dry_run(experiments, runs)` (the plan as JSON data) and `launch(experiments, runs, multirun)` (an exit
-status); launch.py picks the module named by `launcher.kind`."""
+"""Run a plan on this machine: every check first, then the run directory, then the jobs in order, in the foreground
+(the Launcher protocol of yulan.launchers). A run directory, or a sweep directory of them, is what it leaves."""
 
 from __future__ import annotations
 
+import fcntl
 import os
+import platform
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from yulan.launchers import manifest
-from yulan.launchers.plan import Run
+from yulan.launchers.plan import Run, plan
 from yulan.launchers.preflight import preflight
-from yulan.runtime.lifecycle import REQUEUE_STATUS
+from yulan.runtime.lifecycle import REQUEUE_STATUS, stage_state
+from yulan.runtime.records import read_json_object
 from yulan.schema.errors import ConfigError, Problem
 from yulan.schema.experiment import Experiment
 
@@ -77,3 +79,68 @@ def run_forwarding_stop(command: list[str], env: dict[str, str]) -> int:
         return child.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def status(directory: Path) -> list[dict]:
+    runs = manifest.run_dirs(directory)
+    if not runs:
+        raise FileNotFoundError(
+            f"{directory} holds no ledger.json (a SLURM submission) and no config.json (a run "
+            "directory): pass the directory launch.py printed"
+        )
+    points = []
+    for index, run_dir in enumerate(runs):
+        planned = [job["stage"] for job in read_json_object(run_dir / "plan.json").get("jobs", [])]
+        names = list(dict.fromkeys(planned)) or list(read_json_object(run_dir / "config.json").get("stages", []))
+        stages = {stage: stage_state(run_dir / stage) for stage in names}
+        done = all(state == "done" for state in stages.values())
+        started = any(state != "not started" for state in stages.values())
+        points.append(
+            {
+                "index": index,
+                "state": "done" if done else "started" if started else "not started",
+                "stages": stages,
+                "overrides": read_json_object(run_dir / "manifest.json").get("overrides", []),
+                "run_dir": str(run_dir),
+            }
+        )
+    return points
+
+
+def cancel(directory: Path) -> list[str]:
+    """A local launch holds its run directory's lock while it runs: SIGTERM to that process, which passes it to the
+    stage (it checkpoints and stops, as under SLURM). Launches on other hosts are named, not signalled."""
+    stopped = []
+    for run_dir in manifest.run_dirs(directory):
+        lock = run_dir / manifest.LOCK
+        if not lock.is_file():
+            continue
+        with lock.open() as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                continue  # nobody holds it: nothing runs there
+            except BlockingIOError:
+                owner = handle.read().split()
+        if len(owner) < 4 or owner[0] != "pid" or not owner[1].isdigit():
+            continue
+        if owner[3] != platform.node():
+            raise FileNotFoundError(f"{run_dir} is run by a launch on {owner[3]} (pid {owner[1]}): stop it there")
+        os.kill(int(owner[1]), signal.SIGTERM)
+        stopped.append(f"pid {owner[1]} ({run_dir})")
+    return stopped
+
+
+def resubmit(directory: Path) -> list[int]:
+    """The points not done, run again in their run directories (launcher.on_existing_run=resume): finished stages
+    are skipped, a stopped one resumes from its checkpoint."""
+    again = [point for point in status(directory) if point["state"] != "done"]
+    for point in again:
+        run_dir = Path(point["run_dir"])
+        experiment = Experiment.model_validate_json((run_dir / "config.json").read_text())
+        experiment = experiment.model_copy(
+            update={"launcher": experiment.launcher.model_copy(update={"on_existing_run": "resume"})}
+        )
+        code = launch([experiment], [plan(experiment, point["overrides"])], multirun=False)
+        if code:
+            raise ChildProcessError(f"point {point['index']} ({run_dir}) failed again with exit status {code}")
+    return [point["index"] for point in again]

@@ -61,6 +61,18 @@ def resolved(experiment: Experiment) -> dict[str, Any]:
     return experiment.model_dump(mode="json")
 
 
+def is_run(directory: Path) -> bool:
+    return (directory / "config.json").is_file()
+
+
+def run_dirs(directory: Path) -> list[Path]:
+    """The run directory, or the points of a sweep directory in index order."""
+    if is_run(directory):
+        return [directory]
+    points = [d for d in directory.iterdir() if d.is_dir() and is_run(d)] if directory.is_dir() else []
+    return sorted(points, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
+
+
 LOCK = ".launch.lock"
 
 

@@ -90,7 +90,7 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
                 depends_on=depends_on,
                 inputs=inputs,
                 outputs={stage: stage_output(experiment.output_dir, stage)},
-                command=["python", "-m", "yulan.cli.job", "--run-dir", experiment.output_dir, "--stage", stage],
+                command=["python", "-m", "yulan.run", "--run-dir", experiment.output_dir, "--stage", stage],
                 engine_command=openrlhf.command(experiment, stage, job_dir) if engine == "openrlhf" else None,
                 reward_server_command=openrlhf.reward_server_command(experiment)
                 if stage == "ppo" and engine == "openrlhf"
@@ -133,7 +133,7 @@ def curation_parts(experiment: Experiment, inputs: dict[str, str], depends_on: l
                 command=[
                     "python",
                     "-m",
-                    "yulan.cli.job",
+                    "yulan.run",
                     "--run-dir",
                     experiment.output_dir,
                     "--stage",

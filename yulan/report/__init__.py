@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from yulan.compose import paper_differences
+from yulan.launchers.ledger import ledger_jobs
+from yulan.launchers.manifest import is_run, run_dirs
 from yulan.rewards.health import read_alerts
 from yulan.runtime.lifecycle import done_marker, stage_state, started_marker
 from yulan.runtime.records import read_log, write_text
@@ -79,15 +81,6 @@ def read_json(path: Path) -> Any:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-
-
-def is_run(directory: Path) -> bool:
-    return (directory / "config.json").is_file()
-
-
-def sweep_points(directory: Path) -> list[Path]:
-    points = [d for d in directory.iterdir() if d.is_dir() and is_run(d)]
-    return sorted(points, key=lambda d: (not d.name.isdigit(), int(d.name) if d.name.isdigit() else 0, d.name))
 
 
 class RunView:
@@ -168,17 +161,6 @@ class RunView:
             if values:
                 return name, values[-1], higher
         return None
-
-
-def ledger_jobs(run_dir: Path) -> dict[str, str]:
-    """The SLURM job ids of this run's jobs, from the ledger of its submission (in it or in its sweep directory)."""
-    for directory in (run_dir, run_dir.parent):
-        ledger = read_json(directory / "ledger.json")
-        if ledger:
-            for point in ledger.get("points", []):
-                if Path(point.get("run_dir", "")).resolve() == run_dir.resolve():
-                    return dict(point.get("jobs", {}))
-    return {}
 
 
 # -- plots --------------------------------------------------------------------------------------------------
@@ -516,7 +498,7 @@ def render(directory: Path) -> str:
         title = f"{view.name}: run report"
         body = run_sections(view)
     else:
-        views = [RunView(point) for point in sweep_points(directory)]
+        views = [RunView(point) for point in run_dirs(directory)]
         if not views:
             raise FileNotFoundError(
                 f"{directory} is neither a run directory (config.json) nor a sweep directory "

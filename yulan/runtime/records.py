@@ -281,3 +281,12 @@ def read_log(path: str | Path) -> list[dict]:
         except ValueError:
             continue
     return rows
+
+
+def read_json_object(path: Path) -> dict:
+    """A JSON object from a file, or {} for a file that is missing, unreadable or holds something else."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

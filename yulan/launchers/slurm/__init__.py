@@ -28,7 +28,9 @@ from pathlib import Path
 from typing import Any
 
 from yulan.launchers import manifest
-from yulan.launchers.ledger import LEDGER, PointState, read_ledger, status
+from yulan.launchers.ledger import LEDGER, PointState, read_ledger
+from yulan.launchers.ledger import cancel as ledger_cancel
+from yulan.launchers.ledger import status as ledger_status
 from yulan.launchers.plan import Job, Run
 from yulan.launchers.preflight import preflight
 from yulan.runtime.lifecycle import REQUEUE_STATUS
@@ -38,7 +40,7 @@ from yulan.schema.experiment import Experiment
 
 
 class StageJob:
-    """What a SLURM task runs: `python -m yulan.cli.job` from the snapshot, in the launch directory.
+    """What a SLURM task runs: `python -m yulan.run` from the snapshot, in the launch directory.
 
     On preemption or near the time limit submitit calls `checkpoint`: the stage is asked to save (SIGUSR1), given
     time to finish writing, and the same job (same run directory) is requeued; it resumes from its checkpoint.
@@ -53,7 +55,9 @@ class StageJob:
 
     def __call__(self) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [self.snapshot, os.environ.get("PYTHONPATH")])))
-        command = [sys.executable, "-m", "yulan.cli.job", "--run-dir", self.run_dir, "--stage", self.stage]
+        # -P: the launch directory (the job's working directory, often a checkout) is not put before the snapshot on
+        # the module path, so the job runs the code as it was at submission, whatever the checkout holds now
+        command = [sys.executable, "-P", "-m", "yulan.run", "--run-dir", self.run_dir, "--stage", self.stage]
         command += (["--part", self.part] if self.part else []) + (
             ["--shard", str(self.shard)] if self.shard is not None else []
         )
@@ -395,6 +399,18 @@ def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:
     for experiment, run in zip(experiments, runs):
         run.jobs[:] = [job.with_sbatch(sbatch_script(job, experiment)) for job in run.jobs]
     return [run.to_json() for run in runs]
+
+
+def status(directory: Path) -> list[dict]:
+    return ledger_status(directory)
+
+
+def cancel(directory: Path) -> list[str]:
+    return ledger_cancel(directory)
+
+
+def resubmit(directory: Path) -> list[int]:
+    return resubmit_failed(directory)
 
 
 def launch(experiments: list[Experiment], runs: list[Run], multirun: bool) -> int:

@@ -1,0 +1,27 @@
+"""`yulan report DIR [--output FILE]`: DIR/report.html, one self-contained page of a run or sweep."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def add_parser(sub) -> None:
+    parser = sub.add_parser(
+        "report", help="write report.html for a run or sweep directory (self-contained, plots inline)"
+    )
+    parser.add_argument("directory", type=Path)
+    parser.add_argument("--output", type=Path, help="where to write the page (default DIR/report.html)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from yulan import report
+
+    try:
+        path = report.write(args.directory, args.output)
+    except FileNotFoundError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
