@@ -25,7 +25,7 @@ from yulan.rewards.health import RewardFunctionWatch, health_samples, sample_sta
 from yulan.rewards.reward import YulanReward, for_openrlhf  # noqa: E402
 from yulan.runtime import tiny  # noqa: E402
 from yulan.schema.health import HealthConfig  # noqa: E402
-from yulan.schema.ppo import RewardConfig  # noqa: E402
+from yulan.schema.reward import RewardConfig  # noqa: E402
 
 DATA = Path(__file__).resolve().parent.parent / "yulan" / "data" / "sft_samples.jsonl"
 

@@ -14,12 +14,29 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def pytest_collection_modifyitems(items):
-    """A test that needs the OpenRLHF wheel downloads it unless $OPENRLHF_WHEEL names a local copy."""
+# `pytest` alone is the fast inner loop; these run with `pytest --all` (CI) or when named by `-m`
+LEFT_OUT_BY_DEFAULT = ("slow", "slurm")
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--all", action="store_true", help=f"also the tests marked {' and '.join(LEFT_OUT_BY_DEFAULT)} (as CI runs)"
+    )
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that needs the OpenRLHF wheel downloads it unless $OPENRLHF_WHEEL names a local copy. Without --all or
+    -m, the slow and SLURM tests are left out."""
     if not os.environ.get("OPENRLHF_WHEEL"):
         for item in items:
             if "openrlhf_wheel" in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.network)
+    if config.getoption("--all") or config.getoption("markexpr"):
+        return
+    left_out = [item for item in items if any(item.get_closest_marker(name) for name in LEFT_OUT_BY_DEFAULT)]
+    if left_out:
+        config.hook.pytest_deselected(items=left_out)
+        items[:] = [item for item in items if item not in left_out]
 
 
 @pytest.fixture(autouse=True, scope="session")

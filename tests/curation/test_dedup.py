@@ -13,7 +13,8 @@ from yulan.runtime import records
 from yulan.runtime.records import SetAside
 from yulan.schema.curation import DedupConfig
 from yulan.stages.curation import dedup
-from yulan.stages.curation.dedup import batch_shingles, duplicate_of, sample_text
+from yulan.stages.curation.dedup import duplicate_of, sample_text
+from yulan.stages.curation.shingles import batch_shingles
 
 CONFIG = DedupConfig()
 rng = random.Random(7)

@@ -13,6 +13,14 @@ import pytest
 from tests.conftest import REPO, run
 from yulan.launchers import manifest
 
+SFT_STEPS = [
+    "launch.py",
+    "experiment=smoke",
+    "stages=[sft]",
+    "sft.data=yulan/data/sft_samples.jsonl",
+    "sft.max_steps=400",
+    "tracking.mode=disabled",
+]
 QUICK = ["launch.py", "experiment=smoke", "stages=[curation]", "curation.steps=[dedup]", "tracking.mode=disabled"]
 
 
@@ -58,17 +66,7 @@ def test_a_resume_keeps_the_record_of_every_launch(tmp_path):
 
 def test_sigterm_to_a_local_launch_reaches_the_stage_which_checkpoints(tmp_path):
     pytest.importorskip("torch")
-    command = [
-        sys.executable,
-        "launch.py",
-        "experiment=smoke",
-        "stages=[sft]",
-        "sft.data=yulan/data/sft_samples.jsonl",
-        "sft.max_steps=400",
-        "sft.save_every_steps=1000",
-        "tracking.mode=disabled",
-        f"run_root={tmp_path}",
-    ]
+    command = [sys.executable, *SFT_STEPS, "sft.save_every_steps=1000", f"run_root={tmp_path}"]
     launcher = subprocess.Popen(
         command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=dict(os.environ, YULAN_PROGRESS="0")
     )
@@ -85,6 +83,45 @@ def test_sigterm_to_a_local_launch_reaches_the_stage_which_checkpoints(tmp_path)
     assert steps and steps[-1] < 400 and not (tmp_path / "smoke" / "sft" / "DONE").exists()
     stage = subprocess.run(["pgrep", "-f", "--", f"--run-dir {tmp_path}/smoke"], capture_output=True)
     assert stage.returncode == 1  # the stage ended with its launcher: nothing writes DONE later
+
+
+@pytest.mark.slow
+def test_yulan_cancel_stops_a_local_launch_and_resubmit_finishes_it_from_its_checkpoint(tmp_path):
+    """The local launcher's side of the Launcher protocol, through the commands a user types."""
+    pytest.importorskip("torch")
+    command = [*SFT_STEPS, "sft.save_every_steps=1000", f"run_root={tmp_path}"]
+    launcher = subprocess.Popen(
+        [sys.executable, *command],
+        cwd=REPO,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ, YULAN_PROGRESS="0"),
+    )
+    run_dir = tmp_path / "smoke"
+    metrics = run_dir / "sft" / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and len(metrics.read_text().splitlines()) >= 2):
+        assert launcher.poll() is None and time.monotonic() < deadline, launcher.stderr.read()
+        time.sleep(0.2)
+    cancel = run("-m", "yulan.cli", "cancel", str(run_dir))
+    assert cancel.returncode == 0 and f"cancelled 1 jobs: pid {launcher.pid} ({run_dir})" in cancel.stdout, cancel
+    assert launcher.wait(timeout=120) == 75
+    status = run("-m", "yulan.cli", "status", str(run_dir), "--json")
+    [point] = json.loads(status.stdout)
+    assert point["state"] == "started" and point["stages"] == {"sft": "started"}
+    assert run("-m", "yulan.cli", "cancel", str(run_dir)).stdout.strip() == "nothing left to cancel"
+
+    again = run("-m", "yulan.cli", "resubmit", "--failed", str(run_dir))
+    assert again.returncode == 0 and "resubmitted points [0]" in again.stdout, again.stderr[-2000:]
+    [point] = json.loads(run("-m", "yulan.cli", "status", str(run_dir), "--json").stdout)
+    assert point["state"] == "done" and (run_dir / "sft" / "model" / "model.safetensors").exists()
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps[-1] == 400 and steps == sorted(set(steps))  # resumed from the checkpoint, not restarted
+    assert len(launches(run_dir)) == 2  # a record per launch
+
+
+def launches(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "launches.jsonl").read_text().splitlines()]
 
 
 def test_the_code_snapshot_holds_what_git_tracks_and_what_is_named_never_an_untracked_secret(tmp_path):

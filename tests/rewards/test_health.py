@@ -19,7 +19,7 @@ from yulan.compose import load
 from yulan.rewards.health import Monitor, SharedWatch, health_samples, read_alerts, sample_statistics
 from yulan.schema.errors import ConfigError
 from yulan.schema.health import HealthConfig, HealthRule, key
-from yulan.schema.ppo import Penalties
+from yulan.schema.reward import Penalties
 
 torch = pytest.importorskip("torch")
 

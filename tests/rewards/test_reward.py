@@ -9,7 +9,7 @@ import pytest
 
 from yulan.rewards.penalties import judge
 from yulan.rewards.reward import YulanReward, for_openrlhf, write_reward_file
-from yulan.schema.ppo import Penalties, RewardConfig
+from yulan.schema.reward import Penalties, RewardConfig
 
 RULES = Penalties()
 

@@ -29,29 +29,45 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     """Per sample: the reward-model score, each rule that fired, the verifier's verdict and the final reward, as
     the PPO stage of the composed experiment computes them; --summary gives the rates."""
-    from yulan.rewards.reward import RewardServerError, Sample, YulanReward
-    from yulan.rewards.sandbox import SandboxUnavailable
-    from yulan.rewards.verifier import Checker
+
+    experiment = validate(compose(args.overrides))
+    lines, samples = reward_samples(args.samples)
+    rows = scored(experiment, lines, samples)
+    if args.summary:
+        print(json.dumps(summary(rows), indent=2))
+    else:
+        for row in rows:
+            print(json.dumps(row, ensure_ascii=False))
+    return 0
+
+
+def reward_samples(path: Path) -> tuple[list[int], list]:
+    from yulan.rewards.reward import Sample
     from yulan.schema.errors import Problem
     from yulan.stages.preference import messages_of
 
-    experiment = validate(compose(args.overrides))
-    config = experiment.ppo.reward
-    lines, records = read_samples(args.samples, {"prompt", "response"}, None, text_key="response")
+    lines, records = read_samples(path, {"prompt", "response"}, None, text_key="response")
     samples = []
     for line, record in zip(lines, records):
         truncated = record.get("truncated")
         if truncated is not None and not isinstance(truncated, bool):
             raise ConfigError(
-                f"malformed samples in {args.samples}",
-                [
-                    Problem(
-                        f"{args.samples}:{line}", "truncated must be true or false", truncated, "omit it when unknown"
-                    )
-                ],
+                f"malformed samples in {path}",
+                [Problem(f"{path}:{line}", "truncated must be true or false", truncated, "omit it when unknown")],
             )
         reference = {key: record[key] for key in ("answer", "tests") if record.get(key) is not None}
         samples.append(Sample(messages_of(record["prompt"]), record["response"], reference, truncated))
+    return lines, samples
+
+
+def scored(experiment, lines: list[int], samples: list) -> list[dict]:
+    """Each sample's reward as the PPO stage computes it, with its parts."""
+    from yulan.rewards.reward import RewardServerError, YulanReward
+    from yulan.rewards.sandbox import SandboxUnavailable
+    from yulan.rewards.verifier import Checker
+    from yulan.schema.errors import Problem
+
+    config = experiment.ppo.reward
     if config.server_url:
         reward = YulanReward(config, config.server_url)
     else:
@@ -92,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             ],
         ) from None
-    rows = [
+    return [
         {
             "line": line,
             "rm_score": s.rm_score,
@@ -103,26 +119,18 @@ def run(args: argparse.Namespace) -> int:
         }
         for line, s, c in zip(lines, scored, checks)
     ]
-    if not args.summary:
-        for row in rows:
-            print(json.dumps(row, ensure_ascii=False))
-        return 0
+
+
+def summary(rows: list[dict]) -> dict:
     from yulan.schema.health import PENALTY_RULES
 
     checked = [row["verifier"] for row in rows if row["verifier"]]
-    print(
-        json.dumps(
-            {
-                "samples": len(rows),
-                "mean_reward": sum(row["reward"] for row in rows) / max(len(rows), 1),
-                "mean_rm_score": sum(row["rm_score"] for row in rows) / max(len(rows), 1),
-                "rule_rates": {
-                    rule: sum(rule in row["penalties"] for row in rows) / max(len(rows), 1) for rule in PENALTY_RULES
-                },
-                "verified": len(checked),
-                "verifier_pass_rate": sum(c["passed"] for c in checked) / len(checked) if checked else None,
-            },
-            indent=2,
-        )
-    )
-    return 0
+    count = max(len(rows), 1)
+    return {
+        "samples": len(rows),
+        "mean_reward": sum(row["reward"] for row in rows) / count,
+        "mean_rm_score": sum(row["rm_score"] for row in rows) / count,
+        "rule_rates": {rule: sum(rule in row["penalties"] for row in rows) / count for rule in PENALTY_RULES},
+        "verified": len(checked),
+        "verifier_pass_rate": sum(c["passed"] for c in checked) / len(checked) if checked else None,
+    }

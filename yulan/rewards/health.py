@@ -23,7 +23,7 @@ from yulan.rewards.penalties import has_generic_phrase
 from yulan.runtime.records import read_log, write_text
 from yulan.schema.experiment import Experiment
 from yulan.schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, HealthRule, key
-from yulan.schema.ppo import Penalties
+from yulan.schema.reward import Penalties
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from yulan.rewards.sandbox import SandboxUnavailable
 from yulan.rewards.verifier import Check, Checker
 from yulan.runtime.http import JsonClient, ServerError
 from yulan.schema.health import PENALTY_RULES, HealthConfig
-from yulan.schema.ppo import RewardConfig
+from yulan.schema.reward import RewardConfig
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ def write_reward_file(
     path.write_text(
         "# Written by the PPO job: the YuLan reward with this run's settings.\n"
         "from pathlib import Path\n"
-        "from yulan.schema.ppo import RewardConfig\n"
+        "from yulan.schema.reward import RewardConfig\n"
         "from yulan.rewards.reward import YulanReward, for_openrlhf, watch_from\n"
         "_config = RewardConfig.model_validate_json((Path(__file__).parent / 'reward_config.json').read_text())\n"
         f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}), "

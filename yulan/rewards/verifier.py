@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from yulan.rewards.answers import is_correct
 from yulan.rewards.sandbox import code_of, isolation, run_program
-from yulan.schema.ppo import Verifier
+from yulan.schema.reward import Verifier
 
 
 @dataclass(frozen=True)

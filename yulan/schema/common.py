@@ -8,6 +8,8 @@ from pydantic import Field
 
 from yulan.schema.fields import Section, rule_error
 
+PPO_TABLE = "§5 PPO hyperparameter table"  # where the report states most PPO and reward values
+
 STAGES = ("curation", "sft", "preference", "dpo", "ppo", "eval")
 StageName = Literal["curation", "sft", "preference", "dpo", "ppo", "eval"]
 Engine = Literal["openrlhf", "native"]

@@ -68,12 +68,41 @@ def pair_texts(pair: dict) -> list[str]:
     ]
 
 
-def run(experiment: Experiment, job_dir: str) -> int:
+def on_policy_pairs(experiment: Experiment, records: list[dict]) -> tuple[list[dict], list[dict]]:
+    """Completions of the policy for each instruction, scored by the reward model: (pairs, each prompt's stats)."""
     from yulan.rewards.reward import YulanReward
     from yulan.runtime import models
     from yulan.runtime.batches import prompt_ids
     from yulan.runtime.generation import decode, generate
 
+    config = experiment.preference
+    models.seed_everything(experiment.seed)
+    policy_path = models.model_path(experiment, experiment.resolve(config.policy))
+    tokenizer = models.load_tokenizer(policy_path, experiment.model.chat_template)
+    policy = models.load_causal_lm(policy_path, models.inference_dtype())
+    prompts = [
+        prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
+        for r in records
+    ]
+    n = config.completions_per_prompt
+    sampled = generate(policy, tokenizer, prompts, n, config.temperature, config.max_new_tokens)
+    del policy
+    texts = [decode(tokenizer, ids) for ids in sampled]
+    scorer = models.reward_model(experiment)
+    render = YulanReward(experiment.ppo.reward).render  # the reward model's own chat format
+    conversations = [messages_of(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
+    scores = scorer([render(conversation, text) for conversation, text in zip(conversations, texts)])
+    pairs, stats = [], []
+    for k, record in enumerate(records):
+        chunk = slice(k * n, (k + 1) * n)
+        pair, stat = pair_for(record, texts[chunk], scores[chunk], config.min_score_margin)
+        stats.append(stat)
+        if pair:
+            pairs.append(pair)
+    return pairs, stats
+
+
+def run(experiment: Experiment, job_dir: str) -> int:
     config = experiment.preference
     records = [r for path in config.prompts for r in read_jsonl(path)]
     on_target, off_target = config.parts["on_policy"].count, config.parts["off_policy"].count
@@ -82,31 +111,7 @@ def run(experiment: Experiment, job_dir: str) -> int:
         if not records:
             log.error("preference.parts.on_policy needs instructions: list JSONL files in preference.prompts")
             return 2
-        models.seed_everything(experiment.seed)
-        policy_path = models.model_path(experiment, experiment.resolve(config.policy))
-        tokenizer = models.load_tokenizer(policy_path, experiment.model.chat_template)
-        policy = models.load_causal_lm(policy_path, models.inference_dtype())
-        prompts = [
-            prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
-            for r in records
-        ]
-        sampled = generate(
-            policy, tokenizer, prompts, config.completions_per_prompt, config.temperature, config.max_new_tokens
-        )
-        del policy
-        texts = [decode(tokenizer, ids) for ids in sampled]
-        scorer = models.reward_model(experiment)
-        render = YulanReward(experiment.ppo.reward).render  # the reward model's own chat format
-        n = config.completions_per_prompt
-        conversations = [messages_of(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major
-        scores = scorer([render(conversation, text) for conversation, text in zip(conversations, texts)])
-        for k, record in enumerate(records):
-            pair, stat = pair_for(
-                record, texts[k * n : (k + 1) * n], scores[k * n : (k + 1) * n], config.min_score_margin
-            )
-            stats.append(stat)
-            if pair:
-                pairs.append(pair)
+        pairs, stats = on_policy_pairs(experiment, records)
     rng = random.Random(experiment.seed)
     on_policy = rng.sample(pairs, on_target) if len(pairs) > on_target else pairs
     off_policy = [r for path in config.off_policy_sources for r in read_jsonl(path)]

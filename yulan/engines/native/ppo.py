@@ -149,54 +149,18 @@ def train(experiment: Experiment, job_dir: str) -> int:
     if len(records) < config.rollout_batch_size:
         log.error(f"{len(records)} prompts selected, fewer than ppo.rollout_batch_size={config.rollout_batch_size}")
         return 2
+    reward = rollout_reward(experiment, records)
     actor_path = models.model_path(experiment, experiment.resolve(config.actor.init_from))
     models.check_checkpoint(actor_path, experiment.model, "model")
     tokenizer = loop.policy_tokenizer(experiment, actor_path)
-    scorer = None if config.reward.server_url else models.reward_model(experiment)
-    reward = YulanReward(
-        config.reward,
-        config.reward.server_url or "",
-        score_texts=scorer,
-        unchecked_score=config.dynamic_filtering.neutral_score,
-    )
-    if reward.checker and any(kind_of(parse_label(r["label"], "")) == "code" for r in records):
-        reward.checker.isolation()  # refuse now, not after hours of rollouts, where code cannot run isolated
     actor = loop.load_trained(actor_path, config.attention, config.gradient_checkpointing)
     reference = loop.frozen_copy(actor_path, config.attention)
-    critic = None
-    if config.uses_critic:
-        if config.critic.init_from == "reward_model":
-            critic_path = models.model_path(experiment, experiment.reward_model.name_or_path, "reward_model")
-            models.check_checkpoint(critic_path, experiment.reward_model, "reward_model")
-        else:
-            critic_path = actor_path
-        critic = loop.load_trained(
-            critic_path,
-            config.attention,
-            config.gradient_checkpointing,
-            scorer=True,
-            pad_token_id=tokenizer.pad_token_id,
-        )
-
-    steps = (
-        total_rollouts * config.optimizer_steps_per_rollout
-    )  # = ppo.total_optimizer_steps with every prompt selected
+    critic = load_critic(experiment, actor_path, tokenizer.pad_token_id) if config.uses_critic else None
     learners = [("actor", actor, config.actor.learning_rate)]
     if critic is not None:
         learners.append(("critic", critic, config.critic.learning_rate))
-    trained = {
-        name: loop.Trained(
-            model,
-            lr,
-            config.param_dtype,
-            config.max_grad_norm,
-            config.lr_scheduler,
-            steps,
-            config.lr_warmup_ratio,
-            config.min_lr_ratio,
-        )
-        for name, model, lr in learners
-    }
+    steps = total_rollouts * config.optimizer_steps_per_rollout  # = ppo.total_optimizer_steps, every prompt selected
+    trained = {name: learner(config, model, lr, steps) for name, model, lr in learners}
     kl = AdaptiveKL(config.kl)
     checkpoints = Checkpoints(job_dir)
     weights = {name: model for name, model, _ in learners}
@@ -217,31 +181,11 @@ def train(experiment: Experiment, job_dir: str) -> int:
         log.warning("%s", notice)
 
     while rollout_index < total_rollouts:
-        started = time.perf_counter()
-        rollout, metrics = make_rollout(
-            experiment, stream, actor, reference, critic, reward, tokenizer, trained["actor"].autocast
-        )
         actor_trains = rollout_index >= config.frozen_rollouts
-        trained_at = time.perf_counter()
-        if rollout is not None:
-            metrics |= update(config, rollout, actor, critic, trained, actor_trains, kl.value)
-            if actor_trains:  # frozen rollouts leave the actor where the reference is: no KL to steer by
-                kl.update(metrics["ppo/kl"], config.samples_per_rollout)
-        if rollout is not None:
-            metrics |= trainer_statistics(
-                metrics["ppo/kl"], config.kl.target, entropy=-masked_mean(rollout.old_logps, rollout.mask).item()
-            )
+        metrics, tokens = rollout_and_update(
+            experiment, stream, (actor, reference, critic), reward, tokenizer, trained, kl, actor_trains
+        )
         rollout_index += 1
-        elapsed = time.perf_counter() - started
-        tokens = sum(len(s.input_ids) for s in rollout.sequences) if rollout is not None else 0
-        metrics |= {
-            "ppo/kl_coef": kl.value,
-            "ppo/actor_frozen": float(not actor_trains),
-            "ppo/step_time_s": elapsed,
-            "ppo/train_time_s": time.perf_counter() - trained_at,
-            "ppo/tokens": tokens,
-            "ppo/tokens_per_s": tokens / elapsed,
-        }
         derived, alerts = monitor.observe(rollout_index, metrics)
         metrics |= derived
         tracker.log(rollout_index, metrics)
@@ -261,6 +205,74 @@ def train(experiment: Experiment, job_dir: str) -> int:
     tracker.finish()
     save_final(actor, tokenizer, stage_output(experiment.output_dir, "ppo"))
     return 0
+
+
+def rollout_reward(experiment: Experiment, records: list[dict]) -> YulanReward:
+    config = experiment.ppo
+    scorer = None if config.reward.server_url else models.reward_model(experiment)
+    reward = YulanReward(
+        config.reward,
+        config.reward.server_url or "",
+        score_texts=scorer,
+        unchecked_score=config.dynamic_filtering.neutral_score,
+    )
+    if reward.checker and any(kind_of(parse_label(r["label"], "")) == "code" for r in records):
+        reward.checker.isolation()  # refuse now, not after hours of rollouts, where code cannot run isolated
+    return reward
+
+
+def load_critic(experiment: Experiment, actor_path: str, pad_token_id: int | None):
+    config = experiment.ppo
+    critic_path = actor_path
+    if config.critic.init_from == "reward_model":
+        critic_path = models.model_path(experiment, experiment.reward_model.name_or_path, "reward_model")
+        models.check_checkpoint(critic_path, experiment.reward_model, "reward_model")
+    return loop.load_trained(
+        critic_path, config.attention, config.gradient_checkpointing, scorer=True, pad_token_id=pad_token_id
+    )
+
+
+def learner(config: PPOConfig, model, learning_rate: float, steps: int) -> loop.Trained:
+    return loop.Trained(
+        model,
+        learning_rate,
+        config.param_dtype,
+        config.max_grad_norm,
+        config.lr_scheduler,
+        steps,
+        config.lr_warmup_ratio,
+        config.min_lr_ratio,
+    )
+
+
+def rollout_and_update(
+    experiment: Experiment, stream, policies: tuple, reward, tokenizer, trained: dict, kl, actor_trains: bool
+) -> tuple[dict, int]:
+    """One rollout of the current policy and the updates it feeds: (its metrics, its tokens)."""
+    config = experiment.ppo
+    actor, reference, critic = policies
+    started = time.perf_counter()
+    rollout, metrics = make_rollout(
+        experiment, stream, actor, reference, critic, reward, tokenizer, trained["actor"].autocast
+    )
+    trained_at = time.perf_counter()
+    if rollout is not None:
+        metrics |= update(config, rollout, actor, critic, trained, actor_trains, kl.value)
+        if actor_trains:  # frozen rollouts leave the actor where the reference is: no KL to steer by
+            kl.update(metrics["ppo/kl"], config.samples_per_rollout)
+        metrics |= trainer_statistics(
+            metrics["ppo/kl"], config.kl.target, entropy=-masked_mean(rollout.old_logps, rollout.mask).item()
+        )
+    elapsed = time.perf_counter() - started
+    tokens = sum(len(s.input_ids) for s in rollout.sequences) if rollout is not None else 0
+    return metrics | {
+        "ppo/kl_coef": kl.value,
+        "ppo/actor_frozen": float(not actor_trains),
+        "ppo/step_time_s": elapsed,
+        "ppo/train_time_s": time.perf_counter() - trained_at,
+        "ppo/tokens": tokens,
+        "ppo/tokens_per_s": tokens / elapsed,
+    }, tokens
 
 
 class PromptStream:

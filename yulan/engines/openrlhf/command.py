@@ -180,12 +180,21 @@ def _role(name: str, gpus: int, gpus_per_node: int) -> list[str]:
 
 
 def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
-    ppo, place = experiment.ppo, experiment.ppo.placement
-    actor = experiment.resolve(ppo.actor.init_from)
-    per_node = ppo.resources.gpus_per_node
     flags = [
+        *_ppo_data_and_batches(experiment, job_dir),
+        *_ppo_actor_and_algorithm(experiment),
+        *_ppo_placement_and_checkpoints(experiment, job_dir),
+        *_ppo_critic(experiment),
+        *_ppo_options(experiment, job_dir),
+    ]
+    return flags + _wandb(experiment, "ppo")
+
+
+def _ppo_data_and_batches(experiment: Experiment, job_dir: str) -> list[str]:
+    ppo = experiment.ppo
+    return [
         "--actor.model_name_or_path",
-        actor,
+        experiment.resolve(ppo.actor.init_from),
         "--data.prompt_dataset",
         ppo_prompt_file(job_dir),  # written by the job's prompt selection
         "--data.input_key",
@@ -218,6 +227,12 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         str(ppo.ppo_epochs),
         "--train.seed",
         str(experiment.seed),
+    ]
+
+
+def _ppo_actor_and_algorithm(experiment: Experiment) -> list[str]:
+    ppo = experiment.ppo
+    return [
         "--actor.adam.lr",
         str(ppo.actor.learning_rate),
         "--actor.lr_scheduler",
@@ -244,6 +259,13 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         ppo.kl.estimator,
         "--reward.clip_range",
         *map(str, ppo.reward.clip_range),
+    ]
+
+
+def _ppo_placement_and_checkpoints(experiment: Experiment, job_dir: str) -> list[str]:
+    ppo, place = experiment.ppo, experiment.ppo.placement
+    per_node = ppo.resources.gpus_per_node
+    return [
         "--ds.zero_stage",
         str(ppo.zero_stage),
         "--ds.param_dtype",
@@ -266,31 +288,42 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         str(ppo.save_every_steps),
         "--ckpt.load_enable",
     ]
-    if ppo.uses_critic:
-        critic = experiment.reward_model.name_or_path if ppo.critic.init_from == "reward_model" else actor
-        flags += [
-            "--critic.model_name_or_path",
-            critic,
-            # The report freezes the actor for N rollout iterations; OpenRLHF 0.11.2 updates the actor when a
-            # 0-based iteration counter exceeds freezing_steps, so N frozen iterations need freezing_steps = N - 1.
-            "--critic.freezing_steps",
-            str(ppo.frozen_rollouts - 1),
-            "--critic.adam.lr",
-            str(ppo.critic.learning_rate),
-            "--critic.lr_scheduler",
-            ppo.lr_scheduler,
-            "--critic.lr_warmup_ratio",
-            str(ppo.lr_warmup_ratio),
-            "--critic.min_lr_ratio",
-            str(ppo.min_lr_ratio),
-            "--critic.max_norm",
-            str(ppo.max_grad_norm),
-            "--critic.value_clip",
-            str(ppo.value_clip),
-            "--algo.advantage.lambd",
-            str(ppo.gae_lambda),
-            *_role("critic", place.critic_gpus, per_node),
-        ]
+
+
+def _ppo_critic(experiment: Experiment) -> list[str]:
+    ppo, place = experiment.ppo, experiment.ppo.placement
+    if not ppo.uses_critic:
+        return []
+    actor = experiment.resolve(ppo.actor.init_from)
+    critic = experiment.reward_model.name_or_path if ppo.critic.init_from == "reward_model" else actor
+    return [
+        "--critic.model_name_or_path",
+        critic,
+        # The report freezes the actor for N rollout iterations; OpenRLHF 0.11.2 updates the actor when a
+        # 0-based iteration counter exceeds freezing_steps, so N frozen iterations need freezing_steps = N - 1.
+        "--critic.freezing_steps",
+        str(ppo.frozen_rollouts - 1),
+        "--critic.adam.lr",
+        str(ppo.critic.learning_rate),
+        "--critic.lr_scheduler",
+        ppo.lr_scheduler,
+        "--critic.lr_warmup_ratio",
+        str(ppo.lr_warmup_ratio),
+        "--critic.min_lr_ratio",
+        str(ppo.min_lr_ratio),
+        "--critic.max_norm",
+        str(ppo.max_grad_norm),
+        "--critic.value_clip",
+        str(ppo.value_clip),
+        "--algo.advantage.lambd",
+        str(ppo.gae_lambda),
+        *_role("critic", place.critic_gpus, ppo.resources.gpus_per_node),
+    ]
+
+
+def _ppo_options(experiment: Experiment, job_dir: str) -> list[str]:
+    """The flags that are given only when their setting is on."""
+    ppo, flags = experiment.ppo, []
     if ppo.kl.use_loss:
         flags.append("--algo.kl.use_loss")
     if ppo.dynamic_filtering.enabled:
@@ -314,8 +347,8 @@ def _ppo(experiment: Experiment, job_dir: str) -> list[str]:
         flags += ["--reward.remote_url", f"{job_dir}/reward_func.py"]
     else:
         flags += ["--reward.model_name_or_path", experiment.reward_model.name_or_path]
-    if place.colocate_all:
+    if ppo.placement.colocate_all:
         flags.append("--train.colocate_all")
     if ppo.gradient_checkpointing:
         flags.append("--actor.gradient_checkpointing_enable")
-    return flags + _wandb(experiment, "ppo")
+    return flags

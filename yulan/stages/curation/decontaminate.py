@@ -21,8 +21,8 @@ import numpy as np
 from yulan.runtime.records import RecordError, iter_records
 from yulan.schema.curation import DecontaminationConfig
 from yulan.schema.evaluation import Benchmark
-from yulan.stages.curation.dedup import batch_shingles
 from yulan.stages.curation.io import StepFiles
+from yulan.stages.curation.shingles import batch_shingles
 
 log = logging.getLogger(__name__)
 
