@@ -1,5 +1,6 @@
 """The launch contract: dry-run JSON on stdout only, nothing written; run_root; light login-node path."""
 
+import ast
 import json
 import os
 import re
@@ -73,10 +74,27 @@ def test_login_node_path_imports_no_heavy_package(tmp_path):
         "heavy = [m for m in ('torch', 'transformers', 'vllm', 'deepspeed', 'ray', 'openrlhf', 'wandb') if m "
         "in sys.modules]\n"
         "print(heavy)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('yulan.')))\n"
     )
     result = run("-c", code)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("[]")
+    heavy, ours = result.stdout.strip().splitlines()[-2:]
+    assert heavy == "[]"
+    # planning reads the stage table and writes the engine's command lines; no code that runs inside a job
+    planning = ("yulan.schema", "yulan.compose", "yulan.launchers", "yulan.cli", "yulan.engines.openrlhf.command")
+    job_side = [m for m in ast.literal_eval(ours) if not m.startswith(planning) and m not in LOGIN_NODE_MODULES]
+    assert job_side == []
+
+
+# What else the login-node path may import: the stage table, and the records of a run directory
+LOGIN_NODE_MODULES = {
+    "yulan.stages",
+    "yulan.engines",
+    "yulan.engines.openrlhf",
+    "yulan.runtime",
+    "yulan.runtime.lifecycle",
+    "yulan.runtime.records",
+}
 
 
 def test_show_includes_derived_values_and_sources():

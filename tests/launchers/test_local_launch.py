@@ -18,7 +18,6 @@ SFT_STEPS = [
     "experiment=smoke",
     "stages=[sft]",
     "sft.data=yulan/data/sft_samples.jsonl",
-    "sft.max_steps=400",
     "tracking.mode=disabled",
 ]
 QUICK = ["launch.py", "experiment=smoke", "stages=[curation]", "curation.steps=[dedup]", "tracking.mode=disabled"]
@@ -66,7 +65,7 @@ def test_a_resume_keeps_the_record_of_every_launch(tmp_path):
 
 def test_sigterm_to_a_local_launch_reaches_the_stage_which_checkpoints(tmp_path):
     pytest.importorskip("torch")
-    command = [sys.executable, *SFT_STEPS, "sft.save_every_steps=1000", f"run_root={tmp_path}"]
+    command = [sys.executable, *SFT_STEPS, "sft.max_steps=400", "sft.save_every_steps=1000", f"run_root={tmp_path}"]
     launcher = subprocess.Popen(
         command, cwd=REPO, stderr=subprocess.PIPE, text=True, env=dict(os.environ, YULAN_PROGRESS="0")
     )
@@ -89,7 +88,7 @@ def test_sigterm_to_a_local_launch_reaches_the_stage_which_checkpoints(tmp_path)
 def test_yulan_cancel_stops_a_local_launch_and_resubmit_finishes_it_from_its_checkpoint(tmp_path):
     """The local launcher's side of the Launcher protocol, through the commands a user types."""
     pytest.importorskip("torch")
-    command = [*SFT_STEPS, "sft.save_every_steps=1000", f"run_root={tmp_path}"]
+    command = [*SFT_STEPS, "sft.max_steps=200", "sft.save_every_steps=1000", f"run_root={tmp_path}"]
     launcher = subprocess.Popen(
         [sys.executable, *command],
         cwd=REPO,
@@ -116,7 +115,7 @@ def test_yulan_cancel_stops_a_local_launch_and_resubmit_finishes_it_from_its_che
     [point] = json.loads(run("-m", "yulan.cli", "status", str(run_dir), "--json").stdout)
     assert point["state"] == "done" and (run_dir / "sft" / "model" / "model.safetensors").exists()
     steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
-    assert steps[-1] == 400 and steps == sorted(set(steps))  # resumed from the checkpoint, not restarted
+    assert steps[-1] == 200 and steps == sorted(set(steps))  # resumed from the checkpoint, not restarted
     assert len(launches(run_dir)) == 2  # a record per launch
 
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -90,7 +91,7 @@ def hydra_config(overrides: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
             )
         choices = {group: str(deltas.hydra.runtime.choices[group]) for group in GROUPS}
         check_package_header(choices["experiment"])
-        tree = OmegaConf.to_container(deltas, resolve=False)
+        tree = cast(dict[str, Any], OmegaConf.to_container(deltas, resolve=False))
         del tree["hydra"]
         tree = laid_over(schema_defaults(), tree)
         for setting in settings:
@@ -146,7 +147,7 @@ def _resolved(tree: dict[str, Any]) -> dict[str, Any]:
     _register()
 
     if NODE_REFERENCE.search(text):
-        return OmegaConf.to_container(OmegaConf.create(tree), resolve=True)
+        return cast(dict[str, Any], OmegaConf.to_container(OmegaConf.create(tree), resolve=True))
     top = {key: value for key, value in tree.items() if not isinstance(value, (dict, list))}
 
     def walk(node: Any) -> Any:
@@ -155,14 +156,17 @@ def _resolved(tree: dict[str, Any]) -> dict[str, Any]:
         if isinstance(node, list):
             return [walk(value) for value in node]
         if isinstance(node, str) and "${" in node:
-            return OmegaConf.to_container(OmegaConf.create({**top, "_value_": node}), resolve=True)["_value_"]
+            return cast(
+                dict[str, Any], OmegaConf.to_container(OmegaConf.create({**top, "_value_": node}), resolve=True)
+            )["_value_"]
         return node
 
-    return walk(tree)
+    resolved: dict[str, Any] = walk(tree)
+    return resolved
 
 
 @contextmanager
-def _hydra_errors(overrides: list[str]):
+def _hydra_errors(overrides: list[str]) -> Iterator[None]:
     from omegaconf.errors import OmegaConfBaseException
 
     try:

@@ -21,7 +21,8 @@ def parse_overrides(overrides: list[str]) -> list[Any]:
     from hydra.errors import HydraException
 
     try:
-        return _parser().parse_overrides(overrides)
+        parsed: list[Any] = _parser().parse_overrides(overrides)
+        return parsed
     except HydraException as error:
         first_lines = " ".join(str(error).strip().splitlines()[:2])
         raise ConfigError(

@@ -83,9 +83,9 @@ def with_value(tree: Any, parts: list[str], value: Any) -> Any:
         copy = list(tree)
         copy[int(head)] = with_value(copy[int(head)], rest, value)
         return copy
-    copy = dict(tree) if isinstance(tree, dict) else {}
-    copy[head] = with_value(copy.get(head), rest, value)
-    return copy
+    mapping = dict(tree) if isinstance(tree, dict) else {}
+    mapping[head] = with_value(mapping.get(head), rest, value)
+    return mapping
 
 
 def without(tree: Any, parts: list[str], line: str) -> Any:

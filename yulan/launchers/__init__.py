@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from importlib import import_module
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from yulan.launchers.ledger import LEDGER
 
@@ -19,7 +19,7 @@ LAUNCHERS = {"local": "yulan.launchers.local", "slurm": "yulan.launchers.slurm"}
 
 
 class Launcher(Protocol):
-    def dry_run(self, experiments: list[Experiment], runs: list[Run]) -> list[dict]:
+    def dry_run(self, experiments: list[Experiment], runs: list[Run]) -> list[dict[str, Any]]:
         """The plans as JSON data, as this launcher would carry them out (sbatch scripts for SLURM); nothing runs."""
         ...
 
@@ -27,7 +27,7 @@ class Launcher(Protocol):
         """Every check first, then the run directories, then the jobs; an exit status."""
         ...
 
-    def status(self, directory: Path) -> list[dict]:
+    def status(self, directory: Path) -> list[dict[str, Any]]:
         """One entry per point: index, state, {stage: state}, overrides, run_dir."""
         ...
 

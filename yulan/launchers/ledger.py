@@ -6,15 +6,16 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from yulan.runtime.records import read_json_object
 
 LEDGER = "ledger.json"
 
 
-class PointState(str, Enum):
+class PointState(StrEnum):
     """A sweep point's state, from its jobs' scheduler states in pipeline order."""
 
     QUEUED = "queued"
@@ -23,15 +24,12 @@ class PointState(str, Enum):
     FAILED = "failed"
     UNKNOWN = "unknown"  # the scheduler knows one of its jobs no more (or never did)
 
-    __str__ = str.__str__  # printed and formatted as its value, as enum.StrEnum does from Python 3.11
-    __format__ = str.__format__
-
 
 FINISHED = {"COMPLETED"}
 FAILED = {"FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "PREEMPTED", "BOOT_FAIL", "DEADLINE"}
 
 
-def read_ledger(directory: Path) -> dict:
+def read_ledger(directory: Path) -> dict[str, Any]:
     path = directory / LEDGER if directory.is_dir() else directory
     if not path.exists():
         raise FileNotFoundError(f"no {LEDGER} in {directory}: pass the directory launch.py printed")
@@ -106,7 +104,7 @@ def point_state(stages: dict[str, str]) -> PointState:
     return PointState.QUEUED
 
 
-def status(directory: Path) -> list[dict]:
+def status(directory: Path) -> list[dict[str, Any]]:
     ledger = read_ledger(directory)
     states = job_states([job for point in ledger["points"] for job in point["jobs"].values()])
     return [
@@ -131,7 +129,7 @@ def cancel(directory: Path) -> list[str]:
     return open_jobs
 
 
-def wait(directory: Path, timeout_s: float, poll_s: float = 1.0) -> list[dict]:
+def wait(directory: Path, timeout_s: float, poll_s: float = 1.0) -> list[dict[str, Any]]:
     """Until no point is queued or running (scripts and tests; launch.py itself never waits)."""
     deadline = time.monotonic() + timeout_s
     while True:

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from yulan.launchers import manifest
 from yulan.launchers.plan import Run, plan
@@ -20,7 +21,7 @@ from yulan.schema.errors import ConfigError, Problem
 from yulan.schema.experiment import Experiment
 
 
-def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:
+def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict[str, Any]]:
     return [run.to_json() for run in runs]
 
 
@@ -81,7 +82,7 @@ def run_forwarding_stop(command: list[str], env: dict[str, str]) -> int:
         signal.signal(signal.SIGTERM, previous)
 
 
-def status(directory: Path) -> list[dict]:
+def status(directory: Path) -> list[dict[str, Any]]:
     runs = manifest.run_dirs(directory)
     if not runs:
         raise FileNotFoundError(

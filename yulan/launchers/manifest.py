@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -80,7 +80,7 @@ class RunDirTaken(Exception):
     """Another launch owns the run directory."""
 
 
-def claim(run_dir: Path, refuse_existing: bool):
+def claim(run_dir: Path, refuse_existing: bool) -> IO[str]:
     """The run directory for this launch, atomically: created exclusively when an existing one is refused, and
     locked (an open file with an exclusive lock, released when this process ends) so that of two launches at once
     exactly one goes on. Returns the lock's file, to be kept open for as long as the launch runs."""

@@ -8,8 +8,8 @@ from typing import Any
 from yulan.engines.openrlhf import command as openrlhf
 from yulan.runtime.lifecycle import done_marker
 from yulan.schema.common import STAGES
+from yulan.schema.curation import curation_parts
 from yulan.schema.experiment import Experiment, stage_output
-from yulan.stages.curation import parts
 
 ENGINE_STAGES = ("sft", "dpo", "ppo")
 
@@ -73,7 +73,7 @@ def plan(experiment: Experiment, overrides: list[str]) -> Run:
     for stage in experiment.stages:
         inputs, depends_on = stage_inputs(experiment, stage)
         if stage == "curation" and experiment.curation.shards > 1:
-            run.jobs.extend(curation_parts(experiment, inputs, depends_on))
+            run.jobs.extend(curation_jobs(experiment, inputs, depends_on))
             continue
         _, resources = experiment.stage_resources(stage)[-1]  # curation: its model-running job when it has one
         config = getattr(experiment, stage)
@@ -109,12 +109,12 @@ def stage_inputs(experiment: Experiment, stage: str) -> tuple[dict[str, str], li
     return inputs, sorted({ref for ref in refs.values() if ref in STAGES}, key=STAGES.index)
 
 
-def curation_parts(experiment: Experiment, inputs: dict[str, str], depends_on: list[str]) -> list[Job]:
+def curation_jobs(experiment: Experiment, inputs: dict[str, str], depends_on: list[str]) -> list[Job]:
     """The curation stage as a chain of jobs: CPU work on curation.resources, model work on model_resources,
     the per-sample work of each step as an array over curation.shards."""
     config, job_dir = experiment.curation, f"{experiment.output_dir}/curation"
     jobs, previous = [], depends_on
-    chain = parts(config)
+    chain = curation_parts(config)
     for index, (part, sharded, runs_model) in enumerate(chain):
         resources = config.model_resources if runs_model else config.resources
         jobs.append(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 from yulan.launchers.plan import Run
 from yulan.schema.errors import Problem
@@ -14,12 +15,12 @@ from yulan.schema.fields import plain
 from yulan.stages import available, prerun_problems
 
 
-def comparable(config: dict) -> dict:
+def comparable(config: dict[str, Any]) -> dict[str, Any]:
     """A config as it decides results: how to treat an existing run directory is not part of it."""
     return {**config, "launcher": {k: v for k, v in config["launcher"].items() if k != "on_existing_run"}}
 
 
-def preflight(experiment: Experiment, run: Run, git: dict, local: bool = True) -> list[Problem]:
+def preflight(experiment: Experiment, run: Run, git: dict[str, Any], local: bool = True) -> list[Problem]:
     """Everything checked before a run directory is written; `local`: the jobs run on this machine."""
     problems = []
     existing = Path(run.run_dir) / "config.json"

@@ -253,10 +253,10 @@ class DedupConfig(StepSettings):
     keep: Literal["earliest"] = chosen("earliest", description="Which sample of a duplicate cluster survives.")
     workers: int = chosen(0, ge=0, description="Processes to hash with (0 = one per CPU this process may use).")
 
-    @computed_field(description="Jaccard at which a pair becomes an LSH candidate with probability ~1/2: (1/b)^(1/r).")
+    @computed_field(description="Jaccard at which a pair becomes an LSH candidate with probability ~1/2: (1/b)^(1/r).")  # type: ignore[prop-decorator]
     @property
     def lsh_midpoint(self) -> float:
-        return round((1.0 / self.bands) ** (1.0 / self.rows_per_band), 4)
+        return round(float((1.0 / self.bands) ** (1.0 / self.rows_per_band)), 4)
 
     @model_validator(mode="after")
     def _bands_fit_signature(self) -> DedupConfig:
@@ -430,7 +430,7 @@ class MixConfig(StepSettings):
         description="The report rounds ratios to whole percents (0.2M/8.2M = 2.4% is listed as 3%).",
     )
 
-    @computed_field(description="Samples in the SFT mix (report: 8.2M).")
+    @computed_field(description="Samples in the SFT mix (report: 8.2M).")  # type: ignore[prop-decorator]
     @property
     def total(self) -> int:
         return sum(share.count for share in self.categories.values())
@@ -511,7 +511,7 @@ STEPS: dict[str, Step] = {
     )
 }
 PIPELINE_STEPS = tuple(name for name, step in STEPS.items() if step.pipeline)  # in the order they run
-CurationStep = Literal[PIPELINE_STEPS]
+CurationStep = Literal[PIPELINE_STEPS]  # type: ignore[valid-type]
 
 
 class CurationConfig(Section):
@@ -574,3 +574,15 @@ class CurationConfig(Section):
                 "set curation.judge.cache=true, or curation.shards=1",
             )
         return self
+
+
+def curation_parts(config: CurationConfig) -> list[tuple[str, bool, bool]]:
+    """The curation stage as several jobs (`curation.shards` > 1), in order: (part, an array over the shards?,
+    runs a model?). `prepare` runs the synthesis jobs and joins the inputs; `STEP-map` does a step's per-sample
+    work on one shard; `STEP` merges the shards and decides what is kept."""
+    out = [("prepare", False, bool(config.sources.synthesis))]
+    for name in config.steps:
+        if STEPS[name].sharded:
+            out.append((f"{name}-map", True, STEPS[name].model is not None))
+        out.append((name, False, False))
+    return out

@@ -8,7 +8,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
@@ -66,7 +66,7 @@ def unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def is_model(annotation: Any) -> bool:
+def is_model(annotation: Any) -> TypeGuard[type[BaseModel]]:
     return isinstance(annotation, type) and issubclass(annotation, BaseModel)
 
 

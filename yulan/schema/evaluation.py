@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -78,7 +78,7 @@ REPORT_ROWS = (
     ("mbpp_plus_pass10", "MBPP+ (pass@10)", "Code", "evalplus", "mbpp", 0, False, "pass@k", (75.4, 71.2, 77.5)),
 )  # fmt: skip
 # Settings a row adds to its columns: sampling for pass@k, a longer budget for MATH's worked solutions
-ROW_SETTINGS = {
+ROW_SETTINGS: dict[str, dict[str, Any]] = {
     "Code": {"pass_k": 10, "num_samples": 20, "temperature": 0.8, "max_new_tokens": 768},
     "math_0shot_cot": {"max_new_tokens": 2048},
 }

@@ -95,12 +95,12 @@ class Experiment(Section):
             return jobs + ([("curation.model_resources", self.curation.model_resources)] if runs_models else [])
         return [(f"{stage}.resources", getattr(self, stage).resources)]
 
-    @computed_field(description="This run's directory.")
+    @computed_field(description="This run's directory.")  # type: ignore[prop-decorator]
     @property
     def output_dir(self) -> str:
         return self.run_dir or f"{self.run_root}/{self.name}"
 
-    @computed_field(description="Quantities that follow from several stages' settings.")
+    @computed_field(description="Quantities that follow from several stages' settings.")  # type: ignore[prop-decorator]
     @property
     def derived(self) -> dict[str, dict[str, Any]]:
         sft_samples = self.curation.mix.total if self.sft.data == "curation" else None

@@ -85,7 +85,9 @@ class HealthRule(Section):
     """Fires each time the statistic has been below (or above) the threshold for `for_rollouts` rollouts in a row
     since the rule last fired."""
 
-    metric: StatisticName = chosen(..., description="The statistic watched (yulan/schema/health.py lists them).")
+    metric: StatisticName = chosen(  # type: ignore[valid-type]
+        ..., description="The statistic watched (yulan/schema/health.py lists them)."
+    )
     below: float | None = chosen(None, description="Fires while the statistic is below this.")
     above: float | None = chosen(None, description="Fires while the statistic is above this.")
     for_rollouts: int = chosen(1, ge=1, unit="rollouts", description="Consecutive rollouts the condition must hold.")
@@ -99,7 +101,9 @@ class HealthRule(Section):
             raise rule_error(
                 "below", self.below, "a rule needs exactly one of below and above", "set either below=X or above=X"
             )
-        threshold, side = (self.below, "below") if self.below is not None else (self.above, "above")
+        side = "below" if self.below is not None else "above"
+        threshold = self.below if self.below is not None else self.above
+        assert threshold is not None  # exactly one of the two is set (checked above)
         kind = STATISTICS[self.metric].kind
         if kind == "rate" and not (0 < threshold <= 1 if side == "below" else 0 <= threshold < 1):
             raise rule_error(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from yulan.schema.errors import Problem
@@ -56,7 +58,7 @@ REWARD_FIELD = report(
 )
 
 
-def mismatches(spec: ModelSpec, config: dict, spec_name: str, path: str) -> list:
+def mismatches(spec: ModelSpec, config: dict[str, Any], spec_name: str, path: str) -> list[Problem]:
     """How a checkpoint's config.json disagrees with its description: the vocabulary (token ids must mean the same
     thing in every stage) and the context (a description promising more than the model's positions allow)."""
     problems = []

@@ -24,7 +24,8 @@ from yulan.schema.fields import Section, chosen, report, rule_error
 from yulan.schema.health import SAMPLE_STATISTICS, STATISTICS, HealthConfig
 from yulan.schema.reward import RewardConfig
 
-# OpenRLHF 0.11.2's --algo.advantage.estimator menu; the native engine implements the same (yulan/native/estimators.py).
+# OpenRLHF 0.11.2's --algo.advantage.estimator menu; the native engine implements the same
+# (yulan/engines/native/estimators.py).
 Estimator = Literal["gae", "reinforce", "rloo", "reinforce_baseline", "group_norm", "dr_grpo", "flash_reinforce"]
 CRITIC_ESTIMATORS = ("gae",)
 GROUP_ESTIMATORS = ("rloo", "reinforce_baseline", "group_norm", "dr_grpo")
@@ -293,24 +294,24 @@ class PPOConfig(Section):
         """The ratio's clip below and above 1 (policy_clip, and policy_clip_high where set)."""
         return (self.policy_clip, self.policy_clip if self.policy_clip_high is None else self.policy_clip_high)
 
-    @computed_field(description="Samples generated per rollout iteration: rollout_batch_size x samples_per_prompt.")
+    @computed_field(description="Samples generated per rollout iteration: rollout_batch_size x samples_per_prompt.")  # type: ignore[prop-decorator]
     @property
     def samples_per_rollout(self) -> int:
         return self.rollout_batch_size * self.samples_per_prompt
 
-    @computed_field(
+    @computed_field(  # type: ignore[prop-decorator]
         description="Optimizer steps per rollout iteration: samples_per_rollout / train_batch_size x ppo_epochs."
     )
     @property
     def optimizer_steps_per_rollout(self) -> int:
         return self.samples_per_rollout // self.train_batch_size * self.ppo_epochs
 
-    @computed_field(description="Rollout iterations per episode: prompts.count // rollout_batch_size.")
+    @computed_field(description="Rollout iterations per episode: prompts.count // rollout_batch_size.")  # type: ignore[prop-decorator]
     @property
     def rollouts_per_episode(self) -> int:
         return self.prompts.count // self.rollout_batch_size
 
-    @computed_field(
+    @computed_field(  # type: ignore[prop-decorator]
         description="Rollout iterations in the whole run: max_steps, or rollouts_per_episode x num_episodes."
     )
     @property
@@ -321,12 +322,12 @@ class PPOConfig(Section):
         """Rollout iterations over `prompts` prompts (fewer than prompts.count when fewer could be selected)."""
         return self.max_steps or prompts // self.rollout_batch_size * self.num_episodes
 
-    @computed_field(description="Optimizer steps of actor and critic in the whole run (the LR schedule's length).")
+    @computed_field(description="Optimizer steps of actor and critic in the whole run (the LR schedule's length).")  # type: ignore[prop-decorator]
     @property
     def total_optimizer_steps(self) -> int:
         return self.total_rollouts * self.optimizer_steps_per_rollout
 
-    @computed_field(
+    @computed_field(  # type: ignore[prop-decorator]
         description="Longest sequence: prompt_max_length + generate_max_length.", json_schema_extra={"unit": "tokens"}
     )
     @property

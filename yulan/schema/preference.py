@@ -68,7 +68,7 @@ class PreferenceConfig(Section):
         default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=12), description="Sampling and scoring job."
     )
 
-    @computed_field(description="Preference pairs in total (report: 373K).")
+    @computed_field(description="Preference pairs in total (report: 373K).")  # type: ignore[prop-decorator]
     @property
     def total(self) -> int:
         return sum(share.count for share in self.parts.values())

@@ -52,12 +52,12 @@ class Trainer(Section):
     log_every_steps: int = chosen(1, ge=1, description="Metric logging interval.", unit="optimizer steps")
     max_steps: int | None = chosen(None, ge=1, description=MAX_STEPS_DESCRIPTION, unit="optimizer steps")
 
-    @computed_field(description="Data-parallel ranks: every GPU of the job (one process on a CPU-only job).")
+    @computed_field(description="Data-parallel ranks: every GPU of the job (one process on a CPU-only job).")  # type: ignore[prop-decorator]
     @property
     def data_parallel_size(self) -> int:
         return max(self.resources.total_gpus, 1)
 
-    @computed_field(description="Micro batches accumulated per optimizer step: global / (micro x data-parallel).")
+    @computed_field(description="Micro batches accumulated per optimizer step: global / (micro x data-parallel).")  # type: ignore[prop-decorator]
     @property
     def gradient_accumulation_steps(self) -> int:
         return max(self.global_batch_size // (self.micro_batch_size * self.data_parallel_size), 1)
@@ -123,7 +123,7 @@ class SFTConfig(Trainer):
         "assistant", description="Tokens that carry loss: assistant turns only."
     )
 
-    @computed_field(description="Upper bound of tokens per optimizer step: global batch x max length.")
+    @computed_field(description="Upper bound of tokens per optimizer step: global batch x max length.")  # type: ignore[prop-decorator]
     @property
     def max_tokens_per_step(self) -> int:
         return self.global_batch_size * self.max_length
@@ -171,6 +171,9 @@ def steps_per_epoch(samples: int, global_batch_size: int) -> int:
     return math.ceil(samples / global_batch_size)
 
 
-def total_steps(samples: int, config: Trainer) -> int:
+def total_steps(samples: int | None, config: Trainer) -> int:
     """Optimizer steps of a run over `samples`: max_steps when set, else every epoch."""
-    return config.max_steps or steps_per_epoch(samples, config.global_batch_size) * config.epochs
+    if config.max_steps:
+        return config.max_steps
+    assert samples is not None, "without max_steps the steps follow from the samples"
+    return steps_per_epoch(samples, config.global_batch_size) * config.epochs

@@ -51,7 +51,7 @@ class StageJob:
     ):
         self.run_dir, self.stage, self.snapshot, self.workdir = run_dir, stage, snapshot, workdir
         self.part, self.shard = part, shard
-        self.child: subprocess.Popen | None = None
+        self.child: subprocess.Popen[bytes] | None = None
 
     def __call__(self) -> int:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [self.snapshot, os.environ.get("PYTHONPATH")])))
@@ -72,7 +72,7 @@ class StageJob:
             raise RuntimeError(f"stage {self.stage} failed with exit status {status} (run directory {self.run_dir})")
         return status
 
-    def checkpoint(self, *args: Any, **kwargs: Any):
+    def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
         import submitit
 
         if self.child is not None and self.child.poll() is None:
@@ -93,17 +93,17 @@ class StageJob:
             StageJob(self.run_dir, self.stage, self.snapshot, self.workdir, self.part, self.shard)
         )
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "child"}
 
-    def __setstate__(self, state: dict) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state, child=None)
 
 
 def tasks_per_node(job: Job) -> int:
     """OpenRLHF's DeepSpeed trainers: one task per GPU (ranks from SLURM); Ray-based PPO and the rest: one per node."""
     if job.engine == "openrlhf" and job.stage in ("sft", "dpo"):
-        return max(job.resources["gpus_per_node"], 1)
+        return max(int(job.resources["gpus_per_node"]), 1)
     return 1
 
 
@@ -166,7 +166,7 @@ def snapshot(target: Path, include: tuple[str, ...] = ()) -> Path:
     return target
 
 
-def executor_for(folder: Path):
+def executor_for(folder: Path) -> Any:
     import submitit
 
     return submitit.SlurmExecutor(folder=str(folder / "%j"), max_num_timeout=3)
@@ -244,6 +244,7 @@ def submit_stage(
         if not waits:
             dependency = None
         elif len(group) > 1:
+            assert previous_array is not None  # an array that waits is aligned with the previous one (above)
             dependency = f"aftercorr:{previous_array.job_id}"
         else:
             dependency = f"afterok:{previous[points[0]]}"
@@ -389,7 +390,7 @@ def association_problems(experiment: Experiment) -> list[Problem]:
     return problems
 
 
-def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:
+def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict[str, Any]]:
     """The plan with each job's sbatch script, once the live cluster (where it can be asked) agrees to it."""
     problems, note = cluster_problems(experiments, runs)
     if problems:
@@ -401,7 +402,7 @@ def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict]:
     return [run.to_json() for run in runs]
 
 
-def status(directory: Path) -> list[dict]:
+def status(directory: Path) -> list[dict[str, Any]]:
     return ledger_status(directory)
 
 
@@ -466,7 +467,7 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
     code = snapshot(ledger_dir / "code", experiments[0].launcher.snapshot_include)
     for experiment, run in zip(experiments, runs):
         manifest.write(experiment, run, git)
-    points = [
+    points: list[dict[str, Any]] = [
         {"index": i, "overrides": run.overrides, "run_dir": run.run_dir, "jobs": {}} for i, run in enumerate(runs)
     ]
     queued: list[str] = []
@@ -496,7 +497,12 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
 
 
 def submit_chains(
-    experiments: list[Experiment], runs: list[Run], points: list[dict], ledger_dir: Path, code: Path, queued: list[str]
+    experiments: list[Experiment],
+    runs: list[Run],
+    points: list[dict[str, Any]],
+    ledger_dir: Path,
+    code: Path,
+    queued: list[str],
 ) -> None:
     """Every stage of every point, in pipeline order, each job chained to the ones it reads from."""
     previous: dict[int, str] = {}
@@ -523,11 +529,11 @@ def submit_chains(
 def undo_submission(
     error: Exception,
     experiment: Experiment,
-    points: list[dict],
+    points: list[dict[str, Any]],
     queued: list[str],
     ledger_dir: Path,
     code: Path,
-    git: dict,
+    git: dict[str, Any],
 ) -> int:
     """Cancels what a failed launch had queued and writes a ledger that says so; returns launch.py's exit status."""
     cancelled = subprocess.run(["scancel", *queued], capture_output=True, text=True) if queued else None

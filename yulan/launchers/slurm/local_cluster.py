@@ -19,7 +19,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 CLUSTER = "yulan-local"
 STATE = Path(os.environ.get("YULAN_SLURM_STATE", "/var/lib/yulan-slurm"))
@@ -94,11 +96,11 @@ StorageParameters=SSL_CA=,
 """
 
 
-def run(*command: str, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess:
+def run(*command: str, check: bool = True, quiet: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, check=check, text=True, capture_output=quiet)
 
 
-def wait_for(what: str, ready, timeout_s: float = 60.0, log: Path | None = None) -> None:
+def wait_for(what: str, ready: Callable[[], bool], timeout_s: float = 60.0, log: Path | None = None) -> None:
     """Poll until `ready()` is true; never a fixed sleep."""
     deadline = time.monotonic() + timeout_s
     while not ready():
@@ -164,7 +166,7 @@ def write_config() -> bool:
     return changed
 
 
-def start_munge(started: dict) -> None:
+def start_munge(started: dict[str, Any]) -> None:
     if answers("munge", "-n"):
         return
     key = Path("/etc/munge/munge.key")
@@ -180,7 +182,7 @@ def start_munge(started: dict) -> None:
     started["munged"] = "/run/munge/munged.pid"
 
 
-def start_mariadb(started: dict) -> None:
+def start_mariadb(started: dict[str, Any]) -> None:
     pid_file = Path("/run/mysqld/mysqld.pid")  # mariadbd runs as mysql and writes it itself
     if alive(pid_file):
         return
@@ -214,7 +216,7 @@ def start_mariadb(started: dict) -> None:
     started["mariadb"] = str(pid_file)
 
 
-def start_daemon(name: str, started: dict, ready, timeout_s: float = 60.0) -> None:
+def start_daemon(name: str, started: dict[str, Any], ready: Callable[[], bool], timeout_s: float = 60.0) -> None:
     pid_file = STATE / f"{name}.pid"
     if alive(pid_file):
         return
@@ -254,7 +256,7 @@ def stop() -> None:
     for name in ("slurmd", "slurmctld", "slurmdbd", "mariadb", "munged"):  # dependents first
         pid_file = started.get(name)
         pid = alive(Path(pid_file)) if pid_file else None
-        if pid is None:
+        if pid_file is None or pid is None:
             continue
         os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from yulan.runtime.lifecycle import done_marker
 from yulan.runtime.records import SetAside, partial_path, write_text
-from yulan.schema.curation import STEPS, Step
+from yulan.schema.curation import STEPS, Step, curation_parts
 from yulan.schema.errors import ConfigError, Problem
 from yulan.schema.experiment import Experiment, stage_output
-from yulan.stages.curation import parts, synthesis
+from yulan.stages.curation import synthesis
 from yulan.stages.curation.io import copy_shard, join_inputs, side_file, write_set_aside
 from yulan.stages.curation.server import endpoint_for
 
@@ -192,7 +192,7 @@ def run_part(experiment: Experiment, job_dir: str, part: str, shard: int | None)
             merge_shards(experiment, step, input_path, output_path, shards_dir, shards)
         else:
             run_step(experiment, step, input_path, output_path)
-        if part == parts(experiment.curation)[-1][0]:
+        if part == curation_parts(experiment.curation)[-1][0]:
             finish(experiment, job_dir)
             done_marker(job_dir).write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))  # the whole stage
     return 0

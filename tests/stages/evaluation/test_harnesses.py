@@ -15,7 +15,7 @@ from yulan.stages.evaluation import choice, harness, scoring
 from yulan.stages.evaluation.stage import items_of, prerun_problems, score
 
 pytest.importorskip("torch")
-DATA = Path(__file__).parents[2] / "yulan" / "data" / "eval"
+DATA = Path(__file__).parents[3] / "yulan" / "data" / "eval"
 ARC = dict(
     title="ARC (0 shot)",
     skill="Reasoning",
