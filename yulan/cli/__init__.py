@@ -31,25 +31,32 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+from importlib import import_module
+from types import ModuleType
 
-from yulan.cli import curate, diff, evaluate, report, reward, runs, schema, show, validate
-from yulan.compose import add_experiment_dirs
 from yulan.schema.errors import ConfigError
 
-# subcommand -> its module (add_parser(sub) and run(args)); `launch` parses its own arguments (yulan.cli.launch)
+# subcommand -> its module in yulan.cli (add_parser(sub) and run(args)), imported when the `yulan` command runs, so
+# that `python launch.py` loads only yulan.cli.launch, which parses its own arguments
 COMMANDS = {
-    "show": show,
-    "validate": validate,
-    "diff": diff,
-    "schema": schema,
-    "curate": curate,
-    "eval": evaluate,
-    "reward": reward,
-    "report": report,
-    "status": runs,
-    "cancel": runs,
-    "resubmit": runs,
+    "show": "show",
+    "validate": "validate",
+    "diff": "diff",
+    "schema": "schema",
+    "curate": "curate",
+    "eval": "evaluate",
+    "reward": "reward",
+    "report": "report",
+    "status": "runs",
+    "cancel": "runs",
+    "resubmit": "runs",
 }
+
+
+def command(name: str) -> ModuleType:
+    return import_module(f"yulan.cli.{COMMANDS[name]}")
+
+
 LOGGED = ("curate", "eval", "reward")  # long work logs its progress
 
 
@@ -58,8 +65,8 @@ def parser() -> argparse.ArgumentParser:
         prog="yulan", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     sub = top.add_subparsers(dest="command", required=True)
-    for module in dict.fromkeys(COMMANDS.values()):
-        module.add_parser(sub)
+    for name in dict.fromkeys(COMMANDS.values()):
+        import_module(f"yulan.cli.{name}").add_parser(sub)
     sub.add_parser("launch", help="compose, validate, plan, then run or submit (yulan launch --help)", add_help=False)
     return top
 
@@ -79,14 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         top.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "diff":
-        args.overrides = diff.overrides_of(argv)
+        args.overrides = command("diff").overrides_of(argv)
     if args.command in LOGGED:
         from yulan.runtime.joblog import configure_logging
 
         configure_logging()
     try:
+        from yulan.compose import add_experiment_dirs
+
         add_experiment_dirs(getattr(args, "experiments", []))
-        return COMMANDS[args.command].run(args)
+        return int(command(args.command).run(args))
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 1

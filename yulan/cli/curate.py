@@ -82,9 +82,9 @@ def run(args: argparse.Namespace) -> int:
 
         needs["benchmarks"] = EvalConfig().benchmarks
     try:
-        report = import_module(step.module).run(args.input, args.output, config, args.seed, **needs)
+        counts = import_module(step.module).run(args.input, args.output, config, args.seed, **needs)
     except RecordError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(json.dumps(report, indent=2, ensure_ascii=False))
+    print(json.dumps(counts, indent=2, ensure_ascii=False))
     return 0

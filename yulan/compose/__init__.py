@@ -30,7 +30,7 @@ from yulan.compose.search import (
 from yulan.compose.tree import Composed, default_at, flatten, node_at, with_value
 from yulan.schema.errors import ConfigError, Problem, field_source, from_validation_error
 from yulan.schema.experiment import Experiment
-from yulan.schema.fields import REPORT
+from yulan.schema.fields import PAPER
 from yulan.schema.ppo import CRITIC_SETTINGS
 
 __all__ = [
@@ -115,7 +115,7 @@ def paper_differences(experiment: Experiment) -> list[dict[str, Any]]:
     rows = []
     for path, value in flatten(experiment.model_dump(mode="json")).items():
         source = field_source(Experiment, path)
-        if source.get("source") == REPORT:
+        if source.get("source") == PAPER:
             paper = default_at(path)
             if paper is not None and paper != value:
                 rows.append({"path": path, "report": paper, "value": value, "where": source.get("where", "")})

@@ -1,16 +1,16 @@
 """A cache of Hydra's compositions, keyed by every input that can change one: the overrides, every file of the
-search path (name and bytes), the schema's defaults, the code that composes, the Hydra and OmegaConf versions and the
+search path (name and bytes), the schema's defaults, the code that composes, the Hydra and OmegaConf installs and the
 working directory (messages name files relative to it). A composition that reads the environment or the clock is
 never cached, and one that reads a secret from the environment is refused."""
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
 import re
 from dataclasses import asdict
-from importlib.metadata import version
 from pathlib import Path
 
 from yulan.compose.search import search_path
@@ -67,9 +67,17 @@ def cache_dir() -> Path | None:
     return Path(base) / "yulan" / "compose"
 
 
+def installed(package: str) -> str:
+    """Which install of a package composes, without importing it: its location and when it was written (an upgrade
+    or a reinstall rewrites it). A tenth of the cost of asking importlib.metadata for the version."""
+    spec = importlib.util.find_spec(package)
+    origin = spec.origin if spec and spec.origin else ""
+    return f"{origin}@{os.stat(origin).st_mtime_ns}" if origin else "absent"
+
+
 def key(overrides: list[str], files: dict[str, bytes]) -> str:
     digest = hashlib.sha256(
-        json.dumps([overrides, schema_defaults(), version("hydra-core"), version("omegaconf"), os.getcwd()]).encode()
+        json.dumps([overrides, schema_defaults(), installed("hydra"), installed("omegaconf"), os.getcwd()]).encode()
     )
     for path in COMPOSING_CODE:  # this code decides what is composed: an upgrade misses the cache
         digest.update(path.read_bytes())

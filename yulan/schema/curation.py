@@ -20,7 +20,7 @@ from yulan.schema.common import (
     check_shares,
     cpu_job,
 )
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 from yulan.schema.ppo import PromptSet
 
 SynthesisJob = Literal["math", "science", "chinese_commonsense"]
@@ -76,20 +76,20 @@ class ServedModelJob(ServerClient):
 
 
 class MathSynthesis(ServedModelJob):
-    teacher: str = report(
+    teacher: str = paper(
         "Qwen/Qwen2.5-Math-7B-Instruct",
         where="§3 synthetic data, Mathematics",
         description="Teacher model distilled from.",
     )
-    seed_dataset: str = report(
+    seed_dataset: str = paper(
         "nvidia/OpenMathInstruct-2", where="§3 synthetic data, Mathematics", description="Questions distilled from."
     )
-    difficulty_levels: tuple[str, ...] = report(
+    difficulty_levels: tuple[str, ...] = paper(
         ("easy", "medium", "hard"),
         where="§3 synthetic data, Mathematics: 'questions of varying difficulty levels'",
         description="Difficulty strata sampled from the seed dataset (the level names are ours).",
     )
-    match_ground_truth: bool = report(
+    match_ground_truth: bool = paper(
         True,
         where="§3 synthetic data, Mathematics: 'each distilled response is matched to the ground truth'",
         description="Keep a distilled response only when its final answer equals the dataset's answer.",
@@ -100,12 +100,12 @@ class MathSynthesis(ServedModelJob):
 
 
 class ScienceSynthesis(ServedModelJob):
-    generator: str = report(
+    generator: str = paper(
         "Qwen/Qwen2.5-32B-Instruct",
         where="§3 synthetic data, Science",
         description="Model extracting questions and writing answers.",
     )
-    corpora: tuple[str, ...] = report(
+    corpora: tuple[str, ...] = paper(
         ("wiki", "reddit", "arxiv"),
         where="§3 synthetic data, Science",
         description="Text sources questions are extracted from.",
@@ -113,12 +113,12 @@ class ScienceSynthesis(ServedModelJob):
     documents: tuple[str, ...] = chosen(
         (), description="Local JSONL/Parquet files of those texts (`text`, optional `source`); required to run."
     )
-    fields: tuple[str, ...] = report(
+    fields: tuple[str, ...] = paper(
         ("physics", "chemistry", "biology", "psychology"),
         where="§3 synthetic data, Science",
         description="Scientific fields kept after topic classification.",
     )
-    reclassify_with_topic_classifier: bool = report(
+    reclassify_with_topic_classifier: bool = paper(
         True,
         where="§3 synthetic data, Science",
         description="Re-assign each pair to a field and drop those outside `fields`.",
@@ -131,7 +131,7 @@ class ScienceSynthesis(ServedModelJob):
 
 
 class ChineseCommonsenseSynthesis(ServedModelJob):
-    sources: tuple[str, ...] = report(
+    sources: tuple[str, ...] = paper(
         ("baidu_baike", "wildchat", "smoltalk-chinese"),
         where="§3 synthetic data, Chinese commonsense reasoning",
         description="Encyclopedia and real-user sources.",
@@ -146,7 +146,7 @@ class ChineseCommonsenseSynthesis(ServedModelJob):
     generator: str = chosen(
         "Qwen/Qwen2.5-32B-Instruct", description="The report does not name it; the model it uses for the other jobs."
     )
-    relevance_filters: tuple[Literal["tfidf", "keywords"], ...] = report(
+    relevance_filters: tuple[Literal["tfidf", "keywords"], ...] = paper(
         ("tfidf", "keywords"),
         where="§3 synthetic data, Chinese commonsense reasoning: 'Using TF-IDF and keyword matching'",
         description="How relevant content is identified; a document must pass every listed filter.",
@@ -177,23 +177,23 @@ class ChineseCommonsenseSynthesis(ServedModelJob):
     qa_pairs_per_document: int = chosen(
         3, ge=1, description="'multiple question-answer pairs for knowledge-dense documents': how many."
     )
-    topic_classifier: str = report(
+    topic_classifier: str = paper(
         "cmmlu",
         where="§3: 'we employ the CMMLU classifier for topic categorization'",
         description="Topic labels: CMMLU's five categories, assigned zero-shot by the generator.",
     )
-    llm_quality_check: bool = report(
+    llm_quality_check: bool = paper(
         True, where="§3: 'LLM-based evaluation to assess response quality'", description="Judge each answer."
     )
     min_quality: int = chosen(
         3, ge=1, le=5, description="Answers the quality check scores below this (1–5) are dropped."
     )
-    entity_cross_reference: bool = report(
+    entity_cross_reference: bool = paper(
         True,
         where="§3: 'cross-reference entity-based queries with encyclopedia entries'",
         description="Check entity questions against the encyclopedia to prevent hallucination.",
     )
-    consistent_answer_mapping: bool = report(
+    consistent_answer_mapping: bool = paper(
         True,
         where="§3: 'maintain a mapping list for consistent answers to similar questions'",
         description="Give similar questions the same answer.",
@@ -205,16 +205,16 @@ class Sources(Section):
         (),
         description="Public instruction datasets (JSONL/Parquet paths or hub ids). The report names none.",
     )
-    synthesis: tuple[SynthesisJob, ...] = report(
+    synthesis: tuple[SynthesisJob, ...] = paper(
         ("math", "science", "chinese_commonsense"),
         where="§3 synthetic data",
         description="Synthetic-data jobs to run before filtering.",
     )
-    math: MathSynthesis = report(default_factory=MathSynthesis, where="§3", description="Math distillation.")
-    science: ScienceSynthesis = report(
+    math: MathSynthesis = paper(default_factory=MathSynthesis, where="§3", description="Math distillation.")
+    science: ScienceSynthesis = paper(
         default_factory=ScienceSynthesis, where="§3", description="Science QA extraction."
     )
-    chinese_commonsense: ChineseCommonsenseSynthesis = report(
+    chinese_commonsense: ChineseCommonsenseSynthesis = paper(
         default_factory=ChineseCommonsenseSynthesis, where="§3", description="Chinese commonsense QA."
     )
 
@@ -230,7 +230,7 @@ class StepSettings(Section):
 
 
 class DedupConfig(StepSettings):
-    method: Literal["minhash_lsh"] = report(
+    method: Literal["minhash_lsh"] = paper(
         "minhash_lsh", where="§3 data filtering, De-duplication", description="Near-duplicate detection algorithm."
     )
     exact: bool = chosen(
@@ -342,19 +342,19 @@ class HeuristicsConfig(StepSettings):
 
 
 class JudgeConfig(StepSettings, ServerClient):
-    model: str = report("Qwen/Qwen2.5-32B-Instruct", where="§3 quality-based scoring", description="Judge model.")
-    dimensions: tuple[str, ...] = report(
+    model: str = paper("Qwen/Qwen2.5-32B-Instruct", where="§3 quality-based scoring", description="Judge model.")
+    dimensions: tuple[str, ...] = paper(
         ("instruction_following", "informativeness", "truthfulness"),
         where="§3 quality-based scoring",
         description="Dimensions scored separately.",
     )
-    score_min: int = report(
+    score_min: int = paper(
         1, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Lowest score."
     )
-    score_max: int = report(
+    score_max: int = paper(
         5, where="§3 quality-based scoring: 'scores ranging from 1 to 5'", description="Highest score."
     )
-    aggregate: Literal["mean"] = report(
+    aggregate: Literal["mean"] = paper(
         "mean",
         where="§3: 'the average score across these three dimensions'",
         description="How dimension scores combine.",
@@ -398,7 +398,7 @@ class ComplexityConfig(StepSettings):
     loss_weight: float = chosen(
         1.0, ge=0.0, unit="per nat", description="λ2: weight of the response loss under the base model."
     )
-    loss_reduction: Literal["sum", "mean"] = report(
+    loss_reduction: Literal["sum", "mean"] = paper(
         "sum",
         where="§3 complexity: Loss_it sums over the response tokens",
         description=(
@@ -413,7 +413,7 @@ class ComplexityConfig(StepSettings):
 
 
 class MixConfig(StepSettings):
-    categories: dict[str, Share] = report(
+    categories: dict[str, Share] = paper(
         default_factory=lambda: {
             "general_en": Share(count=3_200_000, ratio=0.39),
             "general_zh": Share(count=3_000_000, ratio=0.36),
@@ -469,7 +469,7 @@ class DecontaminationConfig(StepSettings):
 @dataclass(frozen=True)
 class Step:
     """One curation step: everything the stage, `yulan curate` and validation need to know about it. Its module
-    has `run(input_path, output_path, settings, seed, **needs) -> report`, and, if it shards, `map_shard` and
+    has `run(input_path, output_path, settings, seed, **needs) -> counts`, and, if it shards, `map_shard` and
     `merge_shards`."""
 
     name: str
@@ -528,19 +528,17 @@ class CurationConfig(Section):
         description="A record that cannot be used stops the step naming FILE:LINE, or (skip) is set aside "
         "with its reason into the step's .bad.jsonl; each step's on_bad_record overrides this.",
     )
-    sources: Sources = report(default_factory=Sources, where="§3 data source", description="Where SFT data comes from.")
-    dedup: DedupConfig = report(default_factory=DedupConfig, where="§3", description="MinHash + LSH de-duplication.")
+    sources: Sources = paper(default_factory=Sources, where="§3 data source", description="Where SFT data comes from.")
+    dedup: DedupConfig = paper(default_factory=DedupConfig, where="§3", description="MinHash + LSH de-duplication.")
     decontaminate: DecontaminationConfig = chosen(
         default_factory=DecontaminationConfig, description="N-gram decontamination against the evaluation table."
     )
-    heuristics: HeuristicsConfig = report(
-        default_factory=HeuristicsConfig, where="§3", description="Heuristic filters."
-    )
-    judge: JudgeConfig = report(default_factory=JudgeConfig, where="§3", description="LLM-as-a-judge scoring.")
-    complexity: ComplexityConfig = report(
+    heuristics: HeuristicsConfig = paper(default_factory=HeuristicsConfig, where="§3", description="Heuristic filters.")
+    judge: JudgeConfig = paper(default_factory=JudgeConfig, where="§3", description="LLM-as-a-judge scoring.")
+    complexity: ComplexityConfig = paper(
         default_factory=ComplexityConfig, where="§3", description="Complexity selection."
     )
-    mix: MixConfig = report(default_factory=MixConfig, where="§3", description="Category mix.")
+    mix: MixConfig = paper(default_factory=MixConfig, where="§3", description="Category mix.")
     shards: int = chosen(
         1,
         ge=1,

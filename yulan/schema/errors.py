@@ -12,7 +12,7 @@ from typing import Any, Callable, TypeGuard
 
 from pydantic import BaseModel, ValidationError
 
-from yulan.schema.fields import REPORT, source_of
+from yulan.schema.fields import PAPER, source_of
 
 
 @dataclass(frozen=True)
@@ -131,7 +131,7 @@ def field_source(root: type[BaseModel], path: str) -> dict[str, Any]:
 
 def report_note(root: type[BaseModel], path: str, default_of: Callable[[str], Any]) -> str | None:
     meta, value = field_source(root, path), default_of(path)
-    if meta.get("source") != REPORT or value is None:
+    if meta.get("source") != PAPER or value is None:
         return None
     return f"{_show(value)} ({meta.get('where')})"
 

@@ -8,7 +8,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from yulan.schema.common import Resources, StageRef, gpu_job
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 
 Skill = Literal["Knowledge", "Reasoning", "Math", "Code"]
 YULAN, LLAMA, QWEN = "YuLan-Mini-Instruct", "Llama3.2-3B-Instruct", "Qwen-2.5-1.5B-Instruct"
@@ -103,7 +103,7 @@ def _report_benchmarks() -> dict[str, Benchmark]:
 
 
 class EvalConfig(Section):
-    benchmarks: dict[str, Benchmark] = report(
+    benchmarks: dict[str, Benchmark] = paper(
         default_factory=_report_benchmarks,
         where="§6 evaluation tables",
         description="Every benchmark row with its setting and published scores.",

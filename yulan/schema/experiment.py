@@ -9,7 +9,7 @@ from pydantic import computed_field, model_validator
 from yulan.schema.common import STAGES, Resources, StageName, StageRef
 from yulan.schema.curation import STEPS, CurationConfig
 from yulan.schema.evaluation import EvalConfig
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 from yulan.schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
 from yulan.schema.models import POLICY_FIELD, REWARD_FIELD, ModelSpec
 from yulan.schema.ppo import PPOConfig
@@ -38,7 +38,7 @@ def ppo_prompt_file(job_dir: str) -> str:
 
 class Experiment(Section):
     name: str = chosen("experiment", description="Experiment name; launch.py sets it to the chosen experiment file.")
-    stages: tuple[StageName, ...] = report(
+    stages: tuple[StageName, ...] = paper(
         STAGES,
         where="§3-§6: curation, SFT, preference data, DPO, PPO, evaluation",
         description="Stages to run, in pipeline order.",
@@ -54,14 +54,14 @@ class Experiment(Section):
     )
     model: ModelSpec = POLICY_FIELD
     reward_model: ModelSpec = REWARD_FIELD
-    curation: CurationConfig = report(default_factory=CurationConfig, where="§3 data", description="SFT data curation.")
-    sft: SFTConfig = report(default_factory=SFTConfig, where="§3 recipe", description="Supervised fine-tuning.")
-    preference: PreferenceConfig = report(
+    curation: CurationConfig = paper(default_factory=CurationConfig, where="§3 data", description="SFT data curation.")
+    sft: SFTConfig = paper(default_factory=SFTConfig, where="§3 recipe", description="Supervised fine-tuning.")
+    preference: PreferenceConfig = paper(
         default_factory=PreferenceConfig, where="§4 preference data", description="Preference pairs."
     )
-    dpo: DPOConfig = report(default_factory=DPOConfig, where="§4 recipe", description="Direct preference optimisation.")
-    ppo: PPOConfig = report(default_factory=PPOConfig, where="§5", description="Proximal policy optimisation.")
-    eval: EvalConfig = report(default_factory=EvalConfig, where="§6", description="Benchmarks.")
+    dpo: DPOConfig = paper(default_factory=DPOConfig, where="§4 recipe", description="Direct preference optimisation.")
+    ppo: PPOConfig = paper(default_factory=PPOConfig, where="§5", description="Proximal policy optimisation.")
+    eval: EvalConfig = paper(default_factory=EvalConfig, where="§6", description="Benchmarks.")
     cluster: ClusterProfile = chosen(default_factory=ClusterProfile, description="Where jobs run (group `cluster/`).")
     launcher: LauncherConfig = chosen(
         default_factory=LauncherConfig, description="How jobs are started (group `launcher/`)."

@@ -1,6 +1,6 @@
 """Building blocks shared by every schema module.
 
-Every setting is declared with `report(...)` (a value the YuLan-Mini report states, with where it states it)
+Every setting is declared with `paper(...)` (a value the YuLan-Mini report states, with where it states it)
 or `chosen(...)` (a value the report leaves open; the reason for our choice is part of the description).
 Cross-field rules raise `rule_error(...)`, which carries the field path, the value, the rule and the fix so
 that `schema.errors` can print a message that names all four.
@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-REPORT = "report"
+PAPER = "report"  # the provenance label of a value the YuLan-Mini report gives
 CHOSEN = "not in the report"
 
 
@@ -23,9 +23,9 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, allow_inf_nan=False, defer_build=True)
 
 
-def report(default: Any = ..., *, where: str, description: str, unit: str | None = None, **kwargs: Any) -> Any:
+def paper(default: Any = ..., *, where: str, description: str, unit: str | None = None, **kwargs: Any) -> Any:
     """A setting whose default is the value the report gives (`where` says in which section or table)."""
-    return _field(default, description, {"source": REPORT, "where": where, "unit": unit}, kwargs)
+    return _field(default, description, {"source": PAPER, "where": where, "unit": unit}, kwargs)
 
 
 def chosen(default: Any = ..., *, description: str, unit: str | None = None, **kwargs: Any) -> Any:

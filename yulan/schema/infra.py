@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import model_validator
 
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -22,9 +22,9 @@ class ClusterProfile(Section):
     )
     account: str | None = chosen(None, description="SLURM account (--account).")
     qos: str | None = chosen(None, description="SLURM quality of service (--qos).")
-    nodes: int = report(4, ge=1, where="§3 training settings: '4 nodes'", description="Nodes one job may use.")
-    gpus_per_node: int = report(8, ge=0, where="§3 training settings: '8xH800 GPUs'", description="GPUs per node.")
-    gpu_type: str = report("H800", where="§3 training settings", description="GPU model.")
+    nodes: int = paper(4, ge=1, where="§3 training settings: '4 nodes'", description="Nodes one job may use.")
+    gpus_per_node: int = paper(8, ge=0, where="§3 training settings: '8xH800 GPUs'", description="GPUs per node.")
+    gpu_type: str = paper("H800", where="§3 training settings", description="GPU model.")
     cpus_per_node: int = chosen(128, ge=1, description="CPU cores per node.")
     max_time_minutes: int = chosen(7 * 24 * 60, ge=1, description="Partition time limit.", unit="minutes")
     setup: tuple[str, ...] = chosen(

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from yulan.schema.errors import Problem
-from yulan.schema.fields import Section, report
+from yulan.schema.fields import Section, paper
 
 
 class ModelSpec(Section):
@@ -45,13 +45,13 @@ def skywork_reward() -> ModelSpec:
     )
 
 
-POLICY_FIELD = report(
+POLICY_FIELD = paper(
     default_factory=yulan_mini,
     where="§1: YuLan-Mini, 2.4B parameters, the model every stage starts from",
     description="The policy's base model (SFT starts from it; complexity loss is computed with it).",
 )
 
-REWARD_FIELD = report(
+REWARD_FIELD = paper(
     default_factory=skywork_reward,
     where="§4 preference data and §5 reward model: Skywork/Skywork-Reward-Llama-3.1-8B-v0.2",
     description="Reward model scoring preference candidates and PPO rollouts.",

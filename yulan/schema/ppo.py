@@ -20,7 +20,7 @@ from yulan.schema.common import (
     engine_rules,
     gpu_job,
 )
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 from yulan.schema.health import SAMPLE_STATISTICS, STATISTICS, HealthConfig
 from yulan.schema.reward import RewardConfig
 
@@ -40,14 +40,14 @@ CRITIC_SETTINGS = (
 
 
 class PromptSet(Section):
-    count: int = report(
+    count: int = paper(
         10_000,
         ge=1,
         unit="prompts",
         where="§5 prompt data: '10,000 challenging prompts'",
         description="Prompts PPO trains on.",
     )
-    source: StageRef = report(
+    source: StageRef = paper(
         "preference", where="§5 prompt data: 'from the DPO dataset'", description="Where prompts are selected from."
     )
     difficulty: Literal["lowest_mean_reward", "lowest_pass_rate"] = chosen(
@@ -63,11 +63,11 @@ class PromptSet(Section):
 
 
 class ActorConfig(Section):
-    init_from: StageRef = report(
+    init_from: StageRef = paper(
         "dpo", where="§5: 'Building upon the DPO model'", description="Actor (and reference) weights."
     )
-    learning_rate: float = report(1e-6, gt=0.0, where=PPO_TABLE, description="Actor learning rate.")
-    frozen_steps: int = report(
+    learning_rate: float = paper(1e-6, gt=0.0, where=PPO_TABLE, description="Actor learning rate.")
+    frozen_steps: int = paper(
         15,
         ge=0,
         unit="rollout iterations",
@@ -79,20 +79,20 @@ class ActorConfig(Section):
 
 
 class CriticConfig(Section):
-    init_from: Literal["reward_model", "policy"] = report(
+    init_from: Literal["reward_model", "policy"] = paper(
         "reward_model",
         where="§5: 'The critic model was initialized from the reward model'",
         description="Critic weights: the reward model, or the policy with a fresh value head.",
     )
-    learning_rate: float = report(1e-5, gt=0.0, where=PPO_TABLE, description="Critic learning rate.")
+    learning_rate: float = paper(1e-5, gt=0.0, where=PPO_TABLE, description="Critic learning rate.")
 
 
 class KLController(Section):
-    adaptive: bool = report(
+    adaptive: bool = paper(
         True, where="§5: 'Adaptive KL Controller'", description="Adjust the KL coefficient toward the target."
     )
-    init_coef: float = report(0.01, ge=0.0, where=PPO_TABLE, description="Initial KL coefficient (beta).")
-    target: float = report(0.06, gt=0.0, where=PPO_TABLE, description="KL divergence target.")
+    init_coef: float = paper(0.01, ge=0.0, where=PPO_TABLE, description="Initial KL coefficient (beta).")
+    target: float = paper(0.06, gt=0.0, where=PPO_TABLE, description="KL divergence target.")
     horizon: int = chosen(10_000, ge=1, unit="samples", description="Adaptive controller horizon (OpenRLHF's default).")
     use_loss: bool = chosen(
         False,
@@ -185,25 +185,23 @@ class PPOConfig(Section):
     engine: Engine = chosen(
         "openrlhf", description="openrlhf (report: 'carried out using the OpenRLHF framework') or native."
     )
-    resources: Resources = report(
+    resources: Resources = paper(
         default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=48),
         where="§5 training recipe: 'We used 8xH800 GPUs'",
         description="Job layout.",
     )
     placement: Placement = chosen(default_factory=Placement, description="GPU roles inside the job.")
-    prompts: PromptSet = report(default_factory=PromptSet, where="§5 prompt data", description="PPO prompts.")
-    actor: ActorConfig = report(default_factory=ActorConfig, where="§5", description="Policy being trained.")
-    critic: CriticConfig = report(default_factory=CriticConfig, where="§5", description="Value model.")
-    train_batch_size: int = report(
-        128, gt=0, unit="samples", where=PPO_TABLE, description="Samples per optimizer step."
-    )
-    num_episodes: int = report(4, ge=1, where=PPO_TABLE, description="Passes over the prompt set.")
-    samples_per_prompt: int = report(4, ge=1, where=PPO_TABLE, description="Responses generated per prompt.")
-    prompt_max_length: int = report(
+    prompts: PromptSet = paper(default_factory=PromptSet, where="§5 prompt data", description="PPO prompts.")
+    actor: ActorConfig = paper(default_factory=ActorConfig, where="§5", description="Policy being trained.")
+    critic: CriticConfig = paper(default_factory=CriticConfig, where="§5", description="Value model.")
+    train_batch_size: int = paper(128, gt=0, unit="samples", where=PPO_TABLE, description="Samples per optimizer step.")
+    num_episodes: int = paper(4, ge=1, where=PPO_TABLE, description="Passes over the prompt set.")
+    samples_per_prompt: int = paper(4, ge=1, where=PPO_TABLE, description="Responses generated per prompt.")
+    prompt_max_length: int = paper(
         2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest prompt (longer ones are left-truncated)."
     )
-    generate_max_length: int = report(2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest response.")
-    estimator: Estimator = report(
+    generate_max_length: int = paper(2048, ge=1, unit="tokens", where=PPO_TABLE, description="Longest response.")
+    estimator: Estimator = paper(
         "gae",
         where=f"{PPO_TABLE}: GAE λ and γ",
         description="Advantage estimator: gae (with a critic, the report's), reinforce (REINFORCE++), "
@@ -214,14 +212,14 @@ class PPOConfig(Section):
         description="Policy loss over a batch: the mean over all its response tokens, or the mean over "
         "samples of each sample's token mean (every sample weighs the same).",
     )
-    kl: KLController = report(default_factory=KLController, where="§5", description="KL penalty against the reference.")
-    gae_lambda: float = report(0.95, ge=0.0, le=1.0, where=PPO_TABLE, description="General Advantage Estimation λ.")
-    gamma: float = report(1.0, ge=0.0, le=1.0, where=PPO_TABLE, description="Discount factor γ.")
-    temperature: float = report(1.0, gt=0.0, where=PPO_TABLE, description="Generation temperature.")
-    lr_warmup_ratio: float = report(
+    kl: KLController = paper(default_factory=KLController, where="§5", description="KL penalty against the reference.")
+    gae_lambda: float = paper(0.95, ge=0.0, le=1.0, where=PPO_TABLE, description="General Advantage Estimation λ.")
+    gamma: float = paper(1.0, ge=0.0, le=1.0, where=PPO_TABLE, description="Discount factor γ.")
+    temperature: float = paper(1.0, gt=0.0, where=PPO_TABLE, description="Generation temperature.")
+    lr_warmup_ratio: float = paper(
         0.0, ge=0.0, lt=1.0, where=PPO_TABLE, description="Learning-rate warmup ratio (actor and critic)."
     )
-    lr_scheduler: Literal["constant", "cosine_with_min_lr"] = report(
+    lr_scheduler: Literal["constant", "cosine_with_min_lr"] = paper(
         "constant", where=PPO_TABLE, description="LR schedule (actor and critic)."
     )
     min_lr_ratio: float = chosen(
@@ -230,7 +228,7 @@ class PPOConfig(Section):
     max_grad_norm: float = chosen(
         1.0, gt=0.0, description="Gradient clipping norm of actor and critic (OpenRLHF's default --max_norm)."
     )
-    reward: RewardConfig = report(
+    reward: RewardConfig = paper(
         default_factory=RewardConfig, where="§5 reward model", description="Reward computation."
     )
     rollout_batch_size: int = chosen(

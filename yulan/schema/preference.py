@@ -7,16 +7,16 @@ from typing import Literal
 from pydantic import computed_field, model_validator
 
 from yulan.schema.common import Resources, Share, StageRef, check_shares, gpu_job
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 
 
 class PreferenceConfig(Section):
-    policy: StageRef = report(
+    policy: StageRef = paper(
         "sft",
         where="§4: 'we sampled completions from the SFT model'",
         description="Model that samples on-policy completions.",
     )
-    parts: dict[str, Share] = report(
+    parts: dict[str, Share] = paper(
         default_factory=lambda: {
             "off_policy": Share(count=258_000, ratio=0.69),
             "on_policy": Share(count=115_000, ratio=0.31),
@@ -34,7 +34,7 @@ class PreferenceConfig(Section):
     decontaminate: bool = chosen(
         True, description="Remove pairs that match the evaluation table (settings: curation.decontaminate)."
     )
-    on_policy_domains: tuple[str, ...] = report(
+    on_policy_domains: tuple[str, ...] = paper(
         ("science", "math", "code", "chinese_commonsense", "hallucination", "self_awareness"),
         where="§4 on-policy data",
         description="Domains the on-policy instructions cover.",
@@ -44,7 +44,7 @@ class PreferenceConfig(Section):
     )
     temperature: float = chosen(0.8, gt=0.0, description="Sampling temperature for on-policy completions.")
     max_new_tokens: int = chosen(2048, ge=1, description="Longest sampled completion.", unit="tokens")
-    answer_extraction: Literal["llm", "rules"] = report(
+    answer_extraction: Literal["llm", "rules"] = paper(
         "llm",
         where="§4: 'we extracted responses using an LLM'",
         description="How final answers of verifiable questions are read.",
@@ -53,12 +53,12 @@ class PreferenceConfig(Section):
         "Qwen/Qwen2.5-32B-Instruct",
         description="The report does not name the extractor; the curation judge does the job.",
     )
-    verifiable_pairing: Literal["correct_vs_incorrect"] = report(
+    verifiable_pairing: Literal["correct_vs_incorrect"] = paper(
         "correct_vs_incorrect",
         where="§4: 'correct responses were designated as chosen ... incorrect ... rejected'",
         description="Pairing for verifiable questions.",
     )
-    scored_pairing: Literal["highest_vs_lowest"] = report(
+    scored_pairing: Literal["highest_vs_lowest"] = paper(
         "highest_vs_lowest",
         where="§4: 'high scores were designated as chosen ... low scores ... rejected'",
         description="Pairing for the other questions, by reward-model score.",

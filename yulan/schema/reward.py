@@ -15,13 +15,13 @@ from yulan.schema.common import (
     UNFINISHED_MIN_WORDS,
     UNFINISHED_MIN_WORDS_DESCRIPTION,
 )
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 
 
 class Penalties(Section):
     """Rule-based penalties for reward hacking, added to the clipped reward-model score (report §5)."""
 
-    incomplete: float = report(
+    incomplete: float = paper(
         -5.0,
         le=0.0,
         where="§5 rule-based penalties: incomplete sentences / truncated responses",
@@ -31,7 +31,7 @@ class Penalties(Section):
     sentence_end_marks: str = chosen(SENTENCE_END_MARKS, description=SENTENCE_END_MARKS_DESCRIPTION)
     continuation_words: tuple[str, ...] = chosen(CONTINUATION_WORDS, description=CONTINUATION_WORDS_DESCRIPTION)
     unfinished_min_words: int = chosen(UNFINISHED_MIN_WORDS, ge=1, description=UNFINISHED_MIN_WORDS_DESCRIPTION)
-    mixed_language: float = report(
+    mixed_language: float = paper(
         -5.0,
         le=0.0,
         where="§5 rule-based penalties: mixed-language responses",
@@ -61,7 +61,7 @@ class Penalties(Section):
         ),
         description="Prompts mentioning these may legitimately mix languages (translation, language questions).",
     )
-    generic: float = report(
+    generic: float = paper(
         -10.0,
         le=0.0,
         where="§5 rule-based penalties: single-sentence responses like 'I hope this helps'",
@@ -147,12 +147,12 @@ class RewardConfig(Section):
         ("<|endoftext|>", "</s>", "<|im_end|>", "<|eot_id|>", "<|end_of_text|>"),
         description="End-of-turn tokens of the actor's template, stripped from responses before scoring.",
     )
-    clip_range: tuple[float, float] = report(
+    clip_range: tuple[float, float] = paper(
         (-20.0, 10.0),
         where=f"{PPO_TABLE}: 'Reward Clip Range (-20, 10)'",
         description="Rewards are clipped to [low, high].",
     )
-    penalties: Penalties = report(default_factory=Penalties, where="§5", description="Rule-based penalties.")
+    penalties: Penalties = paper(default_factory=Penalties, where="§5", description="Rule-based penalties.")
     verifier: Verifier = chosen(
         default_factory=Verifier, description="Verifiable rewards from answer and test checkers."
     )

@@ -19,7 +19,7 @@ from yulan.schema.common import (
     engine_rules,
     gpu_job,
 )
-from yulan.schema.fields import Section, chosen, report, rule_error
+from yulan.schema.fields import Section, chosen, paper, rule_error
 
 LRScheduler = Literal["constant", "constant_with_warmup", "cosine_with_min_lr", "linear"]
 
@@ -94,29 +94,29 @@ class Trainer(Section):
 class SFTConfig(Trainer):
     init_from: StageRef = chosen("base", description="Starting weights: 'base' (the model group), a stage, or a path.")
     data: StageRef = chosen("curation", description="Training data: the curation stage's output or a file.")
-    resources: Resources = report(
+    resources: Resources = paper(
         default_factory=lambda: gpu_job(nodes=4, gpus_per_node=8, hours=72),
         where="§3 training settings: '4 nodes equipped with 8xH800 GPUs'",
         description="Job layout.",
     )
-    global_batch_size: int = report(
+    global_batch_size: int = paper(
         512,
         gt=0,
         unit="samples",
         where="§3 training settings: 'effective batch size of 512'",
         description="Samples per optimizer step.",
     )
-    max_length: int = report(
+    max_length: int = paper(
         28_672,
         gt=0,
         unit="tokens",
         where="§3 training settings: 'maximum sequence length of 28K tokens'",
         description="Longest sample.",
     )
-    epochs: int = report(
+    epochs: int = paper(
         2, ge=1, where="§3 training settings: 'trained for 2 epochs'", description="Passes over the data."
     )
-    learning_rate: float = report(
+    learning_rate: float = paper(
         1e-5, gt=0.0, where="§3 training settings: 'learning rate of 1e-5'", description="Peak LR."
     )
     loss_on: Literal["assistant", "all"] = chosen(
@@ -136,7 +136,7 @@ class DPOConfig(Trainer):
         default_factory=lambda: gpu_job(nodes=1, gpus_per_node=8, hours=24),
         description="The report does not give DPO's hardware; one 8-GPU node fits a 2.4B policy plus reference.",
     )
-    global_batch_size: int = report(
+    global_batch_size: int = paper(
         128,
         gt=0,
         unit="pairs",
@@ -149,13 +149,13 @@ class DPOConfig(Trainer):
         unit="tokens",
         description="Prompt + response length. OpenRLHF's default of 512 would truncate most pairs.",
     )
-    epochs: int = report(
+    epochs: int = paper(
         2, ge=1, where="§4 preference tuning recipe: 'trained for 2 epochs'", description="Passes over the pairs."
     )
-    learning_rate: float = report(
+    learning_rate: float = paper(
         5e-7, gt=0.0, where="§4 preference tuning recipe: 'learning rate of 5e-7'", description="Peak LR."
     )
-    beta: float = report(
+    beta: float = paper(
         0.1, gt=0.0, where="§4 preference tuning recipe: 'β set to 0.1'", description="DPO inverse temperature."
     )
     warmup_ratio: float = chosen(0.1, ge=0.0, lt=1.0, description="Share of optimizer steps spent warming up.")

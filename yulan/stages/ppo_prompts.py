@@ -88,8 +88,8 @@ def select(experiment: Experiment, job_dir: str) -> Path:
     set_aside = SetAside.under(experiment.ppo.prompts.on_bad_record)
     records, rows = candidates(experiment, set_aside)
     write(path, hardest(records, experiment.ppo.prompts))
-    report = {"input": len(records), "bad_records": write_set_aside(set_aside, path), "decontamination": rows}
-    write_text(side_file(path, "report.json"), json.dumps(report, indent=2))
+    counts = {"input": len(records), "bad_records": write_set_aside(set_aside, path), "decontamination": rows}
+    write_text(side_file(path, "report.json"), json.dumps(counts, indent=2))
     return path
 
 
@@ -131,12 +131,12 @@ def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0, b
     records, rows = decontaminated(records, config, DecontaminationConfig(), benchmarks or {})
     ranked = hardest(records, config)
     write(output_path, ranked)
-    report = {
+    counts = {
         "input": len(records),
         "kept": len(ranked),
         "difficulty": config.difficulty,
         "bad_records": write_set_aside(set_aside, output_path),
         "decontamination": rows,
     }
-    write_text(side_file(output_path, "report.json"), json.dumps(report, indent=2))
-    return report
+    write_text(side_file(output_path, "report.json"), json.dumps(counts, indent=2))
+    return counts

@@ -128,7 +128,7 @@ def run(experiment: Experiment, job_dir: str) -> int:
     output = Path(stage_output(experiment.output_dir, "preference"))
     write_jsonl(output, combined)
     write_jsonl(output.with_name(PROMPT_STATS), stats)
-    report = {
+    counts = {
         "prompts": len(records),
         "pairs": len(combined),
         "decontaminated": before - len(combined),
@@ -147,9 +147,9 @@ def run(experiment: Experiment, job_dir: str) -> int:
             },
         },
     }
-    report["decontamination"] = decontamination
-    write_text(Path(job_dir) / "report.json", json.dumps(report, indent=2))
-    log.info(f"[preference] {json.dumps({k: v for k, v in report.items() if k != 'decontamination'})}")
+    counts["decontamination"] = decontamination
+    write_text(Path(job_dir) / "report.json", json.dumps(counts, indent=2))
+    log.info(f"[preference] {json.dumps({k: v for k, v in counts.items() if k != 'decontamination'})}")
     if not combined:
         log.error("no preference pair could be made (see report.json)")
         return 1

@@ -100,14 +100,14 @@ def run(
                 files.drop(record, "complexity", "hardest_fraction")
             else:
                 files.keep(record)
-        report = {
+        counts = {
             "input": len(comp),
             "kept": len(comp) - dropped_count,
             "dropped": {"hardest_fraction": dropped_count},
             "threshold": round(min((comp[i] for i in hardest), default=float("nan")), 4),
             "scored": scored,
         }
-        return files.finish(report)
+        return files.finish(counts)
 
 
 map_shard = run_on_shard(run)

@@ -276,7 +276,7 @@ def run(
 ) -> dict:
     index = build_index(config, benchmarks or {})
     tally = Tally(index, config)
-    report: dict = {
+    counts: dict = {
         "input": 0,
         "kept": 0,
         "dropped": {},
@@ -290,19 +290,19 @@ def run(
         def flush() -> None:
             texts = [sample_texts(sample) for _, sample in batch]
             for (number, sample), found, sample_text in zip(batch, matches(index, texts, config), texts):
-                report["input"] += 1
+                counts["input"] += 1
                 if not found:
                     files.keep(sample)
-                    report["kept"] += 1
+                    counts["kept"] += 1
                     continue
                 described = tally.add(sample.get("id", number), found, sample_text)
                 if config.action == "drop":
                     files.drop(sample, "decontaminate", "contaminated", matches=described)
-                    report["dropped"]["contaminated"] = report["dropped"].get("contaminated", 0) + 1
+                    counts["dropped"]["contaminated"] = counts["dropped"].get("contaminated", 0) + 1
                 else:
                     files.keep({**sample, "contamination": described})
-                    report["kept"] += 1
-                    report["flagged"] += 1
+                    counts["kept"] += 1
+                    counts["flagged"] += 1
             batch.clear()
 
         for number, sample in files.samples():
@@ -310,8 +310,8 @@ def run(
             if len(batch) == BATCH_SAMPLES:
                 flush()
         flush()
-        report["benchmarks"] = tally.rows()
-        return files.finish(report)
+        counts["benchmarks"] = tally.rows()
+        return files.finish(counts)
 
 
 def clean(

@@ -492,9 +492,9 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
             input_path = Path(work) / "input.jsonl"
             join_inputs([files.input], input_path, files.set_aside)
         scan = file_duplicates(input_path, config, seed, Path(work), computed=computed, set_aside=files.set_aside)
-        report: dict = {"input": len(scan.offsets), "kept": 0, "dropped": {}, "by_category": {}}
+        counts: dict = {"input": len(scan.offsets), "kept": 0, "dropped": {}, "by_category": {}}
         for category in scan.categories:
-            report["by_category"].setdefault(category, {"in": 0, "out": 0})["in"] += 1
+            counts["by_category"].setdefault(category, {"in": 0, "out": 0})["in"] += 1
         roots, copy_of = scan.duplicates.roots, scan.duplicates.copy_of
         kept = roots == np.arange(len(roots))
         files.keep_ranges(input_path, contiguous_ranges(scan.offsets[kept], scan.ends[kept]))
@@ -511,13 +511,13 @@ def run(input_path: Path, output_path: Path, config: DedupConfig, seed: int = 0,
             for index, line in zip(dropped.tolist(), lines):
                 root = int(roots[index])
                 reason = "exact_duplicate" if copy_of[index] == copy_of[root] else "near_duplicate"
-                report["dropped"][reason] = report["dropped"].get(reason, 0) + 1
+                counts["dropped"][reason] = counts["dropped"].get(reason, 0) + 1
                 original_id = parse_line(originals[root]).get("id", root)
                 files.drop(parse_line(line), "dedup", reason, duplicate_of=original_id)
-        report["kept"] = int(kept.sum())
+        counts["kept"] = int(kept.sum())
         for category, count in Counter(c for c, keep in zip(scan.categories, kept.tolist()) if keep).items():
-            report["by_category"][category]["out"] = count
-        return files.finish(report)
+            counts["by_category"][category]["out"] = count
+        return files.finish(counts)
 
 
 def map_shard(shard_input: Path, shards_dir: Path, shard: int, config: DedupConfig, seed: int) -> None:

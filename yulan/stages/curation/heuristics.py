@@ -174,22 +174,22 @@ def check(sample: dict, config: HeuristicsConfig) -> tuple[str, str] | None:
 
 
 def run(input_path: Path, output_path: Path, config: HeuristicsConfig, seed: int = 0) -> dict:
-    report: dict = {"input": 0, "kept": 0, "dropped": {}, "by_category": {}}
+    counts: dict = {"input": 0, "kept": 0, "dropped": {}, "by_category": {}}
     with StepFiles(input_path, output_path, config.on_bad_record) as files:
         for _, sample in files.samples():
-            report["input"] += 1
-            category = report["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
+            counts["input"] += 1
+            category = counts["by_category"].setdefault(sample.get("category", "unknown"), {"in": 0, "out": 0})
             category["in"] += 1
             verdict = check(sample, config)
             if verdict is None:
                 files.keep(sample)
-                report["kept"] += 1
+                counts["kept"] += 1
                 category["out"] += 1
             else:
                 rule, detail = verdict
-                report["dropped"][rule] = report["dropped"].get(rule, 0) + 1
+                counts["dropped"][rule] = counts["dropped"].get(rule, 0) + 1
                 files.drop(sample, "heuristics", rule, detail=detail)
-        return files.finish(report)
+        return files.finish(counts)
 
 
 map_shard = run_on_shard(run)

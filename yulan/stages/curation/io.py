@@ -1,7 +1,7 @@
 """Sample files and a step's outputs.
 
 A step reads one sample file and writes its kept samples (the output), the dropped ones with their reason
-(`.dropped.jsonl`), bad records set aside (`.bad.jsonl`, with on_bad_record=skip) and a report
+(`.dropped.jsonl`), bad records set aside (`.bad.jsonl`, with on_bad_record=skip) and its counts
 (`.report.json`). All of them are built under temporary names and renamed into place only when the step
 succeeds; none of them may be the input, under any name."""
 
@@ -118,17 +118,17 @@ class StepFiles:
         record = {**sample, "dropped": {"step": step, "reason": reason, **detail}}
         self.dropped.write(json.dumps(record, ensure_ascii=False) + "\n")
 
-    def finish(self, report: dict) -> dict:
+    def finish(self, counts: dict) -> dict:
         """Counts the bad records into the report and moves every file into place (the output last)."""
-        report["bad_records"] = len(self.set_aside.rows) if self.set_aside else 0
-        if report["bad_records"]:
-            report["bad_by_reason"] = self.set_aside.counts()
-        self.partials["report.json"].write_text(json.dumps(report, indent=2, ensure_ascii=False))
+        counts["bad_records"] = len(self.set_aside.rows) if self.set_aside else 0
+        if counts["bad_records"]:
+            counts["bad_by_reason"] = self.set_aside.counts()
+        self.partials["report.json"].write_text(json.dumps(counts, indent=2, ensure_ascii=False))
         self._stack.close()
         write_set_aside(self.set_aside, self.output)  # or, when none, no stale list of an earlier run's
         for name in ("dropped.jsonl", "report.json", "kept"):
             self.partials[name].replace(self.targets[name])
-        return report
+        return counts
 
 
 def join_inputs(paths: Iterable[str | Path], target: Path, set_aside: SetAside | None) -> int:

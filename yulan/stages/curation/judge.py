@@ -182,7 +182,7 @@ def run(
         scored = np.frombuffer(means, dtype=np.float64)
         scored = scored[~np.isnan(scored)]
         threshold = percentile(scored, config.discard_lower_percentile) if len(scored) else None
-        report = {
+        counts = {
             "input": len(means),
             "kept": 0,
             "dropped": {},
@@ -197,12 +197,12 @@ def run(
             judgement = record["judge"]
             if "mean" in judgement and judgement["mean"] < threshold:
                 files.drop(record, "judge", "below_percentile", detail=f"{judgement['mean']:.2f} < {threshold:.2f}")
-                report["dropped"]["below_percentile"] = report["dropped"].get("below_percentile", 0) + 1
+                counts["dropped"]["below_percentile"] = counts["dropped"].get("below_percentile", 0) + 1
                 continue
-            report["unjudged"] += "error" in judgement
+            counts["unjudged"] += "error" in judgement
             files.keep(record)
-            report["kept"] += 1
-        return files.finish(report)
+            counts["kept"] += 1
+        return files.finish(counts)
 
 
 map_shard = run_on_shard(run)

@@ -43,7 +43,7 @@ def run(input_path: Path, output_path: Path, config: MixConfig, seed: int = 0) -
 
 def mix_report(positions: dict[str, list[int]], chosen: dict[str, set[int]], config: MixConfig) -> dict:
     total = sum(len(c) for c in chosen.values())
-    report = {
+    counts = {
         "input": sum(len(p) for p in positions.values()),
         "kept": total,
         "by_category": {
@@ -59,5 +59,5 @@ def mix_report(positions: dict[str, list[int]], chosen: dict[str, set[int]], con
         },
         "not_in_mix": {c: len(p) for c, p in positions.items() if c not in config.categories},
     }
-    report["short"] = sorted(c for c, row in report["by_category"].items() if row["short_by"])
-    return report
+    counts["short"] = sorted(c for c, row in counts["by_category"].items() if row["short_by"])
+    return counts

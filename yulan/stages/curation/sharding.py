@@ -56,11 +56,11 @@ def rerun_from_caches(run: Callable, **final) -> Callable:
     return merge_shards
 
 
-def summed(reports: list[dict]) -> dict:
+def summed(shard_counts: list[dict]) -> dict:
     """Counts of several shards' reports added up (nested by category and reason)."""
     total: dict = {}
-    for report in reports:
-        for key, value in report.items():
+    for counts in shard_counts:
+        for key, value in counts.items():
             if isinstance(value, dict):
                 total[key] = summed([total.get(key, {}), value])
             elif isinstance(value, (int, float)):

@@ -106,12 +106,12 @@ def prepare(experiment: Experiment, job_dir: str) -> None:
     set_aside = SetAside.under(config.on_bad_record)
     joined = steps_dir / "0-inputs.jsonl"
     count = join_inputs(inputs, joined, set_aside)
-    report = {
+    counts = {
         "input": count + (len(set_aside.rows) if set_aside else 0),
         "kept": count,
         "bad_records": write_set_aside(set_aside, joined),
     }
-    write_text(side_file(joined, "report.json"), json.dumps(report, indent=2))
+    write_text(side_file(joined, "report.json"), json.dumps(counts, indent=2))
 
 
 def settings_of(experiment: Experiment, step: Step):
@@ -137,29 +137,29 @@ def needs(experiment: Experiment, step: Step) -> dict:
 def run_step(experiment: Experiment, name: str, input_path: Path, output_path: Path) -> dict:
     step = STEPS[name]
     settings = settings_of(experiment, step)
-    report = import_module(step.module).run(
+    counts = import_module(step.module).run(
         input_path, output_path, settings, experiment.seed, **needs(experiment, step)
     )
-    log.info(f"[curation] {name}: {report['input']} in, {report['kept']} kept")
-    return report
+    log.info(f"[curation] {name}: {counts['input']} in, {counts['kept']} kept")
+    return counts
 
 
 def finish(experiment: Experiment, job_dir: str) -> None:
     """The last step's output becomes the stage's; every step's report goes into report.json."""
     steps_dir = Path(job_dir) / "steps"
     files = step_files(experiment, job_dir)
-    reports = {
+    shard_counts = {
         f"synthesis/{job}": json.loads((steps_dir / f"0-synthesis-{job}.report.json").read_text())
         for job in experiment.curation.sources.synthesis
     }
-    reports["inputs"] = json.loads((steps_dir / "0-inputs.report.json").read_text())
-    reports |= {step: json.loads(side_file(output, "report.json").read_text()) for step, _, output in files}
+    shard_counts["inputs"] = json.loads((steps_dir / "0-inputs.report.json").read_text())
+    shard_counts |= {step: json.loads(side_file(output, "report.json").read_text()) for step, _, output in files}
     final = Path(stage_output(experiment.output_dir, "curation"))
     final.parent.mkdir(parents=True, exist_ok=True)
     building = partial_path(final)
     shutil.copyfile(files[-1][2] if files else steps_dir / "0-inputs.jsonl", building)
     building.replace(final)
-    write_text(Path(job_dir) / "report.json", json.dumps({"steps": reports, "output": str(final)}, indent=2))
+    write_text(Path(job_dir) / "report.json", json.dumps({"steps": shard_counts, "output": str(final)}, indent=2))
 
 
 def run(experiment: Experiment, job_dir: str) -> int:
@@ -214,7 +214,7 @@ def merge_shards(
 ) -> None:
     """What is kept, decided over the whole file from the shards' work (its module's merge_shards)."""
     step = STEPS[name]
-    report = import_module(step.module).merge_shards(
+    counts = import_module(step.module).merge_shards(
         input_path,
         output_path,
         shards_dir,
@@ -223,7 +223,7 @@ def merge_shards(
         experiment.seed,
         **needs(experiment, step),
     )
-    log.info(f"[curation] {name}: {report['input']} in, {report['kept']} kept")
+    log.info(f"[curation] {name}: {counts['input']} in, {counts['kept']} kept")
 
 
 def _base_model(experiment: Experiment) -> str:

@@ -122,19 +122,19 @@ def chat_sample(job: str, index: int, category: str, question: str, reply: str, 
     }
 
 
-def write_outputs(job: str, output_path: Path, kept: list[dict], dropped: list[dict], report: dict) -> dict:
+def write_outputs(job: str, output_path: Path, kept: list[dict], dropped: list[dict], counts: dict) -> dict:
     """kept samples, dropped records (each with its `dropped` reason) and the report, beside each other."""
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text("".join(json.dumps(k, ensure_ascii=False) + "\n" for k in kept))
     output_path.with_name(output_path.stem + ".dropped.jsonl").write_text(
         "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped)
     )
-    report = {**report, "kept": len(kept), "dropped": dict(Counter(d["dropped"]["reason"] for d in dropped))}
+    counts = {**counts, "kept": len(kept), "dropped": dict(Counter(d["dropped"]["reason"] for d in dropped))}
     output_path.with_name(output_path.stem + ".report.json").write_text(
-        json.dumps(report, indent=2, ensure_ascii=False)
+        json.dumps(counts, indent=2, ensure_ascii=False)
     )
-    log.info(f"[curation] synthesis/{job}: {json.dumps(report, ensure_ascii=False)}")
-    return report
+    log.info(f"[curation] synthesis/{job}: {json.dumps(counts, ensure_ascii=False)}")
+    return counts
 
 
 def drop(record: dict, job: str, reason: str, detail: str = "") -> dict:
