@@ -17,7 +17,7 @@ from pathlib import Path
 
 from yulan.runtime import models, tiny
 from yulan.schema.evaluation import Benchmark
-from yulan.stages import benchmarks
+from yulan.stages import tasks
 from yulan.stages.evaluation import choice, harness
 
 WORDS = (
@@ -86,7 +86,7 @@ def main() -> None:
 
         start = time.perf_counter()
         model, tokenizer = models.load_causal_lm(path, models.inference_dtype()), models.load_tokenizer(path)
-        items = benchmarks.load(Benchmark(harness="native", task="arc", **settings))
+        items = tasks.load(Benchmark(harness="native", task="arc", **settings))
         ours = choice.loglikelihoods(model, tokenizer, choice.requests_of(items), 1024)
         native = choice.score(items, ours)
         native_s = time.perf_counter() - start

@@ -20,8 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from yulan.rewards import sandbox  # noqa: E402
-from yulan.stages import benchmarks  # noqa: E402
+from yulan.stages import tasks
 from yulan.stages.evaluation import scoring  # noqa: E402
+from yulan.stages.tasks import humaneval  # noqa: E402
 
 
 def ours(problems: list[dict], isolation: str, workers: int) -> tuple[float, float]:
@@ -51,7 +52,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
-    problems = benchmarks.read_records(benchmarks.humaneval_path())
+    problems = tasks.read_records(humaneval.data_path())
     runs = {
         "bubblewrap": lambda: ours(problems, sandbox.BUBBLEWRAP, args.workers),
         "no isolation": lambda: ours(problems, sandbox.UNISOLATED, args.workers),

@@ -12,7 +12,7 @@ LAYERS = [
     ("yulan.compose", "yulan.runtime"),
     ("yulan.rewards",),
     ("yulan.engines.native", "yulan.engines.openrlhf"),
-    ("yulan.stages.benchmarks",),  # the benchmarks' texts: beneath evaluation and decontamination both
+    ("yulan.stages.tasks",),  # the evaluation tasks: beneath evaluation and decontamination both
     ("yulan.stages.curation", "yulan.stages.evaluation"),
     ("yulan.stages.preference",),
     ("yulan.stages.ppo_prompts",),

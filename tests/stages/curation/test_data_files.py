@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run
-from yulan.stages.benchmarks import humaneval_path, read_records
+from yulan.stages.tasks import read_records
+from yulan.stages.tasks.humaneval import data_path as humaneval_path
 
 GOOD = {
     "id": "a",

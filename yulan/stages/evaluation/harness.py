@@ -26,8 +26,8 @@ import yaml
 from yulan.rewards import sandbox
 from yulan.rewards.sandbox import code_of
 from yulan.schema.evaluation import Benchmark
-from yulan.stages.benchmarks import read_records
 from yulan.stages.evaluation.scoring import pass_at_k, warn
+from yulan.stages.tasks import read_records
 
 
 # -- lm-evaluation-harness ------------------------------------------------------------------------------------

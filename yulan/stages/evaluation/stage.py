@@ -15,8 +15,10 @@ from yulan.rewards import sandbox
 from yulan.runtime.packages import install_hint, installed
 from yulan.schema.errors import ConfigError, Problem
 from yulan.schema.experiment import Experiment, stage_output
-from yulan.stages import benchmarks
-from yulan.stages.evaluation import scoring, table
+from yulan.stages import tasks
+from yulan.stages.evaluation import scoring as scores
+from yulan.stages.evaluation import table
+from yulan.stages.tasks.humaneval import code_question
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +32,17 @@ def prerun_problems(experiment: Experiment, stage: str = "eval", here: bool = Tr
         benchmark = experiment.eval.benchmarks[name]
         field = f"eval.benchmarks.{name}"
         if benchmark.harness == "native":
-            if benchmark.task not in benchmarks.NATIVE_TASKS:
+            if benchmark.task not in tasks.TASKS:
                 problems.append(
                     Problem(
                         f"{field}.task",
-                        f"native tasks are {', '.join(benchmarks.NATIVE_TASKS)}",
+                        f"native tasks are {', '.join(tasks.TASKS)}",
                         benchmark.task,
                         "pick a native task, or harness=lm_eval for the harness's tasks",
                     )
                 )
                 continue
-            reported = benchmarks.NATIVE_TASKS[benchmark.task][1]
+            reported = tasks.TASKS[benchmark.task].metrics
             wanted = "pass@k" if benchmark.pass_k else benchmark.metric
             if wanted not in reported:
                 problems.append(
@@ -117,14 +119,16 @@ def unavailable(experiment: Experiment) -> list[Problem]:
 
 def generates(benchmark) -> bool:
     """Rows whose completions this project generates."""
-    return benchmark.harness == "evalplus" or (
-        benchmark.harness == "native" and benchmarks.kind(benchmark) == "generate"
-    )
+    return benchmark.harness == "evalplus" or (benchmark.harness == "native" and tasks.kind(benchmark) == "generate")
 
 
 def score(benchmark, items: list[dict], samples: list[dict], config, directory: Path) -> tuple[dict, list[dict]]:
-    """(metrics, one verdict per sample) of a generation row; code runs isolated (sandbox.isolation)."""
-    if benchmark.harness == "evalplus" or benchmark.task in ("humaneval", "mbpp"):
+    """(metrics, one verdict per sample) of a generation row, as its task scores it; code runs isolated
+    (sandbox.isolation). lm-eval's tasks scored from a file (`yulan eval score`) score as the native task of their
+    dataset: a letter for MMLU, an answer for the rest."""
+    task = tasks.TASKS.get(benchmark.task)
+    scoring = task.scoring if task else "letter" if benchmark.task.startswith("mmlu") else "answer"
+    if benchmark.harness == "evalplus" or scoring == "code":
         isolation = sandbox.isolation(config.allow_unisolated_code)
         problems = {item["id"]: item["problem"] for item in items}
         if benchmark.harness == "evalplus":
@@ -132,10 +136,10 @@ def score(benchmark, items: list[dict], samples: list[dict], config, directory: 
 
             return harness.score_evalplus(benchmark, list(problems.values()), samples, directory, isolation)
         ks = tuple(sorted({1, benchmark.pass_k or 1}))
-        return scoring.score_code(problems, samples, ks, config.sandbox_timeout_s, config.sandbox_memory_mb, isolation)
-    if benchmark.task.startswith("mmlu"):  # native mmlu_cot, lm-eval's mmlu_flan_cot_zeroshot: a letter
-        return scoring.score_letters(samples)
-    return scoring.score_answers(samples, benchmark.metric, until="Problem:" if benchmark.task == "math" else None)
+        return scores.score_code(problems, samples, ks, config.sandbox_timeout_s, config.sandbox_memory_mb, isolation)
+    if scoring == "letter":
+        return scores.score_letters(samples)
+    return scores.score_answers(samples, benchmark.metric, until=task.until if task else None)
 
 
 def items_of(benchmark) -> list[dict]:
@@ -143,8 +147,8 @@ def items_of(benchmark) -> list[dict]:
         from yulan.stages.evaluation import harness
 
         problems = harness.evalplus_problems(benchmark)
-        return [{"id": p["task_id"], "problem": p, "question": benchmarks.code_question(p)} for p in problems]
-    return benchmarks.load(benchmark)
+        return [{"id": p["task_id"], "problem": p, "question": code_question(p)} for p in problems]
+    return tasks.load(benchmark)
 
 
 class Checkpoint:
@@ -241,7 +245,7 @@ def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict
         elif not generates(benchmark):
             from yulan.stages.evaluation import choice
 
-            items = benchmarks.load(benchmark)
+            items = tasks.load(benchmark)
             results[name] = choice.score(items, checkpoint.loglikelihoods(items))
         else:
             items = items_of(benchmark)
