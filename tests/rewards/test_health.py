@@ -14,11 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run
-from yulan.cli.job import run_stage
 from yulan.compose import load
-from yulan.rewards.health import Monitor, SharedWatch, health_samples, read_alerts, sample_statistics
+from yulan.rewards.health import Monitor, SharedWatch, health_samples, read_alerts, sample_statistics, stops
 from yulan.schema.errors import ConfigError
-from yulan.schema.health import HealthConfig, HealthRule, key
+from yulan.schema.health import SAMPLE_STATISTICS, HealthConfig, HealthRule, key
 from yulan.schema.reward import Penalties
 
 torch = pytest.importorskip("torch")
@@ -140,23 +139,24 @@ def test_length_collapse_is_stopped_with_an_alert_and_a_resumable_checkpoint(
     assert [a["rollout"] for a in read_alerts(job_dir) if a["action"] == "stop"] == [len(metrics), len(metrics) + 3]
 
 
-def test_a_warn_rule_logs_and_the_run_goes_on(tmp_path, talkative_policy, shortness_server):
-
-    experiment = load(
-        collapse_overrides(
-            tmp_path,
-            talkative_policy,
-            shortness_server,
-            "ppo.health.rules.length_collapse.action=warn",
-            f"run_dir={tmp_path}/run",
-        )
-    )
-    assert run_stage(experiment, "ppo", str(tmp_path / "run" / "ppo")) == 0
-    assert (tmp_path / "run" / "ppo" / "model" / "model.safetensors").exists()
-    assert len(metrics_of(tmp_path / "run" / "ppo")) == 14
-    warned = [a for a in read_alerts(tmp_path / "run" / "ppo") if a["rule"] == "length_collapse"]
-    assert warned and {a["action"] for a in warned} == {"warn"}
-    assert [a["rollout"] for a in warned] == list(range(warned[0]["rollout"], 15, 3))  # every 3 rollouts it holds
+def test_a_warn_rule_alerts_each_time_it_holds_and_the_run_goes_on():
+    """length_collapse as a warn rule: a length at a sixth of its early level warns every 3 rollouts it holds (the
+    streak starts over after each alert), and no rollout's alerts end the run."""
+    rule = HealthRule(metric="response_length_vs_early", below=0.5, for_rollouts=3, action="warn")
+    monitor = Monitor(HealthConfig(early_rollouts=3, rules={"length_collapse": rule}), SAMPLE_STATISTICS)
+    alerts = []
+    for rollout, length in enumerate([30.0, 30.0, 30.0, 29.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 5.0, 40.0, 5.0], 1):
+        derived, fired = monitor.observe(rollout, {key("response_length_mean"): length})
+        assert not stops(fired)
+        alerts += fired
+    assert [(a.rollout, a.action, round(a.value, 4)) for a in alerts] == [(7, "warn", 0.1667), (10, "warn", 0.1667)]
+    assert derived == {key("response_length_vs_early"): 5.0 / 30.0}
+    stop = HealthRule(metric="response_length_vs_early", below=0.5, for_rollouts=1, action="stop")
+    _, fired = Monitor(HealthConfig(early_rollouts=1, rules={"x": stop}), SAMPLE_STATISTICS).observe(1, {})
+    assert fired == [] and not stops(fired)
+    stopping = Monitor(HealthConfig(early_rollouts=1, rules={"x": stop}), SAMPLE_STATISTICS)
+    stopping.observe(1, {key("response_length_mean"): 30.0})
+    assert stops(stopping.observe(2, {key("response_length_mean"): 5.0})[1])
 
 
 # -- the statistics and the rules ---------------------------------------------------------------------------

@@ -136,6 +136,11 @@ class Alert:
         )
 
 
+def stops(alerts: list[Alert]) -> bool:
+    """Whether this rollout's alerts end the run: a stop rule fired. Warn rules are logged and the run goes on."""
+    return any(alert.action == "stop" for alert in alerts)
+
+
 class Monitor:
     """The rules applied rollout after rollout. Its state (the early length level, each rule's streak) goes into
     checkpoints, so a resumed run judges as if it had never stopped."""

@@ -25,6 +25,7 @@ from yulan.rewards.health import (
     health_samples,
     record,
     sample_statistics,
+    stops,
     trainer_statistics,
     unwatched_notice,
 )
@@ -192,7 +193,7 @@ def train(experiment: Experiment, job_dir: str) -> int:
         record(job_dir, alerts)
         progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics.get("ppo/kl", 0.0))
         extra = {"kl_coef": kl.value, "prompts_consumed": stream.consumed, "health": monitor.state()}
-        if any(alert.action == "stop" for alert in alerts):
+        if stops(alerts):
             path = checkpoints.save(rollout_index, weights, states, extra)
             log.warning(f"stopped by a health rule at rollout {rollout_index}; checkpoint {path} (resumable)")
             progress.close()
