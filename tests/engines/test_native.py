@@ -2,6 +2,7 @@
 
 import json
 import shutil
+import typing
 
 import pytest
 
@@ -12,6 +13,7 @@ from yulan.compose import load  # noqa: E402
 from yulan.engines.native import dpo, estimators, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
 from yulan.schema.ppo import KLController  # noqa: E402
+from yulan.schema.training import DPOConfig, PreferenceLoss  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -128,16 +130,14 @@ def test_dpo_loss_falls_and_margin_grows(tmp_path):
 
 
 def test_dpo_loss_matches_the_closed_form():
-    loss, chosen, rejected = dpo.dpo_loss(
-        torch.tensor([-1.0]),
-        torch.tensor([-3.0]),
-        torch.tensor([-2.0]),
-        torch.tensor([-2.0]),
-        beta=0.1,
-        label_smoothing=0.0,
-    )
+    pair = (torch.tensor([-1.0]), torch.tensor([-3.0]), torch.tensor([-2.0]), torch.tensor([-2.0]))  # margin 2
+    loss, chosen, rejected = dpo.dpo_loss(*pair, DPOConfig(beta=0.1))
     assert loss.item() == pytest.approx(-torch.nn.functional.logsigmoid(torch.tensor(0.1 * 2.0)).item())
+    assert loss.item() == pytest.approx(0.598139, abs=1e-6)
     assert chosen.item() == pytest.approx(0.1) and rejected.item() == pytest.approx(-0.1)
+    smoothed, _, _ = dpo.dpo_loss(*pair, DPOConfig(beta=0.1, label_smoothing=0.2))
+    assert smoothed.item() == pytest.approx(0.8 * 0.598139 + 0.2 * 0.798139, abs=1e-6)  # -log σ(-0.2) = 0.798139
+    assert set(dpo.LOSSES) == set(typing.get_args(PreferenceLoss))  # every setting has its loss, and no more
 
 
 def sft_run(tmp_path, data, *overrides):

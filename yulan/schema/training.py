@@ -129,6 +129,10 @@ class SFTConfig(Trainer):
         return self.global_batch_size * self.max_length
 
 
+# The preference losses the native engine computes, one entry each in yulan/engines/native/dpo.py LOSSES
+PreferenceLoss = Literal["sigmoid"]
+
+
 class DPOConfig(Trainer):
     init_from: StageRef = chosen("sft", description="Policy (and frozen reference) weights: the SFT stage or a path.")
     data: StageRef = chosen("preference", description="Preference pairs: the preference stage's output or a file.")
@@ -159,6 +163,12 @@ class DPOConfig(Trainer):
         0.1, gt=0.0, where="§4 preference tuning recipe: 'β set to 0.1'", description="DPO inverse temperature."
     )
     warmup_ratio: float = chosen(0.1, ge=0.0, lt=1.0, description="Share of optimizer steps spent warming up.")
+    loss: PreferenceLoss = paper(
+        "sigmoid",
+        where="§4 preference tuning: DPO",
+        description="The preference loss (yulan/engines/native/dpo.py LOSSES): sigmoid is DPO's -log σ(β·margin), "
+        "OpenRLHF's default.",
+    )
     label_smoothing: float = chosen(
         0.0, ge=0.0, lt=0.5, description="Conservative-DPO label smoothing (0 = plain DPO)."
     )

@@ -1,6 +1,8 @@
-"""Native DPO: a frozen reference, the sigmoid loss with β (and optional label smoothing / NLL term)."""
+"""Native DPO: a frozen reference, the loss `dpo.loss` names (LOSSES) with β, and an optional NLL term."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -10,6 +12,7 @@ from yulan.runtime.batches import Tokenized, layout, one_per_row, token_logprobs
 from yulan.runtime.models import device
 from yulan.runtime.token_cache import tokenized
 from yulan.schema.experiment import Experiment
+from yulan.schema.training import DPOConfig
 
 
 def tokenize_pair(tokenizer, pair: dict, max_length: int) -> list[Tokenized]:
@@ -23,10 +26,23 @@ def sequence_logps(model, samples: list[Tokenized]) -> torch.Tensor:
     return torch.stack([row.sum() for row in flat.per_sample(token_logprobs(model, flat))])
 
 
-def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, beta: float, label_smoothing: float):
-    """-log σ(β·margin) (smoothed toward the flipped label when label_smoothing > 0); the implicit rewards too."""
-    logits = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
-    loss = -F.logsigmoid(beta * logits) * (1 - label_smoothing) - F.logsigmoid(-beta * logits) * label_smoothing
+def sigmoid_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config: DPOConfig) -> torch.Tensor:
+    """DPO: -log σ(β·margin), the margin being how much more the policy than the reference prefers the chosen
+    response; smoothed toward the flipped label when label_smoothing > 0 (conservative DPO)."""
+    margin = (policy_chosen - ref_chosen) - (policy_rejected - ref_rejected)
+    smoothing = config.label_smoothing
+    return -F.logsigmoid(config.beta * margin) * (1 - smoothing) - F.logsigmoid(-config.beta * margin) * smoothing
+
+
+# dpo.loss -> its loss per pair, from the summed log-probabilities of the chosen and rejected responses under the
+# policy and the reference
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {"sigmoid": sigmoid_loss}
+
+
+def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config: DPOConfig):
+    """The configured loss of each pair, and the implicit rewards β·(policy - reference) of both responses."""
+    loss = LOSSES[config.loss](policy_chosen, policy_rejected, ref_chosen, ref_rejected, config)
+    beta = config.beta
     return loss, beta * (policy_chosen - ref_chosen).detach(), beta * (policy_rejected - ref_rejected).detach()
 
 
@@ -57,9 +73,7 @@ def train(experiment: Experiment, job_dir: str) -> int:
                 with torch.no_grad():
                     ref = sequence_logps(reference, samples)
                 logps = sequence_logps(policy, samples)
-            loss, reward_c, reward_r = dpo_loss(
-                logps[0::2], logps[1::2], ref[0::2], ref[1::2], config.beta, config.label_smoothing
-            )
+            loss, reward_c, reward_r = dpo_loss(logps[0::2], logps[1::2], ref[0::2], ref[1::2], config)
             loss = loss.sum()
             if config.nll_loss_coef:
                 chosen_tokens = sum(s.loss_tokens for s in samples[0::2])
