@@ -337,9 +337,9 @@ def test_a_fresh_submission_shows_queued_or_running_not_unknown(tmp_path):
 BEFORE_THE_LAYOUT = "979140db69e782ef14cf18a087c6b091a340a256"
 
 
-def test_a_submission_made_before_the_layout_resubmits_into_its_own_code_snapshot(tmp_path):
-    """A run launched by the code before the layout keeps its snapshot of that code: its resubmitted jobs run there
-    (`python -m yulan.run`), planned by this code from the run's config.json and ledger."""
+def test_a_sweep_submitted_before_the_layout_resubmits_into_its_own_code_snapshot(tmp_path):
+    """A sweep submitted by the code before the layout (its ledger, config.json files and code snapshot as that code
+    wrote them) is resubmitted by this code: planned from its config.json files, its jobs run in its own snapshot."""
     old_code = tmp_path / "old-code"
     archive = subprocess.run(["git", "archive", BEFORE_THE_LAYOUT], cwd=REPO, capture_output=True)
     if archive.returncode != 0:
@@ -347,22 +347,23 @@ def test_a_submission_made_before_the_layout_resubmits_into_its_own_code_snapsho
     old_code.mkdir()
     subprocess.run(["tar", "-x", "-C", str(old_code)], input=archive.stdout, check=True)
     assert not (old_code / "yulan" / "cli").exists() and (old_code / "yulan" / "run.py").exists()
+    git = ["git", "-c", "user.name=old", "-c", "user.email=old@localhost"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-q", "-m", "before the layout"]):
+        subprocess.run([*git, *command], cwd=old_code, check=True)  # it snapshots what git tracks
     (tmp_path / "broken.jsonl").write_text('{"id": "a", "messages": [\n')
-    result = run(
-        "launch.py", *FAST, "stages=[curation]", f"run_root={tmp_path}", f"curation.inputs=[{tmp_path}/broken.jsonl]"
-    )
-    assert result.returncode == 0, result.stderr
-    run_dir = tmp_path / "smoke"
-    assert [p["state"] for p in wait(run_dir)] == ["failed"]
-    book = ledger(run_dir)
-    shutil.rmtree(book["code"])
-    shutil.copytree(old_code, book["code"])  # as that launch left it
+    overrides = ["stages=[curation]", f"run_root={tmp_path}", f"curation.inputs=[{tmp_path}/broken.jsonl]", "seed=1,2"]
+    before = run("launch.py", "-m", *FAST, *overrides, cwd=old_code)  # that code's own launch
+    assert before.returncode == 0, before.stderr
+    sweep = tmp_path / "smoke"
+    assert [p["state"] for p in wait(sweep)] == ["failed", "failed"]
+    assert Path(ledger(sweep)["code"], "yulan", "run.py").exists()
 
     (tmp_path / "broken.jsonl").write_text(Path("yulan/data/sft_samples.jsonl").read_text())
-    again = run("-m", "yulan.cli", "resubmit", "--failed", str(run_dir))
-    assert again.returncode == 0 and "resubmitted points [0]" in again.stdout, again.stderr
-    assert [p["state"] for p in wait(run_dir)] == ["done"]
-    assert (run_dir / "curation" / "data" / "sft.jsonl").exists()
-    log = (run_dir / "curation" / "log.txt").read_text()
-    assert " INFO yulan.run: curation starts on " in log  # the job entry point as that code named its logger
-    assert " INFO yulan.curation.stage: [curation] mix: " in log  # that code's module, not yulan.stages.curation
+    again = run("-m", "yulan.cli", "resubmit", "--failed", str(sweep))
+    assert again.returncode == 0 and "resubmitted points [0, 1]" in again.stdout, again.stderr
+    assert [p["state"] for p in wait(sweep)] == ["done", "done"]
+    for point in ("0", "1"):
+        log = (sweep / point / "curation" / "log.txt").read_text()
+        assert " INFO yulan.run: curation starts on " in log  # the job entry point as that code named its logger
+        assert " INFO yulan.curation.stage: [curation] mix: " in log  # that code's module, not yulan.stages.curation
+        assert (sweep / point / "curation" / "data" / "sft.jsonl").exists()
