@@ -87,3 +87,36 @@ def test_dry_run_under_slurm_shows_each_jobs_sbatch_script(tmp_path):
     assert all(job["sbatch"].startswith("#!/bin/bash") for job in jobs)
     assert "#SBATCH --job-name=smoke-sft" in jobs[1]["sbatch"] and "#SBATCH --partition=cpu" in jobs[1]["sbatch"]
     assert list(tmp_path.iterdir()) == []
+
+
+CALLS: list[str] = []
+
+
+def note_prepare(experiment, job_dir):
+    CALLS.append("prepare")
+
+
+def note_run(experiment, job_dir):
+    CALLS.append("run")
+    return 0
+
+
+@pytest.mark.parametrize(("node", "calls"), [("0", ["prepare", "run"]), ("1", ["run"]), (None, ["prepare", "run"])])
+def test_a_stage_is_prepared_once_per_job_on_its_head_node(node, calls, monkeypatch, tmp_path):
+    """A multi-node PPO job runs the job entry point on every node; the prompt selection is done on the head only."""
+    from dataclasses import replace
+
+    from yulan import stages
+    from yulan.cli.job import run_stage
+
+    here = "tests.launchers.test_bootstrap"
+    ppo = replace(stages.TABLE["ppo"], runners={"openrlhf": f"{here}:note_run"}, prepare=f"{here}:note_prepare")
+    unchecked = replace(ppo, prerun_check=None, packages=lambda experiment, stage: {}, input_files=lambda e: [])
+    monkeypatch.setitem(stages.TABLE, "ppo", unchecked)
+    if node is None:
+        monkeypatch.delenv("SLURM_NODEID", raising=False)
+    else:
+        monkeypatch.setenv("SLURM_NODEID", node)
+    CALLS.clear()
+    assert run_stage(load(["experiment=ppo_yulan"]), "ppo", str(tmp_path)) == 0
+    assert CALLS == calls

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from yulan.runtime import joblog
+from yulan.runtime.distributed import is_head
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, done_marker, install_stop_handler, started_marker
 from yulan.runtime.records import RecordError
 from yulan.schema.errors import ConfigError
@@ -91,7 +92,7 @@ def run_stage(
     if problems:
         log.error("%s", ConfigError(f"the {name} stage cannot run on this machine", problems))
         return 2
-    if stage.prepare:
+    if stage.prepare and is_head(os.environ):  # once per job: the other nodes of a Ray job only join it
         function(stage.prepare)(experiment, job_dir)
     return int(runner(experiment, job_dir) or 0)
 

@@ -47,10 +47,15 @@ def ray_executable() -> str:
     return str(beside) if beside.exists() else "ray"
 
 
+def is_head(env: Mapping[str, str]) -> bool:
+    """The job's first node (or a job outside SLURM): where work done once per job runs."""
+    return env.get("SLURM_NODEID", "0") == "0"
+
+
 def ray_start(env: Mapping[str, str], hosts: list[str], gpus: int, reserved_on_head: int = 0) -> tuple[str, list[str]]:
     """('head' | 'worker', the `ray start` command of this task). The head keeps `reserved_on_head` GPUs out of
     Ray (the reward server's)."""
-    if env["SLURM_NODEID"] == "0":
+    if is_head(env):
         return "head", [
             ray_executable(),
             "start",

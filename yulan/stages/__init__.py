@@ -3,9 +3,8 @@ entry point. A record names its code as "module:function" strings, imported only
 import torch), so that planning and validating stay light.
 
 A runner takes (experiment, job_dir) and returns an exit status. A pre-run check takes (experiment, stage, here) and
-returns
-the Problems that would stop the stage, found before anything runs; `here`: also what this machine lacks, when the
-stage will run on it.
+returns the Problems that would stop the stage, found before anything runs; `here`: also what this machine lacks, when
+the stage will run on it. A preparation runs once per job, before the runner (on the head node of a multi-node job).
 """
 
 from __future__ import annotations
@@ -74,7 +73,7 @@ class Stage:
     packages: Callable[[Experiment, str], dict[str, str]]  # {module: the setting that makes the stage import it}
     input_files: Callable[[Experiment], list[tuple[str, str]]] = lambda experiment: []  # (setting, path) it reads
     prerun_check: str | None = None  # "module:function"
-    prepare: str | None = None  # "module:function"(experiment, job_dir), run before any engine's runner
+    prepare: str | None = None  # "module:function"(experiment, job_dir), run once before any engine's runner
     run_part: str | None = None  # "module:function"(experiment, job_dir, part, shard): a stage planned as several jobs
 
     def engine(self, experiment: Experiment) -> str | None:
