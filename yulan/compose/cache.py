@@ -32,10 +32,14 @@ def config_files() -> dict[str, bytes]:
     return {str(path): path.read_bytes() for tree in search_path() for path in sorted(tree.rglob("*.yaml"))}
 
 
-def environment_lookups(overrides: list[str], files: dict[str, bytes]) -> list[str]:
-    """Variables `${oc.env:NAME}` reads in the overrides or config files. A secret's value would land in config.json,
-    the sbatch script and the compose cache: those are refused."""
-    texts = [*overrides, *(data.decode(errors="replace") for data in files.values())]
+def file_texts(files: dict[str, bytes]) -> list[str]:
+    """The config files as text, for the lookups below (decoded once per composition or sweep)."""
+    return [data.decode(errors="replace") for data in files.values()]
+
+
+def environment_lookups(texts: list[str]) -> list[str]:
+    """Variables `${oc.env:NAME}` reads in these texts (overrides and config files). A secret's value would land in
+    config.json, the sbatch script and the compose cache: those are refused."""
     names = sorted({name for text in texts for name in ENV_LOOKUP.findall(text)})
     secrets = [name for name in names if SECRET_NAME.search(name)]
     if secrets:
@@ -54,10 +58,10 @@ def environment_lookups(overrides: list[str], files: dict[str, bytes]) -> list[s
     return names
 
 
-def cacheable(overrides: list[str], files: dict[str, bytes]) -> bool:
-    """Whether the composition is the same at every launch: it reads neither the environment nor the clock."""
-    texts = [*overrides, *(data.decode(errors="replace") for data in files.values())]
-    return not environment_lookups(overrides, files) and not any(CLOCK_LOOKUP.search(text) for text in texts)
+def cacheable(texts: list[str]) -> bool:
+    """Whether a composition of these texts (overrides and config files) is the same at every launch: it reads
+    neither the environment nor the clock."""
+    return not environment_lookups(texts) and not any(CLOCK_LOOKUP.search(text) for text in texts)
 
 
 def cache_dir() -> Path | None:

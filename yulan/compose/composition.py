@@ -81,7 +81,7 @@ def hydra_config(overrides: list[str]) -> tuple[dict[str, Any], dict[str, str]]:
     # (list items included); Hydra gets the group choices, its own operators and new keys of open mappings.
     settings = [o for o in parsed if plain_setting(o)]
     deletions = [o for o in parsed if o.is_delete()]
-    for_hydra = [o.input_line for o in parsed if not plain_setting(o) and not o.is_delete()]
+    for_hydra = [o for o in parsed if not plain_setting(o) and not o.is_delete()]
     with _hydra_errors(overrides):
         with initialize_config_dir(config_dir=str(SHIPPED_EXPERIMENTS), version_base="1.3"):
             deltas = hydra_compose(
@@ -109,13 +109,11 @@ def plain_setting(override: Any) -> bool:
     )
 
 
-def _hydra_form(overrides: list[str]) -> list[str]:
+def _hydra_form(overrides: list[Any]) -> list[str]:
     """Hydra composes the files' deltas only, so a setting they do not hold is new to it: '++' sets it either way
     (the schema already checked every key)."""
-    return [
-        f"++{line}" if key not in GROUPS and not line.startswith(("+", "~")) else line
-        for line, key in ((o.input_line, o.key_or_group) for o in parse_overrides(overrides))
-    ]
+    new_to_hydra = [o.key_or_group not in GROUPS and not o.input_line.startswith(("+", "~")) for o in overrides]
+    return [f"++{o.input_line}" if new else o.input_line for o, new in zip(overrides, new_to_hydra)]
 
 
 def _in_defaults(path: str) -> bool:
