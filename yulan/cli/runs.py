@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 from yulan.launchers import launcher_of
-from yulan.launchers.ledger import LEDGER, PointState
 
 
 def add_parser(sub) -> None:
@@ -38,7 +37,7 @@ def with_alerts(points: list[dict]) -> list[dict]:
     return points
 
 
-def print_status(points: list[dict], submitted: bool) -> None:
+def print_status(points: list[dict], states: tuple[str, ...]) -> None:
     for point in points:
         print(f"{point['index']:>4}  {point['state']:8}  {point['run_dir']}  {' '.join(point['overrides'])}")
         for stage, state in point["stages"].items():
@@ -46,7 +45,6 @@ def print_status(points: list[dict], submitted: bool) -> None:
         for stage, alerts in point["alerts"].items():
             for alert in alerts:
                 print(f"        {stage:10} {alert['action'].upper():4}  {alert['message']}")
-    states = [s.value for s in PointState] if submitted else ["not started", "started", "done"]
     counts = {s: sum(p["state"] == s for p in points) for s in states}
     alerts = [a for p in points for stage_alerts in p["alerts"].values() for a in stage_alerts]
     stops = sum(a["action"] == "stop" for a in alerts)
@@ -64,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(points, indent=2))
             else:
-                submitted = (args.directory / LEDGER).is_file() or args.directory.name == LEDGER
-                print_status(points, submitted)
+                print_status(points, launcher.POINT_STATES)
         elif args.command == "cancel":
             cancelled = launcher.cancel(args.directory)
             print(f"cancelled {len(cancelled)} jobs: {' '.join(cancelled)}" if cancelled else "nothing left to cancel")

@@ -19,6 +19,8 @@ LAUNCHERS = {"local": "yulan.launchers.local", "slurm": "yulan.launchers.slurm"}
 
 
 class Launcher(Protocol):
+    POINT_STATES: tuple[str, ...]  # what `status` says of a point, in the order a summary counts them
+
     def dry_run(self, experiments: list[Experiment], runs: list[Run]) -> list[dict[str, Any]]:
         """The plans as JSON data, as this launcher would carry them out (sbatch scripts for SLURM); nothing runs."""
         ...

@@ -15,10 +15,12 @@ from typing import Any
 from yulan.launchers import manifest
 from yulan.launchers.plan import Run, plan
 from yulan.launchers.preflight import preflight
-from yulan.runtime.lifecycle import REQUEUE_STATUS, stage_state
+from yulan.runtime.lifecycle import DONE, NOT_STARTED, REQUEUE_STATUS, STAGE_STATES, STARTED, stage_state
 from yulan.runtime.records import read_json_object
 from yulan.schema.errors import ConfigError, Problem
 from yulan.schema.experiment import Experiment
+
+POINT_STATES = STAGE_STATES  # a local point is done, started or not started as its stages are
 
 
 def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict[str, Any]]:
@@ -91,15 +93,16 @@ def status(directory: Path) -> list[dict[str, Any]]:
         )
     points = []
     for index, run_dir in enumerate(runs):
-        planned = [job["stage"] for job in read_json_object(run_dir / "plan.json").get("jobs", [])]
-        names = list(dict.fromkeys(planned)) or list(read_json_object(run_dir / "config.json").get("stages", []))
+        names = manifest.planned_stages(
+            read_json_object(run_dir / "plan.json"), read_json_object(run_dir / "config.json")
+        )
         stages = {stage: stage_state(run_dir / stage) for stage in names}
-        done = all(state == "done" for state in stages.values())
-        started = any(state != "not started" for state in stages.values())
+        done = all(state == DONE for state in stages.values())
+        started = any(state != NOT_STARTED for state in stages.values())
         points.append(
             {
                 "index": index,
-                "state": "done" if done else "started" if started else "not started",
+                "state": DONE if done else STARTED if started else NOT_STARTED,
                 "stages": stages,
                 "overrides": read_json_object(run_dir / "manifest.json").get("overrides", []),
                 "run_dir": str(run_dir),

@@ -65,6 +65,12 @@ def is_run(directory: Path) -> bool:
     return (directory / "config.json").is_file()
 
 
+def planned_stages(plan: dict[str, Any], config: dict[str, Any]) -> list[str]:
+    """A run's stages in order, from its plan.json (a stage split into parts once), else from its config.json."""
+    planned = [job["stage"] for job in plan.get("jobs", [])]
+    return list(dict.fromkeys(planned)) or list(config.get("stages", []))
+
+
 def run_dirs(directory: Path) -> list[Path]:
     """The run directory, or the points of a sweep directory in index order."""
     if is_run(directory):

@@ -18,10 +18,10 @@ from typing import Any
 
 from yulan.compose import paper_differences
 from yulan.launchers.ledger import ledger_jobs
-from yulan.launchers.manifest import is_run, run_dirs
+from yulan.launchers.manifest import is_run, planned_stages, run_dirs
 from yulan.rewards.health import read_alerts
 from yulan.runtime.lifecycle import done_marker, stage_state, started_marker
-from yulan.runtime.records import read_log, write_text
+from yulan.runtime.records import read_json_object, read_log, write_text
 from yulan.schema.experiment import Experiment
 from yulan.schema.health import PENALTY_RULES, key
 
@@ -76,29 +76,20 @@ code { background: #f4f4f4; padding: 0 .25em; }
 """
 
 
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 class RunView:
     """What a run directory holds, read once, tolerating what is missing (a run in progress)."""
 
     def __init__(self, directory: Path):
         self.directory = directory
-        self.config = read_json(directory / "config.json") or {}
+        self.config = read_json_object(directory / "config.json")
         self.invalid = ""
         try:
             self.experiment: Experiment | None = Experiment.model_validate(self.config)
         except ValueError as error:  # written by another version of the schema
             self.experiment, self.invalid = None, str(error).splitlines()[0]
-        self.manifest = read_json(directory / "manifest.json") or {}
-        plan = read_json(directory / "plan.json") or {}
-        self.stages = list(dict.fromkeys(job["stage"] for job in plan.get("jobs", []))) or list(
-            self.config.get("stages", [])
-        )
+        self.manifest = read_json_object(directory / "manifest.json")
+        plan = read_json_object(directory / "plan.json")
+        self.stages = planned_stages(plan, self.config)
         self.engines = {job["stage"]: job.get("engine") for job in plan.get("jobs", [])}
         self.metrics = {stage: read_log(directory / stage / "metrics.jsonl") for stage in self.stages}
         self.alerts = {stage: read_alerts(directory / stage) for stage in self.stages}
@@ -125,7 +116,7 @@ class RunView:
         if values:
             return f"{sum(values) / len(values):,.0f} tokens/s"
         if stage == "curation":
-            steps = (read_json(self.directory / "curation" / "report.json") or {}).get("steps", {})
+            steps = read_json_object(self.directory / "curation" / "report.json").get("steps", {})
             seconds = self.seconds(stage)
             first = next(iter(steps.values()), {})
             if first.get("input") and seconds:
@@ -133,7 +124,7 @@ class RunView:
         return ""
 
     def eval_rows(self) -> list[dict]:
-        return (read_json(self.directory / "eval" / "results" / "table.json") or {}).get("rows", [])
+        return read_json_object(self.directory / "eval" / "results" / "table.json").get("rows", [])
 
     def checkpoint_columns(self) -> list[str]:
         rows = self.eval_rows()
@@ -385,10 +376,10 @@ def paper_section(view: RunView, h: str) -> list[str]:
 
 
 def curation_section(view: RunView, h: str) -> list[str]:
-    report = read_json(view.directory / "curation" / "report.json")
-    if not report:
+    counts = read_json_object(view.directory / "curation" / "report.json")
+    if not counts:
         return []
-    steps = report.get("steps", {})
+    steps = counts.get("steps", {})
     parts = [f"<{h}>Curation</{h}>"]
     funnel = funnel_chart(steps)
     if funnel:

@@ -36,9 +36,12 @@ def started_marker(job_dir: str | Path) -> Path:
     return Path(job_dir) / "STARTED"
 
 
+STAGE_STATES = (NOT_STARTED, STARTED, DONE) = ("not started", "started", "done")
+
+
 def stage_state(job_dir: str | Path) -> str:
     """done (its DONE marker), started (its directory exists) or not started."""
     job_dir = Path(job_dir)
     if done_marker(job_dir).exists():
-        return "done"
-    return "started" if job_dir.is_dir() else "not started"
+        return DONE
+    return STARTED if job_dir.is_dir() else NOT_STARTED

@@ -402,6 +402,9 @@ def dry_run(experiments: list[Experiment], runs: list[Run]) -> list[dict[str, An
     return [run.to_json() for run in runs]
 
 
+POINT_STATES = tuple(state.value for state in PointState)
+
+
 def status(directory: Path) -> list[dict[str, Any]]:
     return ledger_status(directory)
 
