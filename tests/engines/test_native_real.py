@@ -12,12 +12,12 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.conftest import REPO, run  # noqa: E402
+from tests.conftest import REPO, run, write_jsonl  # noqa: E402
 from yulan.cli.job import run_stage  # noqa: E402
 from yulan.compose import load  # noqa: E402
 from yulan.engines.native import dpo, loop, ppo, sft  # noqa: E402
 from yulan.runtime import batches, models, tiny  # noqa: E402
-from yulan.runtime.generation import generate  # noqa: E402
+from yulan.runtime.generation import TransformersGenerator, sampling_for  # noqa: E402
 from yulan.schema.errors import ConfigError  # noqa: E402
 from yulan.schema.models import ModelSpec  # noqa: E402
 from yulan.schema.ppo import KLController  # noqa: E402
@@ -75,12 +75,6 @@ def qwen_model(qwen_dir) -> list[str]:
         "model.context_length=1024",
         "model.num_parameters=130000",
     ]
-
-
-def write_jsonl(path, records):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
-    return path
 
 
 def pairs(n=8):
@@ -255,8 +249,10 @@ def test_pad_equal_to_eos_keeps_the_eos_action(qwen_dir):
     assert tokenizer.pad_token_id == tokenizer.eos_token_id
     model = models.load_causal_lm(str(qwen_dir), torch.float32)
     model.generation_config.sequence_bias = [[[tokenizer.eos_token_id], 100.0]]  # an immediate end of turn
-    out = generate(model, tokenizer, [[5, 6, 7]], 2, 1.0, 8, batch_size=2)
-    assert out == [[tokenizer.eos_token_id]] * 2
+    sampling = sampling_for(tokenizer, model.generation_config, 8, 1.0, n=2)
+    out = TransformersGenerator(model, tokenizer, batch_size=2).generate([[5, 6, 7]], sampling)
+    assert [c.token_ids for c in out] == [[tokenizer.eos_token_id]] * 2
+    assert [c.finish_reason for c in out] == ["stop", "stop"]
 
 
 def test_a_chatml_model_stops_at_im_end(qwen_dir):
@@ -266,7 +262,9 @@ def test_a_chatml_model_stops_at_im_end(qwen_dir):
     assert im_end in models.stop_token_ids(tokenizer, None)
     model = models.load_causal_lm(str(qwen_dir), torch.float32)
     model.generation_config.sequence_bias = [[[im_end], 100.0]]
-    assert generate(model, tokenizer, [[5, 6, 7], [8]], 1, 1.0, 8) == [[im_end], [im_end]]
+    sampling = sampling_for(tokenizer, None, 8, 1.0)
+    out = TransformersGenerator(model, tokenizer).generate([[5, 6, 7], [8]], sampling)
+    assert [c.token_ids for c in out] == [[im_end], [im_end]]
 
 
 def test_ppo_with_a_frozen_actor_leaves_beta_alone_and_keeps_eos(tmp_path):

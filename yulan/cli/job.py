@@ -14,6 +14,7 @@ from pathlib import Path
 
 from yulan.runtime import joblog
 from yulan.runtime.distributed import is_head
+from yulan.runtime.generation import GenerationError
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, done_marker, install_stop_handler, started_marker
 from yulan.runtime.records import RecordError
 from yulan.schema.errors import ConfigError
@@ -58,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
         started.write_text(time.strftime("%Y-%m-%dT%H:%M:%S\n"))
     try:
         status = run_stage(experiment, args.stage, job_dir, args.part, args.shard)
-    except (ConfigError, RecordError) as error:  # bad input found while running: the message, no traceback
+    except (ConfigError, RecordError, GenerationError) as error:  # bad input found while running: no traceback
         log.error("%s", error)
         return 2
+    finally:
+        if "yulan.runtime.vllm_engine" in sys.modules:  # no engine outlives its stage, even one that failed
+            sys.modules["yulan.runtime.vllm_engine"].close_all()
     if status == HEALTH_STOP_STATUS:
         log.warning(
             f"[{args.stage}] stopped by a health rule (ppo.health): see {job_dir}/alerts.jsonl; the last checkpoint "

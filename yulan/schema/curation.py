@@ -129,6 +129,18 @@ class ScienceSynthesis(ServedModelJob):
     )
     pairs_per_document: int = chosen(3, ge=1, description="Question-answer pairs extracted per text at most.")
 
+    @model_validator(mode="after")
+    def _classifier_served(self) -> ScienceSynthesis:
+        if self.reclassify_with_topic_classifier and self.endpoint is None and self.topic_classifier != self.generator:
+            raise rule_error(
+                "topic_classifier",
+                self.topic_classifier,
+                f"without an endpoint the job serves only the generator ({self.generator}); a classifier it does not "
+                "serve would answer every pair with an error",
+                "set topic_classifier to the generator, or endpoint= a server that serves both",
+            )
+        return self
+
 
 class ChineseCommonsenseSynthesis(ServedModelJob):
     sources: tuple[str, ...] = paper(
@@ -365,6 +377,12 @@ class JudgeConfig(StepSettings, ServerClient):
     backend: Literal["vllm", "openai"] = chosen("vllm", description="vLLM in the job, or any OpenAI-compatible server.")
     endpoint: str | None = chosen(None, description="Base URL of the OpenAI-compatible server (backend=openai).")
     temperature: float = chosen(0.0, ge=0.0, description="Greedy judging is reproducible.")
+    retry_temperature: float = chosen(
+        0.7,
+        gt=0.0,
+        description="Temperature of a request asked again after an unusable reply (each retry with its own seed): "
+        "asked greedily again, the judge would give the same reply.",
+    )
     max_new_tokens: int = chosen(512, ge=1, description="Judge output budget.", unit="tokens")
     structured_output: bool = chosen(
         True,

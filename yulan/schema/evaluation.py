@@ -9,6 +9,7 @@ from pydantic import Field, model_validator
 
 from yulan.schema.common import Resources, StageRef, gpu_job
 from yulan.schema.fields import Section, chosen, paper, rule_error
+from yulan.schema.generation import GenerationBackend
 
 Skill = Literal["Knowledge", "Reasoning", "Math", "Code"]
 YULAN, LLAMA, QWEN = "YuLan-Mini-Instruct", "Llama3.2-3B-Instruct", "Qwen-2.5-1.5B-Instruct"
@@ -115,7 +116,9 @@ class EvalConfig(Section):
     checkpoints: tuple[StageRef, ...] = chosen(
         ("ppo",), description="What to evaluate: stages of this experiment or paths."
     )
-    backend: Literal["vllm", "transformers"] = chosen("vllm", description="vLLM on GPUs; transformers on CPU.")
+    backend: GenerationBackend | None = chosen(
+        None, description="The evaluation's sampling backend (and lm-eval's model); None = generation.backend."
+    )
     sandbox_timeout_s: float = chosen(10.0, gt=0.0, description="Time limit per generated program.", unit="seconds")
     sandbox_memory_mb: int = chosen(1024, ge=64, description="Memory limit per generated program.", unit="MiB")
     allow_unisolated_code: bool = chosen(

@@ -10,6 +10,7 @@ from yulan.schema.common import STAGES, Resources, StageName, StageRef
 from yulan.schema.curation import STEPS, CurationConfig
 from yulan.schema.evaluation import EvalConfig
 from yulan.schema.fields import Section, chosen, paper, rule_error
+from yulan.schema.generation import GenerationConfig
 from yulan.schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
 from yulan.schema.models import POLICY_FIELD, REWARD_FIELD, ModelSpec
 from yulan.schema.ppo import PPOConfig
@@ -62,6 +63,9 @@ class Experiment(Section):
     dpo: DPOConfig = paper(default_factory=DPOConfig, where="§4 recipe", description="Direct preference optimisation.")
     ppo: PPOConfig = paper(default_factory=PPOConfig, where="§5", description="Proximal policy optimisation.")
     eval: EvalConfig = paper(default_factory=EvalConfig, where="§6", description="Benchmarks.")
+    generation: GenerationConfig = chosen(
+        default_factory=GenerationConfig, description="How every generating stage samples (vLLM or transformers)."
+    )
     cluster: ClusterProfile = chosen(default_factory=ClusterProfile, description="Where jobs run (group `cluster/`).")
     launcher: LauncherConfig = chosen(
         default_factory=LauncherConfig, description="How jobs are started (group `launcher/`)."

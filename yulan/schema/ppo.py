@@ -134,6 +134,50 @@ class DynamicFiltering(Section):
         return self
 
 
+class ISCorrection(Section):
+    """Rollout/trainer log-probability mismatch correction (OpenRLHF 0.11.2's --algo.advantage.is_correction_*): a
+    gate reads a statistic per unit (a token, or a sequence's mean) of the weight π_train/π_rollout and drops (mask)
+    or clamps (clip) units outside [low, high]. Rollouts sampled by the trainer itself have weight 1."""
+
+    level: Literal["off", "token", "seq"] = chosen(
+        "off", description="off, token (each token), or seq (a sequence's geometric-mean ratio; mask only)."
+    )
+    mode: Literal["mask", "clip"] = chosen(
+        "mask",
+        description="mask: out-of-band units get no gradient, the rest keep their token weight; clip: the token "
+        "weight clamped into [low, high].",
+    )
+    gating: Literal["ratio", "binary_kl", "tv"] = chosen(
+        "ratio",
+        description="What the gate reads: the weight itself, or the sampled token's binary KL / total variation "
+        "between rollout and trainer (upper bound only).",
+    )
+    threshold: tuple[float, float] = chosen(
+        (0.5, 5.0), description="[low, high] bounds of the gated statistic (OpenRLHF's default)."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ISCorrection:
+        low, high = self.threshold
+        if not 0 <= low < high:
+            raise rule_error("threshold", list(self.threshold), "needs 0 <= low < high", "e.g. [0.5, 5.0]")
+        if self.mode == "clip" and (self.level == "seq" or self.gating != "ratio"):
+            raise rule_error(
+                "mode",
+                self.mode,
+                "clip needs level=token and gating=ratio (only a token weight can be clamped)",
+                "set mode=mask, or level=token and gating=ratio",
+            )
+        if self.gating != "ratio" and low > 0:
+            raise rule_error(
+                "threshold",
+                list(self.threshold),
+                f"gating={self.gating} is bounded from above only",
+                "set threshold=[0, DELTA]",
+            )
+        return self
+
+
 class Placement(Section):
     """How the PPO job's GPUs are shared between the actor, critic, reference, reward server and vLLM."""
 
@@ -213,6 +257,11 @@ class PPOConfig(Section):
         "samples of each sample's token mean (every sample weighs the same).",
     )
     kl: KLController = paper(default_factory=KLController, where="§5", description="KL penalty against the reference.")
+    is_correction: ISCorrection = chosen(
+        default_factory=ISCorrection,
+        description="Importance-sampling correction of vLLM rollouts' log-probability mismatch (off in the report's "
+        "recipe).",
+    )
     gae_lambda: float = paper(0.95, ge=0.0, le=1.0, where=PPO_TABLE, description="General Advantage Estimation λ.")
     gamma: float = paper(1.0, ge=0.0, le=1.0, where=PPO_TABLE, description="Discount factor γ.")
     temperature: float = paper(1.0, gt=0.0, where=PPO_TABLE, description="Generation temperature.")

@@ -73,21 +73,29 @@ def on_policy_pairs(experiment: Experiment, records: list[dict]) -> tuple[list[d
     from yulan.rewards.reward import YulanReward
     from yulan.runtime import models
     from yulan.runtime.batches import prompt_ids
-    from yulan.runtime.generation import decode, generate
+    from yulan.runtime.generation import backend_of, open_generator, sampling_for
 
     config = experiment.preference
-    models.seed_everything(experiment.seed)
     policy_path = models.model_path(experiment, experiment.resolve(config.policy))
     tokenizer = models.load_tokenizer(policy_path, experiment.model.chat_template)
-    policy = models.load_causal_lm(policy_path, models.inference_dtype())
     prompts = [
         prompt_ids(tokenizer, messages_of(r["prompt"]), experiment.model.context_length - config.max_new_tokens)
         for r in records
     ]
     n = config.completions_per_prompt
-    sampled = generate(policy, tokenizer, prompts, n, config.temperature, config.max_new_tokens)
-    del policy
-    texts = [decode(tokenizer, ids) for ids in sampled]
+    generator = open_generator(experiment, policy_path, backend_of(experiment), tokenizer)
+    try:
+        sampling = sampling_for(
+            tokenizer,
+            models.generation_config_of(policy_path),
+            config.max_new_tokens,
+            config.temperature,
+            n=n,
+            seed=experiment.seed,
+        )
+        texts = [c.text for c in generator.generate(prompts, sampling, progress="preference sampling")]
+    finally:
+        generator.close()  # the engine's memory goes back before the reward model loads
     scorer = models.reward_model(experiment)
     render = YulanReward(experiment.ppo.reward).render  # the reward model's own chat format
     conversations = [messages_of(r["prompt"]) for r in records for _ in range(n)]  # completions are prompt-major

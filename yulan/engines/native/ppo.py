@@ -13,12 +13,21 @@ from __future__ import annotations
 import logging
 import random
 import time
+from pathlib import Path
 
 import torch
 
 from yulan.engines.native import loop
 from yulan.engines.native.estimators import advantages_and_returns
-from yulan.engines.native.losses import Totals, aggregate, kl_estimate, policy_loss, value_loss
+from yulan.engines.native.losses import (
+    Totals,
+    aggregate,
+    is_weights,
+    kl_estimate,
+    masked_mean,
+    policy_loss,
+    value_loss,
+)
 from yulan.rewards.health import (
     HealthSample,
     Monitor,
@@ -43,7 +52,7 @@ from yulan.runtime.batches import (
     token_logprobs,
 )
 from yulan.runtime.checkpoints import Checkpoints, save_final, save_or_stop
-from yulan.runtime.generation import generate, stopped
+from yulan.runtime.generation import Generator, TransformersGenerator, backend_of, request_seed, sampling_for
 from yulan.runtime.lifecycle import HEALTH_STOP_STATUS, REQUEUE_STATUS
 from yulan.runtime.records import read_jsonl
 from yulan.runtime.tracking import Progress, Tracker
@@ -71,10 +80,6 @@ def mean_kl(kl: torch.Tensor, mask: torch.Tensor) -> float:
     then the mean over sequences."""
     per_sequence = (kl * mask).sum(1) / mask.sum(1).clamp(min=1)
     return per_sequence.mean().item()
-
-
-def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return (x * mask).sum() / mask.sum().clamp(min=1)
 
 
 def length_rules(
@@ -113,12 +118,13 @@ def response_rows(flat: Flat, per_token: torch.Tensor, mask: torch.Tensor) -> to
 
 class Rollout:
     """One rollout's samples: prompt + response sequences, a reward per sample, and per response token (rows padded
-    to the longest response, `mask` = 1 on real tokens) the old and reference log-probabilities, the KL estimate
-    between them, and the values (None without a critic)."""
+    to the longest response, `mask` = 1 on real tokens) the old, reference and sampler log-probabilities, the KL
+    estimate between old and reference, and the values (None without a critic)."""
 
-    def __init__(self, sequences: list[Tokenized], rewards, old_logps, ref_logps, kl, values, mask):
+    def __init__(self, sequences: list[Tokenized], rewards, old_logps, ref_logps, kl, values, mask, rollout_logps):
         self.sequences, self.rewards, self.mask = sequences, rewards, mask
         self.old_logps, self.ref_logps, self.kl, self.values = old_logps, ref_logps, kl, values
+        self.rollout_logps = rollout_logps  # the sampler's (vLLM's); the trainer's own when it sampled
 
 
 @torch.no_grad()
@@ -180,32 +186,63 @@ def train(experiment: Experiment, job_dir: str) -> int:
     notice = unwatched_notice(config.health, "native", config.health_statistics)
     if notice:
         log.warning("%s", notice)
+    sampler = rollout_sampler(experiment, actor, tokenizer, job_dir)  # after the restore: it holds those weights
+    try:
+        while rollout_index < total_rollouts:
+            actor_trains = rollout_index >= config.frozen_rollouts
+            metrics, tokens = rollout_and_update(
+                experiment, stream, (actor, reference, critic), sampler, reward, tokenizer, trained, kl, actor_trains
+            )
+            if actor_trains and sampler.backend == "vllm":
+                pushed = time.perf_counter()
+                sampler.push_weights(actor, rollout_weights_dir(job_dir))
+                metrics["rollout/weight_push_s"] = time.perf_counter() - pushed
+            rollout_index += 1
+            derived, alerts = monitor.observe(rollout_index, metrics)
+            metrics |= derived
+            tracker.log(rollout_index, metrics)
+            record(job_dir, alerts)
+            progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics.get("ppo/kl", 0.0))
+            extra = {"kl_coef": kl.value, "prompts_consumed": stream.consumed, "health": monitor.state()}
+            if stops(alerts):
+                path = checkpoints.save(rollout_index, weights, states, extra)
+                log.warning(f"stopped by a health rule at rollout {rollout_index}; checkpoint {path} (resumable)")
+                progress.close()
+                tracker.finish()
+                return HEALTH_STOP_STATUS
+            if save_or_stop(
+                checkpoints, rollout_index, total_rollouts, config.save_every_steps, weights, states, extra
+            ):
+                tracker.finish()
+                return REQUEUE_STATUS
+        progress.close()
+        tracker.finish()
+        save_final(actor, tokenizer, stage_output(experiment.output_dir, "ppo"))
+        return 0
+    finally:
+        sampler.close()
 
-    while rollout_index < total_rollouts:
-        actor_trains = rollout_index >= config.frozen_rollouts
-        metrics, tokens = rollout_and_update(
-            experiment, stream, (actor, reference, critic), reward, tokenizer, trained, kl, actor_trains
-        )
-        rollout_index += 1
-        derived, alerts = monitor.observe(rollout_index, metrics)
-        metrics |= derived
-        tracker.log(rollout_index, metrics)
-        record(job_dir, alerts)
-        progress.step(tokens, reward=metrics["ppo/reward"], kl=metrics.get("ppo/kl", 0.0))
-        extra = {"kl_coef": kl.value, "prompts_consumed": stream.consumed, "health": monitor.state()}
-        if stops(alerts):
-            path = checkpoints.save(rollout_index, weights, states, extra)
-            log.warning(f"stopped by a health rule at rollout {rollout_index}; checkpoint {path} (resumable)")
-            progress.close()
-            tracker.finish()
-            return HEALTH_STOP_STATUS
-        if save_or_stop(checkpoints, rollout_index, total_rollouts, config.save_every_steps, weights, states, extra):
-            tracker.finish()
-            return REQUEUE_STATUS
-    progress.close()
-    tracker.finish()
-    save_final(actor, tokenizer, stage_output(experiment.output_dir, "ppo"))
-    return 0
+
+def rollout_sampler(experiment: Experiment, actor, tokenizer, job_dir: str) -> Generator:
+    """The trainer's actor samples (transformers), or a vLLM engine over a copy of it that every update is pushed
+    into (colocated, as TRL's colocate mode)."""
+    config = experiment.ppo
+    if backend_of(experiment) != "vllm":
+        return TransformersGenerator(actor, tokenizer, config.micro_rollout_batch_size)
+    from yulan.runtime.vllm_engine import VllmGenerator
+
+    return VllmGenerator.for_training(
+        actor,
+        tokenizer,
+        rollout_weights_dir(job_dir),
+        experiment.generation.vllm,
+        experiment.seed,
+        experiment.model.context_length,
+    )
+
+
+def rollout_weights_dir(job_dir: str) -> Path:
+    return Path(job_dir) / "rollout_engine"
 
 
 def rollout_reward(experiment: Experiment, records: list[dict]) -> YulanReward:
@@ -247,15 +284,21 @@ def learner(config: PPOConfig, model, learning_rate: float, steps: int) -> loop.
 
 
 def rollout_and_update(
-    experiment: Experiment, stream, policies: tuple, reward, tokenizer, trained: dict, kl, actor_trains: bool
+    experiment: Experiment,
+    stream,
+    policies: tuple,
+    sampler: Generator,
+    reward,
+    tokenizer,
+    trained: dict,
+    kl,
+    actor_trains: bool,
 ) -> tuple[dict, int]:
     """One rollout of the current policy and the updates it feeds: (its metrics, its tokens)."""
     config = experiment.ppo
     actor, reference, critic = policies
     started = time.perf_counter()
-    rollout, metrics = make_rollout(
-        experiment, stream, actor, reference, critic, reward, tokenizer, trained["actor"].autocast
-    )
+    rollout, metrics = make_rollout(experiment, stream, policies, sampler, reward, tokenizer, trained["actor"].autocast)
     trained_at = time.perf_counter()
     if rollout is not None:
         metrics |= update(config, rollout, actor, critic, trained, actor_trains, kl.value)
@@ -303,27 +346,37 @@ class PromptStream:
 
 
 def sample_prompts(
-    experiment: Experiment, records: list[dict], actor, reward: YulanReward, tokenizer, autocast
+    experiment: Experiment,
+    records: list[dict],
+    sampler: Generator,
+    actor,
+    reward: YulanReward,
+    tokenizer,
+    autocast,
+    seed: int,
 ) -> dict:
     """Generates `samples_per_prompt` responses per prompt and scores them: per sample its prompt and response ids,
-    truncation, reward (after the length rules), score and logs."""
+    the sampler's log-probabilities (vLLM's; None when the trainer sampled), truncation, reward (after the length
+    rules), score and logs."""
     config = experiment.ppo
     group = config.samples_per_prompt
     prompts = [prompt_ids(tokenizer, r["prompt"], config.prompt_max_length) for r in records]
+    vllm = sampler.backend == "vllm"
+    sampling = sampling_for(
+        tokenizer,
+        actor.generation_config,
+        config.generate_max_length,
+        config.temperature,
+        n=group,
+        seed=seed,
+        logprobs=vllm,  # the trainer's own samples need none: their log-probabilities are old_logps
+    )
     with autocast():
-        responses = generate(
-            actor,
-            tokenizer,
-            prompts,
-            group,
-            config.temperature,
-            config.generate_max_length,
-            batch_size=config.micro_rollout_batch_size,
-        )
+        completions = sampler.generate(prompts, sampling)
+    responses = [c.token_ids for c in completions]
     prompts = [p for p in prompts for _ in range(group)]
     labels = [r["label"] for r in records for _ in range(group)]
-    stops = models.stop_token_ids(tokenizer, actor.generation_config)
-    truncated = [not stopped(r, stops) for r in responses]
+    truncated = [c.finish_reason != "stop" for c in completions]
     scored, health = score_responses(tokenizer, reward, prompts, responses, labels, truncated)
     rewards = length_rules(
         torch.tensor(scored["rewards"]),
@@ -334,6 +387,7 @@ def sample_prompts(
     return {
         "prompts": prompts,
         "responses": responses,
+        "rollout_logps": [c.logprobs for c in completions],
         "truncated": truncated,
         "rewards": rewards.tolist(),
         "scores": scored["scores"],
@@ -367,7 +421,13 @@ def score_responses(
 
 
 def make_rollout(
-    experiment: Experiment, stream: PromptStream, actor, reference, critic, reward: YulanReward, tokenizer, autocast
+    experiment: Experiment,
+    stream: PromptStream,
+    policies: tuple,
+    sampler: Generator,
+    reward: YulanReward,
+    tokenizer,
+    autocast,
 ) -> tuple[Rollout | None, dict[str, float]]:
     """One rollout's samples for rollout_batch_size prompts. With dynamic filtering, prompts whose samples' verifier
     scores all agree are dropped and replaced by the next prompts of the stream (as OpenRLHF does), for at most one
@@ -375,15 +435,18 @@ def make_rollout(
     config = experiment.ppo
     group, wanted = config.samples_per_prompt, config.rollout_batch_size
     started = time.perf_counter()
+    actor, reference, critic = policies
     generated: dict[str, list] = {
-        key: [] for key in ("prompts", "responses", "truncated", "rewards", "scores", "health")
+        key: [] for key in ("prompts", "responses", "rollout_logps", "truncated", "rewards", "scores", "health")
     }
     logs: dict[str, list] = {}
     kept: list[int] = []  # sample indices into `generated`
     drawn = 0
     while len(kept) < wanted * group and drawn < max(len(stream.records), wanted):
         count = wanted - len(kept) // group
-        part = sample_prompts(experiment, stream.take(count), actor, reward, tokenizer, autocast)
+        # seeded by where the stream is: every draw its own seeds, and a resumed run the same ones
+        seed = request_seed(experiment.seed, stream.consumed)
+        part = sample_prompts(experiment, stream.take(count), sampler, actor, reward, tokenizer, autocast, seed)
         offset = len(generated["rewards"])
         groups = range(count)
         if config.dynamic_filtering.enabled:
@@ -419,7 +482,15 @@ def make_rollout(
     kl = kl_estimate(old_logps, ref_logps, config.kl.estimator)
     metrics["ppo/kl"] = mean_kl(kl, mask)
     rewards = torch.tensor([generated["rewards"][i] for i in kept], device=mask.device)
-    return Rollout(sequences, rewards, old_logps, ref_logps, kl, values, mask), metrics
+    rollout_logps = old_logps
+    if sampler.backend == "vllm":
+        rollout_logps = torch.zeros_like(old_logps)
+        for row, i in enumerate(kept):
+            sampled = generated["rollout_logps"][i]
+            rollout_logps[row, : len(sampled)] = torch.tensor(sampled, device=mask.device)
+        metrics["rollout/logprob_diff"] = masked_mean((old_logps - rollout_logps).abs(), mask).item()
+        metrics["rollout/logprob_diff_max"] = ((old_logps - rollout_logps).abs() * mask).max().item()
+    return Rollout(sequences, rewards, old_logps, ref_logps, kl, values, mask, rollout_logps), metrics
 
 
 def update(
@@ -465,6 +536,14 @@ def update(
                 if actor_trains:
                     with trained["actor"].autocast():
                         logps = response_rows(flat, token_logprobs(actor, flat), rows_mask)
+                    weights = None
+                    if config.is_correction.level != "off":
+                        weights, filtered = is_weights(
+                            rollout.old_logps[rows], rollout.rollout_logps[rows], rows_mask, config.is_correction
+                        )
+                        sums["rollout/is_filtered"] = sums.get("rollout/is_filtered", 0.0) + filtered.item() * len(
+                            rows
+                        ) / len(indices)
                     loss, clip_share = policy_loss(
                         logps,
                         rollout.old_logps[rows],
@@ -473,6 +552,7 @@ def update(
                         config.policy_clip_range,
                         config.policy_loss_aggregation,
                         totals,
+                        weights,
                     )
                     sums["ppo/policy_loss"] += loss.item()
                     if config.kl.use_loss:

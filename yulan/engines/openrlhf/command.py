@@ -259,6 +259,22 @@ def _ppo_actor_and_algorithm(experiment: Experiment) -> list[str]:
         ppo.kl.estimator,
         "--reward.clip_range",
         *map(str, ppo.reward.clip_range),
+        *_is_correction(ppo.is_correction),
+    ]
+
+
+def _is_correction(correction) -> list[str]:
+    if correction.level == "off":
+        return []
+    return [
+        "--algo.advantage.is_correction_level",
+        correction.level,
+        "--algo.advantage.is_correction_mode",
+        correction.mode,
+        "--algo.advantage.is_correction_gating",
+        correction.gating,
+        "--algo.advantage.is_correction_threshold",
+        *map(str, correction.threshold),
     ]
 
 

@@ -28,6 +28,7 @@ import numpy as np
 from yulan.runtime.http import JsonClient, ServerError, chat, openai_client
 from yulan.runtime.progress import Progress
 from yulan.schema.curation import JudgeConfig
+from yulan.schema.generation import VllmEngine
 from yulan.stages.curation.cache import ResultCache, cache_path
 from yulan.stages.curation.io import StepFiles, chunks
 from yulan.stages.curation.server import endpoint_for, visible_gpus
@@ -100,18 +101,20 @@ def response_format(config: JudgeConfig) -> dict | None:
 
 def judge_one(sample: dict, config: JudgeConfig, client: JsonClient) -> dict:
     """{'scores': {...}, 'mean': x} or {'error': '...'}: a request that fails for good (the client retried it) is an
-    error at once; an unusable reply is asked again, `max_retries` times."""
+    error at once; an unusable reply is asked again, `max_retries` times, each time sampled (retry_temperature, a
+    seed of its own): a greedy request asked again would get the same unusable reply."""
     prompt = judge_prompt(sample, config)
     error = None
-    for _ in range(config.max_retries + 1):
+    for attempt in range(config.max_retries + 1):
         try:
             [reply] = chat(
                 client,
                 config.model,
                 prompt,
-                config.temperature,
+                config.temperature if attempt == 0 else max(config.temperature, config.retry_temperature),
                 config.max_new_tokens,
                 response_format=response_format(config),
+                seed=attempt,
             )
             scores = parse(reply, config)
             return {"scores": scores, "mean": sum(scores.values()) / len(scores)}
@@ -141,6 +144,7 @@ def run(
     seed: int = 0,
     ask: bool = True,
     chunk_records: int = 10_000,
+    engine: VllmEngine | None = None,
 ) -> dict:
     """`ask=False`: judge nothing new (merging shards already judged); what the cache lacks counts as unjudged.
 
@@ -148,6 +152,7 @@ def run(
     judgement aside with it; then keep or drop against the percentile of all the means."""
     means = array("d")  # 8 bytes per sample
     calls = 0
+    engine = engine or VllmEngine()
     with (
         StepFiles(input_path, output_path, config.on_bad_record) as files,
         ResultCache(cache_path(output_path) if config.cache else None) as cache,
@@ -163,7 +168,9 @@ def run(
             if todo and ask:
                 if client is None:  # started on the first sample the cache lacks: a cached rerun starts nothing
                     endpoint = config.endpoint if config.backend == "openai" else None
-                    url = server.enter_context(endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent))
+                    url = server.enter_context(
+                        endpoint_for(config.model, endpoint, visible_gpus(), output_path.parent, engine)
+                    )
                     client = server.enter_context(openai_client(url, config, "curation.judge"))
                     pool = server.enter_context(ThreadPoolExecutor(config.concurrency))
                 answers = []

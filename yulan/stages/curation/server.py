@@ -8,12 +8,14 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
+
+from yulan.runtime.vllm_engine import serve_command, server_environment
+from yulan.schema.generation import VllmEngine
 
 log = logging.getLogger(__name__)
 
@@ -32,25 +34,6 @@ def visible_gpus() -> int:
     return max(1, int(os.environ.get("SLURM_GPUS_ON_NODE", "1") or 1))
 
 
-def vllm_command(model: str, port: int, gpus: int, max_model_len: int | None = None) -> list[str]:
-    command = [
-        sys.executable,
-        "-m",
-        "vllm.entrypoints.openai.api_server",
-        "--model",
-        model,
-        "--served-model-name",
-        model,
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--tensor-parallel-size",
-        str(max(1, gpus)),
-    ]
-    return command + (["--max-model-len", str(max_model_len)] if max_model_len else [])
-
-
 def healthy(base_url: str) -> bool:
     try:
         with urllib.request.urlopen(base_url + "/health", timeout=5) as reply:
@@ -64,11 +47,23 @@ def tail(path: Path, lines: int = 20) -> str:
 
 
 @contextmanager
-def serving(command: list[str], base_url: str, log_path: Path, startup_timeout_s: float = 1800.0) -> Iterator[str]:
+def serving(
+    command: list[str],
+    base_url: str,
+    log_path: Path,
+    startup_timeout_s: float = 1800.0,
+    environment: dict[str, str] | None = None,
+) -> Iterator[str]:
     """Run `command` (a server answering GET /health at `base_url`) until the block ends; yields `base_url`."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("ab") as server_log:
-        process = subprocess.Popen(command, stdout=server_log, stderr=subprocess.STDOUT, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            stdout=server_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=os.environ | (environment or {}),
+        )
     try:
         deadline = time.monotonic() + startup_timeout_s
         while not healthy(base_url):
@@ -98,13 +93,18 @@ def stop(process: subprocess.Popen, grace_s: float = 30.0) -> None:
 
 
 @contextmanager
-def endpoint_for(model: str, endpoint: str | None, gpus: int, log_dir: Path) -> Iterator[str]:
-    """The OpenAI-compatible base URL (…/v1) to ask `model` at."""
+def endpoint_for(model: str, endpoint: str | None, gpus: int, log_dir: Path, engine: VllmEngine) -> Iterator[str]:
+    """The OpenAI-compatible base URL (…/v1) to ask `model` at: `endpoint`, or `vllm serve` started here with the
+    engine settings of generation.vllm."""
     if endpoint:
         yield endpoint
         return
     port = free_port()
     with serving(
-        vllm_command(model, port, gpus), f"http://127.0.0.1:{port}", log_dir / f"vllm-{model.replace('/', '--')}.log"
+        serve_command(model, port, gpus, engine),
+        f"http://127.0.0.1:{port}",
+        log_dir / f"vllm-{model.replace('/', '--')}.log",
+        engine.startup_timeout_s,
+        server_environment(engine, log_dir / ".vllm-metadata"),
     ) as url:
         yield url + "/v1"

@@ -13,6 +13,7 @@ from importlib import import_module
 from pathlib import Path
 
 from yulan.runtime.lifecycle import done_marker
+from yulan.runtime.packages import install_hint
 from yulan.runtime.records import SetAside, partial_path, write_text
 from yulan.schema.curation import STEPS, Step, curation_parts
 from yulan.schema.errors import ConfigError, Problem
@@ -50,7 +51,7 @@ def prerun_problems(experiment: Experiment, stage: str = "curation", here: bool 
                 f"{where}.endpoint",
                 "without an endpoint the job starts vLLM, which is not installed here",
                 None,
-                "pip install -e '.[cluster]', or set the endpoint of a running OpenAI-compatible server",
+                f"{install_hint('vllm')}; or set the endpoint of a running OpenAI-compatible server",
             )
             for where in servers_needed(experiment)
         ]
@@ -98,9 +99,12 @@ def prepare(experiment: Experiment, job_dir: str) -> None:
     inputs = list(config.inputs)
     for job in config.sources.synthesis:  # after the given inputs: for duplicates, theirs are the earliest
         settings, (runner, model_field) = getattr(config.sources, job), synthesis.RUNNERS[job]
+        settings = settings.model_copy(update={model_field: served_model(experiment, getattr(settings, model_field))})
         synthesized = steps_dir / f"0-synthesis-{job}.jsonl"
         gpus = config.model_resources.gpus_per_node
-        with endpoint_for(getattr(settings, model_field), settings.endpoint, gpus, steps_dir) as endpoint:
+        with endpoint_for(
+            getattr(settings, model_field), settings.endpoint, gpus, steps_dir, experiment.generation.vllm
+        ) as endpoint:
             runner(settings, synthesized, endpoint)
         inputs.append(str(synthesized))
     set_aside = SetAside.under(config.on_bad_record)
@@ -121,7 +125,19 @@ def settings_of(experiment: Experiment, step: Step):
         settings = getattr(settings, part)
     if settings.on_bad_record is None:
         settings = settings.model_copy(update={"on_bad_record": experiment.curation.on_bad_record})
+    if step.model == "served" and settings.endpoint is None:
+        settings = settings.model_copy(update={"model": served_model(experiment, settings.model)})
     return settings
+
+
+def served_model(experiment: Experiment, name: str) -> str:
+    """What a job-started server serves: `tiny:*` names (the smoke pipelines' judge and teacher) are built into the
+    cache first, in the policy's shape; anything else as given."""
+    if not name.startswith("tiny:"):
+        return name
+    from yulan.runtime import tiny
+
+    return tiny.resolve(name, experiment.model.vocab_size, experiment.model.context_length)
 
 
 def needs(experiment: Experiment, step: Step) -> dict:
@@ -131,6 +147,8 @@ def needs(experiment: Experiment, step: Step) -> dict:
         extra["model"] = _base_model(experiment)
     if step.reads_eval_table:
         extra["benchmarks"] = experiment.eval.benchmarks
+    if step.model == "served":
+        extra["engine"] = experiment.generation.vllm
     return extra
 
 

@@ -26,6 +26,7 @@ import yaml
 from yulan.rewards import sandbox
 from yulan.rewards.sandbox import code_of
 from yulan.schema.evaluation import Benchmark
+from yulan.schema.experiment import Experiment
 from yulan.stages.evaluation.scoring import pass_at_k, warn
 from yulan.stages.tasks import read_records
 
@@ -86,30 +87,65 @@ def device() -> str:
 
 
 def run_lm_eval(
-    benchmark: Benchmark, model_path: str, backend: str, context_length: int, directory: Path, gpus: int = 1
+    benchmark: Benchmark, model_path: str, backend: str, experiment: Experiment, directory: Path, gpus: int = 1
 ) -> dict:
+    context_length = experiment.model.context_length
+    if backend == "vllm":
+        from yulan.runtime import vllm_engine
+
+        engine = experiment.generation.vllm
+        vllm_engine.check_servable(model_path, engine, context_length)
+        os.environ.update(vllm_engine.engine_environment(engine))
+        view = vllm_engine.distribution_view(directory / ".vllm-metadata")
+        if view and view not in sys.path:
+            sys.path.insert(0, view)
+        model_args = {
+            "pretrained": model_path,
+            "tensor_parallel_size": gpus,
+            "max_model_len": engine.max_model_len or context_length,
+            "gpu_memory_utilization": engine.gpu_memory_utilization,
+            "dtype": vllm_engine.dtype_name(engine),
+            "enforce_eager": engine.enforce_eager,
+            "seed": experiment.seed,
+        }
+    else:
+        model_args = {"pretrained": model_path, "max_length": context_length, "dtype": "auto"}
     import lm_eval
     from lm_eval.tasks import TaskManager
 
     manager = TaskManager()  # indexing every task takes seconds: once
     spec, task = lm_eval_task(benchmark, directory, manager)
-    if backend == "vllm":
-        model_args = {
-            "pretrained": model_path,
-            "tensor_parallel_size": gpus,
-            "max_model_len": context_length,
-            "gpu_memory_utilization": 0.85,
-        }
-    else:
-        model_args = {"pretrained": model_path, "max_length": context_length, "dtype": "auto"}
     gen_kwargs = {
         "max_gen_toks": benchmark.max_new_tokens,
         "temperature": benchmark.temperature,
         "do_sample": benchmark.temperature > 0,
     }
-    output = lm_eval.simple_evaluate(
-        model="vllm" if backend == "vllm" else "hf",
-        model_args=model_args,
+    if backend == "vllm":  # built here, so that its engine can be shut down when the row ends
+        from lm_eval.models.vllm_causallms import VLLM
+
+        model = VLLM(**model_args, batch_size="auto")
+    else:
+        model = "hf"
+    try:
+        output = evaluate_row(lm_eval, model, model_args, spec, manager, benchmark, gen_kwargs, backend)
+    finally:
+        if backend == "vllm":
+            model.model.llm_engine.engine_core.shutdown()
+    results = output["results"]
+    metrics = headline_metrics(results[task])
+    metrics["problems"] = sum(v["effective"] for v in output.get("n-samples", {}).values())
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{benchmark.task}.lm_eval.json").write_text(json.dumps(results, indent=2, default=str))
+    with (directory / f"{benchmark.task}.lm_eval.samples.jsonl").open("w") as sink:  # per-question responses
+        for subtask_samples in output["samples"].values():
+            sink.writelines(json.dumps(sample, default=str, ensure_ascii=False) + "\n" for sample in subtask_samples)
+    return metrics
+
+
+def evaluate_row(lm_eval, model, model_args: dict, spec, manager, benchmark: Benchmark, gen_kwargs: dict, backend):
+    return lm_eval.simple_evaluate(
+        model=model,
+        model_args=None if backend == "vllm" else model_args,
         tasks=[spec],
         task_manager=manager,
         num_fewshot=benchmark.num_fewshot,
@@ -121,15 +157,6 @@ def run_lm_eval(
         log_samples=True,
         device=device(),
     )
-    results = output["results"]
-    metrics = headline_metrics(results[task])
-    metrics["problems"] = sum(v["effective"] for v in output.get("n-samples", {}).values())
-    directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{benchmark.task}.lm_eval.json").write_text(json.dumps(results, indent=2, default=str))
-    with (directory / f"{benchmark.task}.lm_eval.samples.jsonl").open("w") as sink:  # per-question responses
-        for subtask_samples in output["samples"].values():
-            sink.writelines(json.dumps(sample, default=str, ensure_ascii=False) + "\n" for sample in subtask_samples)
-    return metrics
 
 
 # -- EvalPlus ---------------------------------------------------------------------------------------------------

@@ -99,10 +99,13 @@ def unavailable(experiment: Experiment) -> list[Problem]:
         for name in config.selected
         if config.benchmarks[name].harness != "native"
     ]
-    if config.backend == "transformers":  # lm_eval's transformers backend imports accelerate
+    backend = config.backend or experiment.generation.backend  # auto takes vLLM only where it is installed
+    if backend != "vllm":  # lm_eval's transformers backend imports accelerate
         needs += [(field, need, "accelerate") for field, need, _ in needs if need == "lm_eval"]
-    if config.backend == "vllm" and any(generates(config.benchmarks[name]) for name in config.selected):
-        needs.append(("eval.backend", "vllm", "vllm"))
+    elif any(
+        generates(config.benchmarks[name]) or config.benchmarks[name].harness == "lm_eval" for name in config.selected
+    ):
+        needs.append(("eval.backend" if config.backend else "generation.backend", "vllm", "vllm"))
     problems = []
     for field, need, module in needs:
         if not installed(module):
@@ -111,7 +114,7 @@ def unavailable(experiment: Experiment) -> list[Problem]:
                     field,
                     f"needs the {module} package, which is not installed here",
                     need,
-                    f"{install_hint(module)}, or run the row with harness=native and backend=transformers",
+                    f"{install_hint(module)}, or run the row with harness=native and eval.backend=transformers",
                 )
             )
     return problems
@@ -153,11 +156,15 @@ def items_of(benchmark) -> list[dict]:
 
 class Checkpoint:
     """One checkpoint, loaded lazily for what its rows need: a generator (vLLM or transformers) and/or a
-    transformers model for log-likelihoods."""
+    transformers model for log-likelihoods. close() frees both (an engine's memory goes back before the next
+    checkpoint's, or lm-eval's own engine, starts)."""
 
     def __init__(self, experiment: Experiment, path: str):
+        from yulan.runtime.generation import backend_of
+
         self.experiment, self.path = experiment, path
-        self._tokenizer = self._model = self._llm = None
+        self.backend = backend_of(experiment, experiment.eval.backend)
+        self._tokenizer = self._model = self._generator = None
 
     @property
     def tokenizer(self):
@@ -176,42 +183,31 @@ class Checkpoint:
     def complete(self, questions: list[str], benchmark) -> list[str]:
         """Completions of each question as a chat turn, question-major (num_samples per question)."""
         from yulan.runtime.batches import prompt_ids
-        from yulan.runtime.generation import decode, generate
+        from yulan.runtime.generation import TransformersGenerator, open_generator, sampling_for
+        from yulan.runtime.models import generation_config_of
 
         budget = self.experiment.model.context_length - benchmark.max_new_tokens
         prompts = [prompt_ids(self.tokenizer, [{"role": "user", "content": q}], budget) for q in questions]
-        if self.experiment.eval.backend == "vllm":
-            return self.complete_vllm(prompts, benchmark)
-        completions = generate(
-            self.model,
+        if self._generator is None:
+            if self.backend == "vllm":
+                self._generator = open_generator(self.experiment, self.path, "vllm", self.tokenizer)
+            else:  # the log-likelihood rows' model serves generation too
+                batch = self.experiment.generation.transformers_batch_size
+                self._generator = TransformersGenerator(self.model, self.tokenizer, batch)
+        sampling = sampling_for(
             self.tokenizer,
-            prompts,
-            benchmark.num_samples,
-            benchmark.temperature,
+            generation_config_of(self.path),
             benchmark.max_new_tokens,
-            progress=f"eval {benchmark.task}",
-        )
-        return [decode(self.tokenizer, ids) for ids in completions]
-
-    def complete_vllm(self, prompts: list[list[int]], benchmark) -> list[str]:
-        import torch
-        import vllm
-
-        if self._llm is None:
-            self._llm = vllm.LLM(
-                model=self.path,
-                tensor_parallel_size=max(1, torch.cuda.device_count()),
-                max_model_len=self.experiment.model.context_length,
-                seed=self.experiment.seed,
-            )
-        params = vllm.SamplingParams(
+            benchmark.temperature,
             n=benchmark.num_samples,
-            temperature=benchmark.temperature,
-            max_tokens=benchmark.max_new_tokens,
             seed=self.experiment.seed,
         )
-        outputs = self._llm.generate([{"prompt_token_ids": ids} for ids in prompts], params)
-        return [choice.text for output in outputs for choice in output.outputs]
+        return [c.text for c in self._generator.generate(prompts, sampling, progress=f"eval {benchmark.task}")]
+
+    def close(self) -> None:
+        if self._generator is not None:
+            self._generator.close()
+        self._generator = self._model = None
 
     def loglikelihoods(self, items: list[dict]) -> list[float]:
         from yulan.stages.evaluation import choice
@@ -222,10 +218,17 @@ class Checkpoint:
 
 
 def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict]:
+    checkpoint = Checkpoint(experiment, path)
+    try:
+        return evaluate_rows(experiment, checkpoint, out_dir)
+    finally:
+        checkpoint.close()
+
+
+def evaluate_rows(experiment: Experiment, checkpoint: Checkpoint, out_dir: Path) -> dict[str, dict]:
     from yulan.runtime.records import write_jsonl
 
-    config = experiment.eval
-    checkpoint = Checkpoint(experiment, path)
+    config, path = experiment.eval, checkpoint.path
     results = {}
     for name in config.selected:
         benchmark = config.benchmarks[name]
@@ -234,11 +237,12 @@ def evaluate(experiment: Experiment, path: str, out_dir: Path) -> dict[str, dict
 
             from yulan.stages.evaluation import harness
 
+            checkpoint.close()  # lm-eval starts its own model: one engine alive at a time
             results[name] = harness.run_lm_eval(
                 benchmark,
                 path,
-                config.backend,
-                experiment.model.context_length,
+                checkpoint.backend,
+                experiment,
                 out_dir,
                 gpus=max(1, torch.cuda.device_count()),
             )
