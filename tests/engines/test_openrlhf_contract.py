@@ -108,6 +108,16 @@ def test_report_values_reach_the_right_flags(parsers):
     assert dpo["data.max_len"] == 4096  # not OpenRLHF's silent default of 512
 
 
+def test_is_correction_reaches_openrlhfs_flags(parsers):
+    off = vars(check(parsers["ppo"], openrlhf.command(load(["experiment=ppo_yulan"]), "ppo", "runs/x")[3:]))
+    assert off["algo.advantage.is_correction_level"] == "off"
+    overrides = ["ppo.is_correction.level=seq", "ppo.is_correction.threshold=[0.9,1.1]"]
+    on = vars(check(parsers["ppo"], openrlhf.command(load(["experiment=ppo_yulan", *overrides]), "ppo", "runs/x")[3:]))
+    assert on["algo.advantage.is_correction_level"] == "seq" and on["algo.advantage.is_correction_mode"] == "mask"
+    assert on["algo.advantage.is_correction_gating"] == "ratio"
+    assert list(on["algo.advantage.is_correction_threshold"]) == [0.9, 1.1]
+
+
 def test_fifteen_frozen_rollouts_in_openrlhf_terms(parsers):
     """OpenRLHF 0.11.2 runs the actor when a 0-based rollout counter exceeds freezing_steps."""
     for frozen in (0, 1, 15):
