@@ -154,9 +154,7 @@ def backend_of(experiment: Experiment, override: GenerationBackend | None = None
     return chosen
 
 
-def open_generator(
-    experiment: Experiment, path: str, backend: str, tokenizer=None, progress_batch: int | None = None
-) -> Generator:
+def open_generator(experiment: Experiment, path: str, backend: str, tokenizer=None) -> Generator:
     """A generator for the checkpoint at `path`; close() it when the stage part ends."""
     from yulan.runtime import models
 
@@ -168,4 +166,4 @@ def open_generator(
             path, tokenizer, experiment.generation.vllm, experiment.seed, experiment.model.context_length
         )
     model = models.load_causal_lm(path, models.inference_dtype())
-    return TransformersGenerator(model, tokenizer, progress_batch or experiment.generation.transformers_batch_size)
+    return TransformersGenerator(model, tokenizer, experiment.generation.transformers_batch_size)

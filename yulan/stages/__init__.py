@@ -29,14 +29,14 @@ def _training_packages(experiment: Experiment, stage: str) -> dict[str, str]:
     if getattr(experiment, stage).engine == "openrlhf":
         return dict.fromkeys(["openrlhf", "deepspeed", *(["ray", "vllm"] if stage == "ppo" else [])], f"{stage}.engine")
     tracking = {} if experiment.tracking.mode == "disabled" else {"wandb": "tracking.mode"}
-    rollouts = _vllm_package(experiment, None) if stage == "ppo" else {}
+    rollouts = _vllm_package(experiment) if stage == "ppo" else {}
     return dict.fromkeys(["torch", "transformers"], f"{stage}.engine") | tracking | rollouts
 
 
-def _vllm_package(experiment: Experiment, override: str | None, override_field: str = "") -> dict[str, str]:
-    """vLLM, where a generating stage asks for it by name (auto takes it only where it is installed)."""
-    backend = override or experiment.generation.backend
-    return {"vllm": override_field if override else "generation.backend"} if backend == "vllm" else {}
+def _vllm_package(experiment: Experiment) -> dict[str, str]:
+    """vLLM, where generation.backend names it (auto takes it only where it is installed); the evaluation, whose
+    rows and eval.backend decide, checks its own."""
+    return {"vllm": "generation.backend"} if experiment.generation.backend == "vllm" else {}
 
 
 def _curation_packages(experiment: Experiment, stage: str) -> dict[str, str]:
@@ -59,7 +59,7 @@ def _generation_packages(experiment: Experiment, stage: str) -> dict[str, str]:
     needs = dict.fromkeys(["torch", "transformers", "math_verify"], "stages")
     if stage == "eval":
         return needs | {"matplotlib": "stages"}  # the eval's vLLM needs depend on its rows: its pre-run check
-    return needs | _vllm_package(experiment, None)
+    return needs | _vllm_package(experiment)
 
 
 def _preference_files(experiment: Experiment) -> list[tuple[str, str]]:

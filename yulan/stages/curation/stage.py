@@ -4,7 +4,6 @@ One job by default; with curation.shards > 1 the steps' per-sample work runs as 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import shutil
@@ -13,7 +12,7 @@ from importlib import import_module
 from pathlib import Path
 
 from yulan.runtime.lifecycle import done_marker
-from yulan.runtime.packages import install_hint
+from yulan.runtime.packages import install_hint, installed
 from yulan.runtime.records import SetAside, partial_path, write_text
 from yulan.schema.curation import STEPS, Step, curation_parts
 from yulan.schema.errors import ConfigError, Problem
@@ -45,7 +44,7 @@ def prerun_problems(experiment: Experiment, stage: str = "curation", here: bool 
                     f"list JSONL or Parquet files with a `text` field in curation.sources.{job}.documents",
                 )
             )
-    if here and importlib.util.find_spec("vllm") is None:
+    if here and not installed("vllm"):
         problems += [
             Problem(
                 f"{where}.endpoint",
@@ -135,9 +134,9 @@ def served_model(experiment: Experiment, name: str) -> str:
     cache first, in the policy's shape; anything else as given."""
     if not name.startswith("tiny:"):
         return name
-    from yulan.runtime import tiny
+    from yulan.runtime.models import model_path  # torch: only where a tiny model is built
 
-    return tiny.resolve(name, experiment.model.vocab_size, experiment.model.context_length)
+    return model_path(experiment, name)
 
 
 def needs(experiment: Experiment, step: Step) -> dict:
