@@ -181,3 +181,27 @@ def test_the_judge_step_authenticates_asks_for_structured_output_and_runs_concur
     schema = api.requests[-1]["body"]["response_format"]["json_schema"]["schema"]
     assert schema["required"] == list(config.dimensions)
     assert schema["properties"]["truthfulness"] == {"type": "integer", "minimum": 1, "maximum": 5}
+
+
+def test_an_unusable_judgement_is_asked_again_sampled_with_a_seed_of_its_own():
+    """Asked greedily again, the judge would repeat its unusable reply: each retry samples at retry_temperature with
+    its own seed, and the first usable reply counts."""
+    from tests.conftest import json_server
+
+    bodies = []
+
+    def reply(body):
+        bodies.append(body)
+        usable = len(bodies) == 3
+        return chat_reply(
+            json.dumps({"instruction_following": 4, "informativeness": 5, "truthfulness": 3}) if usable else "   "
+        )
+
+    config = JudgeConfig(backend="openai", endpoint="http://unused/v1", max_retries=3, retry_temperature=0.6)
+    sample = {"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]}
+    with json_server(reply) as url, openai_client(url, config, "curation.judge") as client:
+        assert judge.judge_one(sample, config, client) == {
+            "scores": {"instruction_following": 4, "informativeness": 5, "truthfulness": 3},
+            "mean": 4.0,
+        }
+    assert [(b["temperature"], b["seed"]) for b in bodies] == [(0.0, 0), (0.6, 1), (0.6, 2)]

@@ -260,3 +260,15 @@ def test_a_model_server_that_dies_while_starting_is_reported_with_its_log(tmp_pa
         with serving(command, f"http://127.0.0.1:{free_port()}", tmp_path / "server.log"):
             pass
     assert time.monotonic() - started < 10
+
+
+def test_a_classifier_the_job_started_server_does_not_serve_is_refused():
+    """Without an endpoint the job serves only the generator: asking another model would fail for every pair."""
+    from yulan.schema.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        load(["experiment=curation_yulan", "curation.sources.science.topic_classifier=other/classifier"])
+    assert "curation.sources.science.topic_classifier" in str(caught.value)
+    assert "set topic_classifier to the generator" in str(caught.value)
+    endpoint = "curation.sources.science.endpoint=http://host:8000/v1"
+    load(["experiment=curation_yulan", "curation.sources.science.topic_classifier=other/classifier", endpoint])
