@@ -249,7 +249,7 @@ def test_sweeps_that_cannot_run_are_refused(tmp_path, sweep, words):
 def test_glob_sweeps_over_a_groups_options(tmp_path):
     result = run("launch.py", "-m", "experiment=glob(smoke*)", "dry_run=true")
     assert result.returncode == 0, result.stderr
-    assert [r["experiment"] for r in json.loads(result.stdout)["runs"]] == ["smoke", "smoke_grpo"]
+    assert [r["experiment"] for r in json.loads(result.stdout)["runs"]] == ["smoke", "smoke_grpo", "smoke_vllm"]
 
 
 def test_a_corrupt_ledger_is_named_without_a_traceback(tmp_path):
@@ -279,7 +279,7 @@ def broken_experiments():
 def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_validate(broken_experiments):
     result = run("-m", "yulan.cli", "validate", "--all")
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "3 of 13 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 10
+    assert "3 of 14 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 11
     duplicate, syntax, no_package = broken_experiments
     assert f"{duplicate}:3" in result.stderr and "found duplicate key seed" in result.stderr
     assert f"{syntax}:3" in result.stderr and "while parsing a flow sequence" in result.stderr
