@@ -87,7 +87,10 @@ def model_dir(name: str, vocab_size: int, context_length: int) -> Path:
     """`tiny:reward` -> a sequence-scoring model; others -> a causal LM. Weights depend only on the name."""
     tokens = tokenizer_dir(vocab_size)
     seed = zlib.crc32(name.encode())
-    final = cache_root() / f"{name.replace(':', '-')}-{vocab_size}-{context_length}-{tokens.name.rsplit('-', 1)[1]}"
+    shape = hashlib.sha256(json.dumps(SHAPE, sort_keys=True).encode()).hexdigest()[:8]  # a new shape, a new model
+    final = (
+        cache_root() / f"{name.replace(':', '-')}-{vocab_size}-{context_length}-{tokens.name.rsplit('-', 1)[1]}-{shape}"
+    )
     if final.exists():
         return final
     import torch
