@@ -142,8 +142,9 @@ def grpo_worker(args) -> dict:
     push = second.get("rollout/weight_push_s", 0.0)
     return {
         "step_s": second["ppo/step_time_s"] + push,
-        "generation_s": second["ppo/generation_time_s"],
-        "generated_tokens_per_s": second["ppo/generated_tokens_per_s"],
+        "sampling_s": second["rollout/sampling_s"],
+        "sampled_tokens_per_s": second["rollout/sampled_tokens_per_s"],
+        "rollout_and_rewards_s": second["ppo/generation_time_s"],
         "weight_push_s": push,
         "job_s": total,
         "logprob_diff": second.get("rollout/logprob_diff"),

@@ -371,8 +371,10 @@ def sample_prompts(
         seed=seed,
         logprobs=vllm,  # the trainer's own samples need none: their log-probabilities are old_logps
     )
+    started = time.perf_counter()
     with autocast():
         completions = sampler.generate(prompts, sampling)
+    sampling_s = time.perf_counter() - started
     responses = [c.token_ids for c in completions]
     prompts = [p for p in prompts for _ in range(group)]
     labels = [r["label"] for r in records for _ in range(group)]
@@ -388,6 +390,7 @@ def sample_prompts(
         "prompts": prompts,
         "responses": responses,
         "rollout_logps": [c.logprobs for c in completions],
+        "sampling_s": sampling_s,
         "truncated": truncated,
         "rewards": rewards.tolist(),
         "scores": scored["scores"],
@@ -441,12 +444,13 @@ def make_rollout(
     }
     logs: dict[str, list] = {}
     kept: list[int] = []  # sample indices into `generated`
-    drawn = 0
+    drawn, sampling_s = 0, 0.0
     while len(kept) < wanted * group and drawn < max(len(stream.records), wanted):
         count = wanted - len(kept) // group
         # seeded by where the stream is: every draw its own seeds, and a resumed run the same ones
         seed = request_seed(experiment.seed, stream.consumed)
         part = sample_prompts(experiment, stream.take(count), sampler, actor, reward, tokenizer, autocast, seed)
+        sampling_s += part["sampling_s"]
         offset = len(generated["rewards"])
         groups = range(count)
         if config.dynamic_filtering.enabled:
@@ -466,6 +470,9 @@ def make_rollout(
         "ppo/score": sum(generated["scores"]) / len(responses),
         "ppo/generation_time_s": generated_at - started,
         "ppo/generated_tokens_per_s": sum(map(len, responses)) / max(generated_at - started, 1e-9),
+        # the sampler alone (generation_time_s also holds the rewards' scoring)
+        "rollout/sampling_s": sampling_s,
+        "rollout/sampled_tokens_per_s": sum(map(len, responses)) / max(sampling_s, 1e-9),
         **{f"ppo/{key}": sum(values_) / len(values_) for key, values_ in logs.items()},
     }
     metrics |= sample_statistics(generated["health"])  # every sample generated, as OpenRLHF's reward function sees them
