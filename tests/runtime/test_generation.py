@@ -13,6 +13,7 @@ from yulan.schema.generation import VllmEngine
 
 torch = pytest.importorskip("torch")
 ENGINE = VllmEngine(enforce_eager=True)  # quicker start; generation equal
+SECOND_ENGINE = VllmEngine(enforce_eager=True, max_live_engines=2)  # beside the module's engine, where it is alive
 PROMPTS = [[1, 5, 9, 33, 44], [7, 8, 9], [7, 8, 9]]  # a repeated prompt: its samples must still differ
 
 
@@ -142,14 +143,14 @@ def test_a_second_engine_is_refused_while_one_is_alive(tiny, engine):
 @pytest.mark.slow
 def test_a_closed_engine_leaves_no_process(tiny, tmp_path):
     pytest.importorskip("vllm")
-    from yulan.runtime.vllm_engine import VllmGenerator, close_all
+    from yulan.runtime.vllm_engine import VllmGenerator
 
-    close_all()
     model, tokenizer = tiny
-    generator = VllmGenerator.for_training(model, tokenizer, tmp_path, ENGINE, 0, 512)
-    assert engine_processes()
+    before = engine_processes()  # the module's engine, where this worker started it
+    generator = VllmGenerator.for_training(model, tokenizer, tmp_path, SECOND_ENGINE, 0, 512)
+    assert len(engine_processes()) > len(before)
     generator.close()
-    assert engine_processes() == []
+    assert engine_processes() == before
 
 
 def test_head_dim_16_is_refused_on_cpu_naming_the_fix(tmp_path):
@@ -177,3 +178,54 @@ def test_memory_and_length_that_cannot_fit_are_refused(tmp_path):
     (tmp_path / "config.json").write_text((tmp_path / "config.json").read_text().replace("4096}", "16384}"))
     problems = servable_problems(str(tmp_path), small.model_copy(update={"max_model_len": 8192}), 4096, cpu=True)
     assert any("cannot hold one sequence of max_model_len = 8192 tokens (2.00 GiB)" in p for p in problems)
+
+
+@pytest.mark.slow
+def test_a_qwen2_checkpoint_in_bf16_pushed_into_vllm_matches_the_trainer_within_bf16(tmp_path):
+    """The real Hugging Face layout beyond the tiny family: Qwen2 (q/k/v biases, tied embeddings), a tokenizer
+    without a pad token whose ChatML end of turn is not its eos, bf16 on both sides."""
+    pytest.importorskip("vllm")
+    from tokenizers import Tokenizer, decoders, pre_tokenizers, trainers
+    from tokenizers import models as bpe_models
+    from transformers import PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM
+
+    from yulan.runtime import models, tiny
+    from yulan.runtime.vllm_engine import VllmGenerator
+
+    bpe = Tokenizer(bpe_models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    special = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    trainer = trainers.BpeTrainer(vocab_size=512, special_tokens=special, show_progress=False)
+    bpe.train_from_iterator(["What is two plus three?", "It is five."] * 50, trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", chat_template=tiny.CHAT_TEMPLATE
+    )
+    source = tmp_path / "qwen2"
+    config = Qwen2Config(
+        vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, max_position_embeddings=512, tie_word_embeddings=True,
+        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.eos_token_id,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    Qwen2ForCausalLM(config).save_pretrained(source)
+    tokenizer.save_pretrained(source)
+    tokenizer = models.load_tokenizer(str(source))  # the product's loading: a pad token chosen
+    model = models.load_causal_lm(str(source), torch.bfloat16)
+    sampling = sampling_for(tokenizer, model.generation_config, 12, 1.0, seed=2, logprobs=True)
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in sampling.stop_token_ids
+    bf16 = SECOND_ENGINE.model_copy(update={"dtype": "bfloat16"})
+    engine = VllmGenerator.for_training(model, tokenizer, tmp_path / "engine", bf16, 0, 512)
+    try:
+        with torch.no_grad():
+            for parameter in model.parameters():
+                parameter.add_(torch.randn_like(parameter) * 0.05)
+        engine.push_weights(model, tmp_path / "engine")
+        [completion] = engine.generate(PROMPTS[:1], sampling)
+    finally:
+        engine.close()
+    ids = torch.tensor([PROMPTS[0] + completion.token_ids])
+    with torch.no_grad():
+        logits = model(ids).logits[0, len(PROMPTS[0]) - 1 : -1].float().log_softmax(-1)
+    expected = logits.gather(-1, torch.tensor(completion.token_ids)[:, None]).squeeze(-1).tolist()
+    assert completion.logprobs == pytest.approx(expected, abs=0.05)  # bf16: about 3 significant digits
