@@ -2,7 +2,7 @@
 its own process and the backends interleaved A/B; then one native GRPO rollout + update step on each backend.
 
     python benchmarks/bench_generation.py [--rounds 2] [--prompts 64] [--samples 4] [--tokens 128] [--shape tiny|0.5b]
-                                         [--only generate,grpo]
+                                         [--only generate,grpo] [--override generation.vllm.KEY=VALUE ...]
 
 generate: rollout tokens/s (completion tokens over the time of one generate call, median of 3 calls after a warm-up
 call), start-up (engine or model load), peak RSS of the process and of its largest child (vLLM's engine core).
@@ -82,7 +82,9 @@ def generate_worker(args) -> dict:
     from yulan.runtime import models
     from yulan.runtime.generation import open_generator, sampling_for
 
-    experiment = load(["experiment=smoke", "generation.vllm.enforce_eager=true", "model.context_length=1024"])
+    experiment = load(
+        ["experiment=smoke", "generation.vllm.enforce_eager=true", "model.context_length=1024", *args.override]
+    )
     tokenizer = models.load_tokenizer(args.model)
     prompts = prompts_of(tokenizer, args.prompts)
     started = time.perf_counter()
@@ -131,6 +133,7 @@ def grpo_worker(args) -> dict:
             f"ppo.generate_max_length={args.tokens}",
             "ppo.micro_rollout_batch_size=16",
             "ppo.max_steps=2",
+            *args.override,
         ]
     )
     job_dir = work / args.backend / "ppo"
@@ -169,6 +172,7 @@ def in_process(kind: str, backend: str, args, model: str, work: str) -> dict:
         str(args.samples),
         "--tokens",
         str(args.tokens),
+        *(f"--override={override}" for override in args.override),
     ]
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -191,6 +195,12 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--shape", choices=SHAPES, default="tiny")
     parser.add_argument("--only", default="generate,grpo")
+    parser.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        help="a setting for both backends' runs, e.g. generation.vllm.dtype=bfloat16 (repeatable)",
+    )
     parser.add_argument("--worker", choices=("generate", "grpo"))
     parser.add_argument("--backend", choices=BACKENDS)
     parser.add_argument("--model")
