@@ -411,3 +411,55 @@ def test_the_report_recipe_is_watched_by_default_and_native_watches_everything()
     assert experiment.ppo.health.unwatched(experiment.ppo.health_statistics) == ["kl_runaway"]
     native = load(["experiment=smoke"])
     assert native.ppo.health.unwatched(native.ppo.health_statistics) == []
+
+
+# -- the shared files survive torn and foreign lines ---------------------------------------------------------------
+def some_samples(count: int, length: int = 10):
+    from yulan.rewards.health import HealthSample
+    from yulan.schema.health import PENALTY_RULES
+
+    return [
+        HealthSample(f"p{i}", f"r{i}-{length}", length, False, dict.fromkeys(PENALTY_RULES, False), False, 0.5, 1.0)
+        for i in range(count)
+    ]
+
+
+@pytest.mark.parametrize(
+    "junk",
+    [
+        '{"prompt": "p9", "response": "r9", "len',  # a writer killed mid-line: the next line is glued to it
+        "not json at all\n",
+        '["a", "list"]\n',
+        '{"prompt": 1}\n',
+        '{"prompt": "p", "response": "r", "length": "ten", "truncated": false, "fired": {}, "generic_phrase": false, '
+        '"rm_score": 0.5, "reward": 1.0}\n',
+        '{"prompt": "p", "response": "r", "length": 3, "truncated": false, "fired": {}, "generic_phrase": false, '
+        '"rm_score": 0.5, "reward": 1.0}\n',
+        "\xff\xfe broken bytes\n",
+    ],
+)
+def test_a_torn_or_foreign_pending_line_is_skipped_and_counted_never_switching_health_off(tmp_path, junk):
+    watch = SharedWatch(tmp_path, HealthConfig(), samples_per_rollout=4)
+    watch.reset()
+    watch.add(some_samples(2))
+    with (tmp_path / "health" / "pending.jsonl").open("a", encoding="utf-8", errors="surrogateescape") as sink:
+        sink.write(junk)
+    watch.add(some_samples(3))  # a torn line swallows the first of these
+    glued = not junk.endswith("\n")
+    watch.add(some_samples(4 if glued else 3))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2]
+    assert [row[key("skipped_lines")] for row in rows] == [1, 1]
+    assert rows[0][key("response_length_mean")] == 10.0
+
+
+def test_an_unreadable_state_file_restarts_the_rules_and_keeps_watching(tmp_path):
+    watch = SharedWatch(tmp_path, HealthConfig(), samples_per_rollout=2)
+    watch.reset()
+    watch.add(some_samples(2))
+    (tmp_path / "health" / "state.json").write_text('{"rollouts": 1, "monitor": ')
+    watch.add(some_samples(2))
+    (tmp_path / "health" / "state.json").write_text('{"rollouts": "x", "monitor": [1, 2]}')
+    watch.add(some_samples(2))
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 1, 1] and key("skipped_lines") not in rows[0]

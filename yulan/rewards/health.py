@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from yulan.rewards.penalties import has_generic_phrase
-from yulan.runtime.records import read_log, write_text
+from yulan.runtime.records import read_json_object, read_log, write_text
 from yulan.schema.experiment import Experiment
 from yulan.schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, HealthRule, key
 from yulan.schema.reward import Penalties
 
 log = logging.getLogger(__name__)
+
+SKIPPED_LINES = key("skipped_lines")  # torn or foreign lines of the shared pending file, so far
 
 ALERTS = "alerts.jsonl"
 COUNT_WIDTH = 12
@@ -265,21 +267,66 @@ class SharedWatch:
     def complete(self, pending_path: Path) -> int:
         """The complete rollouts of the pending samples judged and logged; returns how many samples remain."""
         state_path = self.directory / "state.json"
-        lines = pending_path.read_text().splitlines()
-        state = json.loads(state_path.read_text()) if state_path.is_file() else {}
-        monitor = Monitor(self.config, SAMPLE_STATISTICS, state.get("monitor"))
-        rollout = state.get("rollouts", 0)
-        while len(lines) >= self.size:
-            window, lines = [HealthSample(**json.loads(line)) for line in lines[: self.size]], lines[self.size :]
+        samples, skipped = [], 0
+        for line in pending_path.read_bytes().decode(errors="replace").splitlines():
+            sample = sample_of(line)
+            if sample is None:
+                skipped += 1
+            else:
+                samples.append(sample)
+        state = read_json_object(state_path)
+        if state_path.is_file() and not state:
+            log.warning(f"health: {state_path} is unreadable; the rules start over from this rollout")
+        try:
+            monitor = Monitor(self.config, SAMPLE_STATISTICS, state.get("monitor"))
+        except (TypeError, ValueError, KeyError, AttributeError):
+            monitor = Monitor(self.config, SAMPLE_STATISTICS)
+        rollout = state.get("rollouts") if isinstance(state.get("rollouts"), int) else 0
+        skipped += state.get("skipped_lines") if isinstance(state.get("skipped_lines"), int) else 0
+        if skipped:
+            log.warning(f"health: {skipped} torn or foreign lines in {pending_path} skipped so far")
+        while len(samples) >= self.size:
+            window, samples = samples[: self.size], samples[self.size :]
             rollout += 1
             stats = sample_statistics(window)
             derived, alerts = monitor.observe(rollout, stats)
             with (self.job_dir / "metrics.jsonl").open("a") as sink:
-                sink.write(json.dumps({"step": rollout, **stats, **derived}) + "\n")
+                sink.write(
+                    json.dumps({"step": rollout, **stats, **derived, **({SKIPPED_LINES: skipped} if skipped else {})})
+                    + "\n"
+                )
             record(self.job_dir, alerts)
-        write_text(state_path, json.dumps({"rollouts": rollout, "monitor": monitor.state()}))
-        write_text(pending_path, "".join(line + "\n" for line in lines))
-        return len(lines)
+        write_text(state_path, json.dumps({"rollouts": rollout, "monitor": monitor.state(), "skipped_lines": skipped}))
+        write_text(pending_path, "".join(json.dumps(vars(sample)) + "\n" for sample in samples))
+        return len(samples)
+
+
+def sample_of(line: str) -> HealthSample | None:
+    """A pending line as a sample; None for a line torn by a killed writer or written by something else."""
+    try:
+        data = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(data, dict) or set(data) != set(HealthSample.__dataclass_fields__):
+        return None
+
+    def number(value) -> bool:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+    fits = (
+        isinstance(data["prompt"], str)
+        and isinstance(data["response"], str)
+        and isinstance(data["length"], int)
+        and not isinstance(data["length"], bool)
+        and isinstance(data["truncated"], bool)
+        and isinstance(data["fired"], dict)
+        and set(data["fired"]) == set(PENALTY_RULES)
+        and all(isinstance(v, bool) for v in data["fired"].values())
+        and isinstance(data["generic_phrase"], bool)
+        and number(data["rm_score"])
+        and number(data["reward"])
+    )
+    return HealthSample(**data) if fits else None
 
 
 def watch_settings(experiment: Experiment, job_dir: str) -> dict | None:

@@ -1,17 +1,27 @@
-"""Generated code runs isolated by the operating system, not by Python: each program runs under bubblewrap with
-every namespace unshared (no network, its own PIDs, no view of other processes or their environment), as user
-nobody, a cleared environment, only the interpreter's directories bound read-only, and a size-limited tmpfs as the
-only writable place. Its process group is killed as a whole at the timeout; rlimits bound CPU time, address space
-and file size, a pids cgroup (where the machine offers one) the number of processes, and the captured output is
-bounded. A program passes only when the test harness itself reaches its end: after `check(...)` returns it writes a
-nonce the program received on its standard input, so `os._exit(0)` or `SystemExit(0)` in a completion fails.
+"""Generated code runs isolated by the operating system, and never where its verdict is decided.
 
-Where bubblewrap cannot start, generated code is refused unless `eval.allow_unisolated_code=true` (then it runs in
-a plain subprocess with the same limits); every result records the isolation it ran under."""
+Each verdict takes two processes (yulan.rewards.calls): the *candidate* loads the generated code and answers calls
+to its functions; the *judge* holds the trusted parts (the prompt's helpers, the tests, EvalPlus's reference
+outputs), calls the candidate's functions across a pipe and compares the plain data that comes back. The tests are
+never inside the candidate's process or filesystem, and a result cannot carry methods the candidate wrote.
+
+The candidate runs under bubblewrap with every namespace unshared: no network, its own PIDs, no view of other
+processes or their environment, uid 65534 inside its user namespace (mapped to the scorer's uid outside, with no
+capabilities), a cleared environment, a fresh kernel session keyring, the system's and the interpreter's
+directories bound read-only, the root remounted read-only, and size-bounded tmpfs at /tmp and /dev/shm as the only
+writable places. Bounds on the whole program, not each process: a memory cgroup (v1 or v2, where this machine lets
+us make one; tmpfs pages count in it) caps the memory of its process tree, else a watchdog sums the tree's resident
+memory every 50 ms and kills it over the bound; a pids cgroup (else RLIMIT_NPROC) the number of processes; rlimits
+the CPU time, each process's address space and file size; the wall-clock timeout the whole process group; and the
+captured output is bounded.
+
+Where bubblewrap cannot start, generated code is refused unless `eval.allow_unisolated_code=true` (then the
+candidate runs in a plain subprocess with the same limits); every result records the isolation it ran under."""
 
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import re
@@ -19,27 +29,25 @@ import secrets
 import select
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-OUTPUT_LIMIT = 1 << 20  # bytes of stdout + stderr kept; more ends the program
+OUTPUT_LIMIT = 1 << 20  # bytes of the candidate's stdout + stderr kept; more ends the program
 DISK_LIMIT = 64 << 20  # bytes of the scratch tmpfs
+SHM_LIMIT = 8 << 20  # bytes of /dev/shm
 MAX_PROCESSES = 32
 BUBBLEWRAP = "bubblewrap"
 UNISOLATED = "none (eval.allow_unisolated_code=true)"
-
-# The nonce is read before the completion runs and written only after the tests returned.
-HEAD = "import sys as _yulan_sys\n_yulan_nonce = _yulan_sys.stdin.readline().strip()\ndel _yulan_sys\n"
-TAIL = (
-    "\nimport os as _yulan_os, sys as _yulan_sys\n_yulan_sys.stdout.flush()\n"
-    "_yulan_os.write(1, ('\\n' + _yulan_nonce + '\\n').encode())\n"
-)
+CALLS = Path(__file__).with_name("calls.py")  # the candidate's server and the judge, a standalone script
+WATCH_INTERVAL_S = 0.05
 
 
 class SandboxUnavailable(RuntimeError):
@@ -49,14 +57,41 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class Outcome:
     passed: bool
-    status: str  # passed | failed | timeout | output_limit
+    status: str  # passed | failed | timeout | output_limit | memory_limit
     detail: str = ""
+    parts: dict | None = None  # EvalPlus rows: {"base": status, "plus": status}
+
+
+FENCE_OPEN = re.compile(r"^([ \t]*+)(`{3,}+|~{3,}+)[ \t]*+([\w+#.-]*+)")
+PYTHON_TAGS = {"python", "python3", "py", "py3", ""}
 
 
 def code_of(completion: str) -> str:
-    """The code in a completion: its first fenced block when it has one, else the text itself."""
-    match = re.search(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", completion, re.DOTALL)
-    return match.group(1) if match else completion
+    """The code in a completion: its first fenced Python block (```python, ```Python, ```python3, ~~~py, an
+    untagged fence, a fence indented in a list), past blocks in other languages (a ```bash install line first);
+    else the text itself. Line by line: no regular expression runs over more than one line's start."""
+    lines = completion.split("\n")
+    index = 0
+    while index < len(lines):
+        opening = FENCE_OPEN.match(lines[index])
+        index += 1
+        if opening is None:
+            continue
+        indent, fence, tag = opening.group(1), opening.group(2), opening.group(3).lower()
+        body = []
+        while index < len(lines):
+            line = lines[index]
+            index += 1
+            stripped = line.rstrip()
+            if stripped.lstrip().startswith(fence) and not stripped.strip(fence[0] + " \t"):
+                break
+            if stripped.endswith(fence):  # `return x```: the fence closes at the end of a code line
+                body.append(stripped[: -len(fence)])
+                break
+            body.append(line[len(indent) :] if line.startswith(indent) else line)
+        if tag in PYTHON_TAGS:
+            return "\n".join(body) + "\n"
+    return completion
 
 
 def interpreter() -> Path:
@@ -65,56 +100,85 @@ def interpreter() -> Path:
     return Path(os.path.realpath(sys.base_prefix)) / "bin" / f"python{sys.version_info.major}.{sys.version_info.minor}"
 
 
+def drops_to_nobody() -> bool:
+    """Whether the program runs as host uid 65534: where the scorer is root (bubblewrap then needs no user
+    namespace, and `setpriv` drops the uid and every capability inside the sandbox); else a user namespace maps
+    uid 65534 inside to the scorer's own uid."""
+    return os.geteuid() == 0 and shutil.which("setpriv") is not None
+
+
 def bubblewrap(
     argv: list[str],
-    read_only: tuple[str, ...] = (),
-    writable: tuple[str, ...] = (),
     env: dict[str, str] | None = None,
     disk: int = DISK_LIMIT,
+    files: dict[str, int] | None = None,
 ) -> list[str]:
-    """`argv` under bubblewrap: the system's and the interpreter's directories and `read_only` bound read-only,
-    `writable` bound read-write, a `disk`-sized tmpfs at /tmp, nothing else of this machine."""
+    """`argv` under bubblewrap: the system's and the interpreter's directories bound read-only, `files`
+    (destination: an open file descriptor to copy) placed read-only, a `disk`-sized tmpfs at /tmp and a small one
+    at /dev/shm, the root read-only, nothing else of this machine."""
     system = [arg for path in ("/usr", "/lib", "/lib64", "/bin") for arg in ("--ro-bind-try", path, path)]
-    ours = [arg for path in (os.path.realpath(sys.base_prefix), *read_only) for arg in ("--ro-bind", path, path)]
-    rw = [arg for path in writable for arg in ("--bind", path, path)]
+    interpreter_dir = os.path.realpath(sys.base_prefix)
+    data = [
+        arg for target, fd in (files or {}).items() for arg in ("--perms", "0444", "--ro-bind-data", str(fd), target)
+    ]
     variables = [
         arg
         for key, value in {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})}.items()
         for arg in ("--setenv", key, value)
     ]
+    if drops_to_nobody():
+        namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+        identity = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
+        argv = [*identity, "--bounding-set=-all", "--", *argv]
+    else:
+        namespaces = ["--unshare-all", "--uid", "65534", "--gid", "65534"]
     return [
         "bwrap",
-        "--unshare-all",
+        *namespaces,
         "--die-with-parent",
         "--new-session",
         "--clearenv",
         *variables,
-        "--uid",
-        "65534",
-        "--gid",
-        "65534",
         *system,
         "--proc",
         "/proc",
         "--dev",
         "/dev",
-        "--size",
-        str(disk),
-        "--tmpfs",
-        "/tmp",
-        *ours,
-        *rw,
-        "--chdir",
-        "/tmp",
+        *("--perms", "1777", "--size", str(SHM_LIMIT), "--tmpfs", "/dev/shm"),
+        *("--perms", "1777", "--size", str(disk), "--tmpfs", "/tmp"),
+        *("--ro-bind", interpreter_dir, interpreter_dir),
+        *data,
+        *("--remount-ro", "/"),
+        *("--chdir", "/tmp"),
         *argv,
     ]
 
 
-def program_in_bubblewrap(program: Path) -> list[str]:
-    """The program is bound at /tmp/program.py, inside the scratch tmpfs (the root is read-only)."""
-    command = bubblewrap([str(interpreter()), "-I", "-S", "/tmp/program.py"])
-    at = command.index("--chdir")
-    return command[:at] + ["--ro-bind", str(program), "/tmp/program.py"] + command[at:]
+@functools.lru_cache(maxsize=1)
+def compiled_calls() -> Path:
+    """calls.py compiled once per scorer process: Python compiles a script on every start, not a .pyc (same
+    interpreter version: the base interpreter of this one)."""
+    import atexit
+    import py_compile
+
+    directory = Path(tempfile.mkdtemp(prefix="yulan-calls-"))
+    atexit.register(shutil.rmtree, directory, True)
+    return Path(py_compile.compile(str(CALLS), cfile=str(directory / "calls.pyc"), doraise=True))
+
+
+def candidate_command(isolation_level: str, program: Path) -> tuple[list[str], tuple[int, ...]]:
+    """The candidate's command and the descriptors it inherits: under bubblewrap the program and the compiled
+    runner are copied into its tmpfs from open descriptors (its root is read-only, and nothing of the scorer's
+    files is bound)."""
+    runner = compiled_calls()
+    if isolation_level != BUBBLEWRAP:
+        return [str(interpreter()), "-I", "-S", str(runner), "candidate", str(program)], ()
+    program_fd, runner_fd = os.open(program, os.O_RDONLY), os.open(runner, os.O_RDONLY)
+    command = bubblewrap(
+        [str(interpreter()), "-I", "-S", "/tmp/calls.pyc", "candidate", "/tmp/program.py"],
+        files={"/tmp/program.py": program_fd, "/tmp/calls.pyc": runner_fd},
+    )
+    return command, (program_fd, runner_fd)
 
 
 @functools.lru_cache(maxsize=1)
@@ -122,15 +186,12 @@ def isolation_problem() -> str | None:
     """Why bubblewrap cannot isolate programs on this machine (None: it can)."""
     if shutil.which("bwrap") is None:
         return "bubblewrap is not installed (Debian/Ubuntu: apt-get install bubblewrap)"
-    with tempfile.TemporaryDirectory() as scratch:
-        probe = Path(scratch) / "probe.py"
-        probe.write_text("print('ok')\n")
-        try:
-            done = subprocess.run(program_in_bubblewrap(probe), capture_output=True, text=True, timeout=30)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return f"bubblewrap could not start: {error}"
-    if done.stdout.strip() != "ok":
-        return f"bubblewrap could not start: {done.stderr.strip()[:300] or f'exit {done.returncode}'}"
+    try:
+        outcome = run_tests("def probe():\n    return 'ok'\n", "assert probe() == 'ok'\n", 30, 256, BUBBLEWRAP)
+    except OSError as error:
+        return f"bubblewrap could not start: {error}"
+    if not outcome.passed:
+        return f"bubblewrap could not start: {outcome.detail[:300]}"
     return None
 
 
@@ -148,138 +209,384 @@ def isolation(allow_unisolated: bool) -> str:
     )
 
 
-class ProcessLimit:
-    """A pids cgroup for one program (cgroup v1 or v2, where this machine lets us make one)."""
+def own_cgroup(controller: str) -> Path | None:
+    """Where this process's cgroup for `controller` is mounted (cgroup v1: its own hierarchy; v2: the unified
+    one, when the controller is enabled for children there)."""
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            root = Path("/sys/fs/cgroup") / controller
+            if (root / path.lstrip("/") / "cgroup.procs").exists():
+                return root / path.lstrip("/")
+        if controllers == "":  # v2
+            for root in (Path("/sys/fs/cgroup"), Path("/sys/fs/cgroup/unified")):
+                here = root / path.lstrip("/")
+                enabled = here / "cgroup.subtree_control"
+                if enabled.exists() and controller in enabled.read_text().split():
+                    return here
+    return None
 
-    ROOTS = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))
 
-    def __init__(self):
-        self.path = None
-        for root in self.ROOTS:
-            controllers = root / "cgroup.controllers"  # v2: the pids controller must be enabled there
-            if not (root / "cgroup.procs").exists() or not (
-                root.name == "pids" or controllers.exists() and "pids" in controllers.read_text().split()
-            ):
+class Limits:
+    """Per-program cgroups bounding the whole process tree: pids (the number of processes) and memory (every
+    byte its processes and its tmpfs hold), each where this machine lets us make one."""
+
+    def __init__(self, memory_bytes: int):
+        self.paths: dict[str, Path] = {}
+        settings = {
+            "pids": {"pids.max": str(MAX_PROCESSES)},
+            "memory": {
+                # v1 names, then v2 names; swap is bounded too where the kernel accounts it
+                "memory.limit_in_bytes": str(memory_bytes),
+                "memory.memsw.limit_in_bytes": str(memory_bytes),
+                "memory.max": str(memory_bytes),
+                "memory.swap.max": "0",
+            },
+        }
+        for controller, values in settings.items():
+            parent = own_cgroup(controller)
+            if parent is None:
                 continue
-            path = root / f"yulan-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
+            path = parent / f"yulan-sandbox-{os.getpid()}-{secrets.token_hex(4)}"
             try:
                 path.mkdir()
-                (path / "pids.max").write_text(str(MAX_PROCESSES))
+                written = 0
+                for name, value in values.items():
+                    if (path / name).exists():
+                        try:
+                            (path / name).write_text(value)
+                            written += 1
+                        except OSError:
+                            if name in ("memory.memsw.limit_in_bytes", "memory.swap.max"):
+                                continue
+                            raise
+                if not written:
+                    raise OSError("no limit file")
             except OSError:
                 if path.exists():
                     path.rmdir()
                 continue
-            self.path = path
-            return
+            self.paths[controller] = path
+
+    @property
+    def bounds_memory(self) -> bool:
+        return "memory" in self.paths
+
+    @property
+    def bounds_processes(self) -> bool:
+        return "pids" in self.paths
 
     def wrap(self, command: list[str]) -> list[str]:
-        """The command, started from a shell that first moves itself into the cgroup (no preexec hook: the
+        """The command, started from a shell that first moves itself into the cgroups (no preexec hook: the
         scorer runs programs from several threads)."""
-        if self.path is None:
+        if not self.paths:
             return command
-        return ["sh", "-c", 'echo $$ > "$0/cgroup.procs" && exec "$@"', str(self.path), *command]
+        joins = " && ".join(f'echo $$ > "${i + 1}/cgroup.procs"' for i in range(len(self.paths)))
+        return [
+            "sh",
+            "-c",
+            f'{joins} && shift {len(self.paths)} && exec "$@"',
+            "sh",
+            *map(str, self.paths.values()),
+            *command,
+        ]
+
+    def oom_killed(self) -> bool:
+        path = self.paths.get("memory")
+        if path is None:
+            return False
+        for name, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
+            try:
+                fields = dict(line.split() for line in (path / name).read_text().splitlines() if line.strip())
+            except (OSError, ValueError):
+                continue
+            if int(fields.get(key, 0)) > 0:
+                return True
+        try:
+            return int((path / "memory.failcnt").read_text()) > 0
+        except (OSError, ValueError):
+            return False
 
     def close(self) -> None:
-        if self.path is None:
-            return
-        for _ in range(50):
-            pids = (self.path / "cgroup.procs").read_text().split()
-            for pid in pids:
+        """Kills what is left in the cgroups and removes them (a cgroup is removable once its last process has
+        been reaped, a few milliseconds after the kill)."""
+        for path in self.paths.values():
+            for attempt in range(1000):
                 try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            try:
-                self.path.rmdir()
-                return
-            except OSError:
-                time.sleep(0.02)
+                    pids = (path / "cgroup.procs").read_text().split()
+                except OSError:
+                    pids = []
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                try:
+                    path.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.001 if attempt < 100 else 0.02)
 
 
-def limited(command: list[str], timeout_s: float, memory_mb: int) -> list[str]:
-    """rlimits by prlimit: CPU time, address space, file size, processes (counted where we are not root), no core."""
-    memory = memory_mb << 20
+def limited(command: list[str], timeout_s: float, memory_mb: int, count_processes: bool) -> list[str]:
+    """rlimits by prlimit: CPU time, each process's address space, file size, no core; the number of processes
+    where no pids cgroup counts them (RLIMIT_NPROC counts every process of the user, not only this program's)."""
     return [
         "prlimit",
         f"--cpu={int(timeout_s) + 1}",
-        f"--as={memory}",
+        f"--as={memory_mb << 20}",
         f"--fsize={DISK_LIMIT}",
-        f"--nproc={MAX_PROCESSES}",
+        *([f"--nproc={MAX_PROCESSES}"] if count_processes else []),
         "--core=0",
         "--",
         *command,
     ]
 
 
-def run_program(program: str, timeout_s: float, memory_mb: int, isolation_level: str = BUBBLEWRAP) -> Outcome:
-    nonce = secrets.token_hex(16)
-    with tempfile.TemporaryDirectory(prefix="yulan-sandbox-") as scratch:
-        path = Path(scratch) / "program.py"
-        path.write_text(HEAD + program + TAIL)
-        if isolation_level == BUBBLEWRAP:
-            command, env = program_in_bubblewrap(path), {"PATH": "/usr/bin:/bin"}
-        else:
-            command, env = [str(interpreter()), "-I", "-S", str(path)], {"PATH": "/usr/bin:/bin", "HOME": scratch}
-        processes = ProcessLimit()
+def tree_memory(root: int) -> int:
+    """Resident bytes of `root` and every process descended from it (bubblewrap starts the program in a session
+    of its own, so the tree is followed by parent ids): the bound where no memory cgroup can be made."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    parent_of, resident = {}, {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
         try:
-            process = subprocess.Popen(
-                processes.wrap(limited(command, timeout_s, memory_mb)),
-                cwd=scratch,
-                env=env,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-            status, output = _collect(process, nonce, timeout_s)
-        finally:
-            processes.close()
-    text = output.decode(errors="replace")
-    if status != "finished":
-        return Outcome(
-            False,
-            status,
-            f"exceeded {timeout_s} s" if status == "timeout" else f"more than {OUTPUT_LIMIT} bytes of output",
-        )
-    if nonce in text:
-        return Outcome(True, "passed")
-    lines = [line for line in text.replace(nonce, "").strip().splitlines() if line.strip()]
-    return Outcome(
-        False, "failed", lines[-1][:300] if lines else f"exit {process.returncode} before the tests finished"
+            stat = Path(entry.path, "stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            parent_of[int(entry.name)], resident[int(entry.name)] = int(fields[1]), int(fields[21]) * page
+        except (OSError, ValueError, IndexError):
+            continue
+    children: dict[int, list[int]] = {}
+    for pid, parent in parent_of.items():
+        children.setdefault(parent, []).append(pid)
+    total, stack = 0, [root]
+    while stack:
+        pid = stack.pop()
+        total += resident.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+def run_tests(
+    code: str,
+    tests: str,
+    timeout_s: float,
+    memory_mb: int,
+    isolation_level: str = BUBBLEWRAP,
+    setup: str = "",
+    entry_point: str | None = None,
+) -> Outcome:
+    """`code` (untrusted: the prompt and the completion) in the sandbox; `setup` (a prompt's trusted helpers) and
+    `tests` in the judge, with `check(entry_point)` called after the tests where an entry point is named. Passes
+    when the judge reaches the end."""
+    return judged(
+        code, {"setup": setup, "tests": tests, "entry_point": entry_point}, timeout_s, memory_mb, isolation_level
     )
 
 
-def _collect(process: subprocess.Popen, nonce: str, timeout_s: float) -> tuple[str, bytes]:
-    """Feeds the nonce, reads at most OUTPUT_LIMIT bytes until the program ends or the time is up; on any limit
-    the whole process group is killed."""
-    try:
-        process.stdin.write((nonce + "\n").encode())
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
+class JudgeServer:
+    """A judge server (yulan.rewards.calls.judge_server) for one interpreter, started on first use and again if it
+    died; requests from the scorer's threads take turns (a fork is about a millisecond)."""
+
+    def __init__(self, python: tuple[str, ...], preload: tuple[str, ...]):
+        self.python, self.preload = python, preload
+        self.lock = threading.Lock()
+        self.process: subprocess.Popen | None = None
+        self.socket: socket.socket | None = None
+
+    def start(self) -> None:
+        ours, theirs = socket.socketpair()
+        self.process = subprocess.Popen(
+            [*self.python, str(CALLS), "judge-server", *self.preload],
+            stdin=theirs,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={"PATH": "/usr/bin:/bin", "PYTHONHASHSEED": "0"},
+            cwd="/",
+            start_new_session=True,
+        )
+        theirs.close()
+        self.socket = ours
+
+    def stop(self) -> None:
+        if self.socket is not None:
+            self.socket.close()
+            self.socket = None
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def fork(self, job: Path, descriptors: tuple[int, int, int]) -> int:
+        """A judge for `job` on these descriptors; returns its pid (the leader of its own process group)."""
+        with self.lock:
+            for _ in range(2):
+                if self.process is None or self.process.poll() is not None or self.socket is None:
+                    self.stop()
+                    self.start()
+                try:
+                    socket.send_fds(self.socket, [str(job).encode()], list(descriptors))
+                    reply = b""
+                    while not reply.endswith(b"\n"):
+                        chunk = self.socket.recv(64)
+                        if not chunk:
+                            raise OSError("the judge server ended")
+                        reply += chunk
+                    return int(reply)
+                except (OSError, ValueError):
+                    self.stop()
+            raise OSError("the judge server could not be started")
+
+
+JUDGE_PRELOAD = ("json", "typing", "re", "collections", "math", "random", "itertools", "functools", "string", "copy")
+JUDGE_SERVERS: dict[tuple[str, ...], JudgeServer] = {}
+JUDGE_SERVERS_LOCK = threading.Lock()
+
+
+def judge_server(python: tuple[str, ...] | None) -> JudgeServer:
+    python = python or (str(interpreter()), "-I", "-S")
+    preload = JUDGE_PRELOAD if "-S" in python else (*JUDGE_PRELOAD, "pickle", "numpy", "evalplus.eval")
+    with JUDGE_SERVERS_LOCK:
+        if python not in JUDGE_SERVERS:
+            JUDGE_SERVERS[python] = JudgeServer(python, preload)
+        return JUDGE_SERVERS[python]
+
+
+def judged(
+    code: str,
+    job: dict,
+    timeout_s: float,
+    memory_mb: int,
+    isolation_level: str,
+    judge_python: tuple[str, ...] | None = None,
+) -> Outcome:
+    """Starts the candidate and a judge connected by two pipes, waits for the judge's verdict within the time,
+    and kills both whatever happens."""
+    with tempfile.TemporaryDirectory(prefix="yulan-sandbox-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        (scratch / "program.py").write_text(code)
+        (scratch / "job.json").write_text(json.dumps(job))
+        work = scratch / "work"  # the unisolated candidate's working directory
+        work.mkdir()
+        to_candidate_read, to_candidate_write = os.pipe()
+        from_candidate_read, from_candidate_write = os.pipe()
+        verdict_read, verdict_write = os.pipe()
+        command, inherited = candidate_command(isolation_level, scratch / "program.py")
+        # each closed exactly once: the scorer's threads reuse descriptor numbers at once
+        unclosed = [to_candidate_read, to_candidate_write, from_candidate_read, from_candidate_write, *inherited]
+        unclosed.append(verdict_write)
+        limits = Limits(memory_mb << 20)
+        candidate: subprocess.Popen | None = None
+        judge_pid = None
+        verdict_stream = os.fdopen(verdict_read, "rb", buffering=0)
+        try:
+            candidate = subprocess.Popen(
+                limits.wrap(limited(command, timeout_s, memory_mb, not limits.bounds_processes)),
+                cwd=work,
+                env={"PATH": "/usr/bin:/bin", "HOME": str(work)},
+                stdin=to_candidate_read,
+                stdout=from_candidate_write,
+                stderr=subprocess.PIPE,
+                pass_fds=inherited,
+                start_new_session=True,
+            )
+            judge_pid = judge_server(judge_python).fork(
+                scratch / "job.json", (from_candidate_read, to_candidate_write, verdict_write)
+            )
+            while unclosed:  # the children hold them now; the judge sees the candidate's end when it exits
+                os.close(unclosed.pop())
+            status, verdict, output = collect(candidate, verdict_stream, timeout_s, memory_mb << 20, limits)
+            kill_group(candidate)
+            if status == "finished" and limits.oom_killed():
+                status = "memory_limit"
+        finally:
+            if candidate is not None:
+                kill_group(candidate)
+            if judge_pid is not None and status_unknown(verdict_stream):
+                try:
+                    os.killpg(judge_pid, signal.SIGKILL)  # still running: its pid cannot have been reused
+                except (ProcessLookupError, PermissionError):
+                    pass
+            verdict_stream.close()
+            limits.close()
+            while unclosed:
+                os.close(unclosed.pop())
+    if status != "finished":
+        detail = {
+            "timeout": f"exceeded {timeout_s} s",
+            "output_limit": f"more than {OUTPUT_LIMIT} bytes of output",
+            "memory_limit": f"the program's processes held more than {memory_mb} MiB together",
+        }[status]
+        return Outcome(False, status, detail, verdict.get("parts") if verdict else None)
+    if verdict is None:
+        return Outcome(False, "failed", "the judge gave no verdict")
+    if verdict.get("timeout"):
+        return Outcome(False, "timeout", verdict.get("detail", ""), verdict.get("parts"))
+    if verdict.get("passed") is True:
+        return Outcome(True, "passed", "", verdict.get("parts"))
+    detail = str(verdict.get("detail", ""))
+    last = [line for line in output.decode(errors="replace").strip().splitlines() if line.strip()]
+    if "the program failed to load" in detail or "ended before answering" in detail:
+        detail = f"{detail} {last[-1][:300]}" if last else detail
+    return Outcome(False, "failed", detail[:500], verdict.get("parts"))
+
+
+def status_unknown(stream) -> bool:
+    """Whether the judge may still be running: its verdict pipe has not reached its end."""
+    return not stream.closed and not getattr(stream, "ended", False)
+
+
+def collect(
+    candidate: subprocess.Popen, verdict_stream, timeout_s: float, memory_bytes: int, limits: Limits
+) -> tuple[str, dict | None, bytes]:
+    """Reads the candidate's output (at most OUTPUT_LIMIT bytes) and the judge's verdict until the judge ends or a
+    bound is hit: the time, the output, or (without a memory cgroup) the tree's resident memory."""
     deadline = time.monotonic() + timeout_s
-    chunks, size, status = [], 0, "finished"
-    while True:
+    streams = {candidate.stderr: bytearray(), verdict_stream: bytearray()}
+    open_streams = list(streams)
+    status = "finished"
+    while verdict_stream in open_streams:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             status = "timeout"
             break
-        ready, _, _ = select.select([process.stdout], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(process.stdout.fileno(), 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-        if size > OUTPUT_LIMIT:
+        ready, _, _ = select.select(open_streams, [], [], min(remaining, WATCH_INTERVAL_S))
+        for stream in ready:
+            chunk = os.read(stream.fileno(), 65536)
+            if not chunk:
+                open_streams.remove(stream)
+                if stream is verdict_stream:
+                    verdict_stream.ended = True
+                continue
+            streams[stream] += chunk
+        if len(streams[candidate.stderr]) > OUTPUT_LIMIT or len(streams[verdict_stream]) > OUTPUT_LIMIT:
             status = "output_limit"
             break
-    if status != "finished" or process.poll() is None:
+        if not limits.bounds_memory and candidate.poll() is None and tree_memory(candidate.pid) > memory_bytes:
+            status = "memory_limit"
+            break
+    verdict = None
+    lines = bytes(streams[verdict_stream]).strip().splitlines()
+    if status == "finished" and lines:
+        try:
+            verdict = json.loads(lines[-1])
+        except ValueError:
+            verdict = None
+    return status, verdict if isinstance(verdict, dict) else None, bytes(streams[candidate.stderr])
+
+
+def kill_group(process: subprocess.Popen) -> None:
+    if process.poll() is None:
         try:
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
+        except (ProcessLookupError, PermissionError):
             pass
-    process.stdout.close()
+    for stream in (process.stdout, process.stderr):
+        if stream is not None:
+            stream.close()
     process.wait()
-    return status, b"".join(chunks)

@@ -1,8 +1,9 @@
 """Verifiable rewards: a checker's verdict for a prompt that carries a checkable reference.
 
 A prompt record's `answer` makes it a math prompt (the response's final answer is compared by the shared answer
-matcher, `yulan.rewards.answers.is_correct`); its `tests` make it a code prompt (the response's code, then the tests,
-run in the evaluation sandbox). Other prompts have no checker.
+matcher, `yulan.rewards.answers.is_correct`); its `tests` make it a code prompt (the response's code runs in the
+evaluation sandbox; the tests, which must import what they use, run in the judge and call the functions the code
+defines). Other prompts have no checker.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from yulan.rewards.answers import is_correct
-from yulan.rewards.sandbox import code_of, isolation, run_program
+from yulan.rewards.sandbox import code_of, isolation, run_tests
 from yulan.schema.reward import Verifier
 
 
@@ -48,6 +49,11 @@ class Checker:
             return None
         if kind == "math":
             return Check("math", is_correct(response, str(reference["answer"])))
-        program = f"{code_of(response)}\n\n{reference['tests']}\n"
-        outcome = run_program(program, self.config.code_timeout_s, self.config.code_memory_mb, self.isolation())
+        outcome = run_tests(
+            code_of(response),
+            str(reference["tests"]),
+            self.config.code_timeout_s,
+            self.config.code_memory_mb,
+            self.isolation(),
+        )
         return Check("code", outcome.passed, outcome.detail)

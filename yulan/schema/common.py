@@ -128,8 +128,6 @@ CONTINUATION_WORDS = (
     "the",
     "of",
     "to",
-    "in",
-    "on",
     "at",
     "by",
     "for",
@@ -180,40 +178,25 @@ CONTINUATION_WORDS = (
     "her",
     "this",
     "these",
-    "的",
-    "地",
-    "得",
-    "和",
-    "与",
-    "及",
     "以及",
-    "或",
     "或者",
-    "并",
     "并且",
-    "而",
     "而且",
-    "但",
     "但是",
     "因为",
     "所以",
     "如果",
     "虽然",
-    "在",
-    "从",
-    "对",
-    "把",
-    "被",
-    "将",
-    "向",
-    "是",
     "不断",
     "一个",
     "一些",
 )
 CONTINUATION_WORDS_DESCRIPTION = (
     "A last line ending in one of these words (or in a comma, a dash, an opening bracket) stops mid-sentence; a line "
-    "ending in a content word is complete without an end mark (math results, list items, poems, Chinese without 。)."
+    "ending in a content word is complete without an end mark (math results, list items, poems, Chinese without 。). "
+    "Chinese entries are matched as the line's last characters, so single characters that end common words and "
+    "sentences (的, 在, 对: 目的, 不在, 说得对) are left out, as are particles that end phrasal verbs "
+    "(in, on: plug it in)."
 )
 UNFINISHED_MIN_WORDS = 12
 UNFINISHED_MIN_WORDS_DESCRIPTION = (

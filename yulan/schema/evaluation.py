@@ -120,7 +120,9 @@ class EvalConfig(Section):
         None, description="The evaluation's sampling backend (and lm-eval's model); None = generation.backend."
     )
     sandbox_timeout_s: float = chosen(10.0, gt=0.0, description="Time limit per generated program.", unit="seconds")
-    sandbox_memory_mb: int = chosen(1024, ge=64, description="Memory limit per generated program.", unit="MiB")
+    sandbox_memory_mb: int = chosen(
+        1024, ge=64, description="Memory limit per generated program, for all its processes together.", unit="MiB"
+    )
     allow_unisolated_code: bool = chosen(
         False,
         description="Run generated code without bubblewrap where bubblewrap cannot start (a plain subprocess with "

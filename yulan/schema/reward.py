@@ -69,7 +69,7 @@ class Penalties(Section):
     )
     generic_phrases: tuple[str, ...] = chosen(
         (
-            "I hope this helps",
+            "hope this helps",
             "Let me know if you have any other questions",
             "Feel free to ask if you have more questions",
             "希望对你有帮助",
@@ -97,10 +97,13 @@ class Verifier(Section):
     weights: dict[Literal["math", "code"], ComponentWeights] = chosen(
         default_factory=lambda: {"math": ComponentWeights(), "code": ComponentWeights()},
         description="Per prompt kind: math (a reference `answer`, compared by the shared answer matcher) and code "
-        "(`tests`, run after the response's code in the evaluation sandbox).",
+        "(`tests`, assert statements that import what they use, run in the judge against the functions the "
+        "response's code defines in the evaluation sandbox).",
     )
     code_timeout_s: float = chosen(10.0, gt=0.0, unit="seconds", description="Time limit of one code check.")
-    code_memory_mb: int = chosen(1024, ge=64, unit="MiB", description="Address-space limit of one code check.")
+    code_memory_mb: int = chosen(
+        1024, ge=64, unit="MiB", description="Memory limit of one code check, for all its processes together."
+    )
     allow_unisolated_code: bool = chosen(
         False,
         description="Run code checks in a plain subprocess where bubblewrap cannot start (a machine you can lose).",

@@ -304,3 +304,37 @@ def test_stage_output_of_an_unknown_experiment_is_refused(tmp_path):
     done = run("launch.py", "experiment=smoke", f"run_root={tmp_path}/runs", "sft.data=${stage_output:smok,curation}")
     assert done.returncode != 0 and "did you mean 'smoke'" in done.stderr
     assert not (tmp_path / "runs").exists()
+
+
+def test_copies_that_change_only_presentation_are_found(tmp_path):
+    """HTML-escaped, tagged, numbered-listing and numbered-code copies of benchmark items: the presentation is
+    normalised away on both sides before matching."""
+    import html as html_module
+
+    humaneval = read_records(humaneval_path())
+    question = (
+        "Janet's ducks lay 16 eggs per day. She eats three for breakfast every morning and bakes muffins for her "
+        "friends every day with four. She sells the remainder at the farmers' market daily for $2 per fresh duck "
+        "egg. How much in dollars does she make every day at the farmers' market?"
+    )
+    items = tmp_path / "private_eval.jsonl"
+    items.write_text(json.dumps({"id": "janet", "question": question}) + "\n")
+    sentences = [part.strip() + "." for part in question.split(".") if part.strip()]
+    numbered_code = "\n".join(f"{n:>3} | {line}" for n, line in enumerate(humaneval[5]["prompt"].splitlines(), 1))
+    samples = [
+        sample(0, html_module.escape(question)),  # &#x27; for every apostrophe
+        sample(1, "<p>" + "</p><p>".join(html_module.escape(s) for s in sentences) + "</p>"),
+        sample(2, html_module.escape(html_module.escape(question))),  # escaped twice: &amp;#x27;
+        sample(3, "\n".join(f"{n}. {s}" for n, s in enumerate(sentences, 1))),  # a numbered listing
+        sample(4, "Here is the code:\n" + numbered_code),  # numbered code lines
+        sample(5, html_module.escape(humaneval[7]["prompt"])),  # &gt; and &quot; in a docstring
+        sample(6, "A <b>duck</b> farm: 1. feed the ducks 2. collect the eggs 3. sell them at the market."),
+    ]
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(s) + "\n" for s in samples))
+    done = curate("decontaminate", source, tmp_path / "out.jsonl", f"files=[{items}]")
+    assert done.returncode == 0, done.stderr
+    assert [json.loads(line)["id"] for line in (tmp_path / "out.jsonl").read_text().splitlines()] == ["6"]
+    report = json.loads(done.stdout)
+    assert report["benchmarks"]["humaneval_pass10"]["items_matched"] == ["HumanEval/5", "HumanEval/7"]
+    assert report["benchmarks"][f"file:{items}"]["matched_samples"] == 4

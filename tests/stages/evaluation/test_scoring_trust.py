@@ -13,13 +13,19 @@ import pytest
 from tests.conftest import REPO, run
 from yulan.rewards import sandbox
 from yulan.rewards.answers import equivalent, extract, is_correct, plain_number, reference_of
-from yulan.rewards.sandbox import BUBBLEWRAP, run_program
+from yulan.rewards.sandbox import BUBBLEWRAP, run_tests
 from yulan.stages import tasks
 from yulan.stages.evaluation import scoring
 from yulan.stages.tasks import humaneval
 
 math_verify = pytest.importorskip("math_verify")
 needs_bubblewrap = pytest.mark.skipif(sandbox.isolation_problem() is not None, reason="bubblewrap cannot start here")
+
+
+def loads(code: str, timeout_s: float, memory_mb: int):
+    """The code alone in the sandbox: it passes when it loads (a program asserting that an escape worked passes
+    only if the escape did)."""
+    return run_tests(code, "", timeout_s, memory_mb)
 
 
 def mv(answer: str, reference: str) -> bool:
@@ -220,7 +226,7 @@ def test_an_escape_route_fails_and_leaves_the_machine_untouched(name, outside, m
     directory, port, listener = outside
     monkeypatch.setenv("YULAN_TEST_SECRET", "SECRET-value")
     program = ESCAPES[name].format(out=str(directory), port=port, parent=os.getpid())
-    outcome = run_program(program, 5, 512)
+    outcome = loads(program, 5, 512)
     assert not outcome.passed, (name, outcome)
     assert sorted(p.name for p in directory.iterdir()) == ["keep.txt"]  # nothing written, moved or removed
     assert (directory / "keep.txt").read_text() == "keep"
@@ -236,7 +242,7 @@ def test_a_program_listening_is_not_reachable_from_this_machine():
     port = probe.getsockname()[1]
     probe.close()
     program = f"import socket, time\ns = socket.socket(); s.bind(('0.0.0.0', {port})); s.listen()\ntime.sleep(2)\n"
-    running = threading.Thread(target=run_program, args=(program, 5, 512))
+    running = threading.Thread(target=loads, args=(program, 5, 512))
     running.start()
     time.sleep(0.5)
     with pytest.raises(OSError):
@@ -263,28 +269,26 @@ def test_exiting_early_with_success_fails(completion):
 
 @needs_bubblewrap
 def test_limits_hold_output_processes_and_disk():
-    assert run_program("print('x' * 50_000_000)\n", 5, 512).status == "output_limit"
+    assert loads("print('x' * 50_000_000)\n", 5, 512).status == "output_limit"
     bomb = "import os, time\nfor _ in range(500):\n    if os.fork() == 0:\n        time.sleep(30)\n"
-    assert not run_program(bomb, 3, 512).passed
-    assert not run_program("open('big', 'wb').write(b'x' * (200 << 20))\n", 5, 1024).passed  # over the tmpfs
+    assert not loads(bomb, 3, 512).passed
+    assert not loads("open('big', 'wb').write(b'x' * (200 << 20))\n", 5, 1024).passed  # over the tmpfs
     survivor = "import os, time\nif os.fork() == 0:\n    time.sleep(60)\n"
     import subprocess
 
     before = subprocess.run(["pgrep", "-c", "-f", "time.sleep"], capture_output=True, text=True).stdout.strip()
-    run_program(survivor, 2, 512)
+    loads(survivor, 2, 512)
     after = subprocess.run(["pgrep", "-c", "-f", "time.sleep"], capture_output=True, text=True).stdout.strip()
     assert after == before  # the forked child did not outlive the program
 
 
 @needs_bubblewrap
 def test_honest_programs_still_pass():
-    assert run_program(
-        "import math, itertools, collections, re, json, random\nassert math.gcd(12, 18) == 6\n", 5, 512
-    ).passed
-    assert run_program(
+    assert loads("import math, itertools, collections, re, json, random\nassert math.gcd(12, 18) == 6\n", 5, 512).passed
+    assert loads(
         "import threading\nt = threading.Thread(target=print, args=(1,)); t.start(); t.join()\n", 5, 512
     ).passed
-    assert run_program("print('hello')\nopen('notes.txt', 'w').write('scratch is writable')\n", 5, 512).passed
+    assert loads("print('hello')\nopen('notes.txt', 'w').write('scratch is writable')\n", 5, 512).passed
 
 
 def test_without_bubblewrap_code_is_refused_unless_opted_in(monkeypatch):

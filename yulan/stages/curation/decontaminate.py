@@ -5,13 +5,19 @@ ships HumanEval; other rows through their `data_path` or the Hugging Face datase
 user names. An item is its question and its answer, each matched on its own: a sample matches when it holds at
 least `threshold` of that text's n-grams (word n-grams; character n-grams for Chinese, as in dedup). A text
 shorter than n words is not evidence and is not checked. N-grams never span two messages of a sample.
+
+Both sides are normalised before matching, so a copy that only changes presentation still matches: HTML entities
+unescaped (twice: `&amp;lt;`), HTML tags removed, and a listing's numbering removed from each line's start
+(`1. `, `2) `, `  3 | ` of numbered code, `(a) `).
 """
 
 from __future__ import annotations
 
+import html
 import json
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +34,15 @@ from yulan.stages.curation.shingles import batch_shingles
 log = logging.getLogger(__name__)
 
 BATCH_SAMPLES = 1024
+HTML_TAG = re.compile(r"</?[A-Za-z][^<>\n]{0,200}+>")
+LINE_NUMBERING = re.compile(r"^[ \t]*+(?:\(?[0-9]{1,4}[.):|]|\(?[A-Za-z][.)]|[0-9]{1,4}(?=[ \t]))[ \t]*+", re.MULTILINE)
+
+
+def normalized(text: str) -> str:
+    """The text as matching sees it: entities unescaped, tags removed, line numbering removed."""
+    for _ in range(2):
+        text = html.unescape(text)
+    return LINE_NUMBERING.sub("", HTML_TAG.sub(" ", text))
 
 
 def hub_cache_dir() -> Path:
@@ -127,8 +142,9 @@ def build_index(config: DecontaminationConfig, benchmarks: dict[str, Benchmark])
         except RecordError as error:
             raise RecordError(f"curation.decontaminate.files: {error}") from None
         rows[source] = {"checked": True, "items": count, "data": path, "source": source}
-    hashes, owners = batch_shingles([u.text for u in units], config.ngram, config.ngram)
-    long_enough = token_counts([u.text for u in units], config.ngram) >= config.ngram
+    texts = [normalized(u.text) for u in units]
+    hashes, owners = batch_shingles(texts, config.ngram, config.ngram)
+    long_enough = token_counts(texts, config.ngram) >= config.ngram
     keep = long_enough[owners] if len(owners) else np.zeros(0, bool)
     pairs = (
         np.unique(np.stack([hashes[keep].view(np.int64), owners[keep]], axis=1), axis=0)
@@ -157,7 +173,7 @@ def matches(index: Index, samples: list[list[str]], config: DecontaminationConfi
     out: list[list[Match]] = [[] for _ in samples]
     if not len(index.hashes):
         return out
-    flat = [text for texts in samples for text in texts]
+    flat = [normalized(text) for texts in samples for text in texts]
     sample_of = np.repeat(np.arange(len(samples)), [len(texts) for texts in samples])
     if not flat:
         return out

