@@ -3,11 +3,12 @@
 import importlib.util
 import json
 import os
+import shutil
 
 import pytest
 
-from tests.conftest import run
-from yulan.compose import SHIPPED_EXPERIMENTS, ConfigError, load
+from tests.conftest import REPO, run
+from yulan.compose import ConfigError, load
 
 BAD = [
     # (overrides, field path in the message, words the message must contain)
@@ -259,25 +260,28 @@ def test_a_corrupt_ledger_is_named_without_a_traceback(tmp_path):
 
 
 @pytest.fixture
-def broken_experiments():
-    """Experiment files broken in the ways a hand-edited YAML breaks, present only for the test."""
+def private_copy(tmp_path):
+    """A copy of the package to add files to: the shipped tree is read by tests running beside this one."""
+    shutil.copytree(REPO / "yulan", tmp_path / "yulan", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+@pytest.fixture
+def broken_experiments(private_copy):
+    """Experiment files broken in the ways a hand-edited YAML breaks, in a private copy of the package."""
     files = {
         "zz_duplicate": "# @package _global_\nseed: 1\nseed: 2\n",
         "zz_syntax": "# @package _global_\nseed: [1\n",
         "zz_no_package": "seed: 3\n",
     }
-    paths = [SHIPPED_EXPERIMENTS / "experiment" / f"{name}.yaml" for name in files]
+    paths = [private_copy / "yulan" / "experiments" / "experiment" / f"{name}.yaml" for name in files]
     for path, text in zip(paths, files.values()):
         path.write_text(text)
-    try:
-        yield paths
-    finally:
-        for path in paths:
-            path.unlink()
+    return paths
 
 
 def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_validate(broken_experiments):
-    result = run("-m", "yulan.cli", "validate", "--all")
+    result = run("-m", "yulan.cli", "validate", "--all", cwd=broken_experiments[0].parents[3])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
     assert "3 of 14 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 11
     duplicate, syntax, no_package = broken_experiments
@@ -286,7 +290,7 @@ def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_
     assert f"{no_package}:1" in result.stderr and "must start with '# @package _global_'" in result.stderr
 
 
-def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_that_choose_it(tmp_path):
+def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_that_choose_it(private_copy):
     result = run(
         "-m",
         "yulan.cli",
@@ -296,12 +300,9 @@ def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["ok", "model=tiny", "ok", "experiment=smoke", "ok", "cluster=local"]
-    bad = SHIPPED_EXPERIMENTS / "cluster" / "zz_bad.yaml"
+    bad = private_copy / "yulan" / "experiments" / "cluster" / "zz_bad.yaml"
     bad.write_text("name: zz_bad\nnodes: 0\n")
-    try:
-        refused = run("-m", "yulan.cli", "validate", str(bad))
-    finally:
-        bad.unlink()
+    refused = run("-m", "yulan.cli", "validate", str(bad), cwd=private_copy)
     assert refused.returncode == 1 and "invalid cluster=zz_bad" in refused.stderr and "cluster.nodes" in refused.stderr
 
 
