@@ -4,6 +4,8 @@ import importlib.util
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -306,6 +308,61 @@ def test_a_changed_group_file_is_validated_as_its_choice_and_in_the_experiments_
     assert refused.returncode == 1 and "invalid cluster=zz_bad" in refused.stderr and "cluster.nodes" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    "override",
+    [
+        "tracking.group=${oc.env: HF_TOKEN}",
+        "tracking.group=${ oc.env : HF_TOKEN }",
+        "tracking.group=${oc.env:'HF_TOKEN'}",
+        "tracking.group='${oc.env:\"HF_TOKEN\",none}'",
+        "tracking.group='${oc.env:HOME,${oc.env:HF_TOKEN}}'",
+        "tracking.group='${oc.select:missing,${oc.env:HF_TOKEN}}'",
+        "tracking.group=${oc.env:${oc.decode:HF_TOKEN}}",
+    ],
+)
+def test_a_secret_is_refused_in_every_spelling(tmp_path, override):
+    secret = run(
+        "launch.py",
+        "experiment=smoke",
+        override,
+        f"run_root={tmp_path}",
+        "dry_run=true",
+        env=dict(os.environ, HF_TOKEN="hf_do_not_print", YULAN_COMPOSE_CACHE="1"),
+    )
+    assert secret.returncode == 1 and "a secret read into the config" in secret.stderr, secret.stderr[-1000:]
+    assert "hf_do_not_print" not in secret.stderr + secret.stdout and "Traceback" not in secret.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_secret_in_a_config_file_is_refused_and_a_spaced_lookup_never_cached(private_copy, tmp_path):
+    experiment = private_copy / "yulan" / "experiments" / "experiment" / "zz_env.yaml"
+    experiment.write_text("# @package _global_\nseed: 7\ntracking:\n  group: ${oc.env: HF_TOKEN}\n")
+    refused = run(
+        "-m",
+        "yulan.cli",
+        "validate",
+        "experiment=zz_env",
+        cwd=private_copy,
+        env=dict(os.environ, HF_TOKEN="hf_do_not_print"),
+    )
+    assert refused.returncode == 1 and "a secret read into the config" in refused.stderr, refused.stderr[-1000:]
+    assert "hf_do_not_print" not in refused.stderr + refused.stdout
+    cache = tmp_path / "cache"
+    roots = []
+    for root in ("a", "b"):
+        launched = run(
+            "launch.py",
+            "experiment=smoke",
+            "run_root=${oc.env: YULAN_TEST_ROOT}",
+            "dry_run=true",
+            env=dict(os.environ, YULAN_TEST_ROOT=str(tmp_path / root), XDG_CACHE_HOME=str(cache)),
+        )
+        assert launched.returncode == 0, launched.stderr[-1000:]
+        roots.append(json.loads(launched.stdout)["runs"][0]["run_dir"])
+    assert roots == [f"{tmp_path}/a/smoke", f"{tmp_path}/b/smoke"]
+    assert not (cache / "yulan" / "compose").exists() or not any((cache / "yulan" / "compose").iterdir())
+
+
 def test_environment_lookups_are_never_cached_and_secrets_never_read(tmp_path):
     first = run(
         "launch.py",
@@ -345,3 +402,58 @@ def test_environment_lookups_are_never_cached_and_secrets_never_read(tmp_path):
     )
     assert sweep.returncode == 1 and "a secret read into the config" in sweep.stderr  # a sweep as a single run
     assert not (tmp_path / "sweep").exists()
+
+
+def alias_bomb(levels: int) -> str:
+    """Nested anchors: each level a list of nine aliases of the one before (9**levels scalars once expanded)."""
+    lines = ["# @package _global_", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    for level in range(1, levels + 1):
+        lines.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 9) + "]")
+    lines.append(f"seed: {len(lines)}")
+    return "\n".join(lines) + "\n"
+
+
+def test_a_yaml_alias_bomb_is_refused_quickly_with_its_file_named(private_copy):
+    bomb = private_copy / "yulan" / "experiments" / "experiment" / "zz_bomb.yaml"
+    bomb.write_text(alias_bomb(9))  # 9**9 = 387 million nodes from 551 bytes
+    assert len(bomb.read_bytes()) < 600
+    result = subprocess.run(
+        [sys.executable, "-m", "yulan.cli", "validate", "experiment=zz_bomb"],
+        cwd=private_copy,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-1000:]
+    assert "a config file expands beyond reason" in result.stderr and "zz_bomb.yaml" in result.stderr
+    assert "more than 200,000 nodes" in result.stderr and len(result.stderr) < 2000
+    fine = private_copy / "yulan" / "experiments" / "experiment" / "zz_aliases.yaml"
+    smoke = (private_copy / "yulan" / "experiments" / "experiment" / "smoke.yaml").read_text()
+    fine.write_text(smoke + "tracking:\n  project: &p demo\n  group: *p\n")  # aliases of reasonable size
+    bomb.unlink()
+    assert run("-m", "yulan.cli", "validate", "experiment=zz_aliases", cwd=private_copy).returncode == 0
+
+
+def test_environment_lookups_are_found_by_omegaconfs_grammar():
+    from yulan.compose.cache import UNPARSED, cacheable, environment_lookups
+
+    overrides = [
+        "a=${oc.env: HOME}",
+        "b=${ oc.env : USER }",
+        "c='${oc.env:\"LANG\",en}'",
+        "d=$\\{oc.env\\:TERM\\}",  # as Hydra's sweep expansion hands it over
+        "e='${oc.select:x,${oc.env:SHELL}}'",
+        "f=${oc.env:${oc.decode:PATH}}",  # computed: refused, whatever it names
+        "g=${environment_of_my_own:x}",
+        "h=${oc.env:PWD",  # unclosed
+    ]
+    with pytest.raises(ConfigError, match="a secret read into the config") as refused:
+        environment_lookups(overrides)
+    assert "${oc.env:${oc.decode:PATH}}" in str(refused.value)
+    assert environment_lookups(overrides[:5] + overrides[6:]) == sorted(
+        ["HOME", "USER", "LANG", "TERM", "SHELL", UNPARSED]
+    )
+    files = ['tracking:\n  group: "${oc.env: MY_GROUP}"\n', "curation:\n  inputs: ['${shipped_data:x.jsonl}']\n"]
+    assert environment_lookups([], files) == ["MY_GROUP"]
+    assert not cacheable(["seed=1"], files) and cacheable(["seed=1"], files[1:])
+    assert not cacheable(["run_root=/r/${ now :%H}"], [])

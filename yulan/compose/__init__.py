@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from yulan.compose import cache
-from yulan.compose.composition import finish, hydra_config, plain_setting
+from yulan.compose.composition import check_expansion, finish, hydra_config, plain_setting
 from yulan.compose.overrides import check_overrides, parse_overrides, sweep_points, sweeping
 from yulan.compose.search import (
     GROUPS,
@@ -62,7 +62,8 @@ def compose(overrides: list[str]) -> Composed:
     runs afresh.
     """
     files = cache.config_files()
-    if not cache.cacheable([*overrides, *cache.file_texts(files)]):
+    check_expansion(files)
+    if not cache.cacheable(overrides, cache.file_texts(files)):
         return compose_with_hydra(overrides)
     key = cache.key(overrides, files)
     cached = cache.read(key)
@@ -89,10 +90,12 @@ def compose_sweep(points: list[list[str]]) -> list[Composed | ConfigError]:
             return [error]
     bases: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, str]]] = {}
     results: list[Composed | ConfigError] = []
-    texts = cache.file_texts(cache.config_files())
+    files = cache.config_files()
+    check_expansion(files)
+    texts = cache.file_texts(files)
     for point in points:
         try:
-            cache.environment_lookups([*point, *texts])  # a secret is refused in a sweep as in a single run
+            cache.environment_lookups(point, texts)  # a secret is refused in a sweep as in a single run
             check_overrides(point)
             parsed = parse_overrides(point)
             if not all(o.key_or_group in GROUPS or plain_setting(o) for o in parsed):

@@ -21,10 +21,77 @@ from yulan.schema.infra import SECRET_NAME
 COMPOSING_CODE = sorted(Path(__file__).parent.glob("*.py"))
 
 
-# Hydra's sweep expansion hands each point the lookup escaped (`$\{oc.env\:NAME\}`); it still resolves.
-ENV_LOOKUP = re.compile(r"\$\\?\{oc\.env\\?:([A-Za-z_][A-Za-z0-9_]*)")
 # The clock: `${now:...}` differs between launches
-CLOCK_LOOKUP = re.compile(r"\$\\?\{now\\?:")
+CLOCK_LOOKUP = re.compile(r"\$\\?\{\s*+now\s*+\\?:")
+ENV_RESOLVERS = ("oc.env", "env")
+UNPARSED = "<a lookup this check could not parse>"
+
+
+def lookups_in(value: str) -> list[str]:
+    """The variables `oc.env` reads in one value, found by OmegaConf's own grammar: every spelling (spaces, quotes,
+    a default, nested in another resolver) is the same lookup. A name that is itself computed comes back as the
+    expression (`${x}`); text the grammar cannot parse but that mentions `env` comes back as UNPARSED."""
+    if "$" not in value:
+        return []
+    # Hydra's sweep expansion hands each point its lookups escaped (`$\{oc.env\:NAME\}`); they still resolve
+    text = value.replace("$\\{", "${").replace("\\:", ":").replace("\\}", "}")
+    from omegaconf import grammar_parser
+    from omegaconf.errors import GrammarParseError
+    from omegaconf.grammar.gen.OmegaConfGrammarParser import OmegaConfGrammarParser as Grammar
+
+    try:
+        tree = grammar_parser.parse(text)
+    except (GrammarParseError, RecursionError):
+        return [UNPARSED] if "env" in text else []
+    found, stack = [], [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Grammar.InterpolationResolverContext):
+            resolver = "".join(node.resolverName().getText().split())
+            if resolver in ENV_RESOLVERS:
+                sequence = node.sequence()
+                found.append(variable_of(sequence.element(0) if sequence else None, Grammar))
+        stack.extend(getattr(node, "children", None) or [])
+    return found
+
+
+def variable_of(element, grammar) -> str:
+    """The variable an `oc.env` element names: the literal text, unquoted; the expression when it is computed."""
+    if element is None:
+        return UNPARSED
+    stack = [element]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, grammar.InterpolationContext):
+            return element.getText().strip()
+        stack.extend(getattr(node, "children", None) or [])
+    text = element.getText().strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        text = text[1:-1]
+    return text
+
+
+def interpolations(text: str) -> list[str]:
+    """Each `${...}` of a text (an override, a whole config file) with its nested braces, Hydra's escaped braces
+    counted too; an unclosed one runs to the end of the text. One pass, no YAML loading."""
+    found, start = [], text.find("$")
+    while start >= 0:
+        if text.startswith(("${", "$\\{"), start):
+            depth, index = 0, start
+            while index < len(text):
+                char = text[index]
+                if char == "{":
+                    depth += 1
+                elif char == "}":
+                    depth -= 1
+                    if depth == 0:
+                        break
+                index += 1
+            found.append(text[start : index + 1])
+            start = text.find("$", index + 1)
+        else:
+            start = text.find("$", start + 1)
+    return found
 
 
 def config_files() -> dict[str, bytes]:
@@ -37,11 +104,20 @@ def file_texts(files: dict[str, bytes]) -> list[str]:
     return [data.decode(errors="replace") for data in files.values()]
 
 
-def environment_lookups(texts: list[str]) -> list[str]:
-    """Variables `${oc.env:NAME}` reads in these texts (overrides and config files). A secret's value would land in
-    config.json, the sbatch script and the compose cache: those are refused."""
-    names = sorted({name for text in texts for name in ENV_LOOKUP.findall(text)})
-    secrets = [name for name in names if SECRET_NAME.search(name)]
+def environment_lookups(overrides: list[str], files: list[str] = ()) -> list[str]:
+    """Variables `oc.env` reads in the overrides and the config files' texts. A secret's value would land in
+    config.json, the sbatch script and the compose cache: a secret-looking name is refused, in any spelling, and
+    so is a name computed at composition (which no check can see)."""
+    names = sorted(
+        {
+            name
+            for text in (*overrides, *files)
+            for interpolation in interpolations(text)
+            if "env" in interpolation  # only a lookup that names a resolver with `env` in it is parsed
+            for name in lookups_in(interpolation)
+        }
+    )
+    secrets = [name for name in names if SECRET_NAME.search(name) or name.startswith("${")]
     if secrets:
         raise ConfigError(
             "a secret read into the config",
@@ -51,17 +127,19 @@ def environment_lookups(texts: list[str]) -> list[str]:
                     "a config value is written to config.json, resolved.yaml and sbatch scripts; a secret never is",
                     [f"${{oc.env:{name}}}" for name in secrets],
                     "export the variable where the job runs; jobs inherit the "
-                    "environment and the code reads it there (as WANDB_API_KEY is)",
+                    "environment and the code reads it there (as WANDB_API_KEY is); a variable read into the "
+                    "config is named literally",
                 )
             ],
         )
     return names
 
 
-def cacheable(texts: list[str]) -> bool:
-    """Whether a composition of these texts (overrides and config files) is the same at every launch: it reads
+def cacheable(overrides: list[str], files: list[str]) -> bool:
+    """Whether a composition of these overrides and config files' texts is the same at every launch: it reads
     neither the environment nor the clock."""
-    return not environment_lookups(texts) and not any(CLOCK_LOOKUP.search(text) for text in texts)
+    clock = any(CLOCK_LOOKUP.search(text) for text in (*overrides, *files))
+    return not environment_lookups(overrides, files) and not clock
 
 
 def cache_dir() -> Path | None:

@@ -163,6 +163,54 @@ def _resolved(tree: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
+MAX_EXPANDED_NODES = 200_000  # a config far larger than any experiment; an alias bomb expands to billions
+
+
+def check_expansion(files: dict[str, bytes]) -> None:
+    """Refuses a config file whose YAML aliases expand beyond MAX_EXPANDED_NODES nodes (nested anchors: a few
+    hundred bytes that expand to gigabytes), or that nests deeper than the YAML reader can follow. Counted on the
+    composed node graph, where an alias is one shared node: nothing is expanded to count."""
+    for name, data in files.items():
+        if b"*" not in data or b"&" not in data:  # no aliases: the file is as large as it looks
+            continue
+        try:
+            root = yaml.compose(data.decode(errors="replace"))
+        except yaml.YAMLError:
+            continue  # composing reports it with its line
+        except RecursionError:
+            raise _expansion_error(name, "nests deeper than a YAML reader can follow") from None
+        sizes: dict[int, int] = {}
+        stack: list[tuple[Any, bool]] = [(root, False)] if root is not None else []
+        while stack:
+            node, children_done = stack.pop()
+            if id(node) in sizes and sizes[id(node)] >= 0:
+                continue
+            children = (
+                [part for pair in node.value for part in pair]
+                if isinstance(node, yaml.MappingNode)
+                else node.value
+                if isinstance(node, yaml.SequenceNode)
+                else []
+            )
+            if children_done:
+                sizes[id(node)] = 1 + sum(sizes[id(child)] for child in children)
+                if sizes[id(node)] > MAX_EXPANDED_NODES:
+                    raise _expansion_error(name, f"its aliases expand to more than {MAX_EXPANDED_NODES:,} nodes")
+                continue
+            if sizes.get(id(node)) == -1:
+                raise _expansion_error(name, "an alias refers to the node that contains it")
+            sizes[id(node)] = -1  # in progress
+            stack.append((node, True))
+            stack.extend((child, False) for child in children if sizes.get(id(child), -2) < 0)
+
+
+def _expansion_error(name: str, rule: str) -> ConfigError:
+    return ConfigError(
+        "a config file expands beyond reason",
+        [Problem(shown(Path(name)), rule, None, "write the values out, or use fewer nested anchors", has_value=False)],
+    )
+
+
 @contextmanager
 def _hydra_errors(overrides: list[str]) -> Iterator[None]:
     from omegaconf.errors import OmegaConfBaseException
