@@ -12,6 +12,7 @@ import os
 import re
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from yulan.compose.search import search_path
 from yulan.compose.tree import Composed, schema_defaults
@@ -43,19 +44,20 @@ def lookups_in(value: str) -> list[str]:
         tree = grammar_parser.parse(text)
     except (GrammarParseError, RecursionError):
         return [UNPARSED] if "env" in text else []
-    found, stack = [], [tree]
+    found: list[str] = []
+    stack: list[Any] = [tree]
     while stack:
         node = stack.pop()
         if isinstance(node, Grammar.InterpolationResolverContext):
-            resolver = "".join(node.resolverName().getText().split())
+            resolver = "".join(node.resolverName().getText().split())  # type: ignore[no-untyped-call]
             if resolver in ENV_RESOLVERS:
-                sequence = node.sequence()
+                sequence = node.sequence()  # type: ignore[no-untyped-call]
                 found.append(variable_of(sequence.element(0) if sequence else None, Grammar))
         stack.extend(getattr(node, "children", None) or [])
     return found
 
 
-def variable_of(element, grammar) -> str:
+def variable_of(element: Any, grammar: Any) -> str:
     """The variable an `oc.env` element names: the literal text, unquoted; the expression when it is computed."""
     if element is None:
         return UNPARSED
@@ -63,9 +65,9 @@ def variable_of(element, grammar) -> str:
     while stack:
         node = stack.pop()
         if isinstance(node, grammar.InterpolationContext):
-            return element.getText().strip()
+            return str(element.getText()).strip()
         stack.extend(getattr(node, "children", None) or [])
-    text = element.getText().strip()
+    text = str(element.getText()).strip()
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         text = text[1:-1]
     return text
@@ -104,14 +106,14 @@ def file_texts(files: dict[str, bytes]) -> list[str]:
     return [data.decode(errors="replace") for data in files.values()]
 
 
-def environment_lookups(overrides: list[str], files: list[str] = ()) -> list[str]:
+def environment_lookups(overrides: list[str], files: list[str] | None = None) -> list[str]:
     """Variables `oc.env` reads in the overrides and the config files' texts. A secret's value would land in
     config.json, the sbatch script and the compose cache: a secret-looking name is refused, in any spelling, and
     so is a name computed at composition (which no check can see)."""
     names = sorted(
         {
             name
-            for text in (*overrides, *files)
+            for text in (*overrides, *(files or []))
             for interpolation in interpolations(text)
             if "env" in interpolation  # only a lookup that names a resolver with `env` in it is parsed
             for name in lookups_in(interpolation)
