@@ -260,3 +260,22 @@ def test_a_root_scorer_runs_the_program_as_an_unprivileged_host_user():
     )
     outcome = run_tests(code, "assert identity() == (65534, 65534, 65534, [], ['0' * 16, '0' * 16])\n", 10, 256)
     assert outcome.passed, outcome
+
+
+def judge_in_a_child(value: int) -> tuple[bool, int]:
+    outcome = run_tests(f"def f():\n    return {value}\n", f"assert f() == {value}\n", 10, 256)
+    return outcome.passed, sandbox.judge_server(None).process.pid
+
+
+def test_a_forked_scorer_judges_with_its_own_judge_server():
+    """Reward functions run in forked workers: each process judges through a server of its own (a child talking on
+    its parent's socket would mix the replies of concurrent requests), and the parent's server is left running."""
+    import multiprocessing
+
+    assert run_tests("def f():\n    return 1\n", "assert f() == 1\n", 10, 256).passed  # the parent's server is up
+    parents = sandbox.judge_server(None).process.pid
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        results = pool.map(judge_in_a_child, [2, 3, 4, 5])
+    assert [passed for passed, _ in results] == [True] * 4
+    assert parents not in {server for _, server in results}
+    assert judge_in_a_child(6) == (True, parents)  # the parent's own server is untouched

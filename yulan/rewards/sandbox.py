@@ -398,6 +398,7 @@ class JudgeServer:
         self.lock = threading.Lock()
         self.process: subprocess.Popen | None = None
         self.socket: socket.socket | None = None
+        self.owner = os.getpid()
 
     def start(self) -> None:
         ours, theirs = socket.socketpair()
@@ -425,6 +426,8 @@ class JudgeServer:
     def fork(self, job: Path, descriptors: tuple[int, int, int]) -> int:
         """A judge for `job` on these descriptors; returns its pid (the leader of its own process group)."""
         with self.lock:
+            if self.owner != os.getpid():  # a forked scorer must not talk on its parent's socket
+                self.process, self.socket, self.owner = None, None, os.getpid()
             for _ in range(2):
                 if self.process is None or self.process.poll() is not None or self.socket is None:
                     self.stop()
