@@ -27,39 +27,17 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-SHAPES = {  # hidden, intermediate, layers, heads, kv heads: tiny = the smoke family; 0.5b = Qwen2.5-0.5B's body
-    "tiny": None,
-    "0.5b": (896, 4864, 24, 14, 2),
-}
+SHAPES = ("tiny", "0.5b")  # tiny = the smoke family; 0.5b = bench_native's Qwen2.5-0.5B-bodied Llama
 BACKENDS = ("vllm", "transformers")
 
 
 def build_model(shape: str, directory: Path) -> str:
+    from benchmarks.bench_native import build_model as build_llama
     from yulan.runtime import tiny
 
-    if SHAPES[shape] is None:
+    if shape == "tiny":
         return tiny.resolve("tiny:policy", 4096, 1024)
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    hidden, intermediate, layers, heads, kv_heads = SHAPES[shape]
-    tokenizer = AutoTokenizer.from_pretrained(tiny.tokenizer_dir(4096))
-    config = LlamaConfig(
-        vocab_size=4096,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        max_position_embeddings=1024,
-        tie_word_embeddings=True,
-        eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
+    return str(build_llama(directory, shape))
 
 
 def prompts_of(tokenizer, count: int) -> list[list[int]]:

@@ -151,13 +151,10 @@ def plain_number(text: str) -> Fraction | None:
     """A plain number with GSM8K's trimmings ('$1,234.5', '12 apples', '18 (dollars)', '**18**.', '−3', '.5',
     '1e3', '40%', '5 thousand', '3万'), or None for anything else (LaTeX, expressions, lists, several numbers, an
     exponent over MAX_EXPONENT)."""
-    plain = trimmed(text)
-    if plain.startswith("$"):
-        plain = plain[1:].lstrip()
-    match = NUMBER.match(plain)
-    if match is None or not any(c.isdigit() for c in match.group(0)) or len(match.group(0)) > MAX_NUMBER_CHARS:
+    number, rest = leading_number(text)
+    if not any(c.isdigit() for c in number) or len(number) > MAX_NUMBER_CHARS:
         return None
-    number_text, rest = match.group(0).replace(",", ""), plain[match.end() :]
+    number_text = number.replace(",", "")
     if "e" in number_text.lower() and abs(int(number_text.lower().split("e")[1])) > MAX_EXPONENT:
         return None
     words = rest.replace("\\%", " % ").replace("%", " % ").split()
@@ -174,6 +171,17 @@ def plain_number(text: str) -> Fraction | None:
         return None
 
 
+def leading_number(text: str) -> tuple[str, str]:
+    """The answer trimmed (a leading `$` too), split into the number it starts with as written ('' for none) and
+    what follows."""
+    plain = trimmed(text)
+    if plain.startswith("$"):
+        plain = plain[1:].lstrip()
+    match = NUMBER.match(plain)
+    number = match.group(0) if match else ""
+    return number, plain[len(number) :]
+
+
 def unit_word(word: str) -> bool:
     """A word that can follow a number as its unit ('apples', 'km', 'dollars.', '元')."""
     word = word.rstrip(TRAILING)
@@ -182,11 +190,9 @@ def unit_word(word: str) -> bool:
 
 def arithmetic_in_words(text: str) -> bool:
     """'9 minus two', '3 plus 4': an operation left undone is not an answer."""
-    plain = trimmed(text)
-    match = NUMBER.match(plain[1:] if plain.startswith("$") else plain)
-    if match is None or not match.group(0):
+    number, rest = leading_number(text)
+    if not number:
         return False
-    rest = plain[match.end() :]
     return any(word.lower().rstrip(TRAILING) in ARITHMETIC_WORDS for word in rest.split()) or any(
         rest.lstrip().startswith(word) for word in ARITHMETIC_WORDS if not word.isascii()
     )

@@ -38,11 +38,8 @@ class CallTimeout(RuntimeError):
 
 
 class CandidateError(Exception):
-    """The candidate's function raised; the judge sees its type's name and message, never the object."""
-
-    def __init__(self, kind: str, message: str):
-        super().__init__(f"{kind}: {message}")
-        self.kind = kind
+    """The candidate's function raised; the judge sees its type's name and message ("KeyError: 'x'"), never the
+    object."""
 
 
 # -- the codec: exact builtin types only, subclasses refused ----------------------------------------------------
@@ -279,7 +276,7 @@ class Connection:
         self.channel.send_frame(message)
         reply = self.channel.receive_line(time.monotonic() + timeout_s if timeout_s else None)
         if "raised" in reply:
-            raise CandidateError(str(reply["raised"])[:200], str(reply.get("message", ""))[:2000])
+            raise CandidateError(f"{str(reply['raised'])[:200]}: {str(reply.get('message', ''))[:2000]}")
         if "value" not in reply:
             raise CandidateGone("an answer without a value")
         try:
@@ -288,10 +285,10 @@ class Connection:
             raise CandidateGone(f"an answer that is not plain data ({error})") from None
 
 
-def connect(read_fd: int, write_fd: int, deadline: float | None = None) -> tuple[Connection, list[str]]:
+def connect(read_fd: int, write_fd: int) -> tuple[Connection, list[str]]:
     """Waits for the candidate to load; returns the names of its callables (or raises with its error)."""
     channel = Channel(read_fd, write_fd)
-    hello = channel.receive_line(deadline)
+    hello = channel.receive_line()
     if "error" in hello:
         raise CandidateGone(f"the program failed to load: {str(hello['error'])[:2000]}")
     names = hello.get("ready")

@@ -107,25 +107,13 @@ def drops_to_nobody() -> bool:
     return os.geteuid() == 0 and shutil.which("setpriv") is not None
 
 
-def bubblewrap(
-    argv: list[str],
-    env: dict[str, str] | None = None,
-    disk: int = DISK_LIMIT,
-    files: dict[str, int] | None = None,
-) -> list[str]:
+def bubblewrap(argv: list[str], files: dict[str, int]) -> list[str]:
     """`argv` under bubblewrap: the system's and the interpreter's directories bound read-only, `files`
-    (destination: an open file descriptor to copy) placed read-only, a `disk`-sized tmpfs at /tmp and a small one
-    at /dev/shm, the root read-only, nothing else of this machine."""
+    (destination: an open file descriptor to copy) placed read-only, a DISK_LIMIT tmpfs at /tmp and a SHM_LIMIT
+    one at /dev/shm, the root read-only, nothing else of this machine."""
     system = [arg for path in ("/usr", "/lib", "/lib64", "/bin") for arg in ("--ro-bind-try", path, path)]
     interpreter_dir = os.path.realpath(sys.base_prefix)
-    data = [
-        arg for target, fd in (files or {}).items() for arg in ("--perms", "0444", "--ro-bind-data", str(fd), target)
-    ]
-    variables = [
-        arg
-        for key, value in {"PATH": "/usr/bin:/bin", "HOME": "/tmp", **(env or {})}.items()
-        for arg in ("--setenv", key, value)
-    ]
+    data = [arg for target, fd in files.items() for arg in ("--perms", "0444", "--ro-bind-data", str(fd), target)]
     if drops_to_nobody():
         namespaces = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
         identity = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "--inh-caps=-all"]
@@ -137,15 +125,14 @@ def bubblewrap(
         *namespaces,
         "--die-with-parent",
         "--new-session",
-        "--clearenv",
-        *variables,
+        *("--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp"),
         *system,
         "--proc",
         "/proc",
         "--dev",
         "/dev",
         *("--perms", "1777", "--size", str(SHM_LIMIT), "--tmpfs", "/dev/shm"),
-        *("--perms", "1777", "--size", str(disk), "--tmpfs", "/tmp"),
+        *("--perms", "1777", "--size", str(DISK_LIMIT), "--tmpfs", "/tmp"),
         *("--ro-bind", interpreter_dir, interpreter_dir),
         *data,
         *("--remount-ro", "/"),
@@ -481,11 +468,11 @@ def judged(
         verdict_read, verdict_write = os.pipe()
         command, inherited = candidate_command(isolation_level, scratch / "program.py")
         # each closed exactly once: the scorer's threads reuse descriptor numbers at once
-        unclosed = [to_candidate_read, to_candidate_write, from_candidate_read, from_candidate_write, *inherited]
-        unclosed.append(verdict_write)
+        unclosed = [to_candidate_read, to_candidate_write, from_candidate_read, from_candidate_write, verdict_write]
+        unclosed += inherited
         limits = Limits(memory_mb << 20)
         candidate: subprocess.Popen | None = None
-        judge_pid = None
+        judge_pid, status = None, "not started"
         verdict_stream = os.fdopen(verdict_read, "rb", buffering=0)
         try:
             candidate = subprocess.Popen(
@@ -504,15 +491,14 @@ def judged(
             while unclosed:  # the children hold them now; the judge sees the candidate's end when it exits
                 os.close(unclosed.pop())
             status, verdict, output = collect(candidate, verdict_stream, timeout_s, memory_mb << 20, limits)
-            kill_group(candidate)
             if status == "finished" and limits.oom_killed():
                 status = "memory_limit"
         finally:
             if candidate is not None:
                 kill_group(candidate)
-            if judge_pid is not None and status_unknown(verdict_stream):
+            if judge_pid is not None and status != "finished":  # its verdict pipe never ended: still running
                 try:
-                    os.killpg(judge_pid, signal.SIGKILL)  # still running: its pid cannot have been reused
+                    os.killpg(judge_pid, signal.SIGKILL)  # so its pid cannot have been reused
                 except (ProcessLookupError, PermissionError):
                     pass
             verdict_stream.close()
@@ -525,7 +511,7 @@ def judged(
             "output_limit": f"more than {OUTPUT_LIMIT} bytes of output",
             "memory_limit": f"the program's processes held more than {memory_mb} MiB together",
         }[status]
-        return Outcome(False, status, detail, verdict.get("parts") if verdict else None)
+        return Outcome(False, status, detail)
     if verdict is None:
         return Outcome(False, "failed", "the judge gave no verdict")
     if verdict.get("timeout"):
@@ -539,16 +525,12 @@ def judged(
     return Outcome(False, "failed", detail[:500], verdict.get("parts"))
 
 
-def status_unknown(stream) -> bool:
-    """Whether the judge may still be running: its verdict pipe has not reached its end."""
-    return not stream.closed and not getattr(stream, "ended", False)
-
-
 def collect(
     candidate: subprocess.Popen, verdict_stream, timeout_s: float, memory_bytes: int, limits: Limits
 ) -> tuple[str, dict | None, bytes]:
-    """Reads the candidate's output (at most OUTPUT_LIMIT bytes) and the judge's verdict until the judge ends or a
-    bound is hit: the time, the output, or (without a memory cgroup) the tree's resident memory."""
+    """Reads the candidate's output (at most OUTPUT_LIMIT bytes) and the judge's verdict until the judge ends
+    (status "finished": its verdict pipe reached its end) or a bound is hit: the time, the output, or (without a
+    memory cgroup) the tree's resident memory."""
     deadline = time.monotonic() + timeout_s
     streams = {candidate.stderr: bytearray(), verdict_stream: bytearray()}
     open_streams = list(streams)
@@ -563,8 +545,6 @@ def collect(
             chunk = os.read(stream.fileno(), 65536)
             if not chunk:
                 open_streams.remove(stream)
-                if stream is verdict_stream:
-                    verdict_stream.ended = True
                 continue
             streams[stream] += chunk
         if len(streams[candidate.stderr]) > OUTPUT_LIMIT or len(streams[verdict_stream]) > OUTPUT_LIMIT:

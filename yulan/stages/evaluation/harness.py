@@ -177,6 +177,20 @@ def evalplus_problems(benchmark: Benchmark) -> list[dict]:
     return problems[: benchmark.max_problems] if benchmark.max_problems else problems
 
 
+def evalplus_timeout(truth_path: Path) -> float:
+    """A sample's whole time: EvalPlus's per-input limits (its reference time x factor, at least the minimum)
+    summed per part and capped as EvalPlus caps a part, plus start-up."""
+    from evalplus.config import DEFAULT_GT_TIME_LIMIT_FACTOR, DEFAULT_MIN_TIME_LIMIT
+
+    with open(truth_path, "rb") as file:  # our own file, written by the ground-truth run
+        truth = pickle.load(file)
+    limits = [
+        sum(max(DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR * t) for t in truth[f"{part}_time"])
+        for part in ("base", "plus")
+    ]
+    return sum(min(60.0, limit) + 1 for limit in limits) + 10
+
+
 def score_evalplus(
     benchmark: Benchmark,
     problems: list[dict],
@@ -213,15 +227,10 @@ def score_evalplus(
     if done.returncode != 0:
         raise RuntimeError(f"EvalPlus's reference outputs failed (exit {done.returncode}): {done.stderr[-2000:]}")
     truth_of = {p["task_id"]: truth_dir / f"{index}.pkl" for index, p in enumerate(sampled)}
+    timeout_of = {task_id: evalplus_timeout(path) for task_id, path in truth_of.items()}  # one read per problem
 
     def judge(sample: dict) -> sandbox.Outcome:
         problem = known[sample["task_id"]]
-        with open(truth_of[sample["task_id"]], "rb") as file:  # our own file, written just above
-            truth = pickle.load(file)
-        limits = {
-            part: sum(max(DEFAULT_MIN_TIME_LIMIT, DEFAULT_GT_TIME_LIMIT_FACTOR * t) for t in truth[f"{part}_time"])
-            for part in ("base", "plus")
-        }
         job = {
             "mode": "evalplus",
             "groundtruth": str(truth_of[sample["task_id"]]),
@@ -230,7 +239,7 @@ def score_evalplus(
             "min_time_limit": DEFAULT_MIN_TIME_LIMIT,
             "time_factor": DEFAULT_GT_TIME_LIMIT_FACTOR,
         }
-        timeout = sum(min(60.0, limit) + 1 for limit in limits.values()) + 10  # EvalPlus's per part, and start-up
+        timeout = timeout_of[sample["task_id"]]
         code = problem["prompt"] + code_of(sample["completion"])
         return sandbox.judged(code, job, timeout, memory_mb, isolation, judge_python=(sys.executable, "-I"))
 
