@@ -79,8 +79,11 @@ def write_jsonl(path: Path, records: list) -> Path:
     return path
 
 
-def run(*args: str, cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env)
+def run(
+    *args: str, cwd: Path = REPO, env: dict | None = None, preexec: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess:
+    """This interpreter running `args`; `preexec` runs in the child first (a resource limit)."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, env=env, preexec_fn=preexec)
 
 
 @contextmanager
@@ -116,9 +119,10 @@ def chat_reply(*contents: str) -> dict:
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 
 
-def render_in_browser(page: Path, screenshot: Path, width: int = 1280) -> dict:
+def render_in_browser(page: Path, screenshot: Path, width: int = 1280, probe: str = "return null") -> dict:
     """`page` in headless Chromium (Debian's, driven by Selenium): its console errors, whether each image decoded,
-    and a screenshot of the whole page. Skips where Chromium is not installed (.ci/run installs it)."""
+    what the script `probe` returns in it, and a screenshot of the whole page. Skips where Chromium is not installed
+    (.ci/run installs it)."""
     if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
         pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)")
     from selenium import webdriver
@@ -151,6 +155,7 @@ def render_in_browser(page: Path, screenshot: Path, width: int = 1280) -> dict:
         driver.save_screenshot(str(screenshot))
         errors = [entry for entry in driver.get_log("browser") if entry["level"] == "SEVERE"]
         title = driver.title
+        probed = driver.execute_script(probe)
     finally:
         driver.quit()
-    return {"errors": errors, "images": images, "title": title, "height": height}
+    return {"errors": errors, "images": images, "title": title, "height": height, "probe": probed}

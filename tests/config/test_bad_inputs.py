@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -457,3 +458,149 @@ def test_environment_lookups_are_found_by_omegaconfs_grammar():
     assert environment_lookups([], files) == ["MY_GROUP"]
     assert not cacheable(["seed=1"], files) and cacheable(["seed=1"], files[1:])
     assert not cacheable(["run_root=/r/${ now :%H}"], [])
+
+
+# -- launch: what reaches a shell or a file name ------------------------------------------------------------------
+def experiment_file(tmp_path, name: str, body: str) -> Path:
+    """An experiment tree of one file (passed with --experiments) that adds `body` to the smoke experiment."""
+    folder = tmp_path / "experiments" / "experiment"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.yaml").write_text(f"# @package _global_\ndefaults:\n  - /experiment/smoke\n{body}")
+    return tmp_path / "experiments"
+
+
+@pytest.mark.parametrize("launcher", ["local", "slurm"])
+def test_a_newline_in_a_path_never_reaches_an_sbatch_script(tmp_path, launcher):
+    tree = experiment_file(tmp_path, "newline", f'run_root: "{tmp_path}/r\\ntouch {tmp_path}/pwned"\n')
+    for extra in (["dry_run=true"], []):
+        result = run("launch.py", "-cd", str(tree), "experiment=newline", f"launcher={launcher}", *extra)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert f'run_root = "{tmp_path}/r\\ntouch {tmp_path}/pwned"' in result.stderr
+        assert "holds the control character '\\n'; a path is one line of printable characters" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["experiments"]
+
+
+def test_slurm_names_are_one_word(tmp_path):
+    result = run("launch.py", "experiment=smoke", "launcher=slurm", "dry_run=true", "cluster.partitions.gpu='gpu x'")
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+    assert "a SLURM name: one word of printable characters (it becomes an #SBATCH line)" in result.stderr
+
+
+def test_a_name_too_long_for_a_directory_is_refused_by_the_dry_run_too(tmp_path):
+    for extra in (["dry_run=true"], []):
+        result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}", "name=" + "n" * 201, *extra)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert "at most 200 bytes: it names a directory and the jobs" in result.stderr
+    result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}/{'r' * 256}", "dry_run=true")
+    assert result.returncode == 1 and "has a 256-byte file name ('rrrrrrrrrrrrrrrrrrrr...'); file systems take 255" in (
+        result.stderr
+    )
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_run_root_that_is_a_file_is_refused_by_the_dry_run_and_the_launch(tmp_path):
+    not_a_directory = tmp_path / "runs"
+    not_a_directory.write_text("a file\n")
+    for extra in (["dry_run=true"], []):
+        result = run("launch.py", "experiment=smoke", f"run_root={not_a_directory}", *extra)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert (
+            f"{not_a_directory} is not a directory, and the run directory {not_a_directory}/smoke would be made in it"
+        ) in result.stderr
+    assert not_a_directory.read_text() == "a file\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "why"),
+    [
+        ({"config.json": '{"x": 1}'}, "its config.json is not a run's (no name, stages, launcher, model)"),
+        ({"config.json": "not json"}, "its config.json is not a run's (no name, stages, launcher, model)"),
+        (
+            {"config.json": '{"name": 1, "stages": [], "launcher": 5, "model": {}}'},
+            "its config.json is not a run's (no launcher settings)",
+        ),
+        ({"notes.txt": "mine"}, "holds files but none of a run's (config.json, manifest.json, plan.json"),
+    ],
+)
+def test_resume_continues_only_a_run_of_this_product(tmp_path, files, why):
+    target = tmp_path / "smoke"
+    target.mkdir()
+    for name, text in files.items():
+        (target / name).write_text(text)
+    for extra in (["dry_run=true"], []):
+        result = run("launch.py", "experiment=smoke", f"run_root={tmp_path}", "launcher.on_existing_run=resume", *extra)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+        assert f"resume continues a run this product started; {target} {why}" in result.stderr
+    assert sorted(p.name for p in target.iterdir()) == sorted(files)
+
+
+# -- other commands: bad input is named, never a traceback --------------------------------------------------------
+def write_lines(path: Path, *records) -> Path:
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    return path
+
+
+def test_commands_name_what_is_wrong_with_their_input(tmp_path):
+    sample = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    samples = write_lines(tmp_path / "samples.jsonl", sample)
+    code = write_lines(tmp_path / "code.jsonl", {"task_id": ["HumanEval/0"], "completion": "x"})
+    math = write_lines(tmp_path / "math.jsonl", {"reference": "4", "completion": "4", "subject": ["algebra"]})
+    mbpp = write_lines(tmp_path / "mbpp.jsonl", {"text": "no code field"})
+    number_prompt = write_lines(tmp_path / "r1.jsonl", {"prompt": 5, "response": "x"})
+    no_content = write_lines(tmp_path / "r2.jsonl", {"prompt": [{"role": "user"}], "response": "x"})
+    cases = [
+        (
+            ["curate", "heuristics", "--input", str(samples), "--output", str(tmp_path / "o.jsonl"), "min_words=["],
+            "error: setting min_words=[: not a YAML value (while parsing a flow node)",
+        ),
+        (
+            [
+                "curate",
+                "heuristics",
+                "--input",
+                str(samples),
+                "--output",
+                str(tmp_path / "o.jsonl"),
+                "x=!!python/name:os",
+            ],
+            "could not determine a constructor for the tag 'tag:yaml.org,2002:python/name:os'",
+        ),
+        (["eval", "compare", "nope1", "nope2"], "error: nope1: no such file; name a run's eval/results directory"),
+        (["eval", "compare", str(samples), str(samples)], "its `rows` are not a list of objects"),
+        (
+            ["eval", "score", "--benchmark", "humaneval_pass10", "--samples", str(code)],
+            'code.jsonl:1 = ["HumanEval/0"]\n    rule: task_id must be a string naming a problem',
+        ),
+        (
+            ["eval", "score", "--benchmark", "math_0shot_cot", "--samples", str(math)],
+            'math.jsonl:1 = ["algebra"]\n    rule: subject must be a string',
+        ),
+        (
+            ["eval", "score", "--benchmark", "mbpp_pass10", "--samples", str(code), "--data", "missing.jsonl"],
+            "error: missing.jsonl: no such file; expected the benchmark's data as a JSONL file",
+        ),
+        (
+            ["eval", "score", "--benchmark", "mbpp_pass10", "--samples", str(code)],
+            "error: benchmark task 'mbpp' has no data here: pass --data FILE to `yulan eval score`",
+        ),
+        (
+            ["eval", "score", "--benchmark", "mbpp_pass10", "--samples", str(code), "--data", str(mbpp)],
+            f"error: {mbpp}: record 1 is not a mbpp record (KeyError: 'code')",
+        ),
+        (
+            ["reward", "score", "--samples", str(number_prompt), "experiment=smoke"],
+            "r1.jsonl:1 = 5\n    rule: prompt must be a string, or chat messages",
+        ),
+        (
+            ["reward", "score", "--samples", str(no_content), "experiment=smoke"],
+            'r2.jsonl:1 = [{"role": "user"}]\n    rule: prompt must be chat messages: each a {role: string',
+        ),
+        (["schema", "--output", str(tmp_path)], f"error: {tmp_path}: is a directory; name a file to write"),
+        (["cancel", str(tmp_path)], "holds no run (no config.json): pass the directory launch.py printed"),
+    ]
+    for argv, words in cases:
+        result = run("-m", "yulan.cli", *argv, cwd=tmp_path)
+        assert result.returncode == 1 and "Traceback" not in result.stderr, (argv, result.stderr[-2000:])
+        assert words in result.stderr, (argv, result.stderr)
+    made = run("-m", "yulan.cli", "schema", "--output", str(tmp_path / "new" / "dir" / "schema.json"))
+    assert made.returncode == 0 and json.loads((tmp_path / "new" / "dir" / "schema.json").read_text())["$schema"]

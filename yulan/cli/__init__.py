@@ -34,6 +34,7 @@ import sys
 from importlib import import_module
 from types import ModuleType
 
+from yulan.runtime.records import RecordError
 from yulan.schema.errors import ConfigError
 
 # subcommand -> its module in yulan.cli (add_parser(sub) and run(args)), imported when the `yulan` command runs, so
@@ -98,4 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(command(args.command).run(args))
     except ConfigError as error:
         print(error, file=sys.stderr)
+        return 1
+    except RecordError as error:  # a file that cannot be read or written: named, with the fix
+        print(f"error: {error}", file=sys.stderr)
         return 1

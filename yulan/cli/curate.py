@@ -50,7 +50,16 @@ def run(args: argparse.Namespace) -> int:
     # Settings start from the schema's defaults; values are typed as in YAML and Hydra overrides.
     settings = default_tree(step.settings)
     for key, value in (item.split("=", 1) for item in args.settings):
-        set_path(settings, key, yaml.safe_load(value))
+        try:
+            set_path(settings, key, yaml.safe_load(value))
+        except yaml.YAMLError as error:
+            problem = str(error).splitlines()[0]
+            print(
+                f"error: setting {key}={value}: not a YAML value ({problem}); write a number, true/false, a "
+                "string or a [list] (quote text that holds YAML syntax)",
+                file=sys.stderr,
+            )
+            return 1
     try:
         config = step.settings.model_validate(settings)
     except ValidationError as error:

@@ -84,6 +84,11 @@ def run(args: argparse.Namespace) -> int:
         )
     if code and benchmark.harness == "lm_eval":
         benchmark = benchmark.model_copy(update={"harness": "native"})
+    reads = [args.samples, *([args.data] if args.data else [])]
+    if args.log_samples:
+        from yulan.runtime.records import output_target
+
+        output_target(args.log_samples, reads, stream=True)  # refused before the scoring, not after it
     items = items_of(benchmark.model_copy(update={"data_path": args.data or benchmark.data_path})) if code else []
     lines, samples = read_samples(
         args.samples,
@@ -108,6 +113,11 @@ def run(args: argparse.Namespace) -> int:
     if args.log_samples:
         from yulan.runtime.records import write_jsonl
 
-        write_jsonl(args.log_samples, ({"line": line, **verdict} for line, verdict in zip(lines, verdicts)))
+        write_jsonl(
+            args.log_samples,
+            ({"line": line, **verdict} for line, verdict in zip(lines, verdicts)),
+            reads,
+            stream=True,
+        )
     print(json.dumps(metrics, indent=2))
     return 0

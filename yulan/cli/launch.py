@@ -202,6 +202,7 @@ def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
     from importlib import import_module
 
     from yulan.launchers.plan import plan
+    from yulan.launchers.preflight import run_dir_problems
 
     runs = [plan(experiment, point) for experiment, point in zip(experiments, points)]
     kinds = {experiment.launcher.kind for experiment in experiments}
@@ -218,6 +219,9 @@ def dispatch(experiments: list, points: list[list[str]], multirun: bool) -> int:
             ],
         )
     launcher = import_module(f"yulan.launchers.{kinds.pop()}")  # yulan.launchers.local or .slurm: dry_run and launch
+    problems = [problem for e, run in zip(experiments, runs) for problem in run_dir_problems(e, run)]
+    if problems:  # the dry run refuses what the launch would
+        raise ConfigError("unusable run directory; nothing was written or submitted", problems)
     if any(experiment.dry_run for experiment in experiments):
         print(json.dumps({"runs": launcher.dry_run(experiments, runs)}, indent=2))
         return 0

@@ -17,11 +17,16 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from yulan import report
+    from yulan.runtime.records import output_target, skipped_lines
 
+    streamed = args.output is not None and output_target(args.output, stream=True).direct
     try:
-        path = report.write(args.directory, args.output)
+        path, skipped = report.write(args.directory, args.output)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(path)
+    if skipped:
+        print(f"warning: {skipped_lines(skipped)}", file=sys.stderr)
+    if not streamed:  # the path, never into a page written to standard output
+        print(path)
     return 0

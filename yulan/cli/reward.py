@@ -43,20 +43,13 @@ def run(args: argparse.Namespace) -> int:
 
 def reward_samples(path: Path) -> tuple[list[int], list]:
     from yulan.rewards.reward import Sample
-    from yulan.schema.errors import Problem
     from yulan.stages.preference import messages_of
 
-    lines, records = read_samples(path, {"prompt", "response"}, None, text_key="response")
+    lines, records = read_samples(path, {"prompt", "response"}, None)
     samples = []
-    for line, record in zip(lines, records):
-        truncated = record.get("truncated")
-        if truncated is not None and not isinstance(truncated, bool):
-            raise ConfigError(
-                f"malformed samples in {path}",
-                [Problem(f"{path}:{line}", "truncated must be true or false", truncated, "omit it when unknown")],
-            )
+    for record in records:
         reference = {key: record[key] for key in ("answer", "tests") if record.get(key) is not None}
-        samples.append(Sample(messages_of(record["prompt"]), record["response"], reference, truncated))
+        samples.append(Sample(messages_of(record["prompt"]), record["response"], reference, record.get("truncated")))
     return lines, samples
 
 

@@ -7,9 +7,11 @@ import argparse
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 from yulan.launchers import launcher_of
+from yulan.runtime.records import skipped_lines
 
 
 def add_parser(sub) -> None:
@@ -27,12 +29,12 @@ def add_parser(sub) -> None:
     again.add_argument("directory", type=Path)
 
 
-def with_alerts(points: list[dict]) -> list[dict]:
+def with_alerts(points: list[dict], skipped: Counter[str]) -> list[dict]:
     from yulan.rewards.health import read_alerts
 
     for point in points:
         stages = {stage.split(":")[0] for stage in point["stages"]}
-        alerts = {stage: read_alerts(Path(point["run_dir"]) / stage) for stage in stages}
+        alerts = {stage: read_alerts(Path(point["run_dir"]) / stage, skipped) for stage in stages}
         point["alerts"] = {stage: found for stage, found in alerts.items() if found}
     return points
 
@@ -58,11 +60,14 @@ def run(args: argparse.Namespace) -> int:
     launcher = launcher_of(args.directory)
     try:
         if args.command == "status":
-            points = with_alerts(launcher.status(args.directory))
+            skipped: Counter[str] = Counter()
+            points = with_alerts(launcher.status(args.directory), skipped)
             if args.json:
                 print(json.dumps(points, indent=2))
             else:
                 print_status(points, launcher.POINT_STATES)
+            if skipped:
+                print(f"warning: {skipped_lines(skipped)}", file=sys.stderr)
         elif args.command == "cancel":
             cancelled = launcher.cancel(args.directory)
             print(f"cancelled {len(cancelled)} jobs: {' '.join(cancelled)}" if cancelled else "nothing left to cancel")

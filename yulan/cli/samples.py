@@ -6,10 +6,41 @@ from pathlib import Path
 
 from yulan.schema.errors import ConfigError
 
+TEXT, NUMBER_OR_TEXT = (str,), (str, int, float)
+KINDS = {  # what a field of a samples file holds where it is present, and how the message says it
+    "task_id": (TEXT, "a string naming a problem"),
+    "completion": (TEXT, "a string (the model's text)"),
+    "response": (TEXT, "a string (the model's text)"),
+    "subject": (TEXT, "a string"),
+    "reference": (NUMBER_OR_TEXT, "the answer as a string or number"),
+    "answer": (NUMBER_OR_TEXT, "the answer as a string or number"),
+    "tests": (TEXT, "the test code as one string"),
+    "truncated": ((bool,), "true or false (omit it when unknown)"),
+    "prompt": ((str, list), "a string, or chat messages: a list of {role, content} objects"),
+}
 
-def read_samples(
-    path: Path, needed: set[str], task_ids: set[str] | None, text_key: str = "completion"
-) -> tuple[list[int], list[dict]]:
+
+def kind_problem(sample: dict, needed: set[str]) -> tuple[str, str] | None:
+    """(field, what it must hold) for the first field of `sample` that holds something else (null only where the
+    field may be left out), or None."""
+    for field, (types, expected) in KINDS.items():
+        value = sample.get(field)
+        if field not in sample or (value is None and field not in needed):
+            continue
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return field, expected
+        if field == "prompt" and isinstance(value, list):
+            for message in value:
+                if not (
+                    isinstance(message, dict)
+                    and isinstance(message.get("role"), str)
+                    and isinstance(message.get("content"), str)
+                ):
+                    return field, "chat messages: each a {role: string, content: string} object"
+    return None
+
+
+def read_samples(path: Path, needed: set[str], task_ids: set[str] | None) -> tuple[list[int], list[dict]]:
     """(line numbers, samples) of a samples file, every line checked: FILE:LINE, what is wrong and what was expected."""
     from yulan.runtime.records import RecordError, numbered_records
     from yulan.schema.errors import Problem, suggest
@@ -32,10 +63,10 @@ def read_samples(
                     sorted(sample),
                     "write one JSON object per line with those keys",
                 )
-            if not isinstance(sample[text_key], str):
-                raise bad(
-                    number, f"{text_key} must be a string", sample[text_key], "write the model's text as a JSON string"
-                )
+            wrong = kind_problem(sample, needed)
+            if wrong:
+                field, expected = wrong
+                raise bad(number, f"{field} must be {expected}", sample[field], f"write {field} as {expected}")
             if task_ids is not None and sample["task_id"] not in task_ids:
                 close = suggest(str(sample["task_id"]), sorted(task_ids))
                 raise bad(

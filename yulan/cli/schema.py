@@ -31,7 +31,9 @@ def json_schema() -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     text = json.dumps(json_schema(), indent=2, ensure_ascii=False) + "\n"
     if args.output:
-        Path(args.output).write_text(text)
+        from yulan.runtime.records import write_text
+
+        write_text(args.output, text, stream=True)
     else:
         print(text, end="")
     return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 def targets_for_files(files: list[str]) -> list[list[str]]:
     """What changed files can break: an experiment file, that experiment; a group file (cluster/, model/, ...), the
     file alone as its group's choice and every experiment whose defaults choose it; any other file, everything."""
-    paths = [Path(file).resolve() for file in files]
+    paths = [Path(os.path.realpath(file)) for file in files]  # (a symlink loop stays itself: no group file)
     # A changed file's own tree joins the search path (the pre-commit hook in a repository of experiments).
     add_experiment_dirs(
         sorted(

@@ -4,6 +4,7 @@ scheduler says of them now. `yulan status` and `yulan cancel` read it; yulan.lau
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from enum import StrEnum
@@ -143,8 +144,13 @@ def ledger_jobs(run_dir: Path) -> dict[str, str]:
     """The SLURM job ids of this run's jobs, from the ledger of its submission (in it or in its sweep directory)."""
     for directory in (run_dir, run_dir.parent):
         ledger = read_json_object(directory / LEDGER)
-        if ledger:
-            for point in ledger.get("points", []):
-                if Path(point.get("run_dir", "")).resolve() == run_dir.resolve():
-                    return dict(point.get("jobs", {}))
+        points = ledger.get("points")
+        for point in points if isinstance(points, list) else []:
+            if (
+                isinstance(point, dict)
+                and isinstance(point.get("run_dir"), str)
+                and isinstance(point.get("jobs"), dict)
+            ):
+                if os.path.realpath(point["run_dir"]) == os.path.realpath(run_dir):
+                    return {str(stage): str(job) for stage, job in point["jobs"].items()}
     return {}

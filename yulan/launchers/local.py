@@ -104,7 +104,7 @@ def status(directory: Path) -> list[dict[str, Any]]:
                 "index": index,
                 "state": DONE if done else STARTED if started else NOT_STARTED,
                 "stages": stages,
-                "overrides": read_json_object(run_dir / "manifest.json").get("overrides", []),
+                "overrides": manifest.text_list(read_json_object(run_dir / "manifest.json").get("overrides")),
                 "run_dir": str(run_dir),
             }
         )
@@ -115,6 +115,8 @@ def cancel(directory: Path) -> list[str]:
     """A local launch holds its run directory's lock while it runs: SIGTERM to that process, which passes it to the
     stage (it checkpoints and stops, as under SLURM). Launches on other hosts are named, not signalled."""
     stopped = []
+    if not manifest.run_dirs(directory):
+        raise FileNotFoundError(f"{directory} holds no run (no config.json): pass the directory launch.py printed")
     for run_dir in manifest.run_dirs(directory):
         lock = run_dir / manifest.LOCK
         if not lock.is_file():

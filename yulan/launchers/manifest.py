@@ -17,6 +17,8 @@ from typing import IO, Any
 import yaml
 
 from yulan.launchers.plan import Run
+from yulan.runtime.records import write_text
+from yulan.schema.common import STAGES
 from yulan.schema.experiment import Experiment
 from yulan.schema.fields import plain
 
@@ -74,9 +76,21 @@ def is_run(directory: Path) -> bool:
 
 
 def planned_stages(plan: dict[str, Any], config: dict[str, Any]) -> list[str]:
-    """A run's stages in order, from its plan.json (a stage split into parts once), else from its config.json."""
-    planned = [job["stage"] for job in plan.get("jobs", [])]
-    return list(dict.fromkeys(planned)) or list(config.get("stages", []))
+    """A run's stages in order, from its plan.json (a stage split into parts once), else from its config.json; what
+    is not a stage of this product (a foreign or corrupt file) is left out."""
+    jobs = plan.get("jobs")
+    planned = [job.get("stage") for job in jobs if isinstance(job, dict)] if isinstance(jobs, list) else []
+    listed = config.get("stages")
+    return [
+        stage
+        for stage in dict.fromkeys(planned or (listed if isinstance(listed, list) else []))
+        if isinstance(stage, str) and stage in STAGES
+    ]
+
+
+def text_list(value: Any) -> list[str]:
+    """A list of strings read from a record (a run's overrides), or [] for anything else."""
+    return [item for item in value if isinstance(item, str)] if isinstance(value, list) else []
 
 
 def run_dirs(directory: Path) -> list[Path]:
@@ -125,14 +139,14 @@ def write(experiment: Experiment, run: Run, git: dict[str, Any]) -> Path:
     launch and `launches.jsonl` keeps one line per launch (a resume appends, never erases the first)."""
     run_dir = Path(run.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.json").write_text(json.dumps(plain(experiment), indent=2))  # what jobs load
+    write_text(run_dir / "config.json", json.dumps(plain(experiment), indent=2))  # what jobs load
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml when present: sweeps write hundreds of these
-    (run_dir / "resolved.yaml").write_text(
-        yaml.dump(resolved(experiment), Dumper=dumper, sort_keys=False, allow_unicode=True)
+    write_text(
+        run_dir / "resolved.yaml", yaml.dump(resolved(experiment), Dumper=dumper, sort_keys=False, allow_unicode=True)
     )
-    (run_dir / "plan.json").write_text(json.dumps(run.to_json(), indent=2))
+    write_text(run_dir / "plan.json", json.dumps(run.to_json(), indent=2))
     if git["dirty"] and git["diff"]:
-        (run_dir / "code.diff").write_text(git["diff"])
+        write_text(run_dir / "code.diff", git["diff"])
     manifest = {
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "experiment": experiment.name,
@@ -144,7 +158,7 @@ def write(experiment: Experiment, run: Run, git: dict[str, Any]) -> Path:
         "packages": versions(),
         "jobs": {job.stage: {"command": job.command, "engine_command": job.engine_command} for job in run.jobs},
     }
-    (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    write_text(run_dir / "manifest.json", json.dumps(manifest, indent=2))
     with (run_dir / "launches.jsonl").open("a") as history:
         history.write(json.dumps(manifest) + "\n")
     return run_dir

@@ -3,12 +3,13 @@ stage can be carried out (`local`: on this machine)."""
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
 
+from yulan.launchers.manifest import LOCK
 from yulan.launchers.plan import Run
+from yulan.runtime.records import read_json_object
 from yulan.schema.errors import Problem
 from yulan.schema.experiment import Experiment
 from yulan.schema.fields import plain
@@ -20,9 +21,54 @@ def comparable(config: dict[str, Any]) -> dict[str, Any]:
     return {**config, "launcher": {k: v for k, v in config["launcher"].items() if k != "on_existing_run"}}
 
 
+RUN_FIELDS = ("name", "stages", "launcher", "model")  # what every run's config.json holds
+RUN_RECORDS = ("config.json", "manifest.json", "plan.json", "launches.jsonl", LOCK)  # what a launch writes first
+
+
+def run_dir_problems(experiment: Experiment, run: Run) -> list[Problem]:
+    """What makes the run directory unusable whatever happens before the launch, so the dry run refuses it too: a
+    file where a directory must be, and a directory to resume that is not a run of this product."""
+    run_dir = Path(run.run_dir)
+    for path in (run_dir, *run_dir.parents):
+        if path.is_dir():
+            break
+        if path.exists() or path.is_symlink():
+            return [
+                Problem(
+                    "run_dir" if experiment.run_dir else "run_root",
+                    f"{path} is not a directory, and the run directory {run_dir} would be made in it",
+                    experiment.run_dir or experiment.run_root,
+                    "choose another run_root= (or run_dir=), or move that file away",
+                )
+            ]
+    if experiment.launcher.on_existing_run != "resume" or not run_dir.is_dir():
+        return []
+    config = run_dir / "config.json"
+    if not config.exists():
+        if any(run_dir.iterdir()) and not any((run_dir / name).exists() for name in RUN_RECORDS):
+            return [not_a_run(run_dir, f"holds files but none of a run's ({', '.join(RUN_RECORDS)})")]
+        return []  # empty, or a run whose config.json is gone (its stages' markers decide what runs again)
+    recorded = read_json_object(config)
+    absent = [field for field in RUN_FIELDS if field not in recorded]
+    if absent or not isinstance(recorded.get("launcher"), dict):
+        return [not_a_run(run_dir, f"its config.json is not a run's (no {', '.join(absent) or 'launcher settings'})")]
+    return []
+
+
+def not_a_run(run_dir: Path, why: str) -> Problem:
+    return Problem(
+        "launcher.on_existing_run",
+        f"resume continues a run this product started; {run_dir} {why}",
+        "resume",
+        "name the run directory that launch.py printed, or choose another name=/run_root=",
+    )
+
+
 def preflight(experiment: Experiment, run: Run, git: dict[str, Any], local: bool = True) -> list[Problem]:
     """Everything checked before a run directory is written; `local`: the jobs run on this machine."""
-    problems = []
+    problems = run_dir_problems(experiment, run)
+    if problems:
+        return problems
     existing = Path(run.run_dir) / "config.json"
     if Path(run.run_dir).exists() and experiment.launcher.on_existing_run == "refuse":
         problems.append(
@@ -33,7 +79,7 @@ def preflight(experiment: Experiment, run: Run, git: dict[str, Any], local: bool
                 "choose another name=/run_root=, delete it, or set launcher.on_existing_run=resume",
             )
         )
-    elif existing.exists() and comparable(json.loads(existing.read_text())) != comparable(plain(experiment)):
+    elif existing.exists() and comparable(read_json_object(existing)) != comparable(plain(experiment)):
         problems.append(
             Problem(
                 "launcher.on_existing_run",

@@ -12,16 +12,18 @@ import html
 import io
 import json
 import math
+import os
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from yulan.compose import paper_differences
 from yulan.launchers.ledger import ledger_jobs
-from yulan.launchers.manifest import is_run, planned_stages, run_dirs
+from yulan.launchers.manifest import is_run, planned_stages, run_dirs, text_list
 from yulan.rewards.health import read_alerts
 from yulan.runtime.lifecycle import done_marker, stage_state, started_marker
-from yulan.runtime.records import read_json_object, read_log, write_text
+from yulan.runtime.records import number, output_target, read_json_object, read_log, skipped_lines, write_text
 from yulan.schema.experiment import Experiment
 from yulan.schema.health import PENALTY_RULES, key
 
@@ -76,11 +78,26 @@ code { background: #f4f4f4; padding: 0 .25em; }
 """
 
 
+def has_step(row: dict) -> bool:
+    return number(row.get("step")) is not None
+
+
+def dicts(value: Any) -> dict[str, dict]:
+    """The entries of a mapping read from a file whose values are objects (curation steps, categories)."""
+    return {str(k): v for k, v in value.items() if isinstance(v, dict)} if isinstance(value, dict) else {}
+
+
+def text(value: Any) -> str:
+    return value if isinstance(value, str) else ""
+
+
 class RunView:
-    """What a run directory holds, read once, tolerating what is missing (a run in progress)."""
+    """What a run directory holds, read once, tolerating what is missing (a run in progress) and what cannot be used
+    (a corrupt or foreign line is skipped and counted in `skipped`, per file)."""
 
     def __init__(self, directory: Path):
         self.directory = directory
+        self.skipped: Counter[str] = Counter()
         self.config = read_json_object(directory / "config.json")
         self.invalid = ""
         try:
@@ -90,14 +107,20 @@ class RunView:
         self.manifest = read_json_object(directory / "manifest.json")
         plan = read_json_object(directory / "plan.json")
         self.stages = planned_stages(plan, self.config)
-        self.engines = {job["stage"]: job.get("engine") for job in plan.get("jobs", [])}
-        self.metrics = {stage: read_log(directory / stage / "metrics.jsonl") for stage in self.stages}
-        self.alerts = {stage: read_alerts(directory / stage) for stage in self.stages}
+        jobs = plan.get("jobs") if isinstance(plan.get("jobs"), list) else []
+        self.engines = {job.get("stage"): text(job.get("engine")) for job in jobs if isinstance(job, dict)}
+        self.metrics = {
+            stage: read_log(directory / stage / "metrics.jsonl", has_step, self.skipped) for stage in self.stages
+        }
+        self.alerts = {stage: read_alerts(directory / stage, self.skipped) for stage in self.stages}
         self.job_ids = ledger_jobs(directory)
 
     @property
     def name(self) -> str:
-        return self.manifest.get("experiment") or self.config.get("name", self.directory.name)
+        return text(self.manifest.get("experiment")) or text(self.config.get("name")) or self.directory.name
+
+    def curation_steps(self) -> dict[str, dict]:
+        return dicts(read_json_object(self.directory / "curation" / "report.json").get("steps"))
 
     def state(self, stage: str) -> str:
         return stage_state(self.directory / stage)
@@ -112,19 +135,19 @@ class RunView:
 
     def throughput(self, stage: str) -> str:
         rows = self.metrics.get(stage, [])
-        values = [row[THROUGHPUT[stage]] for row in rows if THROUGHPUT.get(stage) in row]
+        values = [v for row in rows if (v := number(row.get(THROUGHPUT.get(stage, "")))) is not None]
         if values:
             return f"{sum(values) / len(values):,.0f} tokens/s"
         if stage == "curation":
-            steps = read_json_object(self.directory / "curation" / "report.json").get("steps", {})
             seconds = self.seconds(stage)
-            first = next(iter(steps.values()), {})
-            if first.get("input") and seconds:
-                return f"{first['input'] / seconds:,.0f} samples/s"
+            first = number(next(iter(self.curation_steps().values()), {}).get("input"))
+            if first and seconds:
+                return f"{first / seconds:,.0f} samples/s"
         return ""
 
     def eval_rows(self) -> list[dict]:
-        return read_json_object(self.directory / "eval" / "results" / "table.json").get("rows", [])
+        rows = read_json_object(self.directory / "eval" / "results" / "table.json").get("rows")
+        return [row for row in rows if isinstance(row, dict)] if isinstance(rows, list) else []
 
     def checkpoint_columns(self) -> list[str]:
         rows = self.eval_rows()
@@ -136,19 +159,19 @@ class RunView:
             "Llama3.2-3B-Instruct",
             "Qwen-2.5-1.5B-Instruct",
         }
-        return [column for column in rows[0] if column not in published] if rows else []
+        return [column for column in rows[0] if column not in published] if rows else []  # keys of JSON: text
 
     def headline(self) -> tuple[str, float, bool] | None:
         """(name, value, higher is better): the evaluation average of the last checkpoint, else the last trained
         stage's headline metric at its last step."""
         columns = self.checkpoint_columns()
         if columns:
-            scores = [row[columns[-1]] for row in self.eval_rows() if row.get(columns[-1]) is not None]
+            scores = [s for row in self.eval_rows() if (s := number(row.get(columns[-1]))) is not None]
             if scores:
                 return f"eval mean ({columns[-1]})", sum(scores) / len(scores), True
         for stage in ("ppo", "dpo", "sft"):
             name, higher = HEADLINE[stage]
-            values = [row[name] for row in self.metrics.get(stage, []) if name in row]
+            values = [v for row in self.metrics.get(stage, []) if (v := number(row.get(name))) is not None]
             if values:
                 return name, values[-1], higher
         return None
@@ -175,14 +198,19 @@ def image(source: str, alt: str) -> str:
     return f'<img alt="{html.escape(alt)}" src="{source}">'
 
 
+def literal(label: str) -> str:
+    """A name read from a run, drawn as written: matplotlib reads $...$ as mathematics, and fails on bad TeX."""
+    return label.replace("$", r"\$")
+
+
 def mark_alerts(axes, alerts: list[dict], labelled: bool = False) -> None:
     """A dashed line at each alert's rollout: red for stop, amber for warn; named in the legend unless `labelled`."""
     named = set()
     for alert in sorted(alerts, key=lambda a: a.get("action") == "stop"):  # stops drawn last, on top
-        colour = "#cf222e" if alert.get("action") == "stop" else "#d4a72c"
-        label = f"alert: {alert.get('rule')}"
+        colour = "#cf222e" if alert["action"] == "stop" else "#d4a72c"
+        label = literal(f"alert: {alert['rule']}")
         axes.axvline(
-            alert.get("rollout", 0),
+            alert["rollout"],
             color=colour,
             linestyle="--",
             linewidth=1,
@@ -193,7 +221,10 @@ def mark_alerts(axes, alerts: list[dict], labelled: bool = False) -> None:
 
 def stage_curves(stage: str, rows: list[dict], alerts: list[dict]) -> str | None:
     """The stage's charts in one grid; None when nothing was logged."""
-    charts = [(title, [m for m in names if any(m in row for row in rows)]) for title, names in CURVES.get(stage, [])]
+    charts = [
+        (title, [m for m in names if any(number(row.get(m)) is not None for row in rows)])
+        for title, names in CURVES.get(stage, [])
+    ]
     charts = [(title, names) for title, names in charts if names]
     if not charts:
         return None
@@ -207,7 +238,7 @@ def stage_curves(stage: str, rows: list[dict], alerts: list[dict]) -> str | None
     )
     for axes, (title, names) in zip(axes_grid.flat, charts):
         for name in names:
-            points = [(row["step"], row[name]) for row in rows if name in row and row[name] is not None]
+            points = [(row["step"], row[name]) for row in rows if number(row.get(name)) is not None]
             axes.plot(
                 *zip(*points), marker="." if len(points) < 30 else None, linewidth=1.3, label=name.split("/", 1)[1]
             )
@@ -226,7 +257,11 @@ def stage_curves(stage: str, rows: list[dict], alerts: list[dict]) -> str | None
 
 
 def funnel_chart(steps: dict[str, dict]) -> str | None:
-    rows = [(name, step["input"], step["kept"]) for name, step in steps.items() if "input" in step and "kept" in step]
+    rows = [
+        (name, number(step.get("input")), number(step.get("kept")))
+        for name, step in steps.items()
+        if number(step.get("input")) is not None and number(step.get("kept")) is not None
+    ]
     if not rows:
         return None
     plt = pyplot()
@@ -234,7 +269,7 @@ def funnel_chart(steps: dict[str, dict]) -> str | None:
     positions = range(len(rows))[::-1]
     axes.barh(positions, [r[1] for r in rows], color="#d0d7de", label="in")
     axes.barh(positions, [r[2] for r in rows], color="#2f81f7", label="kept")
-    axes.set_yticks(list(positions), [r[0] for r in rows], fontsize=8)
+    axes.set_yticks(list(positions), [literal(r[0]) for r in rows], fontsize=8)
     axes.set_xlabel("samples", fontsize=8)
     axes.legend(fontsize=7)
     figure.tight_layout()
@@ -246,7 +281,7 @@ def sweep_curves(views: list[RunView], best: int | None) -> str | None:
     names = [
         name
         for name in ("sft/loss", "dpo/loss", "ppo/reward", key("response_length_mean"))
-        if any(name in row for view in views for rows in view.metrics.values() for row in rows)
+        if any(number(row.get(name)) is not None for view in views for rows in view.metrics.values() for row in rows)
     ]
     if not names:
         return None
@@ -255,12 +290,14 @@ def sweep_curves(views: list[RunView], best: int | None) -> str | None:
     for axes, name in zip(axes_row[0], names):
         stage = name.split("/")[0] if not name.startswith("health/") else "ppo"
         for index, view in enumerate(views):
-            points = [(row["step"], row[name]) for row in view.metrics.get(stage, []) if name in row]
+            points = [
+                (row["step"], row[name]) for row in view.metrics.get(stage, []) if number(row.get(name)) is not None
+            ]
             if points:
                 axes.plot(
                     *zip(*points),
                     linewidth=2.6 if index == best else 1.1,
-                    label=f"point {view.directory.name}" + (" (best)" if index == best else ""),
+                    label=literal(f"point {view.directory.name}") + (" (best)" if index == best else ""),
                 )
         axes.set_title(name, fontsize=10)
         axes.tick_params(labelsize=7)
@@ -291,20 +328,25 @@ class Markup(str):
     """Text already escaped."""
 
 
-def state_cell(state: str) -> Markup:
-    return Markup(f'<span class="{state.split()[0]}">{html.escape(state)}</span>')
+def classed(css_class: str, content: str) -> Markup:
+    """Text in a span whose class is a value read from a run (escaped in the attribute as in the text)."""
+    return Markup(f'<span class="{html.escape(css_class)}">{html.escape(content)}</span>')
+
+
+def skipped_note(skipped: Counter[str]) -> str:
+    return f"<p class='warn'>{html.escape(skipped_lines(skipped).capitalize())}.</p>" if skipped else ""
 
 
 def run_sections(view: RunView, level: int = 2) -> list[str]:
     h = f"h{level}"
-    parts = []
-    git = view.manifest.get("git", {})
+    parts = [skipped_note(view.skipped)]
+    git = view.manifest.get("git") if isinstance(view.manifest.get("git"), dict) else {}
     facts = [
         ["run directory", str(view.directory)],
-        ["created", view.manifest.get("created")],
-        ["overrides", " ".join(view.manifest.get("overrides", []))],
-        ["code", f"{git.get('commit') or 'unknown'}{' (uncommitted changes)' if git.get('dirty') else ''}"],
-        ["host", view.manifest.get("host")],
+        ["created", text(view.manifest.get("created"))],
+        ["overrides", " ".join(text_list(view.manifest.get("overrides")))],
+        ["code", f"{text(git.get('commit')) or 'unknown'}{' (uncommitted changes)' if git.get('dirty') else ''}"],
+        ["host", text(view.manifest.get("host"))],
     ]
     parts.append(table([], [row for row in facts if row[1]]))
     parts.append(f"<{h}>Stages</{h}>")
@@ -318,13 +360,13 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
             [
                 stage,
                 view.engines.get(stage) or "",
-                state_cell(view.state(stage)),
+                classed(view.state(stage).split()[0], view.state(stage)),
                 "" if seconds is None else f"{seconds:,.0f} s",
                 jobs,
                 view.throughput(stage),
-                Markup(
-                    f'<span class="{"stop" if stops else "warn" if alerts else ""}">{len(alerts)}'
-                    f"{f' ({stops} stop)' if stops else ''}</span>"
+                classed(
+                    "stop" if stops else "warn" if alerts else "",
+                    f"{len(alerts)}" + (f" ({stops} stop)" if stops else ""),
                 ),
             ]
         )
@@ -332,7 +374,7 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
     for stage in view.stages:
         alerts = view.alerts.get(stage, [])
         if alerts:
-            parts.append(f"<{h}>Health alerts: {stage}</{h}>")
+            parts.append(f"<{h}>Health alerts: {html.escape(stage)}</{h}>")
             parts.append(
                 table(
                     ["rollout", "rule", "action", "message"],
@@ -340,7 +382,7 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
                         [
                             a.get("rollout"),
                             a.get("rule"),
-                            Markup(f'<span class="{a.get("action")}">{html.escape(str(a.get("action")))}</span>'),
+                            classed(a["action"], a["action"]),
                             a.get("message"),
                         ]
                         for a in alerts
@@ -350,7 +392,9 @@ def run_sections(view: RunView, level: int = 2) -> list[str]:
     for stage in view.stages:
         curves = stage_curves(stage, view.metrics.get(stage, []), view.alerts.get(stage, []))
         if curves:
-            parts.append(f"<{h}>Training curves: {stage}</{h}>" + image(curves, f"{stage} training curves"))
+            parts.append(
+                f"<{h}>Training curves: {html.escape(stage)}</{h}>" + image(curves, f"{stage} training curves")
+            )
     parts += curation_section(view, h)
     parts += eval_section(view, h)
     parts += paper_section(view, h)
@@ -376,10 +420,9 @@ def paper_section(view: RunView, h: str) -> list[str]:
 
 
 def curation_section(view: RunView, h: str) -> list[str]:
-    counts = read_json_object(view.directory / "curation" / "report.json")
-    if not counts:
+    steps = view.curation_steps()
+    if not steps:
         return []
-    steps = counts.get("steps", {})
     parts = [f"<{h}>Curation</{h}>"]
     funnel = funnel_chart(steps)
     if funnel:
@@ -392,13 +435,13 @@ def curation_section(view: RunView, h: str) -> list[str]:
                     name,
                     step.get("input"),
                     step.get("kept"),
-                    ", ".join(f"{reason}: {count}" for reason, count in (step.get("dropped") or {}).items()),
+                    ", ".join(f"{reason}: {count}" for reason, count in items_of(step.get("dropped"))),
                 ]
                 for name, step in steps.items()
             ],
         )
     )
-    mix = steps.get("mix", {}).get("by_category", {})
+    mix = dicts(steps.get("mix", {}).get("by_category"))
     if mix:
         parts.append("<p>Category mix against its targets</p>")
         parts.append(
@@ -419,6 +462,10 @@ def curation_section(view: RunView, h: str) -> list[str]:
             )
         )
     return parts
+
+
+def items_of(value: Any) -> list[tuple[str, Any]]:
+    return list(value.items()) if isinstance(value, dict) else []
 
 
 def eval_section(view: RunView, h: str) -> list[str]:
@@ -447,7 +494,7 @@ def sweep_sections(directory: Path, views: list[RunView]) -> list[str]:
         best = max(
             (item for item in scored if item[1][0] == name), key=lambda item: item[1][1] if higher else -item[1][1]
         )[0]
-    overrides = [view.manifest.get("overrides", []) for view in views]
+    overrides = [text_list(view.manifest.get("overrides")) for view in views]
     shared = set.intersection(*(set(o) for o in overrides)) if overrides else set()
     rows, classes = [], []
     for index, view in enumerate(views):
@@ -482,30 +529,39 @@ def sweep_sections(directory: Path, views: list[RunView]) -> list[str]:
     return parts
 
 
-def render(directory: Path) -> str:
-    directory = directory.resolve()
+def runs_in(directory: Path) -> Path:
+    """`directory`, resolved, when it is a run or a sweep directory; FileNotFoundError saying what it is not."""
+    directory = Path(os.path.realpath(directory))  # (a symlink loop resolves to itself, and is no run)
+    if not run_dirs(directory):
+        raise FileNotFoundError(
+            f"{directory} is neither a run directory (config.json) nor a sweep directory "
+            "(point directories with config.json)"
+        )
+    return directory
+
+
+def render(directory: Path) -> tuple[str, Counter[str]]:
+    """The page, and the lines of the run's files it skipped (per file)."""
+    directory = runs_in(directory)
     if is_run(directory):
         view = RunView(directory)
         title = f"{view.name}: run report"
-        body = run_sections(view)
+        body, views = run_sections(view), [view]
     else:
         views = [RunView(point) for point in run_dirs(directory)]
-        if not views:
-            raise FileNotFoundError(
-                f"{directory} is neither a run directory (config.json) nor a sweep directory "
-                "(point directories with config.json)"
-            )
         title = f"{views[0].name}: sweep report ({len(views)} points)"
         body = sweep_sections(directory, views)
-    return (
+    page = (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>{''.join(body)}</body></html>\n"
     )
+    return page, sum((view.skipped for view in views), Counter())
 
 
-def write(directory: Path, output: Path | None = None) -> Path:
-    """The page, written under a temporary name and renamed into place."""
-    output = output or directory / PAGE
-    page = render(directory)
-    write_text(output, page)
-    return output
+def write(directory: Path, output: Path | None = None) -> tuple[Path, Counter[str]]:
+    """The page, under the output rule (`--output /dev/stdout` or `-` streams it), and the lines it skipped."""
+    output = output or runs_in(directory) / PAGE
+    output_target(output, stream=True)  # refused before the page is built
+    page, skipped = render(directory)
+    write_text(output, page, stream=True)
+    return output, skipped

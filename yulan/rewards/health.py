@@ -14,13 +14,14 @@ import json
 import logging
 import os
 import threading
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
 from yulan.rewards.penalties import has_generic_phrase
-from yulan.runtime.records import read_json_object, read_log, write_text
+from yulan.runtime.records import number, read_json_object, read_log, write_text
 from yulan.schema.experiment import Experiment
 from yulan.schema.health import PENALTY_RULES, SAMPLE_STATISTICS, HealthConfig, HealthRule, key
 from yulan.schema.reward import Penalties
@@ -214,8 +215,19 @@ def record(job_dir: str | Path, alerts: list[Alert]) -> None:
         os.fsync(sink.fileno())
 
 
-def read_alerts(job_dir: str | Path) -> list[dict]:
-    return read_log(Path(job_dir) / ALERTS)
+def is_alert(row: dict) -> bool:
+    """Whether a line of alerts.jsonl is an alert as `record` writes it (what readers show and act on)."""
+    return (
+        number(row.get("rollout")) is not None
+        and isinstance(row.get("rule"), str)
+        and row.get("action") in ("warn", "stop")
+        and isinstance(row.get("message"), str)
+    )
+
+
+def read_alerts(job_dir: str | Path, skipped: Counter[str] | None = None) -> list[dict]:
+    """The stage's alerts; a line that is not one is counted in `skipped`."""
+    return read_log(Path(job_dir) / ALERTS, is_alert, skipped)
 
 
 @contextmanager

@@ -24,6 +24,7 @@ from yulan.rewards.penalties import Verdict, judge
 from yulan.rewards.sandbox import SandboxUnavailable
 from yulan.rewards.verifier import Check, Checker
 from yulan.runtime.http import JsonClient, ServerError
+from yulan.runtime.records import write_text
 from yulan.schema.health import PENALTY_RULES, HealthConfig
 from yulan.schema.reward import RewardConfig
 
@@ -238,20 +239,21 @@ def write_reward_file(
     (RewardFunctionWatch's settings but the penalties) the health watch."""
     directory = Path(job_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / "reward_config.json").write_text(config.model_dump_json(indent=2))
+    write_text(directory / "reward_config.json", config.model_dump_json(indent=2))
     watch = "None"
     if health is not None:
-        (directory / "health_watch.json").write_text(json.dumps(health, indent=2))
+        write_text(directory / "health_watch.json", json.dumps(health, indent=2))
         watch = "watch_from(Path(__file__).parent / 'health_watch.json', _config.penalties)"
     path = directory / "reward_func.py"
-    path.write_text(
+    write_text(
+        path,
         "# Written by the PPO job: the YuLan reward with this run's settings.\n"
         "from pathlib import Path\n"
         "from yulan.schema.reward import RewardConfig\n"
         "from yulan.rewards.reward import YulanReward, for_openrlhf, watch_from\n"
         "_config = RewardConfig.model_validate_json((Path(__file__).parent / 'reward_config.json').read_text())\n"
         f"reward_func = for_openrlhf(YulanReward(_config, {server_url!r}, unchecked_score={unchecked_score!r}), "
-        f"{watch})\n"
+        f"{watch})\n",
     )
     return path
 

@@ -1,16 +1,23 @@
 """Record files: JSONL (what every stage reads and writes), Parquet (read in record batches, never whole) and
 `datasets` folders (`save_to_disk`). One reader for all of them, with one policy for a record that cannot be used:
 stop, naming FILE:LINE, what is wrong and what was expected; or set it aside with its line and reason.
-Writes go to a temporary file renamed into place, so a failed write never leaves a partial file behind."""
+Every write follows one rule (`output_target`): built under a temporary name and renamed into place, so a failed
+write leaves no partial file; devices, FIFOs and symlinks are written through or refused, never replaced."""
 
 from __future__ import annotations
 
+import errno
 import json
+import math
 import os
 import re
+import stat
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 import orjson
 
@@ -107,6 +114,8 @@ def numbered_records(
     path = Path(path)
     if not path.exists():
         raise RecordError(f"{path}: no such file; expected a JSONL or Parquet file (or a `datasets` folder)")
+    if not path.is_dir():
+        regular_file(path)
 
     def rejected(number: int, reason: str, text: str | None) -> None:
         if set_aside is None:
@@ -135,6 +144,19 @@ def numbered_records(
                 rejected(number, problem, raw.decode("utf-8", "replace").rstrip("\n"))
             else:
                 yield number, record
+
+
+def regular_file(path: Path) -> Path:
+    """`path` when it is a regular file (through symlinks); RecordError otherwise: a FIFO or a device would be read
+    once, or never end, and what is missing is named."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise RecordError(f"{path}: cannot be read ({error.strerror})") from None
+    if not stat.S_ISREG(mode):
+        kind = {**STREAM_KINDS, **OTHER_KINDS}.get(stat.S_IFMT(mode), "not a regular file")
+        raise RecordError(f"{path}: is {kind}; expected a regular file (save a stream to a file first)")
+    return path
 
 
 def _table_rows(path: Path, batch_rows: int) -> Iterator[tuple[int, dict]]:
@@ -187,6 +209,61 @@ def partial_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.partial")
 
 
+STREAM_KINDS = {stat.S_IFCHR: "a character device", stat.S_IFIFO: "a FIFO"}  # written in place when asked for
+OTHER_KINDS = {stat.S_IFDIR: "a directory", stat.S_IFSOCK: "a socket", stat.S_IFBLK: "a block device"}
+WRITE_CAUSES = {  # errno -> what the user reads
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file is too large (a file size limit: ulimit -f)",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "permission denied",
+    errno.EROFS: "the file system is read-only",
+    errno.EIO: "an I/O error",
+    errno.EPIPE: "the reader went away",
+}
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where an output's bytes go: `path` with symlinks followed; `direct` when it is a stream written in place."""
+
+    named: Path
+    path: Path
+    direct: bool = False
+
+
+def output_target(path: str | Path, inputs: Iterable[str | Path] = (), stream: bool = False) -> Target:
+    """The one rule for every file the product writes. A regular file (or a new one) is built beside itself and
+    renamed into place; a symlink is followed, never replaced; a character device or FIFO (`/dev/stdout`, or `-`)
+    is written in place when the user named it (`stream`), else refused, as is a directory, socket or block
+    device; no output may be a file the step reads. RecordError names the path, the rule and the fix."""
+    if str(path) == "-":
+        if not stream:
+            raise RecordError("-: standard output cannot hold this output and its side files; name a file")
+        return Target(Path("-"), Path("-"), direct=True)
+    named = Path(path)
+    try:
+        kind = stat.S_IFMT(named.stat().st_mode)  # through every symlink, /dev/stdout's magic one included
+    except (FileNotFoundError, NotADirectoryError):  # a new file (writable() names a parent that is a file)
+        kind = None
+    except OSError as error:  # a symlink loop, a name too long, a directory we may not search
+        raise RecordError(f"{named}: cannot be written ({error.strerror}); choose another output path") from None
+    for source in inputs:
+        if same_file(source, named):
+            raise RecordError(
+                f"{named} is {source}, a file this step reads; an input is never overwritten: choose another output"
+            )
+    if kind in STREAM_KINDS:
+        if not stream:
+            raise RecordError(
+                f"{named}: is {STREAM_KINDS[kind]}, and this output is written only to a regular file; name a file"
+            )
+        return Target(named, named, direct=True)
+    if kind in OTHER_KINDS:
+        raise RecordError(f"{named}: is {OTHER_KINDS[kind]}; name a file to write (it is never replaced)")
+    return Target(named, writable(os.path.realpath(named)))  # a symlink's target is replaced, never the link
+
+
 def writable(path: str | Path) -> Path:
     """`path` ready to be written: its directory made; RecordError naming it when it cannot be."""
     path = Path(path)
@@ -208,27 +285,75 @@ def writable(path: str | Path) -> Path:
     return path
 
 
-def same_file(a: Path, b: Path) -> bool:
+def write_failed(path: Path, error: OSError) -> RecordError:
+    cause = WRITE_CAUSES.get(error.errno or 0, error.strerror or str(error))
+    return RecordError(
+        f"{path}: could not be written: {cause}; nothing was replaced (free space or choose another path)"
+    )
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
     """Whether two paths are one file: the same inode (hard links, symbolic links) or the same resolved path."""
     try:
         return os.path.samefile(a, b)
-    except OSError:
-        return Path(a).resolve() == Path(b).resolve()
+    except OSError:  # one is missing (or a symlink loop): where each would be
+        return os.path.realpath(a) == os.path.realpath(b)
 
 
-def write_jsonl(path: str | Path, records: Iterable[dict]) -> int:
-    """Writes the records, then renames the file into place; returns how many."""
-    path = writable(path)
-    building = partial_path(path)
-    count = 0
+@contextmanager
+def writing(
+    path: str | Path, inputs: Iterable[str | Path] = (), stream: bool = False, binary: bool = False
+) -> Iterator[IO]:
+    """An open file for an output under `output_target`'s rule: the target changes only when the block succeeds;
+    a write that fails (disk full, file size limit, permission) leaves no partial file and raises RecordError
+    naming the path and the cause."""
+    target = output_target(path, inputs, stream)
+    mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+    if target.direct:
+        try:
+            with open_stream(target.path, mode, encoding) as sink:
+                yield sink
+        except OSError as error:
+            if error.errno not in WRITE_CAUSES:
+                raise
+            raise write_failed(target.named, error) from None
+        return
+    building = partial_path(target.path)
     try:
-        with building.open("w", encoding="utf-8") as sink:
-            for record in records:
-                sink.write(json.dumps(record, ensure_ascii=False) + "\n")
-                count += 1
-        building.replace(path)
+        with building.open(mode, encoding=encoding) as sink:
+            yield sink
+        building.replace(target.path)
+    except OSError as error:
+        if error.errno not in WRITE_CAUSES:
+            raise
+        raise write_failed(target.named, error) from None
     finally:
         building.unlink(missing_ok=True)
+
+
+def open_stream(path: Path, mode: str, encoding: str | None) -> IO:
+    """A character device or FIFO opened for writing; a FIFO nobody reads is refused instead of waiting forever."""
+    if str(path) == "-":  # standard output as the process has it: its position and mode (>> appends) kept
+        return os.fdopen(os.dup(1), mode, encoding=encoding)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as error:
+        if error.errno == errno.ENXIO:
+            raise RecordError(f"{path}: a FIFO that no process reads; start its reader first") from None
+        raise
+    os.set_blocking(descriptor, True)
+    return os.fdopen(descriptor, mode, encoding=encoding)
+
+
+def write_jsonl(
+    path: str | Path, records: Iterable[dict], inputs: Iterable[str | Path] = (), stream: bool = False
+) -> int:
+    """Writes the records under the output rule (`writing`); returns how many."""
+    count = 0
+    with writing(path, inputs, stream) as sink:
+        for record in records:
+            sink.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
     return count
 
 
@@ -257,36 +382,55 @@ def copy_ranges(source: BinaryIO, sink: BinaryIO, ranges: Iterable[tuple[int, in
             start += copied
 
 
-def write_text(path: str | Path, text: str) -> None:
-    """Writes the text to a partial file, then renames it into place."""
-    path = writable(path)
-    building = partial_path(path)
-    try:
-        building.write_text(text, encoding="utf-8")
-        building.replace(path)
-    finally:
-        building.unlink(missing_ok=True)
+def write_text(path: str | Path, text: str, inputs: Iterable[str | Path] = (), stream: bool = False) -> None:
+    """Writes the text under the output rule (`writing`)."""
+    with writing(path, inputs, stream) as sink:
+        sink.write(text)
 
 
-def read_log(path: str | Path) -> list[dict]:
-    """A JSONL log another process appends to (metrics, alerts): a missing file is empty, and a line still being
-    written is left for the next read."""
+def read_log(
+    path: str | Path, usable: Callable[[dict], bool] | None = None, skipped: Counter[str] | None = None
+) -> list[dict]:
+    """A JSONL log another process appends to (metrics, alerts), read leniently: a missing or unreadable file is
+    empty, a line still being written (no newline yet) is left for the next read, and a whole line that is not a
+    JSON object (or not `usable`) is left out and counted in `skipped[path]`."""
     path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except ValueError:
+    try:
+        data = path.read_bytes() if path.is_file() else b""
+    except OSError:
+        data = b""
+    rows, bad = [], 0
+    for raw in data.splitlines(keepends=True):
+        if not raw.endswith(b"\n") or not raw.strip():
             continue
+        row = parse_line(raw)
+        if isinstance(row, dict) and (usable is None or usable(row)):
+            rows.append(row)
+        else:
+            bad += 1
+    if bad and skipped is not None:
+        skipped[str(path)] += bad
     return rows
 
 
+def skipped_lines(skipped: Counter[str]) -> str:
+    """What a lenient reader left out, for the user: how many lines, of which files."""
+    files = ", ".join(f"{path} ({count})" for path, count in sorted(skipped.items()))
+    return f"skipped {sum(skipped.values())} line(s) that could not be used: {files}"
+
+
+def number(value: object) -> float | None:
+    """A value read from a record as a finite number, or None (null, text, a boolean, NaN)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    return None
+
+
 def read_json_object(path: Path) -> dict:
-    """A JSON object from a file, or {} for a file that is missing, unreadable or holds something else."""
+    """A JSON object from a file, or {} for a file that is missing, unreadable, not a regular file (a FIFO would
+    never answer) or holds something else."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_bytes()) if path.is_file() else None
     except (OSError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}

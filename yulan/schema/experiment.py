@@ -9,7 +9,7 @@ from pydantic import computed_field, model_validator
 from yulan.schema.common import STAGES, Resources, StageName, StageRef
 from yulan.schema.curation import STEPS, CurationConfig
 from yulan.schema.evaluation import EvalConfig
-from yulan.schema.fields import Section, chosen, paper, rule_error
+from yulan.schema.fields import Section, chosen, paper, path_problem, rule_error
 from yulan.schema.generation import GenerationConfig
 from yulan.schema.infra import ClusterProfile, LauncherConfig, TrackingConfig
 from yulan.schema.models import POLICY_FIELD, REWARD_FIELD, ModelSpec
@@ -18,6 +18,7 @@ from yulan.schema.preference import PreferenceConfig
 from yulan.schema.training import DPOConfig, SFTConfig, steps_per_epoch, total_steps
 
 # Where each stage writes the artifact later stages read, relative to the stage's directory.
+MAX_NAME_BYTES = 200  # a directory name (255 at most) with room for the suffixes of job and file names
 STAGE_OUTPUT = {
     "curation": "data/sft.jsonl",
     "sft": "model",
@@ -133,6 +134,18 @@ class Experiment(Section):
                 "names one directory under run_root: not empty, no '/', not '.' or '..'",
                 "choose a plain name such as name=ppo_kl_sweep (or set run_dir to a path you choose)",
             )
+        if len(self.name.encode()) > MAX_NAME_BYTES:
+            raise rule_error(
+                "name",
+                self.name[:40] + "...",
+                f"at most {MAX_NAME_BYTES} bytes: it names a directory and the jobs, whose names get suffixes",
+                "choose a shorter name",
+            )
+        for field in ("name", "run_root", "run_dir"):
+            value = getattr(self, field)
+            problem = path_problem(value) if value is not None else None
+            if problem:
+                raise rule_error(field, value, problem, f"set {field} to a path without it")
         return self
 
     @model_validator(mode="after")

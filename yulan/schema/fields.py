@@ -8,6 +8,7 @@ that `schema.errors` can print a message that names all four.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -38,6 +39,22 @@ def _field(default: Any, description: str, extra: dict[str, Any], kwargs: dict[s
     if "default_factory" in kwargs:
         return Field(description=description, json_schema_extra=extra, **kwargs)
     return Field(default, description=description, json_schema_extra=extra, **kwargs)
+
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+NAME_MAX = 255  # bytes in one file name on Linux file systems
+
+
+def path_problem(value: str) -> str | None:
+    """Why a path cannot name a directory and stand in an sbatch script, or None: control characters (a newline
+    would end an #SBATCH line and start a shell one) and file names too long for any file system."""
+    control = CONTROL.search(value)
+    if control:
+        return f"holds the control character {control.group()!r}; a path is one line of printable characters"
+    longest = max(value.split("/"), key=lambda part: len(part.encode()))
+    if len(longest.encode()) > NAME_MAX:
+        return f"has a {len(longest.encode())}-byte file name ('{longest[:20]}...'); file systems take {NAME_MAX}"
+    return None
 
 
 def rule_error(field: str, value: Any, rule: str, fix: str) -> PydanticCustomError:

@@ -11,6 +11,7 @@ from yulan.schema.fields import Section, chosen, paper, rule_error
 
 SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.IGNORECASE)
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+SLURM_NAME = re.compile(r"[^\s\x00-\x1f\x7f]+")
 
 
 class ClusterProfile(Section):
@@ -33,6 +34,20 @@ class ClusterProfile(Section):
     env: dict[str, str] = chosen(
         default_factory=dict, description="Environment variables for every job (never secrets)."
     )
+
+    @model_validator(mode="after")
+    def _slurm_names(self) -> ClusterProfile:
+        named: dict[str, str | None] = {f"partitions.{kind}": name for kind, name in self.partitions.items()}
+        named |= {"account": self.account, "qos": self.qos}
+        for field, value in named.items():
+            if value is not None and not SLURM_NAME.fullmatch(value):
+                raise rule_error(
+                    field,
+                    value,
+                    "a SLURM name: one word of printable characters (it becomes an #SBATCH line)",
+                    "write the name as `sinfo` or `sacctmgr` shows it",
+                )
+        return self
 
     @model_validator(mode="after")
     def _no_secrets(self) -> ClusterProfile:

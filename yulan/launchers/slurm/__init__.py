@@ -34,6 +34,7 @@ from yulan.launchers.ledger import status as ledger_status
 from yulan.launchers.plan import Job, Run
 from yulan.launchers.preflight import preflight
 from yulan.runtime.lifecycle import REQUEUE_STATUS
+from yulan.runtime.records import write_text
 from yulan.schema.common import STAGES
 from yulan.schema.errors import ConfigError, Problem
 from yulan.schema.experiment import Experiment
@@ -482,7 +483,7 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         path = Path(point["run_dir"]) / "manifest.json"
         record = json.loads(path.read_text())
         record["slurm"] = {"jobs": point["jobs"], "ledger": str(ledger_dir / LEDGER), "code": str(code)}
-        path.write_text(json.dumps(record, indent=2))
+        write_text(path, json.dumps(record, indent=2))
     ledger = {
         "submitted": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "experiment": experiments[0].name,
@@ -490,7 +491,7 @@ def submit(experiments: list[Experiment], runs: list[Run], ledger_dir: Path) -> 
         "git_commit": git["commit"],
         "points": points,
     }
-    (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
+    write_text(ledger_dir / LEDGER, json.dumps(ledger, indent=2))
     for point in points:
         print(f"point {point['index']}: {point['run_dir']}  " + "  ".join(f"{s}={j}" for s, j in point["jobs"].items()))
     print(f"submitted; ledger: {ledger_dir / LEDGER}  (yulan status {ledger_dir})", file=sys.stderr)
@@ -553,7 +554,7 @@ def undo_submission(
             "scancel_ok": cancelled is None or cancelled.returncode == 0,
         },
     }
-    (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
+    write_text(ledger_dir / LEDGER, json.dumps(ledger, indent=2))
     print(
         f"error: the scheduler refused a job: {message}\n"
         f"  cancelled what this launch had queued ({len(queued)} job(s): {' '.join(queued) or 'none'}); "
@@ -595,5 +596,5 @@ def resubmit_failed(directory: Path) -> list[int]:
     ledger.setdefault("resubmitted", []).append(
         {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "points": [p["index"] for p in failed]}
     )
-    (ledger_dir / LEDGER).write_text(json.dumps(ledger, indent=2))
+    write_text(ledger_dir / LEDGER, json.dumps(ledger, indent=2))
     return [p["index"] for p in failed]

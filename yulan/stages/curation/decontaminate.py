@@ -276,7 +276,8 @@ def run(
         "ngram": config.ngram,
         "threshold": config.threshold,
     }
-    with StepFiles(input_path, output_path, config.on_bad_record) as files:
+    evaluation_files = [row["data"] for row in index.rows.values() if row["checked"]]  # never an output
+    with StepFiles(input_path, output_path, config.on_bad_record, reads=evaluation_files) as files:
         batch: list[tuple[int, dict]] = []
 
         def flush() -> None:

@@ -14,13 +14,15 @@ from pathlib import Path
 from typing import IO, Iterable, Iterator
 
 from yulan.runtime.records import (
+    WRITE_CAUSES,
     RecordError,
     SetAside,
     copy_ranges,
     numbered_records,
+    output_target,
     partial_path,
     same_file,
-    writable,
+    write_failed,
     write_jsonl,
 )
 
@@ -74,26 +76,43 @@ class StepFiles:
         return files.finish(report)
     """
 
-    def __init__(self, input_path: Path, output_path: Path, on_bad_record: str | None, check=sample_problem):
+    def __init__(
+        self,
+        input_path: Path,
+        output_path: Path,
+        on_bad_record: str | None,
+        check=sample_problem,
+        reads: Iterable[str | Path] = (),
+    ):
+        """`reads`: every other file the step reads (evaluation files, a model's files): no output may be one."""
         self.input, self.output, self.check = Path(input_path), Path(output_path), check
         self.set_aside = SetAside.under(on_bad_record)
         self.targets = {"kept": self.output, **{suffix: side_file(self.output, suffix) for suffix in SIDE_FILES}}
         refuse_overwriting([self.input], self.targets.values())
-        writable(self.output)
+        real = {name: output_target(path, [self.input, *reads]).path for name, path in self.targets.items()}
         if not self.input.exists():
             raise RecordError(f"{self.input}: no such file; expected a JSONL or Parquet file of samples")
-        self.partials = {name: partial_path(self.targets[name]) for name in ("kept", "dropped.jsonl", "report.json")}
+        self.partials = {name: partial_path(real[name]) for name in ("kept", "dropped.jsonl", "report.json")}
+        self.real = real
         self._stack = ExitStack()
 
     def __enter__(self) -> StepFiles:
-        self.kept: IO[str] = self._stack.enter_context(self.partials["kept"].open("w", encoding="utf-8"))
-        self.dropped: IO[str] = self._stack.enter_context(self.partials["dropped.jsonl"].open("w", encoding="utf-8"))
+        try:
+            self.kept: IO[str] = self._stack.enter_context(self.partials["kept"].open("w", encoding="utf-8"))
+            self.dropped: IO[str] = self._stack.enter_context(
+                self.partials["dropped.jsonl"].open("w", encoding="utf-8")
+            )
+        except OSError as error:
+            self.__exit__()
+            raise write_failed(self.output, error) from None
         return self
 
     def __exit__(self, *exc) -> None:
         self._stack.close()
         for partial in self.partials.values():  # after a failure nothing is left; after finish() nothing remains
             partial.unlink(missing_ok=True)
+        if exc and isinstance(exc[1], OSError) and exc[1].errno in WRITE_CAUSES:  # a write that failed: say which
+            raise write_failed(self.output, exc[1]) from None
 
     def samples(self) -> Iterator[tuple[int, dict]]:
         """(line, sample) of the input; may be read more than once (a bad record is set aside once)."""
@@ -127,7 +146,7 @@ class StepFiles:
         self._stack.close()
         write_set_aside(self.set_aside, self.output)  # or, when none, no stale list of an earlier run's
         for name in ("dropped.jsonl", "report.json", "kept"):
-            self.partials[name].replace(self.targets[name])
+            self.partials[name].replace(self.real[name])
         return counts
 
 

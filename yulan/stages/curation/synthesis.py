@@ -27,7 +27,7 @@ from typing import Callable
 from yulan.rewards.answers import is_correct, reference_of
 from yulan.runtime.http import JsonClient, ServerError, chat, openai_client
 from yulan.runtime.progress import Progress
-from yulan.runtime.records import iter_records
+from yulan.runtime.records import iter_records, write_jsonl, write_text
 from yulan.schema.curation import ChineseCommonsenseSynthesis, MathSynthesis, ScienceSynthesis
 
 log = logging.getLogger(__name__)
@@ -124,14 +124,11 @@ def chat_sample(job: str, index: int, category: str, question: str, reply: str, 
 
 def write_outputs(job: str, output_path: Path, kept: list[dict], dropped: list[dict], counts: dict) -> dict:
     """kept samples, dropped records (each with its `dropped` reason) and the report, beside each other."""
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    output_path.write_text("".join(json.dumps(k, ensure_ascii=False) + "\n" for k in kept))
-    output_path.with_name(output_path.stem + ".dropped.jsonl").write_text(
-        "".join(json.dumps(d, ensure_ascii=False) + "\n" for d in dropped)
-    )
+    write_jsonl(output_path, kept)
+    write_jsonl(output_path.with_name(output_path.stem + ".dropped.jsonl"), dropped)
     counts = {**counts, "kept": len(kept), "dropped": dict(Counter(d["dropped"]["reason"] for d in dropped))}
-    output_path.with_name(output_path.stem + ".report.json").write_text(
-        json.dumps(counts, indent=2, ensure_ascii=False)
+    write_text(
+        output_path.with_name(output_path.stem + ".report.json"), json.dumps(counts, indent=2, ensure_ascii=False)
     )
     log.info(f"[curation] synthesis/{job}: {json.dumps(counts, ensure_ascii=False)}")
     return counts

@@ -27,6 +27,7 @@ import yaml
 
 from yulan.rewards import sandbox
 from yulan.rewards.sandbox import code_of
+from yulan.runtime.records import write_text, writing
 from yulan.schema.evaluation import Benchmark
 from yulan.schema.experiment import Experiment
 from yulan.stages.evaluation.scoring import pass_at_k, warn
@@ -138,8 +139,8 @@ def run_lm_eval(
     metrics = headline_metrics(results[task])
     metrics["problems"] = sum(v["effective"] for v in output.get("n-samples", {}).values())
     directory.mkdir(parents=True, exist_ok=True)
-    (directory / f"{benchmark.task}.lm_eval.json").write_text(json.dumps(results, indent=2, default=str))
-    with (directory / f"{benchmark.task}.lm_eval.samples.jsonl").open("w") as sink:  # per-question responses
+    write_text(directory / f"{benchmark.task}.lm_eval.json", json.dumps(results, indent=2, default=str))
+    with writing(directory / f"{benchmark.task}.lm_eval.samples.jsonl") as sink:  # per-question responses
         for subtask_samples in output["samples"].values():
             sink.writelines(json.dumps(sample, default=str, ensure_ascii=False) + "\n" for sample in subtask_samples)
     return metrics

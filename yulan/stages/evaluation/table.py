@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from yulan.runtime.records import RecordError, number, regular_file, write_text
 from yulan.schema.evaluation import LLAMA, QWEN, YULAN, EvalConfig
 
 
@@ -37,10 +38,10 @@ def rows(
 
 
 def markdown(table: list[dict]) -> str:
-    columns = [c for c in table[0] if c not in ("benchmark", "skill")]
+    columns = [c for c in dict.fromkeys(c for row in table for c in row) if c not in ("benchmark", "skill")]
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in table:
-        lines.append("| " + " | ".join("—" if row[c] is None else str(row[c]) for c in columns) + " |")
+        lines.append("| " + " | ".join("—" if row.get(c) is None else str(row[c]) for c in columns) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -75,25 +76,41 @@ def write(
     table = rows(config, results, decontaminated)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / "table.json", "markdown": directory / "table.md"}
-    paths["json"].write_text(json.dumps({"rows": table, "results": results}, indent=2))
-    paths["markdown"].write_text(markdown(table))
+    write_text(paths["json"], json.dumps({"rows": table, "results": results}, indent=2))
+    write_text(paths["markdown"], markdown(table))
     png = chart(table, directory / "table.png")
     if png:
         paths["png"] = png
     return paths
 
 
+def table_rows(path: Path) -> list[dict]:
+    """The rows of an evaluation table (a run's eval/results directory or its table.json); RecordError naming the
+    file when it is not one."""
+    file = path / "table.json" if path.is_dir() else path
+    if not file.exists():
+        raise RecordError(f"{file}: no such file; name a run's eval/results directory or its table.json")
+    try:
+        rows = json.loads(regular_file(file).read_bytes()).get("rows")
+    except (OSError, ValueError, AttributeError) as error:
+        raise RecordError(f"{file}: not an evaluation table ({error}); name a run's eval/results/table.json") from None
+    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+        raise RecordError(f"{file}: its `rows` are not a list of objects; name a run's eval/results/table.json")
+    return rows
+
+
 def compare(a: Path, b: Path) -> str:
     """Two runs' tables side by side: every checkpoint column of each, with the difference of the last ones."""
-    left, right = (json.loads((p / "table.json" if p.is_dir() else p).read_text())["rows"] for p in (a, b))
+    left, right = table_rows(a), table_rows(b)
     published = {*TEXT_COLUMNS, YULAN, LLAMA, QWEN}
     merged = []
     for l_row, r_row in zip(left, right):
-        row = {"title": l_row["title"]}
+        row = {"title": l_row.get("title")}
         l_cols = [c for c in l_row if c not in published]
         r_cols = [c for c in r_row if c not in published]
         row |= {f"A:{c}": l_row[c] for c in l_cols} | {f"B:{c}": r_row[c] for c in r_cols}
-        last_a, last_b = l_row[l_cols[-1]] if l_cols else None, r_row[r_cols[-1]] if r_cols else None
+        last_a = number(l_row[l_cols[-1]]) if l_cols else None
+        last_b = number(r_row[r_cols[-1]]) if r_cols else None
         row["B − A"] = round(last_b - last_a, 2) if last_a is not None and last_b is not None else None
         merged.append(row)
     return markdown([{"benchmark": "", "skill": "", **row} for row in merged])

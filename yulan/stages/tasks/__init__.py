@@ -13,13 +13,13 @@ Adding a task: a module here with its DATASET and TASKS, named in MODULES.
 from __future__ import annotations
 
 import gzip
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from pathlib import Path
 from typing import Any, Literal
 
+from yulan.runtime.records import RecordError, parse_line, regular_file
 from yulan.schema.evaluation import Benchmark
 
 MODULES = ("gsm8k", "math", "mmlu", "arc", "truthfulqa", "humaneval", "mbpp")
@@ -51,9 +51,23 @@ class Task:
 
 
 def read_records(path: str | Path) -> list[dict[str, Any]]:
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt") as source:
-        return [json.loads(line) for line in source if line.strip()]
+    """The records of a benchmark's JSONL(.gz) file; RecordError naming the file (and line) when it cannot be."""
+    if not Path(path).exists():
+        raise RecordError(f"{path}: no such file; expected the benchmark's data as a JSONL file")
+    regular_file(Path(path))
+    records = []
+    try:
+        with (gzip.open if str(path).endswith(".gz") else open)(path, "rb") as source:
+            for number, raw in enumerate(source, 1):
+                if not raw.strip():
+                    continue
+                record = parse_line(raw)
+                if isinstance(record, str):
+                    raise RecordError(f"{path}:{number}: {record}")
+                records.append(record)
+    except (OSError, EOFError) as error:  # unreadable, or a .gz that is not gzip or is cut short
+        raise RecordError(f"{path}: cannot be read ({error}); expected a JSONL or JSONL.gz file") from None
+    return records
 
 
 def _registry() -> dict[str, Task]:
@@ -83,7 +97,10 @@ def data_records(benchmark: Benchmark) -> tuple[list[dict[str, Any]], list[dict[
     dataset = TASKS[benchmark.task].dataset
     if benchmark.data_path is None:
         if dataset.default_records is None:
-            raise ValueError(f"benchmark task '{benchmark.task}' needs data_path (a local JSONL file)")
+            raise RecordError(
+                f"benchmark task '{benchmark.task}' has no data here: pass --data FILE to `yulan eval score`, or set "
+                "eval.benchmarks.<row>.data_path to a local JSONL file"
+            )
         return dataset.default_records(), []
     path = Path(benchmark.data_path)
     if path.is_dir():  # test.jsonl, and dev.jsonl as the few-shot pool
@@ -99,4 +116,14 @@ def load(benchmark: Benchmark) -> list[dict[str, Any]]:
         raise ValueError(f"task '{benchmark.task}' has no native definition (native tasks: {', '.join(TASKS)})")
     records, pool = data_records(benchmark)
     records = records[: benchmark.max_problems] if benchmark.max_problems else records
-    return [task.item(record, index, pool, benchmark) for index, record in enumerate(records)]
+    items = []
+    for index, record in enumerate(records):
+        try:
+            items.append(task.item(record, index, pool, benchmark))
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as error:
+            where = benchmark.data_path or task.dataset.default_origin
+            raise RecordError(
+                f"{where}: record {index + 1} is not a {task.dataset.name} record ({type(error).__name__}: {error}); "
+                f"expected the dataset's hub layout, with {', '.join(task.dataset.fields)}"
+            ) from None
+    return items
