@@ -132,6 +132,39 @@ BAD_OTHER = [
         ["temperature > 0"],
     ),
     (["experiment=smoke", "openrlhf_version=0.9.0"], "openrlhf_version", ["0.11.2"]),
+    (["experiment=sft_yulan", "sft.param_dtype=fp32"], "sft.param_dtype", ["takes bf16 or fp16 only", "engine=native"]),
+    (["experiment=dpo_yulan", "dpo.param_dtype=fp32"], "dpo.param_dtype", ["takes bf16 or fp16 only"]),
+    (["experiment=ppo_yulan", "ppo.param_dtype=fp32"], "ppo.param_dtype", ["takes bf16 or fp16 only"]),
+    (["experiment=ppo_yulan", "ppo.kl.use_loss=true"], "ppo.kl.adaptive", ["marks it incompatible", "adaptive=false"]),
+    (
+        ["experiment=smoke", "sft.engine_options.liger_kernel=true"],
+        "sft.engine_options.liger_kernel",
+        ["Liger's fused kernels are OpenRLHF's", "engine=openrlhf"],
+    ),
+    (
+        ["experiment=smoke", "dpo.engine_options.ring_attention_size=2"],
+        "dpo.engine_options.ring_attention_size",
+        ["the native engine is one process"],
+    ),
+    (["experiment=smoke", "sft.lora.rank=8"], "sft.lora.rank", ["adapters are OpenRLHF's here", "lora.rank=0"]),
+    (
+        ["experiment=sft_yulan", "sft.engine_options.ring_attention_size=3"],
+        "sft.engine_options.ring_attention_size",
+        ["must divide the job's 32 GPUs"],
+    ),
+    (
+        ["experiment=sft_yulan", "sft.engine_options.ring_attention_size=2", "sft.packing=false"],
+        "sft.packing",
+        ["ring attention runs on packed samples"],
+    ),
+    (
+        ["experiment=ppo_yulan", "ppo.engine_options.ring_attention_size=2", "ppo.attention=sdpa"],
+        "ppo.attention",
+        ["need flash_attention_2"],
+    ),
+    (["experiment=smoke", "ppo.async_rollouts.enabled=true"], "ppo.async_rollouts.enabled", ["one after the other"]),
+    (["experiment=ppo_yulan", "ppo.async_rollouts.partial=true"], "ppo.async_rollouts.partial", ["a mode of async"]),
+    (["experiment=ppo_yulan", "ppo.lora.target_modules=[]"], "ppo.lora.target_modules", ["at least 1"]),
 ]
 
 

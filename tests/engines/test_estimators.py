@@ -197,8 +197,15 @@ def test_every_estimator_reaches_openrlhf(ppo_parser, estimator):
             },
         ),
         (["ppo.policy_loss_aggregation=seq-mean-token-mean"], {"actor.loss_agg_mode": "seq-mean-token-mean"}),
-        (["ppo.kl.use_loss=true", "ppo.kl.estimator=k3"], {"algo.kl.use_loss": True, "algo.kl.estimator": "k3"}),
+        (
+            ["ppo.kl.use_loss=true", "ppo.kl.adaptive=false", "ppo.kl.estimator=k3"],
+            {"algo.kl.use_loss": True, "algo.kl.estimator": "k3", "algo.kl.target": None},
+        ),
         (["ppo.kl.estimator=k2"], {"algo.kl.estimator": "k2"}),
+        (
+            ["ppo.policy_loss=gspo", "ppo.policy_loss_aggregation=seq-mean-token-mean"],
+            {"actor.policy_loss_type": "gspo", "actor.loss_agg_mode": "seq-mean-token-mean"},
+        ),
         (
             [
                 "ppo.reward.verifier.enabled=true",

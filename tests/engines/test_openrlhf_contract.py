@@ -18,7 +18,13 @@ VARIANTS = [
         "sft",
         ["sft.zero_stage=3", "sft.micro_batch_size=2", "tracking.entity=lab", "tracking.mode=disabled"],
     ),
+    (
+        "sft_yulan",
+        "sft",
+        ["sft.engine_options.ring_attention_size=4", "sft.engine_options.liger_kernel=true", "sft.lora.rank=16"],
+    ),
     ("dpo_yulan", "dpo", []),
+    ("dpo_yulan", "dpo", ["dpo.lora.rank=8", "dpo.lora.target_modules=[q_proj,v_proj]", "dpo.lora.dropout=0.05"]),
     ("dpo_yulan", "dpo", ["dpo.label_smoothing=0.1", "dpo.lr_scheduler=constant"]),
     ("ppo_yulan", "ppo", []),
     (
@@ -54,6 +60,40 @@ VARIANTS = [
 ]
 
 
+ENGINE_LEVEL = [
+    (
+        "sft_yulan",
+        "sft",
+        ["sft.engine_options.ring_attention_size=4", "sft.engine_options.full_determinism=true"],
+        {"ds.ring_attn_size": 4, "train.full_determinism_enable": True, "ds.packing_samples": True},
+    ),
+    (
+        "dpo_yulan",
+        "dpo",
+        ["dpo.lora.rank=8", "dpo.lora.alpha=32", "dpo.lora.target_modules=[q_proj,v_proj]", "dpo.lora.dropout=0.05"],
+        {
+            "ds.lora.rank": 8,
+            "ds.lora.alpha": 32,
+            "ds.lora.target_modules": ["q_proj", "v_proj"],
+            "ds.lora.dropout": 0.05,
+        },
+    ),
+    (
+        "ppo_yulan",
+        "ppo",
+        ["ppo.async_rollouts.enabled=true", "ppo.async_rollouts.queue_size=2", "ppo.async_rollouts.partial=true"],
+        {"train.async_enable": True, "train.async_queue_size": 2, "train.partial_rollout_enable": True},
+    ),
+    (
+        "ppo_yulan",
+        "ppo",
+        ["ppo.engine_options.liger_kernel=true", "ppo.engine_options.ring_attention_size=2", "ppo.lora.rank=4"],
+        {"ds.use_liger_kernel": True, "ds.ring_attn_size": 2, "ds.packing_samples": True, "ds.lora.rank": 4},
+    ),
+    ("ppo_yulan", "ppo", [], {"train.async_enable": False, "ds.lora.rank": 0, "ds.ring_attn_size": 1}),
+]
+
+
 @pytest.fixture(scope="module")
 def parsers(openrlhf_wheel):
     return {stage: parser_from_wheel(openrlhf_wheel, module) for stage, module in openrlhf.MODULES.items()}
@@ -67,6 +107,15 @@ def test_command_parses_with_the_real_parser(parsers, experiment, stage, overrid
     argv = openrlhf.command(config, stage, "runs/x")
     assert argv[:3] == ["python", "-m", openrlhf.MODULES[stage]]
     check(parsers[stage], argv[3:])
+
+
+@pytest.mark.parametrize(("experiment", "stage", "overrides", "expected"), ENGINE_LEVEL)
+def test_engine_level_settings_reach_openrlhfs_flags(parsers, experiment, stage, overrides, expected):
+    args = vars(
+        check(parsers[stage], openrlhf.command(load([f"experiment={experiment}", *overrides]), stage, "runs/x")[3:])
+    )
+    for key, value in expected.items():
+        assert (list(args[key]) if isinstance(args[key], (list, tuple)) else args[key]) == value, key
 
 
 def test_reward_server_command_parses_and_covers_ppo_lengths(parsers, openrlhf_wheel):

@@ -29,8 +29,9 @@ class Tokenized:
 
 def tokenize_chat(tokenizer, messages: list[dict], max_length: int, loss_on: str = "assistant") -> Tokenized:
     """Loss only on assistant turns: their character spans come from rendering growing prefixes of the
-    conversation with the model's own template, then token offsets say which tokens fall inside them."""
-    text = tokenizer.apply_chat_template(messages, tokenize=False)
+    conversation with the model's own template, then token offsets say which tokens fall inside them. The
+    newlines a template puts after the last end of turn are not part of the sample (OpenRLHF strips them too)."""
+    text = tokenizer.apply_chat_template(messages, tokenize=False).rstrip("\n")
     spans = []
     for i, message in enumerate(messages):
         if message["role"] == "assistant":
@@ -138,8 +139,9 @@ def hidden_states(model, flat: Flat) -> torch.Tensor:
     return model.base_model(input_ids=flat.input_ids, position_ids=flat.position_ids, use_cache=False).last_hidden_state
 
 
-def token_logprobs(model, flat: Flat) -> torch.Tensor:
-    """log p(label_t | tokens <= t of its sample) at every position (0 where there is no label), (rows, width) fp32.
+def token_logprobs(model, flat: Flat, temperature: float = 1.0) -> torch.Tensor:
+    """log p(label_t | tokens <= t of its sample) at every position (0 where there is no label), (rows, width) fp32,
+    under the policy that samples at `temperature` (logits divided by it, as OpenRLHF's actor and reference do).
     The vocabulary projection and log-softmax run a chunk of tokens at a time; with gradients and several chunks,
     each chunk is recomputed in the backward pass instead of keeping its logits."""
     states = hidden_states(model, flat)
@@ -157,16 +159,19 @@ def token_logprobs(model, flat: Flat) -> torch.Tensor:
             labels[start : start + chunk],
             getattr(config, "logit_scale", None),
             getattr(config, "final_logit_softcapping", None),
+            temperature,
         )
         pieces.append(checkpoint(_chunk_logprobs, *args, use_reentrant=False) if recompute else _chunk_logprobs(*args))
     return torch.cat(pieces).reshape(flat.labels.shape)
 
 
-def _chunk_logprobs(head, hidden, labels, scale, softcap) -> torch.Tensor:
+def _chunk_logprobs(head, hidden, labels, scale, softcap, temperature) -> torch.Tensor:
     logits = head(hidden).float()
     if scale:  # architectures that scale or soft-cap their logits (Cohere, Gemma 2) do it after the projection
         logits = logits * scale
     if softcap:
         logits = softcap * torch.tanh(logits / softcap)
+    if temperature != 1.0:  # after the model's own transforms: what the sampler draws from
+        logits = logits / temperature
     picked = logits.gather(-1, labels.clamp(min=0)[:, None]).squeeze(-1) - torch.logsumexp(logits, -1)
     return picked * (labels != IGNORE)

@@ -91,3 +91,17 @@ def save_final(model, tokenizer, path: str | Path) -> None:
     if path.exists():
         shutil.rmtree(path)
     building.rename(path)
+
+
+def merge_adapter(base: str, adapters: str | Path, output: str | Path, dtype: torch.dtype) -> None:
+    """A full model at `output`: the base with the low-rank adapters saved in `adapters` (peft's layout, as OpenRLHF
+    writes them) merged into its weights, what later stages and the evaluation load; the tokenizer is the adapters'
+    directory's (the stage saved it there), else the base's."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapters = Path(adapters)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=dtype)
+    merged = PeftModel.from_pretrained(model, str(adapters)).merge_and_unload()
+    has_tokenizer = (adapters / "tokenizer_config.json").exists()
+    save_final(merged, AutoTokenizer.from_pretrained(str(adapters) if has_tokenizer else base), output)

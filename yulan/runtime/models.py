@@ -3,6 +3,7 @@ and scorers (reward models, critics), checked against the experiment's `model.*`
 
 from __future__ import annotations
 
+import os
 import random
 
 import torch
@@ -39,9 +40,13 @@ def inference_dtype() -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def seed_everything(seed: int) -> None:
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Every RNG from `seed`; `deterministic`: torch's deterministic kernels only (an op without one raises)."""
     random.seed(seed)
     torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # what deterministic cuBLAS needs
+    torch.use_deterministic_algorithms(deterministic)
 
 
 def model_path(experiment: Experiment, path: str, spec_name: str = "model") -> str:

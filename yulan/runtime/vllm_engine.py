@@ -217,6 +217,7 @@ class VllmGenerator:
             gpu_memory_utilization=settings.gpu_memory_utilization,
             enforce_eager=settings.enforce_eager,
             generation_config=settings.generation_config,
+            logprobs_mode="processed_logprobs",  # after temperature, as the trainer scores its samples
         )
         _live.append(self)
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import Field
 
-from yulan.schema.fields import Section, rule_error
+from yulan.schema.fields import Section, chosen, rule_error
 
 PPO_TABLE = "§5 PPO hyperparameter table"  # where the report states most PPO and reward values
 
@@ -46,8 +46,104 @@ class Resources(Section):
         return self.nodes * self.gpus_per_node
 
 
-def engine_rules(engine: str, attention: str, resources: Resources, max_steps: int | None) -> None:
+class EngineOptions(Section):
+    """How the engine computes, not what: speed, memory and reproducibility (OpenRLHF's DeepSpeed-side options)."""
+
+    liger_kernel: bool = chosen(
+        False, description="Liger's fused kernels (OpenRLHF --ds.use_liger_kernel; CUDA and the liger-kernel package)."
+    )
+    ring_attention_size: int = chosen(
+        1,
+        ge=1,
+        description="Sequence parallelism: each sequence split over this many GPUs with ring attention (OpenRLHF "
+        "--ds.ring_attn_size; packed, flash_attention_2), for samples longer than one GPU holds.",
+        unit="GPUs",
+    )
+    full_determinism: bool = chosen(
+        False,
+        description="Deterministic kernels, slower (OpenRLHF --train.full_determinism_enable; native: torch's "
+        "deterministic algorithms).",
+    )
+
+
+class LoRA(Section):
+    """Low-rank adapters instead of full fine-tuning (OpenRLHF --ds.lora.*; rank 0 = off)."""
+
+    rank: int = chosen(0, ge=0, description="Adapter rank; 0 trains every weight.")
+    alpha: int = chosen(16, ge=1, description="Adapter scale α (the update is α/rank · BA).")
+    target_modules: tuple[str, ...] = chosen(
+        ("all-linear",), min_length=1, description="Modules that get adapters: all-linear, or module names."
+    )
+    dropout: float = chosen(0.0, ge=0.0, lt=1.0, description="Dropout on the adapters' input.")
+
+
+class TrainedStage(Protocol):
+    """What `engine_rules` reads of a trained stage's settings (SFT, DPO and PPO each have these)."""
+
+    @property
+    def engine(self) -> str: ...
+    @property
+    def attention(self) -> str: ...
+    @property
+    def resources(self) -> Resources: ...
+    @property
+    def max_steps(self) -> int | None: ...
+    @property
+    def param_dtype(self) -> str: ...
+    @property
+    def engine_options(self) -> EngineOptions: ...
+    @property
+    def lora(self) -> LoRA: ...
+
+
+def engine_rules(stage: TrainedStage) -> None:
     """Rules every trained stage shares (SFT, DPO, PPO): what its engine and machine can carry out."""
+    engine, attention, resources, options = stage.engine, stage.attention, stage.resources, stage.engine_options
+    param_dtype, max_steps, lora = stage.param_dtype, stage.max_steps, stage.lora
+    if engine == "native":
+        if options.liger_kernel:
+            raise rule_error(
+                "engine_options.liger_kernel",
+                True,
+                "the native engine runs transformers' own modules; Liger's fused kernels are OpenRLHF's (CUDA)",
+                "set engine_options.liger_kernel=false, or engine=openrlhf",
+            )
+        if options.ring_attention_size > 1:
+            raise rule_error(
+                "engine_options.ring_attention_size",
+                options.ring_attention_size,
+                "the native engine is one process; ring attention splits each sequence over several GPUs",
+                "set engine_options.ring_attention_size=1, or engine=openrlhf",
+            )
+        if lora.rank:
+            raise rule_error(
+                "lora.rank",
+                lora.rank,
+                "the native engine trains every weight; adapters are OpenRLHF's here",
+                "set lora.rank=0, or engine=openrlhf",
+            )
+    elif options.ring_attention_size > 1:
+        if attention != "flash_attention_2":
+            raise rule_error(
+                "attention",
+                attention,
+                "OpenRLHF's ring attention runs on packed samples, which need flash_attention_2",
+                "set attention=flash_attention_2, or engine_options.ring_attention_size=1",
+            )
+        if resources.total_gpus % options.ring_attention_size:
+            raise rule_error(
+                "engine_options.ring_attention_size",
+                options.ring_attention_size,
+                f"must divide the job's {resources.total_gpus} GPUs (each ring is a group of them)",
+                "choose a divisor of nodes x gpus_per_node",
+            )
+    if param_dtype == "fp32" and engine == "openrlhf":
+        raise rule_error(
+            "param_dtype",
+            param_dtype,
+            "OpenRLHF 0.11.2's --ds.param_dtype takes bf16 or fp16 only (its parser refuses fp32)",
+            "set param_dtype=bf16 (master weights stay fp32 under DeepSpeed), or engine=native for fp32 compute",
+        )
     if attention == "flash_attention_2" and resources.gpus_per_node == 0:
         raise rule_error(
             "attention",

@@ -14,6 +14,8 @@ from yulan.schema.common import (
     Attention,
     BadRecordPolicy,
     Engine,
+    EngineOptions,
+    LoRA,
     ParamDtype,
     Resources,
     StageRef,
@@ -107,6 +109,41 @@ class KLController(Section):
             "Per-token KL estimate (Schulman): k1 = log π/π_ref, k2 = (log π/π_ref)²/2, k3 = π_ref/π − 1 − log π_ref/π."
         ),
     )
+
+    @model_validator(mode="after")
+    def _adaptive_needs_kl_in_the_reward(self) -> KLController:
+        # OpenRLHF 0.11.2 feeds its adaptive controller the KL loss measured during the update and marks that
+        # combination as incompatible in its own trainer; neither engine runs it rather than half-support it.
+        if self.adaptive and self.use_loss:
+            raise rule_error(
+                "adaptive",
+                True,
+                "the adaptive controller steers the KL penalty in the reward; with use_loss=true (KL as a loss, GRPO's "
+                "way) OpenRLHF 0.11.2 marks it incompatible",
+                "set kl.adaptive=false (a fixed β = init_coef, as GRPO), or kl.use_loss=false",
+            )
+        return self
+
+
+class AsyncRollouts(Section):
+    """OpenRLHF's asynchronous PPO: vLLM samples the next rollouts while the actor trains on the last ones, so each
+    rollout comes from a policy up to `queue_size` updates old (the IS correction can weigh that)."""
+
+    enabled: bool = chosen(False, description="Sample and train at once (--train.async_enable).")
+    queue_size: int = chosen(1, ge=1, description="Rollouts sampled ahead of training (--train.async_queue_size).")
+    partial: bool = chosen(
+        False,
+        description="Update vLLM's weights mid-generation, so a sample may hold tokens of two policies "
+        "(--train.partial_rollout_enable; needs enabled).",
+    )
+
+    @model_validator(mode="after")
+    def _partial_needs_async(self) -> AsyncRollouts:
+        if self.partial and not self.enabled:
+            raise rule_error(
+                "partial", True, "partial rollouts are a mode of async rollouts", "set async_rollouts.enabled=true"
+            )
+        return self
 
 
 class DynamicFiltering(Section):
@@ -251,6 +288,12 @@ class PPOConfig(Section):
         description="Advantage estimator: gae (with a critic, the report's), reinforce (REINFORCE++), "
         "reinforce_baseline, rloo, group_norm (GRPO), dr_grpo, flash_reinforce; all but gae train no critic.",
     )
+    policy_loss: Literal["ppo", "gspo"] = chosen(
+        "ppo",
+        description="Policy loss: ppo (a clipped ratio per token, the report's) or gspo (GSPO: one ratio per sample, "
+        "the exp of its mean token log-ratio, clipped; against the sampler's log-probabilities under is_correction). "
+        "gspo takes policy_loss_aggregation=seq-mean-token-mean.",
+    )
     policy_loss_aggregation: Literal["token-mean", "seq-mean-token-mean"] = chosen(
         "token-mean",
         description="Policy loss over a batch: the mean over all its response tokens, or the mean over "
@@ -316,6 +359,14 @@ class PPOConfig(Section):
     param_dtype: ParamDtype = chosen("bf16", description=PARAM_DTYPE_DESCRIPTION)
     attention: Attention = chosen("flash_attention_2", description=ATTENTION_DESCRIPTION)
     gradient_checkpointing: bool = chosen(True, description="Recompute activations.")
+    engine_options: EngineOptions = chosen(
+        default_factory=EngineOptions,
+        description="Kernels, sequence parallelism (packs the samples) and determinism of actor and critic.",
+    )
+    lora: LoRA = chosen(default_factory=LoRA, description="Low-rank adapters on the actor (rank 0: full fine-tuning).")
+    async_rollouts: AsyncRollouts = chosen(
+        default_factory=AsyncRollouts, description="Sample the next rollouts while the actor trains (OpenRLHF)."
+    )
     save_every_steps: int = chosen(20, ge=1, description="Checkpoint interval.", unit="rollout iterations")
     max_steps: int | None = chosen(None, ge=1, description=MAX_STEPS_DESCRIPTION, unit="rollout iterations")
 
@@ -382,8 +433,27 @@ class PPOConfig(Section):
         return self.prompt_max_length + self.generate_max_length
 
     @model_validator(mode="after")
+    def _gspo_is_per_sample(self) -> PPOConfig:
+        if self.policy_loss == "gspo" and self.policy_loss_aggregation != "seq-mean-token-mean":
+            raise rule_error(
+                "policy_loss_aggregation",
+                self.policy_loss_aggregation,
+                "GSPO's ratio is one per sample, so its loss is a mean over samples (OpenRLHF uses that "
+                "aggregation for gspo whatever loss_agg_mode says)",
+                "set ppo.policy_loss_aggregation=seq-mean-token-mean",
+            )
+        return self
+
+    @model_validator(mode="after")
     def _batch_arithmetic(self) -> PPOConfig:
-        engine_rules(self.engine, self.attention, self.resources, self.max_steps)
+        engine_rules(self)
+        if self.async_rollouts.enabled and self.engine == "native":
+            raise rule_error(
+                "async_rollouts.enabled",
+                True,
+                "the native engine samples and trains in one process, one after the other",
+                "set async_rollouts.enabled=false, or engine=openrlhf",
+            )
         if self.samples_per_rollout % self.train_batch_size:
             raise rule_error(
                 "train_batch_size",

@@ -13,6 +13,8 @@ from yulan.schema.common import (
     PARAM_DTYPE_DESCRIPTION,
     Attention,
     Engine,
+    EngineOptions,
+    LoRA,
     ParamDtype,
     Resources,
     StageRef,
@@ -51,6 +53,10 @@ class Trainer(Section):
     save_every_steps: int = chosen(500, ge=1, description="Checkpoint interval.", unit="optimizer steps")
     log_every_steps: int = chosen(1, ge=1, description="Metric logging interval.", unit="optimizer steps")
     max_steps: int | None = chosen(None, ge=1, description=MAX_STEPS_DESCRIPTION, unit="optimizer steps")
+    engine_options: EngineOptions = chosen(
+        default_factory=EngineOptions, description="Kernels, sequence parallelism and determinism."
+    )
+    lora: LoRA = chosen(default_factory=LoRA, description="Low-rank adapters (rank 0: full fine-tuning).")
 
     @computed_field(description="Data-parallel ranks: every GPU of the job (one process on a CPU-only job).")  # type: ignore[prop-decorator]
     @property
@@ -80,7 +86,14 @@ class Trainer(Section):
                 "the openrlhf engine needs GPUs (resources.gpus_per_node >= 1)",
                 "set engine=native for a CPU run, or give the job GPUs",
             )
-        engine_rules(self.engine, self.attention, self.resources, self.max_steps)
+        engine_rules(self)
+        if self.engine_options.ring_attention_size > 1 and not self.packing:
+            raise rule_error(
+                "packing",
+                self.packing,
+                "OpenRLHF's ring attention runs on packed samples",
+                "set packing=true, or engine_options.ring_attention_size=1",
+            )
         if self.engine == "openrlhf" and self.packing and self.attention != "flash_attention_2":
             raise rule_error(
                 "attention",
@@ -173,7 +186,10 @@ class DPOConfig(Trainer):
         0.0, ge=0.0, lt=0.5, description="Conservative-DPO label smoothing (0 = plain DPO)."
     )
     nll_loss_coef: float = chosen(
-        0.0, ge=0.0, description="Weight of an added NLL loss on chosen responses (0 = none)."
+        0.0,
+        ge=0.0,
+        description="Weight of an added NLL loss on chosen responses: the mean over them of each one's mean token "
+        "NLL, as OpenRLHF (0 = none).",
     )
 
 

@@ -39,6 +39,12 @@ def sigmoid_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, confi
 LOSSES: dict[str, Callable[..., torch.Tensor]] = {"sigmoid": sigmoid_loss}
 
 
+def nll_sum(chosen_logps: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The NLL term of the pairs, summed: each chosen response's mean token NLL, so that divided by the batch it is
+    OpenRLHF's mean over responses of per-response means (not a token mean, which weighs long responses more)."""
+    return -(chosen_logps / lengths.clamp(min=1)).sum()
+
+
 def dpo_loss(policy_chosen, policy_rejected, ref_chosen, ref_rejected, config: DPOConfig):
     """The configured loss of each pair, and the implicit rewards β·(policy - reference) of both responses."""
     loss = LOSSES[config.loss](policy_chosen, policy_rejected, ref_chosen, ref_rejected, config)
@@ -76,8 +82,8 @@ def train(experiment: Experiment, job_dir: str) -> int:
             loss, reward_c, reward_r = dpo_loss(logps[0::2], logps[1::2], ref[0::2], ref[1::2], config)
             loss = loss.sum()
             if config.nll_loss_coef:
-                chosen_tokens = sum(s.loss_tokens for s in samples[0::2])
-                loss = loss - config.nll_loss_coef * logps[0::2].sum() / max(chosen_tokens, 1) * len(micro)
+                lengths = torch.tensor([s.loss_tokens for s in samples[0::2]], device=logps.device)
+                loss = loss + config.nll_loss_coef * nll_sum(logps[0::2], lengths)
             trained.backward(loss / len(indices))
             sums["loss"] += loss.item()
             sums["chosen_reward"] += reward_c.sum().item()

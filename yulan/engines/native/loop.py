@@ -50,7 +50,7 @@ def policy_tokenizer(experiment: Experiment, path: str):
 def starting_point(experiment: Experiment, config) -> tuple[str, object, object]:
     """(path, tokenizer, model) a trainer starts from (`config.init_from`), after seeding every RNG and checking the
     checkpoint against `model.*`."""
-    models.seed_everything(experiment.seed)
+    models.seed_everything(experiment.seed, config.engine_options.full_determinism)
     path = models.model_path(experiment, experiment.resolve(config.init_from))
     models.check_checkpoint(path, experiment.model, "model")
     tokenizer = policy_tokenizer(experiment, path)

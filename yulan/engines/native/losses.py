@@ -82,10 +82,16 @@ def policy_loss(
     mode: str,
     totals: Totals,
     weights: torch.Tensor | None = None,
+    kind: str = "ppo",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The clipped surrogate, ratio clipped to [1 − low, 1 + high], each token's term scaled by `weights` (the
-    mismatch correction's); and the share of tokens where the clip bit."""
-    ratio = (logps - old_logps).clamp(-20, 20).exp()
+    mismatch correction's); and the share of tokens where the clip bit. `kind` gspo (OpenRLHF 0.11.2's): one ratio
+    per sample, exp of the mean of its tokens' log-ratios against `old_logps` (the caller passes the sampler's
+    under the mismatch correction, and no weights), every token of the sample carrying it."""
+    if kind == "gspo":
+        ratio = (masked_mean((logps - old_logps), mask, dim=-1).exp().unsqueeze(-1)) * mask
+    else:
+        ratio = (logps - old_logps).clamp(-20, 20).exp()
     unclipped = ratio * advantages
     clipped = ratio.clamp(1 - clip[0], 1 + clip[1]) * advantages
     per_token = -torch.min(unclipped, clipped)

@@ -1,9 +1,10 @@
 """Native PPO with the report's recipe (§5), in OpenRLHF's conventions and with its estimator menu: samples per
 prompt; the shared YulanReward (reward-model score clipped, verifier reward, rule penalties, with the generation's
 own truncation signal); OpenRLHF's length rules; the estimator's baseline and returns (`estimators`); KL against the
-frozen reference in the reward or as a loss, with the adaptive controller reading the per-token mean KL and resting
-while the actor is frozen; clipped policy (clip-higher) and value losses (`losses`); for GAE a critic initialised
-from the reward model (or the policy) and the actor frozen for the first rollouts while the critic learns. Every
+frozen reference in the reward (the adaptive controller reading the per-token mean KL and resting while the actor
+is frozen) or as a loss with a fixed β; log-probabilities at the sampling temperature; clipped policy (clip-higher)
+and value losses (`losses`); for GAE a critic initialised from the reward model (or the policy, with OpenRLHF's
+value head) and the actor frozen for the first rollouts while the critic learns. Every
 pass over a rollout's samples (scoring, reference, critic, training) runs `micro_*_batch_size` samples at a time.
 Every rollout's health statistics go to the metrics and `ppo.health.rules` judge them (`yulan.rewards.health`):
 a stop rule checkpoints and ends the stage with HEALTH_STOP_STATUS."""
@@ -128,10 +129,12 @@ class Rollout:
 
 
 @torch.no_grad()
-def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro: int, autocast) -> tuple:
-    """Old log-probabilities, reference log-probabilities and values (None without a critic) of every response
-    token, `micro` sequences per forward pass, written into rollout-sized tensors allocated once; peak memory
-    follows `micro`."""
+def score_sequences(
+    sequences: list[Tokenized], actor, reference, critic, micro: int, autocast, temperature: float = 1.0
+) -> tuple:
+    """Old log-probabilities, reference log-probabilities (both of the policies at the sampling temperature) and
+    values (None without a critic) of every response token, `micro` sequences per forward pass, written into
+    rollout-sized tensors allocated once; peak memory follows `micro`."""
     lengths = torch.tensor([s.loss_tokens for s in sequences], device=models.device())
     mask = (torch.arange(int(lengths.max()), device=lengths.device)[None] < lengths[:, None]).float()
     old, ref = torch.zeros_like(mask), torch.zeros_like(mask)
@@ -140,8 +143,8 @@ def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro:
         flat = layout(one_per_row(sequences[start : start + micro]), actor).to(models.device())
         rows = mask[start : start + micro]
         with autocast():
-            old[start : start + micro] = response_rows(flat, token_logprobs(actor, flat), rows)
-            ref[start : start + micro] = response_rows(flat, token_logprobs(reference, flat), rows)
+            old[start : start + micro] = response_rows(flat, token_logprobs(actor, flat, temperature), rows)
+            ref[start : start + micro] = response_rows(flat, token_logprobs(reference, flat, temperature), rows)
             if critic is not None:
                 values[start : start + micro] = response_rows(flat, critic_values(critic, flat), rows)
     return old, ref, values, mask
@@ -149,7 +152,7 @@ def score_sequences(sequences: list[Tokenized], actor, reference, critic, micro:
 
 def train(experiment: Experiment, job_dir: str) -> int:
     config = experiment.ppo
-    models.seed_everything(experiment.seed)
+    models.seed_everything(experiment.seed, config.engine_options.full_determinism)
     prompt_file = ppo_prompt_file(job_dir)  # the job's prompt selection wrote it
     records = read_jsonl(prompt_file)
     total_rollouts = config.rollouts_for(len(records))
@@ -265,9 +268,18 @@ def load_critic(experiment: Experiment, actor_path: str, pad_token_id: int | Non
     if config.critic.init_from == "reward_model":
         critic_path = models.model_path(experiment, experiment.reward_model.name_or_path, "reward_model")
         models.check_checkpoint(critic_path, experiment.reward_model, "reward_model")
-    return loop.load_trained(
+    critic = loop.load_trained(
         critic_path, config.attention, config.gradient_checkpointing, scorer=True, pad_token_id=pad_token_id
     )
+    if critic_path == actor_path:  # a head the policy's checkpoint lacks: OpenRLHF's initialisation, not 0.02
+        init_value_head(critic)
+    return critic
+
+
+def init_value_head(critic) -> None:
+    """OpenRLHF 0.11.2's value head for a critic started from the policy: N(0, 1/(hidden_size + 1))."""
+    with torch.no_grad():
+        critic.score.weight.normal_(mean=0.0, std=1 / (critic.config.hidden_size + 1))
 
 
 def learner(config: PPOConfig, model, learning_rate: float, steps: int) -> loop.Trained:
@@ -484,7 +496,7 @@ def make_rollout(
     prompts = generated["prompts"]
     sequences = [Tokenized(prompts[i] + responses[i], [IGNORE] * len(prompts[i]) + responses[i]) for i in kept]
     old_logps, ref_logps, values, mask = score_sequences(
-        sequences, actor, reference, critic, config.micro_rollout_batch_size, autocast
+        sequences, actor, reference, critic, config.micro_rollout_batch_size, autocast, config.temperature
     )
     kl = kl_estimate(old_logps, ref_logps, config.kl.estimator)
     metrics["ppo/kl"] = mean_kl(kl, mask)
@@ -542,9 +554,11 @@ def update(
                     sums["ppo/value_loss"] += loss.item()
                 if actor_trains:
                     with trained["actor"].autocast():
-                        logps = response_rows(flat, token_logprobs(actor, flat), rows_mask)
-                    weights = None
-                    if config.is_correction.level != "off":
+                        logps = response_rows(flat, token_logprobs(actor, flat, config.temperature), rows_mask)
+                    weights, behaviour = None, rollout.old_logps[rows]
+                    if config.is_correction.level != "off" and config.policy_loss == "gspo":
+                        behaviour = rollout.rollout_logps[rows]  # GSPO's ratio against the sampler (OpenRLHF's)
+                    elif config.is_correction.level != "off":
                         weights, filtered = is_weights(
                             rollout.old_logps[rows], rollout.rollout_logps[rows], rows_mask, config.is_correction
                         )
@@ -553,13 +567,14 @@ def update(
                         ) / len(indices)
                     loss, clip_share = policy_loss(
                         logps,
-                        rollout.old_logps[rows],
+                        behaviour,
                         advantages[rows],
                         rows_mask,
                         config.policy_clip_range,
                         config.policy_loss_aggregation,
                         totals,
                         weights,
+                        config.policy_loss,
                     )
                     sums["ppo/policy_loss"] += loss.item()
                     if config.kl.use_loss:

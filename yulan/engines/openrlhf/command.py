@@ -104,6 +104,21 @@ def _trainer(config, job_dir: str, seed: int) -> list[str]:
         flags.append("--ds.packing_samples")
     if config.gradient_checkpointing:
         flags.append("--model.gradient_checkpointing_enable")
+    return flags + _engine_options(config.engine_options, config.lora)
+
+
+def _engine_options(options, lora) -> list[str]:
+    """Kernels, ring attention, determinism and LoRA: flags only where they differ from OpenRLHF's defaults."""
+    flags = []
+    if options.liger_kernel:
+        flags.append("--ds.use_liger_kernel")
+    if options.ring_attention_size > 1:
+        flags += ["--ds.ring_attn_size", str(options.ring_attention_size)]
+    if options.full_determinism:
+        flags.append("--train.full_determinism_enable")
+    if lora.rank:
+        flags += ["--ds.lora.rank", str(lora.rank), "--ds.lora.alpha", str(lora.alpha)]
+        flags += ["--ds.lora.target_modules", *lora.target_modules, "--ds.lora.dropout", str(lora.dropout)]
     return flags
 
 
@@ -247,6 +262,8 @@ def _ppo_actor_and_algorithm(experiment: Experiment) -> list[str]:
         *map(str, ppo.policy_clip_range),
         "--actor.loss_agg_mode",
         ppo.policy_loss_aggregation,
+        "--actor.policy_loss_type",
+        ppo.policy_loss,
         "--algo.advantage.estimator",
         ppo.estimator,
         "--algo.advantage.gamma",
@@ -367,4 +384,10 @@ def _ppo_options(experiment: Experiment, job_dir: str) -> list[str]:
         flags.append("--train.colocate_all")
     if ppo.gradient_checkpointing:
         flags.append("--actor.gradient_checkpointing_enable")
-    return flags
+    if ppo.engine_options.ring_attention_size > 1:
+        flags.append("--ds.packing_samples")  # what ring attention runs on (OpenRLHF would switch it on, warning)
+    if ppo.async_rollouts.enabled:
+        flags += ["--train.async_enable", "--train.async_queue_size", str(ppo.async_rollouts.queue_size)]
+    if ppo.async_rollouts.partial:
+        flags.append("--train.partial_rollout_enable")
+    return flags + _engine_options(ppo.engine_options, ppo.lora)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -74,18 +75,41 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
     if stage != "ppo":
         if int(env.get("SLURM_NTASKS", "1")) > 1:  # one task per GPU: torch's distributed environment from SLURM's
             env.update(distributed.torch_env(env, distributed.hostnames(env["SLURM_JOB_NODELIST"])))
-        return subprocess.call(command, env=env)
-    if int(env.get("SLURM_JOB_NUM_NODES", "1")) > 1:
+        status = subprocess.call(command, env=env)
+    elif int(env.get("SLURM_JOB_NUM_NODES", "1")) > 1:
         resources = experiment.ppo.resources
         env["RAY_ADDRESS"] = "auto"  # the driver joins the cluster this job starts
-        return distributed.run_ray_job(
+        status = distributed.run_ray_job(
             env,
             resources.gpus_per_node,
             experiment.ppo.placement.reward_gpus,
             job_dir,
             lambda: run_ppo_driver(experiment, job_dir, command, env),
         )
-    return run_ppo_driver(experiment, job_dir, command, env)
+    else:
+        status = run_ppo_driver(experiment, job_dir, command, env)
+    if status == 0 and getattr(experiment, stage).lora.rank:
+        merge_stage_adapters(experiment, stage, job_dir)
+    return status
+
+
+def merge_stage_adapters(experiment: Experiment, stage: str, job_dir: str) -> None:
+    """OpenRLHF saves a LoRA stage's adapters alone in {job_dir}/model; later stages load a full model there. The
+    adapters move to {job_dir}/adapter and the merged model takes their place."""
+    import torch
+
+    from yulan.runtime.checkpoints import merge_adapter
+
+    config = getattr(experiment, stage)
+    model, adapters = Path(job_dir) / "model", Path(job_dir) / "adapter"
+    if not (model / "adapter_config.json").exists():
+        return  # merged already (a resumed job)
+    if adapters.exists():
+        shutil.rmtree(adapters)
+    model.rename(adapters)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.param_dtype]
+    start = {"sft": experiment.sft.init_from, "dpo": experiment.dpo.init_from, "ppo": experiment.ppo.actor.init_from}
+    merge_adapter(experiment.resolve(start[stage]), adapters, model, dtype)
 
 
 def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str]) -> int:
