@@ -1,7 +1,7 @@
 """Every `yulan` subcommand driven with generated arguments: paths of every kind (missing, a directory, look-alike
-device nodes, a FIFO, symlinks good, dangling and looping, a path under a file, non-UTF-8 and corrupt files), and
-settings and names that are malformed. Whatever the arguments: no traceback, a non-zero exit names what is wrong,
-no file outside the named outputs changes, and nothing that is not a regular file is ever replaced."""
+device nodes, a FIFO, symlinks good, dangling and looping, a path under a file, unreadable, non-UTF-8 and corrupt
+files), and settings and names that are malformed. Whatever the arguments: no traceback, a non-zero exit names what
+is wrong, no file outside the named outputs changes, and nothing that is not a regular file is ever replaced."""
 
 import hashlib
 import json
@@ -28,6 +28,7 @@ NAMES = [
     "loop",  # -> loop (itself)
     "file/child",  # under a regular file
     "nonutf8.jsonl",
+    "unreadable.jsonl",  # mode 000 (root reads it anyway)
     "corrupt.jsonl",
     "samples.jsonl",
     "code.jsonl",
@@ -59,6 +60,8 @@ def sandbox(root: Path) -> Path:
     (root / "loop.yaml").symlink_to("loop.yaml")
     (root / "file").write_text("a file\n")
     (root / "nonutf8.jsonl").write_bytes(b'{"text": "\xff\xfe"}\n\x80\x81\n')
+    (root / "unreadable.jsonl").write_text(json.dumps(SAMPLE) + "\n")
+    (root / "unreadable.jsonl").chmod(0)
     (root / "corrupt.jsonl").write_bytes(b'{"messages": [1]}\n[1, 2]\n{"task_id": ["x"], "completion": 5}\n{"a": ')
     (root / "code.jsonl").write_text(json.dumps({"task_id": "HumanEval/0", "completion": "    return False\n"}) + "\n")
     (root / "math.jsonl").write_text(json.dumps({"reference": "4", "completion": "The answer is 4."}) + "\n")

@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -319,7 +320,7 @@ def broken_experiments(private_copy):
 def test_broken_experiment_files_are_named_with_their_line_and_all_others_still_validate(broken_experiments):
     result = run("-m", "yulan.cli", "validate", "--all", cwd=broken_experiments[0].parents[3])
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert "3 of 14 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 11
+    assert "3 of 15 invalid" in result.stderr and result.stdout.count("ok      experiment=") == 12
     duplicate, syntax, no_package = broken_experiments
     assert f"{duplicate}:3" in result.stderr and "found duplicate key seed" in result.stderr
     assert f"{syntax}:3" in result.stderr and "while parsing a flow sequence" in result.stderr
@@ -637,3 +638,22 @@ def test_commands_name_what_is_wrong_with_their_input(tmp_path):
         assert words in result.stderr, (argv, result.stderr)
     made = run("-m", "yulan.cli", "schema", "--output", str(tmp_path / "new" / "dir" / "schema.json"))
     assert made.returncode == 0 and json.loads((tmp_path / "new" / "dir" / "schema.json").read_text())["$schema"]
+
+
+def test_a_compose_cache_entry_that_is_not_a_file_is_neither_read_nor_replaced(tmp_path):
+    env = dict(os.environ, XDG_CACHE_HOME=str(tmp_path / "cache"))
+    first = run("launch.py", "experiment=smoke", "dry_run=true", env=env)
+    assert first.returncode == 0, first.stderr
+    (entry,) = (tmp_path / "cache" / "yulan" / "compose").glob("*.json")
+    entry.unlink()
+    os.mkfifo(entry)  # read, it would wait forever; replaced, a file the cache does not own would be lost
+    again = subprocess.run(
+        [sys.executable, "launch.py", "experiment=smoke", "dry_run=true"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0 and again.stdout == first.stdout, again.stderr
+    assert stat.S_ISFIFO(entry.lstat().st_mode)

@@ -27,6 +27,7 @@ VARIANTS = [
     ("dpo_yulan", "dpo", ["dpo.lora.rank=8", "dpo.lora.target_modules=[q_proj,v_proj]", "dpo.lora.dropout=0.05"]),
     ("dpo_yulan", "dpo", ["dpo.label_smoothing=0.1", "dpo.lr_scheduler=constant"]),
     ("ppo_yulan", "ppo", []),
+    ("ppo_yulan_async", "ppo", []),
     (
         "ppo_yulan",
         "ppo",

@@ -168,6 +168,7 @@ def test_gpu_jobs_get_their_fake_gpus_and_tasks_see_their_ranks(tmp_path):
             "stages=[sft]",
             f"run_dir={tmp_path}",
             "sft.engine=openrlhf",
+            "sft.param_dtype=bf16",  # OpenRLHF computes in bf16 or fp16 (smoke's native stages use fp32)
             "sft.resources.partition=gpu",
             "sft.resources.gpus_per_node=4",
             "sft.global_batch_size=8",

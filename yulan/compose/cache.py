@@ -172,8 +172,11 @@ def key(overrides: list[str], files: dict[str, bytes]) -> str:
 
 def read(key: str) -> Composed | None:
     directory = cache_dir()
+    entry = directory / f"{key}.json" if directory else None
+    if entry is None or entry.is_symlink() or not entry.is_file():  # a FIFO would never answer; a link is foreign
+        return None
     try:
-        return Composed(**json.loads((directory / f"{key}.json").read_text())) if directory else None
+        return Composed(**json.loads(entry.read_text()))
     except (OSError, ValueError, TypeError):
         return None
 
@@ -184,8 +187,11 @@ def write(key: str, composed: Composed) -> None:
         return
     try:
         directory.mkdir(parents=True, exist_ok=True)
+        entry = directory / f"{key}.json"
+        if entry.is_symlink() or (entry.exists() and not entry.is_file()):
+            return  # what is not a cache file of ours is never replaced; the composition just is not cached
         temporary = directory / f"{key}.{os.getpid()}.tmp"
         temporary.write_text(json.dumps(asdict(composed)))
-        temporary.replace(directory / f"{key}.json")  # atomic: concurrent launches never read half a file
+        temporary.replace(entry)  # atomic: concurrent launches never read half a file
     except OSError:
         pass  # a read-only home only costs speed
