@@ -17,16 +17,15 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from yulan import report
-    from yulan.runtime.records import output_target, skipped_lines
+    from yulan.runtime.records import skipped_lines
 
-    streamed = args.output is not None and output_target(args.output, stream=True).direct
     try:
-        path, skipped = report.write(args.directory, args.output)
+        target, skipped = report.write(args.directory, args.output)
     except FileNotFoundError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     if skipped:
         print(f"warning: {skipped_lines(skipped)}", file=sys.stderr)
-    if not streamed:  # the path, never into a page written to standard output
-        print(path)
+    if not target.direct:  # the path, never into a page written to standard output
+        print(target.named)
     return 0

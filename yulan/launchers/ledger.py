@@ -150,7 +150,7 @@ def ledger_jobs(run_dir: Path) -> dict[str, str]:
                 isinstance(point, dict)
                 and isinstance(point.get("run_dir"), str)
                 and isinstance(point.get("jobs"), dict)
+                and os.path.realpath(point["run_dir"]) == os.path.realpath(run_dir)
             ):
-                if os.path.realpath(point["run_dir"]) == os.path.realpath(run_dir):
-                    return {str(stage): str(job) for stage, job in point["jobs"].items()}
+                return {str(stage): str(job) for stage, job in point["jobs"].items()}
     return {}

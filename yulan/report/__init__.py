@@ -23,7 +23,15 @@ from yulan.launchers.ledger import ledger_jobs
 from yulan.launchers.manifest import is_run, planned_stages, run_dirs, text_list
 from yulan.rewards.health import read_alerts
 from yulan.runtime.lifecycle import done_marker, stage_state, started_marker
-from yulan.runtime.records import number, output_target, read_json_object, read_log, skipped_lines, write_text
+from yulan.runtime.records import (
+    Target,
+    number,
+    output_target,
+    read_json_object,
+    read_log,
+    skipped_lines,
+    write_text,
+)
 from yulan.schema.experiment import Experiment
 from yulan.schema.health import PENALTY_RULES, key
 
@@ -114,13 +122,11 @@ class RunView:
         }
         self.alerts = {stage: read_alerts(directory / stage, self.skipped) for stage in self.stages}
         self.job_ids = ledger_jobs(directory)
+        self.curation_steps = dicts(read_json_object(directory / "curation" / "report.json").get("steps"))
 
     @property
     def name(self) -> str:
         return text(self.manifest.get("experiment")) or text(self.config.get("name")) or self.directory.name
-
-    def curation_steps(self) -> dict[str, dict]:
-        return dicts(read_json_object(self.directory / "curation" / "report.json").get("steps"))
 
     def state(self, stage: str) -> str:
         return stage_state(self.directory / stage)
@@ -140,7 +146,7 @@ class RunView:
             return f"{sum(values) / len(values):,.0f} tokens/s"
         if stage == "curation":
             seconds = self.seconds(stage)
-            first = number(next(iter(self.curation_steps().values()), {}).get("input"))
+            first = number(next(iter(self.curation_steps.values()), {}).get("input"))
             if first and seconds:
                 return f"{first / seconds:,.0f} samples/s"
         return ""
@@ -159,7 +165,7 @@ class RunView:
             "Llama3.2-3B-Instruct",
             "Qwen-2.5-1.5B-Instruct",
         }
-        return [column for column in rows[0] if column not in published] if rows else []  # keys of JSON: text
+        return [column for column in rows[0] if column not in published] if rows else []
 
     def headline(self) -> tuple[str, float, bool] | None:
         """(name, value, higher is better): the evaluation average of the last checkpoint, else the last trained
@@ -420,7 +426,7 @@ def paper_section(view: RunView, h: str) -> list[str]:
 
 
 def curation_section(view: RunView, h: str) -> list[str]:
-    steps = view.curation_steps()
+    steps = view.curation_steps
     if not steps:
         return []
     parts = [f"<{h}>Curation</{h}>"]
@@ -541,8 +547,7 @@ def runs_in(directory: Path) -> Path:
 
 
 def render(directory: Path) -> tuple[str, Counter[str]]:
-    """The page, and the lines of the run's files it skipped (per file)."""
-    directory = runs_in(directory)
+    """The page of a run or sweep directory (as `runs_in` gives it), and the lines of its files it skipped."""
     if is_run(directory):
         view = RunView(directory)
         title = f"{view.name}: run report"
@@ -558,10 +563,11 @@ def render(directory: Path) -> tuple[str, Counter[str]]:
     return page, sum((view.skipped for view in views), Counter())
 
 
-def write(directory: Path, output: Path | None = None) -> tuple[Path, Counter[str]]:
-    """The page, under the output rule (`--output /dev/stdout` or `-` streams it), and the lines it skipped."""
-    output = output or runs_in(directory) / PAGE
-    output_target(output, stream=True)  # refused before the page is built
+def write(directory: Path, output: Path | None = None) -> tuple[Target, Counter[str]]:
+    """The page, under the output rule (`--output /dev/stdout` or `-` streams it): where it went, and the lines it
+    skipped."""
+    directory = runs_in(directory)
+    target = output_target(output or directory / PAGE, stream=True)  # refused before the page is built
     page, skipped = render(directory)
-    write_text(output, page, stream=True)
-    return output, skipped
+    write_text(target.named, page, stream=True)
+    return target, skipped

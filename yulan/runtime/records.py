@@ -309,26 +309,22 @@ def writing(
     naming the path and the cause."""
     target = output_target(path, inputs, stream)
     mode, encoding = ("wb", None) if binary else ("w", "utf-8")
-    if target.direct:
-        try:
-            with open_stream(target.path, mode, encoding) as sink:
-                yield sink
-        except OSError as error:
-            if error.errno not in WRITE_CAUSES:
-                raise
-            raise write_failed(target.named, error) from None
-        return
-    building = partial_path(target.path)
+    building = None if target.direct else partial_path(target.path)  # a stream is written in place
     try:
-        with building.open(mode, encoding=encoding) as sink:
+        opened = (
+            open_stream(target.path, mode, encoding) if building is None else building.open(mode, encoding=encoding)
+        )
+        with opened as sink:
             yield sink
-        building.replace(target.path)
+        if building is not None:
+            building.replace(target.path)
     except OSError as error:
         if error.errno not in WRITE_CAUSES:
             raise
         raise write_failed(target.named, error) from None
     finally:
-        building.unlink(missing_ok=True)
+        if building is not None:
+            building.unlink(missing_ok=True)
 
 
 def open_stream(path: Path, mode: str, encoding: str | None) -> IO:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable
 from pathlib import Path
 
 from yulan.runtime.records import SetAside, read_jsonl, write_jsonl, write_text
@@ -104,14 +103,13 @@ def hardest(records: list[dict], config: PromptSet) -> list[dict]:
     return ranked
 
 
-def write(path: Path, ranked: list[dict], inputs: Iterable[Path] = ()) -> None:
+def write(path: Path, ranked: list[dict]) -> None:
     write_jsonl(
         path,
         (
             {"id": record.get("id"), "prompt": messages_of(record["prompt"]), "label": label(record)}
             for record in ranked
         ),
-        inputs,
     )
 
 
@@ -132,7 +130,7 @@ def run(input_path: Path, output_path: Path, config: PromptSet, seed: int = 0, b
     records = read_jsonl(input_path, check=prompt_problem, set_aside=set_aside)
     records, rows = decontaminated(records, config, DecontaminationConfig(), benchmarks or {})
     ranked = hardest(records, config)
-    write(output_path, ranked, inputs=[input_path])
+    write(output_path, ranked)
     counts = {
         "input": len(records),
         "kept": len(ranked),

@@ -89,7 +89,7 @@ def policy_loss(
     per sample, exp of the mean of its tokens' log-ratios against `old_logps` (the caller passes the sampler's
     under the mismatch correction, and no weights), every token of the sample carrying it."""
     if kind == "gspo":
-        ratio = (masked_mean((logps - old_logps), mask, dim=-1).exp().unsqueeze(-1)) * mask
+        ratio = masked_mean(logps - old_logps, mask, dim=-1).exp().unsqueeze(-1) * mask
     else:
         ratio = (logps - old_logps).clamp(-20, 20).exp()
     unclipped = ratio * advantages

@@ -558,7 +558,7 @@ def update(
                     weights, behaviour = None, rollout.old_logps[rows]
                     if config.is_correction.level != "off" and config.policy_loss == "gspo":
                         behaviour = rollout.rollout_logps[rows]  # GSPO's ratio against the sampler (OpenRLHF's)
-                    elif config.is_correction.level != "off":
+                    elif config.is_correction.level != "off":  # PPO's: per-token weights
                         weights, filtered = is_weights(
                             rollout.old_logps[rows], rollout.rollout_logps[rows], rows_mask, config.is_correction
                         )

@@ -96,9 +96,8 @@ def run_openrlhf(experiment: Experiment, stage: str, job_dir: str) -> int:
 def merge_stage_adapters(experiment: Experiment, stage: str, job_dir: str) -> None:
     """OpenRLHF saves a LoRA stage's adapters alone in {job_dir}/model; later stages load a full model there. The
     adapters move to {job_dir}/adapter and the merged model takes their place."""
-    import torch
-
     from yulan.runtime.checkpoints import merge_adapter
+    from yulan.runtime.models import DTYPES
 
     config = getattr(experiment, stage)
     model, adapters = Path(job_dir) / "model", Path(job_dir) / "adapter"
@@ -107,9 +106,8 @@ def merge_stage_adapters(experiment: Experiment, stage: str, job_dir: str) -> No
     if adapters.exists():
         shutil.rmtree(adapters)
     model.rename(adapters)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[config.param_dtype]
     start = {"sft": experiment.sft.init_from, "dpo": experiment.dpo.init_from, "ppo": experiment.ppo.actor.init_from}
-    merge_adapter(experiment.resolve(start[stage]), adapters, model, dtype)
+    merge_adapter(experiment.resolve(start[stage]), adapters, model, DTYPES[config.param_dtype])
 
 
 def run_ppo_driver(experiment: Experiment, job_dir: str, command: list[str], env: dict[str, str]) -> int:

@@ -89,7 +89,7 @@ class StepFiles:
         self.set_aside = SetAside.under(on_bad_record)
         self.targets = {"kept": self.output, **{suffix: side_file(self.output, suffix) for suffix in SIDE_FILES}}
         refuse_overwriting([self.input], self.targets.values())
-        real = {name: output_target(path, [self.input, *reads]).path for name, path in self.targets.items()}
+        real = {name: output_target(path, reads).path for name, path in self.targets.items()}
         if not self.input.exists():
             raise RecordError(f"{self.input}: no such file; expected a JSONL or Parquet file of samples")
         self.partials = {name: partial_path(real[name]) for name in ("kept", "dropped.jsonl", "report.json")}
